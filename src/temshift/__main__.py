@@ -1,0 +1,3 @@
+from temshift.cli import main
+
+main()

@@ -1,0 +1,60 @@
+"""Command line: a thin layer over the Python API.
+
+Each stage registers its commands from its own module here; heavy imports
+happen inside the command functions so `temshift --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from temshift.errors import TemshiftError
+
+app = typer.Typer(
+    name="temshift",
+    help="HRTEM nanoparticle segmentation under dataset shift: catalog, simulate, preprocess, "
+    "build datasets, train residual U-Nets, run generalization studies, predict.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from temshift.cli import (  # noqa: F401  (each module adds its commands to `app`)
+        catalog_cmd,
+        dataset_cmd,
+        model_cmd,
+        predict_cmd,
+        preprocess_cmd,
+        simulate_cmd,
+        study_cmd,
+    )
+
+
+def main() -> None:
+    """Entry point: run the app, turning TemshiftError into one red line and exit code 1."""
+    from rich.console import Console
+
+    _register()
+    try:
+        app(standalone_mode=False)
+    except TemshiftError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,25 @@
+"""Errors that the command line reports as one clear line and a non-zero exit."""
+
+
+class TemshiftError(Exception):
+    """Bad input or a failed step; the message names the file, row or key at fault."""
+
+
+class CatalogError(TemshiftError):
+    """The metadata table is malformed or a query cannot be answered."""
+
+
+class FrameReadError(TemshiftError):
+    """A raw frame or label file cannot be read."""
+
+
+class DatasetError(TemshiftError):
+    """A dataset file is missing, corrupt, or does not fit its use."""
+
+
+class CheckpointError(TemshiftError):
+    """A model checkpoint or published weights file is missing, corrupt or unsafe."""
+
+
+class SpecError(TemshiftError):
+    """A study or dataset specification is invalid."""

@@ -1,0 +1,37 @@
+"""Atomic file writes: nothing is ever half-written under its final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(final_path, suffix: str | None = None):
+    """Yield a temporary path beside `final_path`; rename it into place on success.
+
+    On any exception (including KeyboardInterrupt) the temporary file is removed and
+    the final path is left untouched. `suffix` defaults to the final suffix so that
+    writers which dispatch on the extension (tifffile, PIL, h5py) keep working.
+    """
+    final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = final_path.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{final_path.stem}.", suffix=f".tmp{suffix}", dir=final_path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, final_path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_text(final_path, text: str) -> None:
+    """Write `text` to `final_path` atomically."""
+    with atomic_path(final_path) as tmp:
+        tmp.write_text(text)
