@@ -1,0 +1,7 @@
+"""Catalog: the metadata table of raw frames and queries on it."""
+
+from temshift.catalog.catalog import Catalog
+from temshift.catalog.columns import FIELDS, PUBLISHED_TO_FIELD
+from temshift.catalog.where import parse_condition, parse_where
+
+__all__ = ["Catalog", "FIELDS", "PUBLISHED_TO_FIELD", "parse_condition", "parse_where"]

@@ -1,0 +1,77 @@
+"""Particle label masks: PNG/TIFF, any nonzero pixel is particle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from temshift.errors import FrameReadError
+from temshift.io.atomic import atomic_path
+
+LABEL_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+def _load(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".png":
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im)
+    import tifffile
+
+    return tifffile.imread(path)
+
+
+def read_label(path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a label mask as uint8 {0, 1} (1 = nanoparticle).
+
+    Parameters
+    ----------
+    path : str or Path
+        Single-channel PNG or TIFF; grey/RGB(A) images are accepted, any nonzero
+        colour channel counts as particle (alpha is ignored).
+    shape : (int, int), optional
+        Expected shape in pixels (the frame's); a different shape is an error.
+
+    Raises
+    ------
+    FrameReadError
+        Missing, empty, corrupt, unsupported, non-2D, or wrong-shape file.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in LABEL_SUFFIXES:
+        raise FrameReadError(f"{path}: unsupported label format {path.suffix!r} (use .png, .tif, .tiff)")
+    if not path.is_file():
+        raise FrameReadError(f"{path}: label file not found")
+    if path.stat().st_size == 0:
+        raise FrameReadError(f"{path}: empty file")
+    try:
+        mask = _load(path)
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()
+        raise FrameReadError(f"{path}: cannot read label ({type(exc).__name__}: {msg[0] if msg else ''})") from None
+    if mask.ndim == 3 and mask.shape[-1] in (3, 4):
+        mask = mask[..., :3].any(axis=-1)
+    if mask.ndim != 2:
+        raise FrameReadError(f"{path}: label is not a 2D image (shape {mask.shape})")
+    if shape is not None and tuple(mask.shape) != tuple(shape):
+        raise FrameReadError(f"{path}: label shape {tuple(mask.shape)} does not match frame shape {tuple(shape)}")
+    return (mask != 0).astype(np.uint8)
+
+
+def write_label_png(path, mask) -> Path:
+    """Write a mask as an 8-bit greyscale PNG (0 background, 255 particle), atomically.
+
+    Any nonzero value of `mask` is particle; 255 keeps the file viewable.
+    """
+    from PIL import Image
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"write_label_png: expected a 2D mask, got shape {mask.shape}")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8), mode="L").save(tmp, format="PNG")
+    return path
