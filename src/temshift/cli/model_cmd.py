@@ -1,3 +1,135 @@
-"""Commands of this stage (registered on the shared `app`)."""
+"""`temshift train`, `temshift evaluate` and `temshift model import` (torch imported inside the commands)."""
 
-from temshift.cli import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from temshift.cli import app
+
+model_app = typer.Typer(help="Model files: import the authors' released weights.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+def _parse_folds(fold: Optional[int], folds: Optional[str], n_folds: int) -> list[int]:
+    from temshift.errors import SpecError
+
+    if fold is not None and folds is not None:
+        raise SpecError("give --fold or --folds, not both")
+    if folds is None:
+        return [0 if fold is None else fold]
+    if folds == "all":
+        return list(range(n_folds))
+    try:
+        return [int(f) for f in folds.split(",")]
+    except ValueError:
+        raise SpecError(f"--folds must be 'all' or a comma-separated list of integers, got {folds!r}") from None
+
+
+@app.command("train")
+def train(
+    dataset: Path = typer.Argument(..., help="Dataset file (HDF5)."),
+    out: Path = typer.Option(..., "--out", help="Run directory (one fold) or parent of fold0..foldN (--folds)."),
+    fold: Optional[int] = typer.Option(None, "--fold", help="Fold to train (default 0)."),
+    folds: Optional[str] = typer.Option(None, "--folds", help="'all' or a list like 0,2,4: one run dir per fold."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (paper: 250)."),
+    noise_rho: Optional[float] = typer.Option(None, "--noise-rho", help="Fixed Gaussian noise scale rho."),
+    noise_rho_max: Optional[float] = typer.Option(None, "--noise-rho-max", help="rho ~ U[0, rho_max] per sample."),
+    patch_crop: Optional[int] = typer.Option(None, "--patch-crop", help="Train on random crops of this size."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (paper: 32)."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (paper: 1e-4)."),
+    early_stopping: Optional[int] = typer.Option(None, "--early-stopping", help="Patience in epochs."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the fold seeds."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bfloat16 autocast (default: auto, on for "
+                                        "CPUs with native bf16)."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="Channels-last layout (default: auto, as --bf16)."),
+):
+    """Train fold model(s) with the paper's protocol; an interrupted run resumes from its last epoch."""
+    from rich.console import Console
+
+    from temshift.training import TrainSettings, train_fold
+
+    overrides = {"epochs": epochs, "noise_rho": noise_rho, "noise_rho_max": noise_rho_max,
+                 "patch_crop": patch_crop, "batch_size": batch_size, "learning_rate": learning_rate,
+                 "early_stopping_patience": early_stopping, "seed": seed, "threads": threads}
+    settings = _settings(TrainSettings, {k: v for k, v in overrides.items() if v is not None},
+                         device=device, bf16=bf16, channels_last=channels_last)
+    chosen = _parse_folds(fold, folds, settings.n_folds)
+    console = Console()
+    for f in chosen:
+        run_dir = out / f"fold{f}" if folds is not None else out
+        result = train_fold(dataset, f, settings, run_dir)
+        console.print(f"fold {f}: best epoch {result.best_epoch}, val loss {result.best_val_loss:.4f} -> "
+                      f"{result.model_path}", highlight=False)
+
+
+def _settings(cls, values: dict, **extra):
+    from pydantic import ValidationError
+
+    from temshift.errors import SpecError
+
+    try:
+        return cls(**values, **extra)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise SpecError(f"invalid training setting {'.'.join(map(str, err['loc'])) or ''}: {err['msg']}") from None
+
+
+@app.command("evaluate")
+def evaluate(
+    runs: list[Path] = typer.Argument(..., help="Run directories, folders of fold runs, or model files."),
+    on: list[Path] = typer.Option(..., "--on", help="Test dataset(s); repeat for several."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write tidy rows (CSV)."),
+    no_dihedral: bool = typer.Option(False, "--no-dihedral", help="Skip the 8x dihedral test expansion."),
+    device: str = typer.Option("auto", "--device"),
+    threads: Optional[int] = typer.Option(None, "--threads"),
+):
+    """Evaluate fold models: own dataset on each fold's test block, other datasets whole; mean and std."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from temshift.evaluation import evaluate_runs, summarize
+    from temshift.io.atomic import atomic_path
+
+    df = evaluate_runs(runs, on, dihedral=not no_dihedral, device=device, threads=threads)
+    console = Console()
+    table = Table(title="per model")
+    cols = ["fold", "train_dataset", "test_dataset", "same_dataset", "ce", "hard_dice", "soft_dice",
+            "pooled_dice", "fp_rate", "fn_rate", "overseg_share"]
+    for c in cols:
+        table.add_column(c)
+    for _, row in df.iterrows():
+        table.add_row(*[f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in cols])
+    console.print(table)
+    summary = summarize(df)
+    table = Table(title="mean ± std over models")
+    for c in ("train_dataset", "test_dataset", "n_models", "hard_dice", "ce", "overseg_share"):
+        table.add_column(c)
+    for _, row in summary.iterrows():
+        table.add_row(str(row.train_dataset), str(row.test_dataset), str(row.n_models),
+                      *[f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in ("hard_dice", "ce", "overseg_share")])
+    console.print(table)
+    if out is not None:
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
+        console.print(f"wrote {out}")
+
+
+@model_app.command("import")
+def import_published(
+    published: Path = typer.Argument(..., help="Released weights file (*_model.h5, pickled module)."),
+    out: Path = typer.Option(..., "--out", help="temshift checkpoint to write (*.pt)."),
+):
+    """Convert the authors' released weights into a temshift checkpoint, without running code from the file."""
+    from temshift.models import load_published, save_checkpoint
+    from temshift.models.published import published_name_info
+
+    model = load_published(published)
+    meta = {"source": "published", "file": published.name, "dataset_spec": None, **published_name_info(published)}
+    save_checkpoint(out, model, meta)
+    typer.echo(f"imported {published} -> {out}")

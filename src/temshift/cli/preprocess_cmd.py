@@ -1,3 +1,71 @@
-"""Commands of this stage (registered on the shared `app`)."""
+"""`temshift preprocess`: preprocess full frames to float32 .npy for inspection and tools."""
 
-from temshift.cli import app  # noqa: F401
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from temshift.cli import app
+
+
+class RescaleChoice(str, Enum):
+    standardize = "standardize"
+    normalize = "normalize"
+    histogram = "histogram"
+    none = "none"
+
+
+@app.command("preprocess")
+def preprocess(
+    frames: list[Path] = typer.Argument(..., help="Raw frames (.dm3 .dm4 .emd .ser .tif .tiff .npy)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for <stem>.npy and <stem>.json."),
+    xray_threshold: float = typer.Option(
+        1500.0, "--xray-threshold", help="Counts above the frame median that mark an x-ray spike; 0 or less skips the step."
+    ),
+    flatfield: bool = typer.Option(True, "--flatfield/--no-flatfield", help="Divide by a fitted Bernstein (2,2) background."),
+    rescale: RescaleChoice = typer.Option(
+        RescaleChoice.standardize, "--rescale", help="standardize (mean 0, std 1), normalize ([0,1]), histogram (1-99th percentile clip, then [0,1]) or none."
+    ),
+) -> None:
+    """Preprocess full frames (x-rays, flat field, rescale; no patching).
+
+    Writes each result as float32 OUT/<stem>.npy and a JSON sidecar OUT/<stem>.json with the settings, the source file and its pixel size.
+    """
+    import json
+
+    import numpy as np
+    from rich.console import Console
+    from rich.progress import track
+
+    from temshift.io import read_frame
+    from temshift.io.atomic import atomic_path, atomic_write_text
+    from temshift.preprocess import PreprocessSettings, preprocess_frame
+
+    settings = PreprocessSettings(
+        xray_threshold=xray_threshold if xray_threshold > 0 else None, flatfield=flatfield, rescale=rescale.value
+    )
+    stems = [f.stem for f in frames]
+    dup = {s for s in stems if stems.count(s) > 1}
+    if dup:
+        from temshift.errors import FrameReadError
+
+        raise FrameReadError(f"two input frames share the name {sorted(dup)[0]!r}; their outputs would collide")
+    console = Console(stderr=True)
+    for path in track(frames, description="preprocessing", console=console, disable=len(frames) < 2):
+        frame = read_frame(path)
+        img = preprocess_frame(frame.data, settings)
+        target = out / f"{path.stem}.npy"
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, img)
+        sidecar = {
+            "source": str(path),
+            "shape": list(img.shape),
+            "dtype": "float32",
+            "pixel_scale_nm": frame.pixel_scale_nm,
+            "preprocess": settings.model_dump(mode="json"),
+        }
+        atomic_write_text(out / f"{path.stem}.json", json.dumps(sidecar, indent=2) + "\n")
+        console.print(f"{path} -> {target}", highlight=False)

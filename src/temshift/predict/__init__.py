@@ -1,0 +1,11 @@
+"""Using trained models on new micrographs.
+
+Whole-frame prediction with blended tiles and pixel-scale matching (`pipeline`, `tiling`,
+`scale`), dataset-shift warnings (`shift`, `stats`), particle statistics (`particles`) and
+downloads from the published raw-data repository (`fetch`). Importing this package does not
+import torch; the heavy modules import it on use.
+"""
+
+from temshift.predict.tiling import blend_window, predict_tiled
+
+__all__ = ["blend_window", "predict_tiled"]

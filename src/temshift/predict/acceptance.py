@@ -1,0 +1,206 @@
+"""Acceptance of prediction on a finished study: full-frame dice with and without pixel-scale
+matching, and whether shift warnings flag the frames that models fail on.
+
+For every fold model of every training dataset of an experiment, whole raw frames are
+segmented with :func:`temshift.predict.pipeline.predict_frame` and scored against their labels
+(hard dice with smoothing 1, per frame). *Diagonal* frames are the in-distribution test frames
+of the fold: frames of the training dataset all of whose patches lie in the fold's test block.
+*Off-diagonal* frames are all frames of the other datasets. Each frame also gets a shift
+report against the training dataset.
+
+Criteria (issue "Acceptance on synthetic data"):
+
+- magnification: with pixel-scale matching, mean off-diagonal dice >= mean diagonal - 0.05;
+- warnings: every frame of a (train, test) pair whose off-diagonal dice is > 0.1 below the
+  training dataset's diagonal is flagged; no diagonal (in-distribution) frame is flagged.
+
+Usage::
+
+    python -m temshift.predict.acceptance STUDY_DIR [--experiment NAME] [--max-frames N] [--folds 0 1]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def hard_dice(mask: np.ndarray, label: np.ndarray, smooth: float = 1.0) -> float:
+    """``(2 |P and T| + s) / (|P| + |T| + s)`` of two binary images."""
+    p, t = np.asarray(mask) != 0, np.asarray(label) != 0
+    return float((2.0 * np.logical_and(p, t).sum() + smooth) / (p.sum() + t.sum() + smooth))
+
+
+def _plan(study_dir: Path):
+    from temshift.studies.plan import resolve
+    from temshift.studies.spec import StudySpec
+
+    spec = StudySpec.model_validate_json((study_dir / "spec.json").read_text())
+    scale = json.loads((study_dir / "plan.json").read_text())["scale"]["name"]
+    return resolve(spec, study_dir, scale)
+
+
+def dataset_frames(plan, name: str):
+    """(catalog of the dataset's raw frames, repository root, dataset file) of dataset `name`."""
+    from temshift.catalog import Catalog
+    from temshift.studies.plan import where_from_json
+
+    task = plan.tasks[plan.datasets[name]]
+    if "repo" in task.deps:
+        root = plan.tasks[task.deps["repo"]].out_dir / "repo"
+        cat = Catalog.read(root / "catalog.csv")
+    else:
+        repo = task.inputs["repository"]
+        root, cat = Path(repo["root"]), Catalog.read(repo["catalog"])
+    cat = cat.query(**where_from_json(task.inputs["where"]))
+    return cat, root, task.out_dir / "dataset.h5"
+
+
+def fold_test_frames(dataset_path: Path, fold: int, n_folds: int = 5) -> set[str]:
+    """Files of the frames all of whose patches are in the test block of `fold`."""
+    from temshift.datasets import load_dataset
+    from temshift.training.splits import test_block
+
+    prov = load_dataset(dataset_path).provenance
+    test = np.zeros(len(prov), bool)
+    test[test_block(len(prov), fold, n_folds)] = True
+    by_file = pd.Series(test).groupby(prov["file"].to_numpy()).all()
+    return set(by_file[by_file].index)
+
+
+def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: int | None = None,
+                       folds=None, tile: int = 1024, progress: bool = True) -> pd.DataFrame:
+    """Score every (fold model, frame) pair of an experiment, with and without rescaling.
+
+    Parameters
+    ----------
+    study_dir : str or Path
+        A finished study run (``spec.json``, ``plan.json``, ``tasks/``).
+    experiment : str, optional
+        Experiment name (default: the first).
+    max_frames : int, optional
+        At most this many frames per test dataset (off-diagonal), to bound the run time.
+    folds : list of int, optional
+        Fold models to use (default: all trained).
+    tile : int
+        Largest tile edge, pixels.
+    progress : bool
+        Print one line per model.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``train, fold, test, frame, diagonal, rescale, hard_dice, risk, flagged, reasons``.
+    """
+    from temshift.io import read_frame, read_label
+    from temshift.predict.pipeline import load_predictor, predict_frame
+    from temshift.predict.shift import assess_shift, frame_statistics
+
+    study_dir = Path(study_dir).expanduser().resolve()
+    plan = _plan(study_dir)
+    experiment = experiment or next(iter(plan.spec.experiments))
+    cells = [c for c in plan.cells if c.experiment == experiment and c.split == "test" and c.variant in ("base",)]
+    if not cells:
+        cells = [c for c in plan.cells if c.experiment == experiment and c.split == "test"]
+    models = sorted({(c.train, c.fold, c.train_key) for c in cells if folds is None or c.fold in folds})
+    tests = sorted({c.test for c in cells} | {c.train for c in cells})
+    frames = {name: dataset_frames(plan, name) for name in tests}
+    refs, rows = {}, []
+    for train, fold, tkey in models:
+        run = plan.tasks[tkey].out_dir / "run" / "model.pt"
+        predictor = load_predictor(run)
+        if train not in refs:
+            refs[train] = predictor.training_reference(frames[train][2])
+        n_folds = int(predictor.metas[0].get("n_folds") or 5)
+        own = fold_test_frames(frames[train][2], fold, n_folds)
+        for test in tests:
+            cat, root, _ = frames[test]
+            recs = cat.records()
+            if test == train:
+                recs = [r for r in recs if r["file"] in own]
+            elif max_frames:
+                recs = recs[:max_frames]
+            for r in recs:
+                frame = read_frame(cat.frame_path(r, root))
+                label = read_label(cat.label_path(r, root), frame.data.shape)
+                scale = r.get("pixel_scale_nm") or frame.pixel_scale_nm
+                for rescale in (True, False):
+                    pred = predict_frame(predictor, frame, scale, rescale=rescale, tile=tile)
+                    stats = frame_statistics(pred.model_input, pixel_scale_nm=scale,
+                                             input_pixel_scale_nm=pred.input_pixel_scale_nm, rescaled=pred.zoom != 1.0,
+                                             dose_e_per_A2=r.get("dose_e_per_A2"), mask=pred.input_mask,
+                                             tile=predictor.patch_size, native_image=pred.native_input, zoom=pred.zoom)
+                    rep = assess_shift(stats, refs[train], r["file"], rescale_requested=rescale)
+                    rows.append({"train": train, "fold": fold, "test": test, "frame": r["file"],
+                                 "diagonal": test == train, "rescale": rescale,
+                                 "hard_dice": hard_dice(pred.mask, label), "risk": rep.level,
+                                 "flagged": rep.flagged, "reasons": " | ".join(rep.reasons)})
+        if progress:
+            print(f"{train} fold {fold}: {sum(1 for x in rows if x['train'] == train and x['fold'] == fold)} scores",
+                  flush=True)
+    return pd.DataFrame(rows)
+
+
+def acceptance_summary(scores: pd.DataFrame, magnification_tol: float = 0.05, warn_gap: float = 0.1) -> dict:
+    """Diagonal / off-diagonal means with and without rescaling, and the warning criteria.
+
+    Returns
+    -------
+    dict
+        ``diag`` and ``offdiag`` mean hard dice for ``rescaled`` / ``not_rescaled``,
+        ``magnification_ok``, ``pairs`` (per train/test: dice, gap, share flagged),
+        ``warnings_flag_all_failing``, ``warnings_quiet_in_distribution``.
+    """
+    out = {}
+    for rescale, key in ((True, "rescaled"), (False, "not_rescaled")):
+        s = scores[scores["rescale"] == rescale]
+        cell = s.groupby(["train", "test"])["hard_dice"].mean()  # over folds and frames
+        diag = [v for (a, b), v in cell.items() if a == b]
+        off = [v for (a, b), v in cell.items() if a != b]
+        out[key] = {"diag": float(np.mean(diag)) if diag else None, "offdiag": float(np.mean(off)) if off else None}
+    r = out["rescaled"]
+    out["magnification_ok"] = bool(r["diag"] is not None and r["offdiag"] is not None
+                                   and r["offdiag"] >= r["diag"] - magnification_tol)
+    s = scores[scores["rescale"]]
+    diag_by_train = s[s["diagonal"]].groupby("train")["hard_dice"].mean()
+    pairs, all_failing_flagged = [], True
+    for (train, test), g in s[~s["diagonal"]].groupby(["train", "test"]):
+        gap = float(diag_by_train.get(train, np.nan) - g["hard_dice"].mean())
+        share = float(g["flagged"].mean())
+        failing = bool(gap > warn_gap)
+        pairs.append({"train": train, "test": test, "dice": float(g["hard_dice"].mean()), "gap": gap,
+                      "failing": failing, "flagged_share": share})
+        if failing and share < 1.0:
+            all_failing_flagged = False
+    out["pairs"] = pairs
+    out["warnings_flag_all_failing"] = all_failing_flagged
+    in_dist = s[s["diagonal"]]
+    out["in_distribution_flagged_share"] = float(in_dist["flagged"].mean()) if len(in_dist) else None
+    out["warnings_quiet_in_distribution"] = bool(len(in_dist) and not in_dist["flagged"].any())
+    return out
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Full-frame acceptance of prediction on a finished study.")
+    ap.add_argument("study_dir", type=Path)
+    ap.add_argument("--experiment")
+    ap.add_argument("--max-frames", type=int)
+    ap.add_argument("--folds", type=int, nargs="*")
+    ap.add_argument("--out", type=Path, help="Write scores CSV and summary JSON here.")
+    a = ap.parse_args(argv)
+    scores = study_frame_scores(a.study_dir, a.experiment, max_frames=a.max_frames, folds=a.folds)
+    summary = acceptance_summary(scores)
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        scores.to_csv(a.out / "frame_scores.csv", index=False)
+        (a.out / "acceptance.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

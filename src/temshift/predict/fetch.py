@@ -1,0 +1,252 @@
+"""Download raw frames (and labels) of a catalog subset from the published repository.
+
+Uses only the standard library's ``urllib`` (plain HTTP(S) GET/HEAD with ``Range``), so no
+extra dependency is needed. Files land in the published layout ``<dest>/<Folder>/<File name>``
+and ``<dest>/<Folder>/Labels/<stem>_label.png``; folder names contain spaces and one a ``/``
+(a sub-folder), so each path segment is URL-quoted.
+
+Safety: bytes are written to ``<name>.part`` and renamed to the final name only after the
+size was verified against the server's ``Content-Length``; a complete file is skipped, and a
+``.part`` left by an interrupted run is resumed with an HTTP ``Range`` request.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from temshift.errors import TemshiftError
+
+DEFAULT_BASE_URL = "https://portal.nersc.gov/project/m3795/hrtem-generalization/"
+"""Raw-data portal named in the paper's data availability section."""
+
+CHUNK_BYTES = 1 << 20
+USER_AGENT = "temshift-fetch (python urllib)"
+
+
+class FetchError(TemshiftError):
+    """A download failed (HTTP error, network error, or size mismatch)."""
+
+
+@dataclass
+class FetchItem:
+    """One file to fetch: its URL and its final local path."""
+
+    url: str
+    dest: Path
+    kind: str = "frame"
+
+
+@dataclass
+class FetchReport:
+    """What a fetch did, by final path; `bytes_downloaded` sums the sizes of fetched files."""
+
+    downloaded: list[Path] = field(default_factory=list)
+    resumed: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    bytes_downloaded: int = 0
+
+
+def file_url(base_url: str, *parts: str) -> str:
+    """URL of a repository file: each ``/``-separated segment of `parts` percent-quoted."""
+    segments = [quote(seg, safe="") for p in parts for seg in str(p).split("/") if seg]
+    return base_url.rstrip("/") + "/" + "/".join(segments)
+
+
+def plan_fetch(catalog, dest, base_url: str = DEFAULT_BASE_URL, labels: bool = False) -> list[FetchItem]:
+    """List the files of a catalog subset with their URLs and destinations.
+
+    Parameters
+    ----------
+    catalog : temshift.catalog.Catalog
+        Frames to fetch (columns ``folder`` and ``file``).
+    dest : str or Path
+        Local repository root.
+    base_url : str
+        Repository root URL.
+    labels : bool
+        Also fetch ``<Folder>/Labels/<stem>_label.png``.
+    """
+    dest = Path(dest)
+    items = []
+    for row in catalog.rows():
+        items.append(FetchItem(file_url(base_url, row["folder"], row["file"]), catalog.frame_path(row, dest), "frame"))
+        if labels:
+            stem = Path(row["file"]).stem
+            items.append(FetchItem(file_url(base_url, row["folder"], "Labels", f"{stem}_label.png"),
+                                   catalog.label_path(row, dest), "label"))
+    return items
+
+
+def _request(url: str, method: str = "GET", offset: int = 0, timeout: float = 60.0):
+    headers = {"User-Agent": USER_AGENT}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    req = urllib.request.Request(url, headers=headers, method=method)
+    try:
+        return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (http(s) URL built by us)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416:
+            raise
+        raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise FetchError(f"{url}: cannot connect ({exc.reason})") from None
+    except (TimeoutError, socket.timeout):
+        raise FetchError(f"{url}: timed out after {timeout:g} s") from None
+
+
+def remote_size(url: str, timeout: float = 60.0) -> int | None:
+    """Size in bytes from a HEAD request's ``Content-Length`` (None when not given)."""
+    with _request(url, "HEAD", timeout=timeout) as resp:
+        n = resp.headers.get("Content-Length")
+    return int(n) if n is not None and n.isdigit() else None
+
+
+def download(url: str, dest, *, timeout: float = 60.0, on_bytes: Callable[[int], None] | None = None,
+             on_size: Callable[[int | None], None] | None = None) -> str:
+    """Download one file to `dest` via ``dest.part``, resuming and verifying its size.
+
+    Parameters
+    ----------
+    url : str
+        File URL.
+    dest : str or Path
+        Final path; written only once complete and verified.
+    timeout : float
+        Socket timeout per operation, seconds.
+    on_bytes : callable, optional
+        Called with the number of bytes just written (progress).
+    on_size : callable, optional
+        Called once with the expected total size in bytes (None if unknown).
+
+    Returns
+    -------
+    str
+        ``"skipped"`` (already complete), ``"resumed"`` or ``"downloaded"``.
+
+    Raises
+    ------
+    FetchError
+        HTTP or network failure, or a size that differs from ``Content-Length`` (a short
+        ``.part`` is kept for resuming; a too-long one is removed).
+    """
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    size = remote_size(url, timeout)
+    if on_size:
+        on_size(size)
+    if dest.is_file() and (size is None or dest.stat().st_size == size):
+        if on_bytes:
+            on_bytes(dest.stat().st_size)
+        return "skipped"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    offset = part.stat().st_size if part.is_file() else 0
+    if size is not None and offset > size:
+        part.unlink()
+        offset = 0
+    status = "resumed" if offset else "downloaded"
+    if size is None or offset < size:
+        try:
+            resp = _request(url, "GET", offset, timeout)
+        except urllib.error.HTTPError:  # 416: our .part does not fit the remote file
+            part.unlink(missing_ok=True)
+            offset, status = 0, "downloaded"
+            resp = _request(url, "GET", 0, timeout)
+        with resp:
+            if offset and resp.status != 206:  # server ignored Range: start over
+                offset, status = 0, "downloaded"
+            if on_bytes and offset:
+                on_bytes(offset)
+            _stream(resp, part, offset, url, on_bytes)
+    got = part.stat().st_size
+    if size is not None and got != size:
+        if got > size:
+            part.unlink()
+        raise FetchError(f"{url}: size mismatch, received {got} bytes, server announced {size}"
+                         + ("; run again to resume" if got < size else ""))
+    os.replace(part, dest)
+    return status
+
+
+def _stream(resp, part: Path, offset: int, url: str, on_bytes) -> None:
+    mode = "r+b" if offset else "wb"
+    with open(part, mode) as fh:
+        fh.seek(offset)
+        fh.truncate()
+        written = offset
+        try:
+            while chunk := resp.read(CHUNK_BYTES):
+                fh.write(chunk)
+                written += len(chunk)
+                if on_bytes:
+                    on_bytes(len(chunk))
+        except (OSError, TimeoutError, socket.timeout, urllib.error.URLError) as exc:
+            fh.flush()
+            raise FetchError(f"{url}: connection lost after {written} bytes ({type(exc).__name__}); "
+                             "run again to resume") from None
+        except Exception as exc:  # http.client.IncompleteRead and friends
+            fh.flush()
+            raise FetchError(f"{url}: transfer broke off after {written} bytes ({type(exc).__name__}); "
+                             "run again to resume") from None
+
+
+def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = False, timeout: float = 60.0,
+          progress: bool = True, console=None) -> FetchReport:
+    """Download the raw frames (and labels) of a catalog subset into the published layout.
+
+    Parameters
+    ----------
+    catalog : temshift.catalog.Catalog
+        Subset to fetch (e.g. ``Catalog.published().query(material="Ag")``).
+    dest : str or Path
+        Local repository root.
+    base_url : str
+        Repository root URL (default: the paper's raw-data portal).
+    labels : bool
+        Also fetch label PNGs.
+    timeout : float
+        Socket timeout, seconds.
+    progress : bool
+        Show a rich progress bar (bytes, rate, files).
+    console : rich.console.Console, optional
+        Where the bar is drawn.
+
+    Returns
+    -------
+    FetchReport
+
+    Raises
+    ------
+    FetchError
+        On the first failing file (files completed before it stay in place).
+    """
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+
+    items = plan_fetch(catalog, dest, base_url, labels)
+    report = FetchReport()
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+        task = bar.add_task(f"0/{len(items)} files", total=None)
+        for k, item in enumerate(items, 1):
+            done_before = bar.tasks[0].completed
+
+            def on_bytes(n):
+                bar.advance(task, n)
+
+            status = download(item.url, item.dest, timeout=timeout, on_bytes=on_bytes)
+            got = item.dest.stat().st_size
+            if status == "skipped":
+                report.skipped.append(item.dest)
+            else:
+                (report.resumed if status == "resumed" else report.downloaded).append(item.dest)
+                report.bytes_downloaded += got
+            bar.update(task, completed=done_before + got, description=f"{k}/{len(items)} files")
+    return report

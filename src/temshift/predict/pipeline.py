@@ -1,0 +1,360 @@
+"""Whole-frame prediction: preprocessing as recorded, pixel-scale matching, tiling, ensembles.
+
+Order of operations for a raw frame (counts):
+
+1. the training dataset's preprocessing (x-rays, flat field, rescaling) at the frame's own
+   resolution (x-ray spikes are single pixels: remove them before any resampling);
+2. resampling to the model's training pixel scale (:mod:`temshift.predict.scale`), then the
+   rescaling step once more so the model input has exactly the trained intensity statistics;
+3. blended tiled inference (:mod:`temshift.predict.tiling`), softmax probabilities averaged
+   over the ensemble members;
+4. probabilities resampled back to the frame grid; mask = probability >= 0.5 (the paper's
+   rounding of the softmax).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from temshift.errors import CheckpointError
+
+
+@dataclass
+class Predictor:
+    """Models that share preprocessing and training pixel scale (one model or an ensemble).
+
+    Attributes
+    ----------
+    models : list of torch.nn.Module
+        Eval-mode networks returning class logits.
+    metas : list of dict
+        Their metadata (see :func:`temshift.models.load_model`).
+    preprocess : PreprocessSettings
+        Preprocessing of the training dataset.
+    pixel_scale_nm : float or None
+        Training pixel scale, nm/pixel.
+    dose_e_per_A2 : float or None
+        Training dose, e/A^2.
+    paths : list of Path
+        Model files.
+    patch_size : int
+        Training patch size, pixels (tile size for shift statistics).
+    train_stats : dict or None
+        Training-data statistics (:func:`temshift.predict.shift.training_statistics`), filled
+        by :meth:`training_reference`.
+    """
+
+    models: list
+    metas: list[dict]
+    preprocess: object
+    pixel_scale_nm: float | None = None
+    dose_e_per_A2: float | None = None
+    paths: list[Path] = field(default_factory=list)
+    patch_size: int = 512
+    train_stats: dict | None = None
+    _stats_done: bool = False
+
+    def training_reference(self, dataset_path=None) -> dict:
+        """Training statistics for shift warnings (computed once, lazily), with scale and dose."""
+        from temshift.predict.shift import model_training_statistics, train_reference
+
+        if not self._stats_done:
+            self.train_stats = model_training_statistics(self.metas[0], dataset_path)
+            self._stats_done = True
+        ref = train_reference(self.metas[0], self.train_stats)
+        ref["pixel_scale_nm"] = ref.get("pixel_scale_nm") or self.pixel_scale_nm
+        ref["dose_e_per_A2"] = ref.get("dose_e_per_A2") or self.dose_e_per_A2
+        return ref
+
+
+def model_files(path) -> list[Path]:
+    """Model files behind a path: the file itself, ``DIR/model.pt``, or every ``model.pt`` below DIR."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        if (path / "model.pt").is_file():
+            return [path / "model.pt"]
+        found = sorted(path.rglob("model.pt"))
+        if found:
+            return found
+        raise CheckpointError(f"{path}: no model.pt in this run directory or below it")
+    raise CheckpointError(f"{path}: no such model file or run directory")
+
+
+def _published_reference(meta: dict) -> dict:
+    """Training dose and pixel scale of released weights from their file name (``..330kX423e..``)."""
+    name = meta.get("file") or ""
+    out = {}
+    m = re.search(r"(\d+)e(?:[A-Z_]|$)", name)
+    if m:
+        out["dose_e_per_A2"] = float(m.group(1))
+    m = re.search(r"(\d+)kX", name, re.IGNORECASE)
+    if m:
+        from temshift.catalog import Catalog
+
+        df = Catalog.published().df
+        rows = df[df["file"].str.contains(f"_{m.group(1)}kX_", case=False, regex=False)]
+        if len(rows):
+            out["pixel_scale_nm"] = float(np.median(rows["pixel_scale_nm"].astype(float)))
+    return out
+
+
+def load_predictor(paths) -> Predictor:
+    """Load one model or an ensemble from files or run directories.
+
+    Parameters
+    ----------
+    paths : path or list of paths
+        temshift checkpoints, released ``*_model.h5`` weights, or run directories (every
+        ``model.pt`` below a directory is an ensemble member).
+
+    Raises
+    ------
+    CheckpointError
+        Unreadable model, or members with different preprocessing or pixel scale.
+    """
+    from temshift.models import load_model
+    from temshift.predict.shift import find_key
+    from temshift.preprocess import PreprocessSettings
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files = [f for p in paths for f in model_files(p)]
+    models, metas, refs = [], [], []
+    for f in files:
+        model, meta = load_model(f)
+        models.append(model.eval())
+        metas.append(meta)
+        spec = meta.get("dataset_spec") or {}
+        pre = find_key(spec, "preprocess")
+        try:
+            settings = PreprocessSettings.model_validate(pre) if isinstance(pre, dict) else PreprocessSettings()
+        except Exception as exc:  # noqa: BLE001 (pydantic validation)
+            raise CheckpointError(f"{f}: preprocessing settings in the model meta are invalid ({exc})") from None
+        ref = {"pixel_scale_nm": find_key(spec, "pixel_scale_nm"), "dose_e_per_A2": find_key(spec, "dose_e_per_A2")}
+        if meta.get("source") == "published":
+            ref = {**_published_reference(meta), **{k: v for k, v in ref.items() if v}}
+        refs.append((settings, ref, int(find_key(spec, "patch_size") or 512)))
+    settings, ref, patch = refs[0]
+    for f, (s, r, _) in zip(files[1:], refs[1:]):
+        if s != settings:
+            raise CheckpointError(f"{f}: ensemble member was trained with other preprocessing than {files[0]}")
+        a, b = r.get("pixel_scale_nm"), ref.get("pixel_scale_nm")
+        if a and b and abs(float(a) / float(b) - 1) > 0.02:
+            raise CheckpointError(f"{f}: ensemble member trained at {a} nm/px, {files[0]} at {b} nm/px")
+    scale = ref.get("pixel_scale_nm")
+    dose = ref.get("dose_e_per_A2")
+    return Predictor(models, metas, settings, float(scale) if scale else None, float(dose) if dose else None,
+                     files, patch)
+
+
+@dataclass
+class FramePrediction:
+    """Result of :func:`predict_frame`.
+
+    Attributes
+    ----------
+    probabilities : numpy.ndarray
+        (H, W) float32 particle probability on the frame grid (ensemble mean).
+    mask : numpy.ndarray
+        (H, W) uint8 {0, 1}, probability >= threshold.
+    zoom : float
+        Resampling factor applied before inference (1.0 = none).
+    input_pixel_scale_nm : float or None
+        Pixel scale of the model input, nm/pixel.
+    model_input : numpy.ndarray
+        Preprocessed, resampled frame as fed to the network.
+    input_mask : numpy.ndarray
+        Mask on the model-input grid.
+    native_input : numpy.ndarray
+        Preprocessed frame on its own grid (the same array as `model_input` when not resampled).
+    """
+
+    probabilities: np.ndarray
+    mask: np.ndarray
+    zoom: float
+    input_pixel_scale_nm: float | None
+    model_input: np.ndarray
+    input_mask: np.ndarray
+    native_input: np.ndarray | None = None
+
+
+def model_input(raw: np.ndarray, settings=None, pixel_scale_nm: float | None = None,
+                model_pixel_scale_nm: float | None = None, rescale: bool = True, return_native: bool = False):
+    """Preprocess a raw frame as the model's training data and match the pixel scale.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        (H, W) raw frame, counts.
+    settings : PreprocessSettings, optional
+        The training dataset's preprocessing (default: the paper's).
+    pixel_scale_nm, model_pixel_scale_nm : float, optional
+        Frame and training pixel scales, nm/pixel.
+    rescale : bool
+        Resample to the training pixel scale (when both scales are known).
+
+    return_native : bool
+        Also return the preprocessed frame before resampling.
+
+    Returns
+    -------
+    image : numpy.ndarray
+        float32 model input.
+    zoom : float
+        Pixels per frame pixel along each axis (1.0 when not resampled).
+    native : numpy.ndarray
+        Only with `return_native`: the preprocessed frame on its own grid.
+    """
+    from temshift.predict.scale import resample_image, zoom_factor
+    from temshift.preprocess import PreprocessSettings, preprocess_frame
+    from temshift.preprocess import rescale as rescale_values
+
+    settings = settings or PreprocessSettings()
+    native = preprocess_frame(raw, settings)
+    image = native
+    zoom = zoom_factor(pixel_scale_nm, model_pixel_scale_nm) if rescale else 1.0
+    if zoom != 1.0:
+        image = resample_image(native, zoom)
+        if settings.rescale != "none":
+            image = rescale_values(image, settings.rescale, copy=False)
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    return (image, zoom, native) if return_native else (image, zoom)
+
+
+def torch_batch_fn(model, device: str = "cpu"):
+    """Wrap a network as ``(B, h, w) float32 -> (B, 1, h, w)`` particle probabilities (softmax class 1)."""
+    import torch
+
+    def apply(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch[:, None])).to(device)
+            p = torch.softmax(model(x), dim=1)[:, 1:2]
+            return p.cpu().numpy()
+
+    return apply
+
+
+def predict_probabilities(models, image: np.ndarray, *, tile: int = 1024, overlap: int = 128, margin: int = 32,
+                          batch_size: int = 2, device: str = "cpu") -> np.ndarray:
+    """Particle probability of a model input, averaged over models (blended tiles).
+
+    Parameters
+    ----------
+    models : torch.nn.Module or list of them
+        Networks returning class logits; one model or an ensemble.
+    image : numpy.ndarray
+        (H, W) model input.
+    tile, overlap, margin, batch_size : int
+        See :func:`temshift.predict.tiling.predict_tiled`.
+    device : str
+        Torch device.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) float32 mean probability of the particle class.
+    """
+    from temshift.predict.tiling import predict_tiled
+
+    if not isinstance(models, (list, tuple)):
+        models = [models]
+    total = None
+    for m in models:
+        m.eval().to(device)
+        p = predict_tiled(image, torch_batch_fn(m, device), tile=tile, overlap=overlap, margin=margin,
+                          batch_size=batch_size, multiple=_size_multiple(m))[0]
+        total = p if total is None else total + p
+    return total / len(models)
+
+
+def _size_multiple(model) -> int:
+    cfg = getattr(model, "config", None)
+    return int(getattr(cfg, "size_multiple", 16) or 16)
+
+
+def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preprocess=None,
+                  model_pixel_scale_nm: float | None = None, rescale: bool = True, threshold: float = 0.5,
+                  tile: int = 1024, overlap: int = 128, margin: int = 32, batch_size: int = 2,
+                  device: str = "cpu") -> FramePrediction:
+    """Segment one raw frame.
+
+    Parameters
+    ----------
+    models : Predictor, torch.nn.Module or list of modules
+        A :class:`Predictor` brings its preprocessing and training pixel scale; bare modules
+        use `preprocess` and `model_pixel_scale_nm`.
+    frame : numpy.ndarray or temshift.io.Frame
+        Raw frame in counts (a `Frame` also brings its recorded pixel scale).
+    pixel_scale_nm : float, optional
+        Frame pixel scale, nm/pixel; overrides the one recorded in `frame`.
+    preprocess : PreprocessSettings, optional
+        Overrides the predictor's preprocessing.
+    model_pixel_scale_nm : float, optional
+        Training pixel scale, nm/pixel; overrides the predictor's.
+    rescale : bool
+        Pixel-scale matching (on by default).
+    threshold : float
+        Probability from which a pixel is particle.
+    tile, overlap, margin, batch_size : int
+        Tiling (pixels) and tiles per forward pass.
+    device : str
+        Torch device.
+
+    Returns
+    -------
+    FramePrediction
+    """
+    from temshift.predict.scale import resample_to_shape
+
+    raw = getattr(frame, "data", frame)
+    pixel_scale_nm = pixel_scale_nm or getattr(frame, "pixel_scale_nm", None)
+    if isinstance(models, Predictor):
+        preprocess = preprocess or models.preprocess
+        model_pixel_scale_nm = model_pixel_scale_nm or models.pixel_scale_nm
+        nets = models.models
+    else:
+        nets = models if isinstance(models, (list, tuple)) else [models]
+    image, zoom, native = model_input(raw, preprocess, pixel_scale_nm, model_pixel_scale_nm, rescale, return_native=True)
+    prob_in = predict_probabilities(nets, image, tile=tile, overlap=overlap, margin=margin, batch_size=batch_size,
+                                    device=device)
+    prob = resample_to_shape(prob_in, raw.shape) if zoom != 1.0 else prob_in
+    np.clip(prob, 0.0, 1.0, out=prob)
+    in_scale = (pixel_scale_nm / zoom) if pixel_scale_nm else model_pixel_scale_nm
+    return FramePrediction(prob, (prob >= threshold).astype(np.uint8), zoom, in_scale, image,
+                           (prob_in >= threshold).astype(np.uint8), native)
+
+
+def frame_metadata(path, catalog=None) -> dict:
+    """Pixel scale (nm/pixel) and dose (e/A^2) of a frame from a catalog row with its file name.
+
+    Parameters
+    ----------
+    path : str or Path
+        Frame file; matched on its file name.
+    catalog : Catalog, optional
+        Defaults to the published catalog.
+
+    Returns
+    -------
+    dict
+        ``pixel_scale_nm`` and ``dose_e_per_A2`` (None when the frame is not listed).
+    """
+    from temshift.catalog import Catalog
+
+    cat = catalog if catalog is not None else Catalog.published()
+    rows = cat.df[cat.df["file"].astype(str) == Path(path).name]
+    out = {"pixel_scale_nm": None, "dose_e_per_A2": None}
+    if len(rows):
+        for key in out:
+            try:
+                v = float(rows.iloc[0][key])
+                out[key] = v if np.isfinite(v) and v > 0 else None
+            except (TypeError, ValueError):
+                pass
+    return out

@@ -1,0 +1,232 @@
+"""Image statistics that describe what a segmentation model was trained on.
+
+All statistics are computed on the *model input*: a preprocessed image at the model's pixel
+scale (after pixel-scale matching), in square tiles of `tile` pixels (the training patch size),
+so that a training patch and a tile of a new frame are measured the same way.
+
+Per tile:
+
+``snr``
+    Signal-to-noise ratio ``sqrt(var - noise_var) / noise_sd``. The noise SD is Immerkaer's
+    estimator: the image is filtered with the separable kernel ``[1,-2,1] x [1,-2,1]`` (which
+    cancels anything linear along either axis, hence most of the lattice-fringe signal) and
+    ``noise_sd = 1.4826 * MAD / 6`` (6 = norm of the kernel). For shot noise SNR grows as
+    ``sqrt(dose)``, so ``(snr / snr_train) ** 2`` is a dose-equivalent factor.
+``median``
+    Median pixel value after preprocessing (in units of the frame's SD when standardized).
+``fringe profile``
+    Radially averaged power spectrum (Hann window) divided by a background spectrum (the
+    median tile: Thon rings of the amorphous support and the noise cancel); lattice fringes
+    of the few tiles with particles make peaks at ``1 / period``; the peak height
+    ("prominence") says how strong they are.
+``contrast``
+    With a mask only: ``|median(smooth[particle]) - median(smooth[background])| / sd(background)``
+    with a Gaussian smoothing of ``sigma = 2`` pixels (suppresses noise, keeps the mean level).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+FRINGE_MIN_PERIOD_PX = 2.5
+"""Shortest fringe period searched, pixels (near Nyquist)."""
+FRINGE_MAX_PERIOD_PX = 40.0
+"""Longest fringe period searched, pixels."""
+FRINGE_MIN_PROMINENCE = 1.5
+"""Spectral peak / baseline ratio from which fringes count as detected."""
+STRONG_TILE_FRACTION = 0.25
+"""Fraction of tiles (largest fringe prominence) whose spectra are averaged: particles cover
+only a few % of a frame, so most tiles hold no lattice fringes."""
+
+
+def _radial_index(n: int) -> np.ndarray:
+    f = np.fft.fftfreq(n)
+    r = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2) * n
+    return np.rint(r).astype(np.int64)
+
+
+def radial_log_power(tile: np.ndarray) -> np.ndarray:
+    """Log of the radially averaged power spectrum (Hann window), indexed by frequency bin.
+
+    Bin ``k`` of a tile of ``n`` pixels is the spatial frequency ``k / n`` cycles/pixel
+    (period ``n / k`` pixels).
+    """
+    tile = np.asarray(tile, dtype=np.float64)
+    n = min(tile.shape)
+    tile = tile[:n, :n] - tile[:n, :n].mean()
+    win = np.hanning(n)
+    power = np.abs(np.fft.fft2(tile * np.outer(win, win))) ** 2
+    idx = _radial_index(n)
+    nbins = n // 2
+    keep = idx < nbins
+    sums = np.bincount(idx[keep], weights=power[keep], minlength=nbins)
+    counts = np.bincount(idx[keep], minlength=nbins)
+    return np.log(np.maximum(sums / np.maximum(counts, 1), 1e-30))
+
+
+def fringe_profiles(logpower: np.ndarray, n: int, baseline: np.ndarray | None = None) -> np.ndarray:
+    """Fringe profiles: tile spectra relative to a background spectrum, NaN outside the band.
+
+    Parameters
+    ----------
+    logpower : numpy.ndarray
+        (T, n // 2) radial log power of T tiles.
+    n : int
+        Tile edge, pixels.
+    baseline : numpy.ndarray, optional
+        Background log power. Default: the median over the tiles when there are at least 8
+        (particles cover a few % of a frame, so the median tile is background: Thon rings
+        of the amorphous support and the noise spectrum cancel, lattice fringes stand out);
+        with fewer tiles each spectrum's running median over 21 bins.
+
+    Returns
+    -------
+    numpy.ndarray
+        (T, n // 2) ratios, each normalized to a median of 1 over the searched band.
+    """
+    from scipy.ndimage import median_filter
+
+    logpower = np.atleast_2d(logpower)
+    if baseline is None:
+        if len(logpower) >= 8:
+            baseline = np.median(logpower, axis=0)
+        else:
+            baseline = np.stack([median_filter(lp, size=21, mode="nearest") for lp in logpower])
+    ratio = np.exp(logpower - baseline)
+    k = np.arange(logpower.shape[1])
+    band = (k >= n / FRINGE_MAX_PERIOD_PX) & (k <= n / FRINGE_MIN_PERIOD_PX)
+    ratio[:, ~band] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ratio /= np.nanmedian(ratio, axis=1, keepdims=True)
+    return ratio
+
+
+def fringe_peaks(profile: np.ndarray, n: int, max_peaks: int = 5) -> list[dict]:
+    """Peaks of a fringe profile: ``[{"period_px", "prominence"}]``, strongest first."""
+    from scipy.signal import find_peaks
+
+    p = np.nan_to_num(profile, nan=0.0)
+    idx, props = find_peaks(p, height=FRINGE_MIN_PROMINENCE, distance=3)
+    order = np.argsort(props["peak_heights"])[::-1][:max_peaks] if len(idx) else []
+    out = []
+    top = props["peak_heights"][order[0]] if len(order) else 0.0
+    for j in order:
+        if props["peak_heights"][j] < 1.0 + 0.15 * (top - 1.0):  # minor wiggles beside a strong peak
+            continue
+        k = idx[j]
+        # parabolic interpolation of the peak position in the log profile
+        if 0 < k < len(p) - 1 and min(p[k - 1], p[k + 1]) > 0:
+            a, b, c = np.log(p[k - 1]), np.log(p[k]), np.log(p[k + 1])
+            den = a - 2 * b + c
+            k = k + (0.5 * (a - c) / den if den < 0 else 0.0)
+        out.append({"period_px": float(n / k), "prominence": float(props["peak_heights"][j])})
+    return out
+
+
+def noise_sd(tile: np.ndarray) -> float:
+    """Immerkaer noise SD of a tile (robust, fringe-insensitive), same units as the tile."""
+    t = np.asarray(tile, dtype=np.float64)
+    lap = (t[:-2] - 2 * t[1:-1] + t[2:])
+    lap = lap[:, :-2] - 2 * lap[:, 1:-1] + lap[:, 2:]
+    return float(1.4826 * np.median(np.abs(lap - np.median(lap))) / 6.0)
+
+
+def tile_statistics(tile: np.ndarray, mask: np.ndarray | None = None) -> dict:
+    """Statistics of one tile: ``snr``, ``median``, ``logpower`` (radial log power), ``contrast``."""
+    t = np.asarray(tile, dtype=np.float64)
+    out = {"snr": _snr(t), "median": float(np.median(t)), "logpower": radial_log_power(t), "contrast": np.nan}
+    if mask is not None:
+        m = np.asarray(mask) != 0
+        out["particle_fraction"] = float(m.mean())
+        if 0 < m.sum() < m.size:
+            from scipy.ndimage import gaussian_filter
+
+            s = gaussian_filter(t, 2.0)
+            bg = t[~m]
+            sd_bg = float(1.4826 * np.median(np.abs(bg - np.median(bg))))
+            if sd_bg > 0:
+                out["contrast"] = float(abs(np.median(s[m]) - np.median(s[~m])) / sd_bg)
+    return out
+
+
+def summarize_tiles(stats: list[dict], n: int, baseline: np.ndarray | None = None) -> dict:
+    """Combine tile statistics of one image (or one training frame) into one summary.
+
+    `baseline` is the background log power for the fringe profiles (see :func:`fringe_profiles`).
+
+    Returns
+    -------
+    dict
+        ``snr``, ``median``, ``contrast`` (medians over tiles; contrast over tiles with
+        particles), ``fringe_peaks`` (peaks of the mean fringe profile of the strongest
+        :data:`STRONG_TILE_FRACTION` of tiles), ``fringe_period_px`` (strongest peak or None),
+        ``n_tiles``.
+    """
+    profiles = fringe_profiles(np.array([s["logpower"] for s in stats]), n, baseline)
+    prom = np.nanmax(np.nan_to_num(profiles, nan=0.0), axis=1)
+    k = max(1, int(np.ceil(STRONG_TILE_FRACTION * len(stats))))
+    strong = np.argsort(prom)[::-1][:k]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins outside the band
+        mean_profile = np.nanmean(profiles[strong], axis=0)
+    peaks = fringe_peaks(mean_profile, n)
+    contrast = [s["contrast"] for s in stats if np.isfinite(s["contrast"])]
+    return {
+        "snr": float(np.median([s["snr"] for s in stats])),
+        "median": float(np.median([s["median"] for s in stats])),
+        "contrast": float(np.median(contrast)) if contrast else None,
+        "fringe_peaks": peaks,
+        "fringe_period_px": peaks[0]["period_px"] if peaks else None,
+        "n_tiles": len(stats),
+    }
+
+
+def image_statistics(image: np.ndarray, mask: np.ndarray | None = None, *, tile: int = 512,
+                     max_tiles: int = 64) -> dict:
+    """Statistics of a preprocessed model-input image (see module docstring).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        (H, W) preprocessed image at the model's pixel scale.
+    mask : numpy.ndarray, optional
+        (H, W) particle mask (e.g. the prediction) for the contrast statistic.
+    tile : int
+        Tile edge, pixels (the training patch size); smaller images use one tile.
+    max_tiles : int
+        At most this many tiles, spread evenly over the image.
+
+    Returns
+    -------
+    dict
+        See :func:`summarize_tiles`.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    h, w = image.shape
+    t = min(tile, h, w)
+    origins = [(r, c) for r in range(0, h - t + 1, t) for c in range(0, w - t + 1, t)]
+    if len(origins) > max_tiles:
+        origins = [origins[i] for i in np.linspace(0, len(origins) - 1, max_tiles).round().astype(int)]
+    stats = [tile_statistics(image[r:r + t, c:c + t], None if mask is None else mask[r:r + t, c:c + t])
+             for r, c in origins]
+    return summarize_tiles(stats, t)
+
+
+def noise_snr(image: np.ndarray, *, tile: int = 512, max_tiles: int = 64) -> float:
+    """Median tile SNR of an image (the ``snr`` statistic alone)."""
+    image = np.asarray(image, dtype=np.float32)
+    h, w = image.shape
+    t = min(tile, h, w)
+    origins = [(r, c) for r in range(0, h - t + 1, t) for c in range(0, w - t + 1, t)]
+    if len(origins) > max_tiles:
+        origins = [origins[i] for i in np.linspace(0, len(origins) - 1, max_tiles).round().astype(int)]
+    return float(np.median([_snr(image[r:r + t, c:c + t]) for r, c in origins]))
+
+
+def _snr(tile: np.ndarray) -> float:
+    t = np.asarray(tile, dtype=np.float64)
+    sd_n = noise_sd(t)
+    return float(np.sqrt(max(float(t.var()) - sd_n**2, 0.0)) / sd_n) if sd_n > 0 else float("inf")

@@ -1,0 +1,399 @@
+"""A synthetic raw repository in the published layout, mirroring a catalog.
+
+`simulate_repository` writes, for each selected catalog row,
+
+* ``REPO/<Folder>/<stem>.tif`` -- float32 counts with the pixel size in the TIFF metadata,
+* ``REPO/<Folder>/Labels/<stem>_label.png`` -- the exact label,
+* ``REPO/<Folder>/Simulation/<stem>_sim.json`` -- every simulation parameter of the frame
+  (defocus, support thickness, seeds, session conditions, the particle list),
+
+and ``REPO/catalog.csv`` in the published schema (``File name`` now the ``.tif``), with
+extra columns ``source_file`` (the original name) and ``sim_*`` (a per-frame summary of the
+sidecar). Frames already present (all three files) are skipped, so an interrupted run
+resumes. Rows are checked before anything is simulated; a frame that fails is reported with
+its parameters in ``REPO/simulation_failures.csv`` and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from temshift.errors import TemshiftError
+
+SIDECAR_DIR = "Simulation"
+FAILURES_FILE = "simulation_failures.csv"
+GROUP_FIELDS = ("folder", "material", "diameter_nm", "dose_e_per_A2", "pixel_scale_nm")
+MIN_PIXEL_SCALE_NM = 0.005
+MAX_PIXEL_SCALE_NM = 0.2
+MAX_DIAMETER_NM = 50.0
+MIN_FRAME_SIZE = 64
+MAX_FRAME_SIZE = 8192
+#: sidecar values copied into catalog columns
+SUMMARY_COLUMNS = {
+    "sim_mode": "mode",
+    "sim_seed": "seed",
+    "sim_frame_size_px": "frame_size_px",
+    "sim_defocus_A": "defocus_A",
+    "sim_support_thickness_A": "support_thickness_A",
+    "sim_n_particles": "n_particles",
+    "sim_label_area_fraction": "label_area_fraction",
+    "sim_n_xrays": "n_xrays",
+}
+
+
+class SimulationError(TemshiftError):
+    """Simulation parameters the simulator cannot honour, or frames that failed."""
+
+
+# ----------------------------------------------------------------------------- selection and checks
+
+
+def _resolve_catalog(catalog):
+    from temshift.catalog import Catalog
+
+    if catalog is None:
+        cat = Catalog.published()
+    elif isinstance(catalog, Catalog):
+        cat = catalog
+    else:
+        cat = Catalog.read(catalog)
+    df = cat.df.copy()
+    if "_row" not in df.columns:
+        df["_row"] = np.arange(len(df)) + 2  # line number in the CSV (header = line 1)
+    return Catalog(df, source=cat.source, root=cat.root, normalized=True)
+
+
+def _where_dict(where) -> dict:
+    from temshift.catalog import parse_where
+
+    if where is None:
+        return {}
+    if isinstance(where, dict):
+        return dict(where)
+    if isinstance(where, str):
+        return parse_where([where])
+    return parse_where(list(where))
+
+
+def check_rows(df: pd.DataFrame, source: str, frame_size: int) -> None:
+    """Refuse rows the simulator cannot honour (one-line SimulationError naming row and field)."""
+    from temshift.simulate.specimen import SHAPES, resolve_material, resolve_support
+
+    for _, row in df.iterrows():
+        where = f"{source}: row {row['_row']} ({row['file']})"
+
+        def bad(field, why):
+            raise SimulationError(f"{where}: field {field!r} {why}")
+
+        try:
+            resolve_material(row["material"])
+        except KeyError:
+            bad("Material", f"= {row['material']!r} is not simulated (known: Au, Ag, CdSe)")
+        for field, col in (("Nanoparticle Size (nm)", "diameter_nm"), ("Dosage (e/A2)", "dose_e_per_A2"),
+                           ("Pixel Scale (nm)", "pixel_scale_nm")):
+            v = float(row[col])
+            if not math.isfinite(v) or v <= 0:
+                bad(field, f"must be a positive number, got {row[col]!r}")
+        if float(row["diameter_nm"]) > MAX_DIAMETER_NM:
+            bad("Nanoparticle Size (nm)", f"= {row['diameter_nm']:g} nm is above the simulator's {MAX_DIAMETER_NM:g} nm")
+        px = float(row["pixel_scale_nm"])
+        if not MIN_PIXEL_SCALE_NM <= px <= MAX_PIXEL_SCALE_NM:
+            bad("Pixel Scale (nm)", f"= {px:g} nm is outside the HRTEM range "
+                f"{MIN_PIXEL_SCALE_NM:g}-{MAX_PIXEL_SCALE_NM:g} nm the simulator handles")
+        if str(row["shape"]).strip().lower() not in SHAPES:
+            bad("Nanoparticle Shape", f"= {row['shape']!r} is not simulated (known: Sphere, Oblong)")
+        try:
+            resolve_support(row["support"])
+        except KeyError:
+            bad("Support", f"= {row['support']!r} is not simulated (known: UT Carbon, SiN)")
+        extent_nm = frame_size * px
+        if float(row["diameter_nm"]) > extent_nm:
+            bad("Nanoparticle Size (nm)", f"= {row['diameter_nm']:g} nm does not fit a {frame_size}-pixel frame "
+                f"at {px:g} nm/pixel ({extent_nm:.1f} nm); use a larger --frame-size")
+
+
+def _check_options(mode, frame_size, frames_per_group, seed, workers, density):
+    from temshift.simulate.micrograph import MODES
+
+    if mode not in MODES:
+        raise SimulationError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+    if not (isinstance(frame_size, (int, np.integer)) and MIN_FRAME_SIZE <= frame_size <= MAX_FRAME_SIZE):
+        raise SimulationError(f"frame size {frame_size!r} must be an integer in {MIN_FRAME_SIZE}-{MAX_FRAME_SIZE}")
+    if frames_per_group is not None and (not isinstance(frames_per_group, (int, np.integer)) or frames_per_group < 1):
+        raise SimulationError(f"frames per group {frames_per_group!r} must be a positive integer")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SimulationError(f"seed {seed!r} must be a non-negative integer")
+    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise SimulationError(f"workers {workers!r} must be a positive integer")
+    if not (isinstance(density, (int, float)) and density > 0 and math.isfinite(density)):
+        raise SimulationError(f"density {density!r} must be a positive number")
+
+
+def select_rows(catalog=None, where=None, frames_per_group=None):
+    """The catalog rows a run simulates (a Catalog with a ``_row`` column)."""
+    cat = _resolve_catalog(catalog)
+    cond = _where_dict(where)
+    if cond:
+        cat = cat.query(**cond)
+    if frames_per_group is not None:
+        from temshift.catalog import Catalog
+
+        df = cat.df.groupby(list(GROUP_FIELDS), sort=False, group_keys=False).head(int(frames_per_group))
+        cat = Catalog(df, source=cat.source, root=cat.root, normalized=True)
+    return cat
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def output_paths(out: Path, row) -> dict:
+    """Frame, label and sidecar paths of a row in the synthetic repository."""
+    stem = Path(str(row["file"])).stem
+    folder = Path(out) / str(row["folder"])
+    return {
+        "frame": folder / f"{stem}.tif",
+        "label": folder / "Labels" / f"{stem}_label.png",
+        "sidecar": folder / SIDECAR_DIR / f"{stem}_sim.json",
+    }
+
+
+def _frame_done(paths: dict) -> bool:
+    return all(Path(p).is_file() for p in paths.values())
+
+
+# ----------------------------------------------------------------------------- one frame
+
+
+def _task(row, paths, mode, seed, frame_size, density) -> dict:
+    return {
+        "row": int(row["_row"]),
+        "file": str(row["file"]),
+        "folder": str(row["folder"]),
+        "request": {
+            "material": str(row["material"]),
+            "diameter_nm": float(row["diameter_nm"]),
+            "dose_e_per_A2": float(row["dose_e_per_A2"]),
+            "pixel_scale_nm": float(row["pixel_scale_nm"]),
+            "shape": str(row["shape"]),
+            "support": str(row["support"]),
+            "frame_size_px": int(frame_size),
+            "mode": mode,
+            "seed": int(seed),
+            "frame_key": f"{row['folder']}/{row['file']}",
+            "session_key": str(row["session"]),
+            "density": float(density),
+        },
+        "paths": {k: str(v) for k, v in paths.items()},
+    }
+
+
+def run_frame(task: dict) -> dict:
+    """Simulate and write one frame (runs in a worker); never raises.
+
+    Returns
+    -------
+    dict
+        ``{"ok": True, "params": ...}`` or ``{"ok": False, "error": ..., "traceback": ...}``.
+    """
+    try:
+        from temshift.io import write_label_png, write_tiff_frame
+        from temshift.io.atomic import atomic_write_text
+        from temshift.simulate.micrograph import FrameRequest, simulate_frame
+
+        req = FrameRequest(**task["request"])
+        frame = simulate_frame(req)
+        paths = task["paths"]
+        params = dict(frame.params, source_file=task["file"], folder=task["folder"])
+        write_label_png(paths["label"], frame.label)
+        Path(paths["sidecar"]).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(paths["sidecar"], json.dumps(params, indent=1))
+        write_tiff_frame(paths["frame"], frame.counts, req.pixel_scale_nm)  # last: marks the frame done
+        return {"ok": True, "key": (task["folder"], task["file"]), "params": params}
+    except BaseException as exc:  # noqa: BLE001 -- reported per frame, the run goes on
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return {
+            "ok": False,
+            "key": (task["folder"], task["file"]),
+            "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            "traceback": traceback.format_exc(),
+        }
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _progress(total: int, enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]simulate[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.description}"),
+        disable=not enabled, transient=False,
+    )
+
+
+def _run_local(tasks, progress) -> list:
+    results = []
+    with _progress(len(tasks), progress) as bar:
+        job = bar.add_task("", total=len(tasks))
+        for t in tasks:
+            r = run_frame(t)
+            results.append(r)
+            bar.update(job, advance=1, description=("" if r["ok"] else f"[red]{len(results)} done, failure in {t['file']}"))
+    return results
+
+
+def _run_dask(tasks, workers: int, progress) -> list:
+    import logging
+
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    saved = {k: os.environ.get(k) for k in ("TEMSHIFT_FFT_WORKERS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS")}
+    for k in saved:
+        os.environ[k] = "1"  # one thread per worker process: parallel over frames
+    results = []
+    try:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            futures = {client.submit(run_frame, t, pure=False): t for t in tasks}
+            with _progress(len(tasks), progress) as bar:
+                job = bar.add_task("", total=len(tasks))
+                for fut in as_completed(futures):
+                    t = futures[fut]
+                    try:
+                        r = fut.result()
+                    except Exception as exc:  # worker died (e.g. out of memory)
+                        r = {"ok": False, "key": (t["folder"], t["file"]),
+                             "error": f"worker lost: {type(exc).__name__}: {exc}", "traceback": ""}
+                    results.append(r)
+                    bar.update(job, advance=1)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return results
+
+
+def _summary(params: dict) -> dict:
+    out = {col: params.get(key) for col, key in SUMMARY_COLUMNS.items()}
+    out["sim_gain_counts_per_e"] = params.get("session", {}).get("gain_counts_per_e")
+    return out
+
+
+def simulate_repository(out, catalog=None, where=None, frames_per_group=None, frame_size=None,
+                        mode="multislice", seed=0, workers=None, *, density: float = 1.0,
+                        progress: bool = True):
+    """Write a synthetic raw repository mirroring a catalog.
+
+    Parameters
+    ----------
+    out : str or Path
+        Repository root (created).
+    catalog : Catalog, str or Path, optional
+        Rows to mirror; default the packaged published catalog (407 frames).
+    where : dict, str or list of str, optional
+        Row selection: `Catalog.query` keywords, or ``"field=value[±tol]"`` strings.
+    frames_per_group : int, optional
+        At most this many frames per (folder, material, size, dose, pixel scale) group,
+        the first ones in catalog order.
+    frame_size : int, optional
+        Frame side in pixels (default 4096, the real frames). Smaller frames raise the
+        particle density (see `field.default_area_fraction`).
+    mode : {"multislice", "projection"}
+        Particle scattering model; "projection" is several times faster.
+    seed : int
+        Run seed; a frame is a pure function of (seed, its row, frame size, mode).
+    workers : int, optional
+        Dask worker processes (default: the number of cores); 1 runs in this process.
+    density : float
+        Multiplier of the default particle area fraction.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Catalog
+        The repository's catalog (``REPO/catalog.csv``), root = `out`.
+
+    Raises
+    ------
+    SimulationError
+        For bad options or catalog rows (before simulating anything), and after the run
+        when frames failed (their parameters are in ``REPO/simulation_failures.csv``;
+        re-running retries only them).
+    """
+    from temshift.catalog import Catalog
+
+    out = Path(out)
+    frame_size = 4096 if frame_size is None else frame_size
+    _check_options(mode, frame_size, frames_per_group, seed, workers, density)
+    cat = select_rows(catalog, where, frames_per_group)
+    check_rows(cat.df, cat.source, int(frame_size))
+
+    rows = list(cat.df.iterrows())
+    all_paths = [output_paths(out, row) for _, row in rows]
+    pending = [_task(row, p, mode, seed, frame_size, density) for (_, row), p in zip(rows, all_paths)
+               if not _frame_done(p)]
+    n_workers = workers if workers is not None else (os.cpu_count() or 1)
+    n_workers = max(1, min(n_workers, len(pending)))
+    out.mkdir(parents=True, exist_ok=True)
+    if pending:
+        results = _run_dask(pending, n_workers, progress) if n_workers > 1 else _run_local(pending, progress)
+    else:
+        results = []
+    failures = [r for r in results if not r["ok"]]
+
+    # the repository's catalog: every selected frame present on disk
+    records, keep = [], []
+    for (_, row), p in zip(rows, all_paths):
+        if not _frame_done(p):
+            continue
+        try:
+            params = json.loads(Path(p["sidecar"]).read_text())
+        except (OSError, ValueError):
+            params = {}
+        rec = _summary(params)
+        rec["source_file"] = row["file"]
+        rec["file"] = Path(p["frame"]).name
+        rec["sim_params_file"] = str(Path(p["sidecar"]).relative_to(out))
+        records.append(rec)
+        keep.append(row.name)
+    df = cat.df.loc[keep].copy()
+    for col in ("file", "source_file", *SUMMARY_COLUMNS, "sim_gain_counts_per_e", "sim_params_file"):
+        df[col] = [r[col] for r in records]
+    df = df.drop(columns=["_row"])
+    result = Catalog(df, source=str(out / "catalog.csv"), root=out, normalized=True)
+    if len(df):
+        result.to_published_csv(out / "catalog.csv")
+
+    if failures:
+        by_key = {(t["folder"], t["file"]): t for t in pending}
+        fail_rows = []
+        for f in failures:
+            t = by_key[tuple(f["key"])]
+            fail_rows.append({"row": t["row"], "folder": t["folder"], "file": t["file"], "error": f["error"],
+                              **{k: v for k, v in t["request"].items() if k not in ("frame_key", "session_key")}})
+        from temshift.io.atomic import atomic_path
+
+        with atomic_path(out / FAILURES_FILE) as tmp:
+            pd.DataFrame(fail_rows).to_csv(tmp, index=False)
+        first = fail_rows[0]
+        raise SimulationError(
+            f"{len(failures)} of {len(pending)} frames failed (first: row {first['row']} {first['file']}, "
+            f"{first['material']} {first['diameter_nm']:g} nm, {first['dose_e_per_A2']:g} e/A2, "
+            f"{first['pixel_scale_nm']:g} nm/px: {first['error']}); details in {out / FAILURES_FILE}; "
+            f"re-run to retry them")
+    elif (out / FAILURES_FILE).exists():
+        (out / FAILURES_FILE).unlink()
+    return result
+

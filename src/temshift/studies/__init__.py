@@ -1,0 +1,26 @@
+"""Generalization studies: the paper's experiments as a content-addressed Dask task graph.
+
+A study spec (TOML, :mod:`temshift.studies.spec`; packaged presets in ``presets/``) is
+resolved at a scale (:mod:`~temshift.studies.scales`) into tasks
+(:mod:`~temshift.studies.plan`): simulate or read raw frames -> build dataset -> train
+fold -> evaluate (model, dataset); :mod:`~temshift.studies.graph` runs them on Dask,
+:mod:`~temshift.studies.results`, :mod:`~temshift.studies.figures` and
+:mod:`~temshift.studies.report` aggregate, :mod:`~temshift.studies.check` tests the
+paper's findings. Entry point: :func:`run_study`.
+"""
+
+from temshift.studies.spec import StudySpec, load_spec, parse_spec, preset_names
+
+__all__ = ["StudySpec", "load_spec", "parse_spec", "preset_names", "run_study", "check_study", "plan_study"]
+
+
+def __getattr__(name):
+    if name in ("run_study", "plan_study"):
+        from temshift.studies import runner
+
+        return getattr(runner, name)
+    if name == "check_study":
+        from temshift.studies.check import check_study
+
+        return check_study
+    raise AttributeError(f"module 'temshift.studies' has no attribute {name!r}")

@@ -1,0 +1,195 @@
+"""Scientific checks: are the paper's five findings reproduced by a finished study?
+
+Each check runs on the experiments whose spec marks the finding (``finding = "dose"``
+etc.); a finding whose experiments are not in the study is "not run", which is not a
+failure. `temshift study check DIR` exits non-zero when any finding that ran is not
+reproduced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from temshift.studies.results import cell_scores, matrix
+
+
+@dataclass
+class Finding:
+    """Outcome of one check: `status` is "reproduced", "not reproduced" or "not run"."""
+
+    name: str
+    claim: str
+    status: str
+    detail: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "not reproduced"
+
+
+def _meta(datasets: pd.DataFrame, name: str, field: str) -> float:
+    """A dataset's metadata value: measured (datasets.csv) or the filter's centre."""
+    row = datasets[datasets["dataset"] == name]
+    if not len(row):
+        return math.nan
+    row = row.iloc[0]
+    value = row.get(field)
+    if value is not None and not pd.isna(value):
+        return float(value)
+    where = json.loads(row["where"])
+    v = where.get(field)
+    if isinstance(v, dict):
+        return float(v["value"])
+    if isinstance(v, list):
+        return float(np.mean(v))
+    return float(v) if v is not None else math.nan
+
+
+def _experiments(spec, finding: str) -> list[str]:
+    return [n for n, e in spec.experiments.items() if e.finding == finding]
+
+
+def check_dose(spec, results, datasets) -> Finding:
+    claim = ("every row: diagonal beats the off-diagonal cells; tested at a higher dose than trained -> "
+             "higher FP share than tested at a lower dose")
+    exps = [e for e in _experiments(spec, "dose") if e in set(results["experiment"])]
+    if not exps:
+        return Finding("dose", claim, "not run", "no dose experiment in this study")
+    problems, notes = [], []
+    for e in exps:
+        mean, _ = matrix(results, e)
+        for r in mean.index:
+            if r not in mean.columns:
+                continue
+            off = mean.loc[r].drop(r)
+            if len(off) and not (mean.loc[r, r] > off.max()):
+                problems.append(f"row {r}: diagonal {mean.loc[r, r]:.3f} <= off-diagonal {off.max():.3f}")
+        share = cell_scores(results, e, "overseg_share").groupby(["train_dataset", "test_dataset"])["overseg_share"].mean()
+        up, down = [], []
+        for (tr, te), v in share.items():
+            d_tr, d_te = _meta(datasets, tr, "dose_e_per_A2"), _meta(datasets, te, "dose_e_per_A2")
+            if d_te > d_tr:
+                up.append(v)
+            elif d_te < d_tr:
+                down.append(v)
+        if not up or not down:
+            problems.append("no pairs tested at both higher and lower dose")
+            continue
+        notes.append(f"FP share tested higher {np.nanmean(up):.3f} vs lower {np.nanmean(down):.3f}")
+        if not np.nanmean(up) > np.nanmean(down):
+            problems.append(f"FP share tested at higher dose {np.nanmean(up):.3f} <= at lower dose {np.nanmean(down):.3f}")
+    return Finding("dose", claim, "not reproduced" if problems else "reproduced", "; ".join(problems or notes))
+
+
+def _offdiag_mean(mean: pd.DataFrame) -> float:
+    vals = [mean.loc[r, c] for r in mean.index for c in mean.columns if r != c]
+    return float(np.nanmean(vals)) if vals else math.nan
+
+
+def check_flatfield(spec, results, datasets) -> Finding:
+    claim = "flat-field correction raises the mean off-diagonal cross-session dice"
+    exps = [e for e in _experiments(spec, "flatfield") if e in set(results["experiment"])]
+    ff = datasets.set_index("dataset")["flatfield"].astype(bool).to_dict()
+    by_flag = {True: [], False: []}
+    for e in exps:
+        names = spec.experiments[e].train
+        flags = {ff.get(n) for n in names}
+        if len(flags) == 1:
+            by_flag[flags.pop()].append(_offdiag_mean(matrix(results, e)[0]))
+    if not by_flag[True] or not by_flag[False]:
+        return Finding("flatfield", claim, "not run", "needs session matrices both with and without flat-field correction")
+    with_ff, without = float(np.mean(by_flag[True])), float(np.mean(by_flag[False]))
+    ok = with_ff > without
+    return Finding("flatfield", claim, "reproduced" if ok else "not reproduced",
+                   f"mean off-diagonal dice {without:.3f} without, {with_ff:.3f} with flat-field correction")
+
+
+def check_magnification(spec, results, datasets) -> Finding:
+    claim = "off-diagonal dice falls as the pixel-scale difference grows"
+    exps = [e for e in _experiments(spec, "magnification") if e in set(results["experiment"])]
+    if not exps:
+        return Finding("magnification", claim, "not run", "no magnification experiment in this study")
+    xs, ys = [], []
+    for e in exps:
+        mean, _ = matrix(results, e)
+        for r in mean.index:
+            for c in mean.columns:
+                if r != c and np.isfinite(mean.loc[r, c]):
+                    xs.append(abs(math.log(_meta(datasets, c, "pixel_scale_nm") / _meta(datasets, r, "pixel_scale_nm"))))
+                    ys.append(mean.loc[r, c])
+    if len(xs) < 3:
+        return Finding("magnification", claim, "not run", "fewer than 3 off-diagonal cells")
+    rho = float(pd.Series(xs).rank().corr(pd.Series(ys).rank()))
+    return Finding("magnification", claim, "reproduced" if rho < 0 else "not reproduced",
+                   f"Spearman correlation of off-diagonal dice with |log pixel-scale ratio|: {rho:+.2f} "
+                   f"over {len(xs)} cells")
+
+
+def check_noise(spec, results, datasets) -> Finding:
+    claim = "some rho > 0 improves 884 -> 80 e/A2 transfer over rho = 0"
+    exps = [e for e in _experiments(spec, "noise") if e in set(results["experiment"])]
+    if not exps:
+        return Finding("noise", claim, "not run", "no noise experiment in this study")
+    base, best, best_name = [], -math.inf, None
+    for e in exps:
+        exp = spec.experiments[e]
+        low = min(exp.test_sets, key=lambda n: _meta(datasets, n, "dose_e_per_A2"))
+        df = results[(results["experiment"] == e) & (results["split"] == "test") & (results["test_dataset"] == low)
+                     & (results["train_dataset"].isin(exp.train)) & (results["variant"] != "reference")]
+        for variant, g in df.groupby("variant"):
+            rho = [g[c].dropna().max() for c in ("noise_rho", "noise_rho_max") if c in g and g[c].notna().any()]
+            score = float(g["hard_dice"].mean())
+            if not rho or max(rho) == 0:
+                base.append(score)
+            elif score > best:
+                best, best_name = score, f"{e}: {variant}"
+    if not base or best_name is None:
+        return Finding("noise", claim, "not run", "needs a rho = 0 model and a rho > 0 model")
+    b = float(np.mean(base))
+    return Finding("noise", claim, "reproduced" if best > b else "not reproduced",
+                   f"hard dice on the lowest dose: rho = 0 {b:.3f}, best rho > 0 {best:.3f} ({best_name})")
+
+
+def check_rescaling(spec, results, datasets) -> Finding:
+    claim = "standardization's test dice std across folds is not above normalization's"
+    exps = [e for e in _experiments(spec, "rescaling") if e in set(results["experiment"])]
+    method = datasets.set_index("dataset")["rescale"].to_dict()
+    stds = {}
+    for e in exps:
+        scores = cell_scores(results, e)
+        scores = scores[scores["train_dataset"] == scores["test_dataset"]]
+        for name, g in scores.groupby("train_dataset"):
+            stds.setdefault(method.get(name), []).append(float(g["hard_dice"].std(ddof=0)))
+    if "standardize" not in stds or "normalize" not in stds:
+        return Finding("rescaling", claim, "not run", "needs standardized and normalized datasets")
+    s, n = float(np.mean(stds["standardize"])), float(np.mean(stds["normalize"]))
+    return Finding("rescaling", claim, "reproduced" if s <= n else "not reproduced",
+                   f"test hard dice std over folds: standardize {s:.4f}, normalize {n:.4f}")
+
+
+CHECKS = (check_dose, check_flatfield, check_magnification, check_noise, check_rescaling)
+
+
+def run_checks(spec, results: pd.DataFrame, datasets: pd.DataFrame) -> list[Finding]:
+    """All five checks on a study's tables."""
+    return [check(spec, results, datasets) for check in CHECKS]
+
+
+def check_study(study_dir) -> list[Finding]:
+    """Run the checks on a finished study directory."""
+    from temshift.errors import SpecError
+    from temshift.studies.results import load
+    from temshift.studies.spec import StudySpec
+
+    d = Path(study_dir)
+    if not (d / "results.parquet").is_file() or not (d / "spec.json").is_file():
+        raise SpecError(f"{d}: not a finished study directory (no results.parquet / spec.json)")
+    spec = StudySpec.model_validate_json((d / "spec.json").read_text())
+    results, datasets = load(d)
+    return run_checks(spec, results, datasets)

@@ -1,0 +1,292 @@
+"""Study specification: a TOML file validated with pydantic.
+
+A study names its data (a synthetic repository by default, or a real one with its
+catalog), its datasets (a catalog filter plus preprocessing), its experiments (which
+models are tested on which datasets, with which training variants) and the scale it
+runs at. Unknown keys are refused with a message naming the key.
+
+Example
+-------
+::
+
+    name = "dose"
+    scale = "quick"
+
+    [datasets.d80]
+    label = "80 e/A2"
+    where = { material = "Au", diameter_nm = 5, pixel_scale_nm = 0.02, dose_e_per_A2 = "80±5" }
+
+    [experiments.dose]
+    train = ["d80", "d423", "d884"]
+    finding = "dose"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from temshift.errors import SpecError
+
+SCALES = ("ci", "quick", "paper")
+FINDINGS = ("dose", "flatfield", "magnification", "noise", "rescaling")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Repository(_Strict):
+    """Where raw frames come from.
+
+    `source = "synthetic"` simulates the frames each dataset needs on first use
+    (cached under `cache`, default the study directory); any other value is the root
+    of a real repository in the published layout, read with `catalog`
+    (default ``<source>/catalog.csv``). `mode`, `frame_size` and `frames_per_group`
+    override the scale's simulation settings.
+    """
+
+    source: str = "synthetic"
+    catalog: str | None = None
+    cache: str | None = None
+    seed: int = 0
+    mode: Literal["multislice", "projection"] | None = None
+    frame_size: int | None = Field(default=None, gt=0)
+    frames_per_group: int | None = Field(default=None, gt=0)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.source == "synthetic"
+
+
+class Preprocess(_Strict):
+    """Preprocessing settings (None = the preprocessing stage's default)."""
+
+    xray_threshold: float | None = None
+    flatfield: bool | None = None
+    flatfield_degree: tuple[int, int] | None = None
+    flatfield_downscale: int | None = None
+    flatfield_iterations: int | None = None
+    rescale: Literal["standardize", "normalize", "histogram", "none"] | None = None
+
+    def merged(self, other: "Preprocess") -> "Preprocess":
+        """`other`'s set values over ours."""
+        return Preprocess(**{**self.model_dump(exclude_none=True), **other.model_dump(exclude_none=True)})
+
+
+WhereValue = float | int | str | bool | list[float | int | str] | dict[str, float]
+
+
+class DatasetDef(_Strict):
+    """A named dataset: a catalog filter and preprocessing.
+
+    `where` values: a number or string (exact), ``"423±20"`` (tolerance), a list of
+    alternatives, or ``{ value = 423, tol = 20 }``.
+    """
+
+    label: str | None = None
+    where: dict[str, WhereValue]
+    preprocess: Preprocess = Preprocess()
+    patch_size: int | None = Field(default=None, gt=0)
+
+    @field_validator("where")
+    @classmethod
+    def _where_ok(cls, where):
+        if not where:
+            raise ValueError("needs at least one condition")
+        for key, value in where.items():
+            if isinstance(value, dict) and set(value) != {"value", "tol"}:
+                raise ValueError(f"condition {key!r}: a table must have exactly 'value' and 'tol'")
+        return where
+
+    def query(self) -> dict:
+        """The filter as `Catalog.query` keyword arguments."""
+        from temshift.catalog import parse_condition
+
+        out = {}
+        for key, value in self.where.items():
+            if isinstance(value, dict):
+                out[key] = (value["value"], value["tol"])
+            elif isinstance(value, str):
+                out[key] = parse_condition(f"{key}={value}")[1]
+            else:
+                out[key] = value
+        return out
+
+
+class Variant(_Strict):
+    """A training variant: a name and overrides of the training settings."""
+
+    name: str
+    training: dict[str, Any] = {}
+
+
+class Grid(_Strict):
+    """Variants generated from one training setting over a list of values."""
+
+    param: str
+    values: list[float] = Field(min_length=1)
+
+
+class Experiment(_Strict):
+    """Which models are trained and on which datasets they are tested.
+
+    Every dataset in `train` gets 5-fold models (one per fold of the scale) for each
+    variant; each model is tested on every dataset of `test` (default: `train`), or only
+    on its own dataset with ``pairs = "diagonal"``.
+    """
+
+    kind: Literal["matrix", "rescaling", "noise"] = "matrix"
+    title: str | None = None
+    train: list[str] = Field(min_length=1)
+    test: list[str] | None = None
+    pairs: Literal["all", "diagonal"] = "all"
+    variants: list[Variant] = []
+    grid: Grid | None = None
+    reference: list[str] = []
+    finding: Literal[FINDINGS] | None = None  # type: ignore[valid-type]
+    normalize_by_diagonal: bool = False
+    labels: dict[str, str] = {}
+    order: Literal["difficulty", "spec"] = "difficulty"
+
+    @model_validator(mode="after")
+    def _variants_ok(self):
+        if self.variants and self.grid:
+            raise ValueError("give either 'variants' or 'grid', not both")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique")
+        return self
+
+    @property
+    def test_sets(self) -> list[str]:
+        return list(self.test) if self.test is not None else list(self.train)
+
+
+class StudySpec(_Strict):
+    """A whole study (see the module docstring for the TOML layout)."""
+
+    name: str
+    description: str = ""
+    scale: Literal[SCALES] = "quick"  # type: ignore[valid-type]
+    include: list[str] = []
+    repository: Repository = Repository()
+    preprocess: Preprocess = Preprocess()
+    datasets: dict[str, DatasetDef] = {}
+    experiments: dict[str, Experiment] = {}
+    training: dict[str, Any] = {}
+    folds: list[int] | None = None
+
+    @field_validator("folds")
+    @classmethod
+    def _folds_ok(cls, folds):
+        if folds is not None and (not folds or any(f < 0 or f > 4 for f in folds) or len(set(folds)) != len(folds)):
+            raise ValueError("folds are distinct integers in 0..4")
+        return folds
+
+    @model_validator(mode="after")
+    def _references_ok(self):
+        if not self.experiments and not self.include:
+            raise ValueError("a study needs at least one experiment (or an 'include')")
+        for ename, exp in self.experiments.items():
+            for field in ("train", "test", "reference"):
+                for ds in getattr(exp, field) or []:
+                    if ds not in self.datasets and not self.include:
+                        raise ValueError(f"experiments.{ename}.{field}: unknown dataset {ds!r}")
+        return self
+
+    @property
+    def experiment_order(self) -> list[str]:
+        return list(self.experiments)
+
+
+def _location(loc) -> str:
+    parts = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif str(item).startswith(("function-", "tagged-")):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    msgs = []
+    for err in exc.errors():
+        where = _location(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        msgs.append(f"{where}: {msg}" if where else msg)
+    return f"{source}: " + "; ".join(msgs)
+
+
+def preset_names() -> list[str]:
+    """Names of the packaged presets."""
+    folder = resources.files("temshift.studies") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def _preset_text(name: str) -> str:
+    ref = resources.files("temshift.studies") / "presets" / f"{name}.toml"
+    return ref.read_text()
+
+
+def _validate(raw: dict, source: str) -> StudySpec:
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(_format_error(source, exc)) from None
+
+
+def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None, _seen=()) -> StudySpec:
+    """Validate TOML text into a StudySpec, resolving `include`.
+
+    Included specs (preset names or paths relative to the spec) contribute their
+    datasets and experiments; the including spec's scale, repository and training win.
+
+    Raises
+    ------
+    SpecError
+        On TOML syntax errors or invalid/unknown keys (the message names the key).
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: not valid TOML ({exc})") from None
+    spec = _validate(raw, source)
+    if not spec.include:
+        return spec
+    data = spec.model_dump()
+    data["include"] = []
+    for inc in spec.include:
+        if inc in _seen:
+            raise SpecError(f"{source}: include: {inc!r} includes itself")
+        child = load_spec(inc, base_dir=base_dir, _seen=(*_seen, inc)).model_dump()
+        for key in ("datasets", "experiments"):
+            for name, value in child[key].items():
+                if name in data[key] and data[key][name] != value:
+                    raise SpecError(f"{source}: {key}.{name} is defined differently by include {inc!r}")
+                data[key][name] = value
+    return _validate(data, source)
+
+
+def load_spec(preset_or_path, base_dir: Path | None = None, _seen=()) -> StudySpec:
+    """Load a packaged preset by name, or a TOML file by path."""
+    text_name = str(preset_or_path)
+    path = Path(text_name)
+    if base_dir is not None and not path.is_absolute() and (base_dir / path).is_file():
+        path = base_dir / path
+    if path.suffix == ".toml" or path.is_file():
+        if not path.is_file():
+            raise SpecError(f"{path}: study spec file not found")
+        return parse_spec(path.read_text(), source=str(path), base_dir=path.parent, _seen=_seen)
+    if text_name in preset_names():
+        return parse_spec(_preset_text(text_name), source=f"preset {text_name!r}", _seen=_seen)
+    raise SpecError(f"{text_name!r} is neither a spec file nor a preset (presets: {', '.join(preset_names())})")

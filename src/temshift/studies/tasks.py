@@ -1,0 +1,133 @@
+"""The real task callables of a study, one per task kind.
+
+Each has the signature ``fn(inputs, out_dir, deps, runtime) -> dict``: `inputs` are the
+task's hashed inputs, `out_dir` its own folder, `deps` the output folders of the tasks
+it depends on (by role), `runtime` settings that do not change the result. The returned
+dict is stored in the task's ``done.json``. Heavy stages are imported inside.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = "repo"
+DATASET = "dataset.h5"
+RUN = "run"
+METRICS = "metrics.parquet"
+STATS = "stats.json"
+
+
+def simulate_repo(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
+    """Simulate the catalog rows in `inputs` into ``out_dir/repo`` (the published layout)."""
+    import pandas as pd
+
+    from temshift.catalog import Catalog
+    from temshift.simulate import simulate_repository
+
+    rows = Catalog(pd.DataFrame(inputs["rows"]), source="study rows", normalized=True)
+    cat = simulate_repository(
+        out_dir / REPO, catalog=rows, frames_per_group=inputs["frames_per_group"], frame_size=inputs["frame_size"],
+        mode=inputs["mode"], seed=inputs["seed"], workers=1, progress=False,
+    )
+    return {"frames": len(cat), "repo": str(out_dir / REPO)}
+
+
+def _catalog_and_root(inputs: dict, deps: dict):
+    from temshift.catalog import Catalog
+
+    if "repo" in deps:
+        root = Path(deps["repo"]) / REPO
+        return Catalog.read(root / "catalog.csv"), root
+    repo = inputs["repository"]
+    return Catalog.read(repo["catalog"]), Path(repo["root"])
+
+
+def build(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
+    """Build the dataset of `inputs` into ``out_dir/dataset.h5``."""
+    from temshift.datasets import DatasetSpec, build_dataset
+    from temshift.preprocess import PreprocessSettings
+    from temshift.studies.plan import where_from_json
+
+    catalog, root = _catalog_and_root(inputs, deps)
+    spec = DatasetSpec(
+        name=runtime.get("name", "dataset"), where=where_from_json(inputs["where"]),
+        preprocess=PreprocessSettings(**inputs["preprocess"]), patch_size=inputs["patch_size"], seed=inputs["seed"],
+    )
+    path = build_dataset(catalog, root, spec, out_dir / DATASET, workers=runtime.get("threads") or 1, progress=False)
+    return {"path": str(path), "spec_hash": spec.hash()}
+
+
+def statistics(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
+    """Patch statistics and metadata of a dataset (written to ``stats.json`` and returned)."""
+    from temshift.datasets import load_dataset
+    from temshift.io.atomic import atomic_write_text
+    from temshift.studies.stats import image_statistics
+
+    ds = load_dataset(Path(deps["dataset"]) / DATASET)
+    out = image_statistics(ds.images, ds.labels)
+    spec = ds.spec if isinstance(ds.spec, dict) else {}
+    for key in ("pixel_scale_nm", "dose_e_per_A2"):
+        value = getattr(ds, key, None)
+        value = spec.get(key) if value is None else value
+        out[key] = float(value) if value is not None else None
+    prov = ds.provenance
+    out["frames"] = int(prov["file"].nunique()) if prov is not None and len(prov) and "file" in prov else None
+    atomic_write_text(out_dir / STATS, json.dumps(out, indent=1))
+    return out
+
+
+def train(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
+    """Train one fold model into ``out_dir/run`` (resumes an interrupted run)."""
+    import pandas as pd
+
+    from temshift.training import TrainSettings, train_fold
+
+    settings = TrainSettings(**inputs["settings"], threads=runtime.get("threads"), progress=False)
+    res = train_fold(Path(deps["dataset"]) / DATASET, inputs["fold"], settings, out_dir / RUN)
+    hist = pd.read_csv(res.history_path)
+    best = hist[hist["epoch"] == res.best_epoch].iloc[0]
+    return {
+        "run_dir": str(res.run_dir), "best_epoch": int(res.best_epoch), "best_val_loss": float(res.best_val_loss),
+        "epochs_run": int(res.epochs_run), "train_hard_dice": float(best.get("hard_dice", float("nan"))),
+        "train_loss": float(best.get("loss", float("nan"))), "val_hard_dice": float(best.get("val_hard_dice", float("nan"))),
+    }
+
+
+def _evaluate_train_split(run_dir: Path, dataset_path: Path, threads, dihedral: bool = True):
+    """Metrics of a fold model on its own training split (dihedral, no augmentation)."""
+    import pandas as pd
+
+    from temshift.evaluation import evaluate_model
+    from temshift.models.checkpoint import load_model
+    from temshift.models.unet import ModelConfig
+    from temshift.training import set_threads, split_fold
+    from temshift.training.data import load_patches
+
+    set_threads(threads)
+    model, meta = load_model(run_dir / "model.pt")
+    images, labels, info = load_patches(dataset_path, ModelConfig.model_validate(meta["config"]))
+    split = split_fold(info["n_patches"], int(meta["fold"]), int(meta.get("n_folds", 5)),
+                       float(meta.get("val_fraction", 0.125)))
+    metrics = evaluate_model(model, images[split.train], labels[split.train], dihedral=dihedral)
+    return pd.DataFrame([{"run": str(run_dir), "test_path": info["path"], **metrics}])
+
+
+def evaluate(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
+    """Test one fold model on one dataset (or on its training split); rows to ``metrics.parquet``."""
+    from temshift.io.atomic import atomic_path
+
+    run_dir, ds_path = Path(deps["run"]) / RUN, Path(deps["dataset"]) / DATASET
+    if inputs.get("split") == "train":
+        df = _evaluate_train_split(run_dir, ds_path, runtime.get("threads"), inputs.get("dihedral", True))
+    else:
+        from temshift.evaluation import evaluate_runs
+
+        df = evaluate_runs([run_dir], ds_path, threads=runtime.get("threads"), use_cache=False,
+                           dihedral=inputs.get("dihedral", True))
+    with atomic_path(out_dir / METRICS) as tmp:
+        df.to_parquet(tmp, index=False)
+    return {"rows": int(len(df))}
+
+
+REGISTRY = {"repo": simulate_repo, "dataset": build, "stats": statistics, "train": train, "evaluate": evaluate}

@@ -1,0 +1,154 @@
+"""Train one fold model of a dataset into a run directory (resumable).
+
+A run directory holds ``model.pt`` (best-validation weights as a temshift checkpoint, with
+model config, training settings, fold, seed and the training dataset's spec and hash),
+``history.csv`` (one row per epoch), ``state.pt`` (resumable per-epoch state, deleted when
+the run finishes) and ``result.json`` (summary, written last: its presence marks a finished run).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from temshift.training.settings import TrainSettings
+
+MODEL_FILE = "model.pt"
+HISTORY_FILE = "history.csv"
+STATE_FILE = "state.pt"
+RESULT_FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished fold run.
+
+    Attributes
+    ----------
+    run_dir : Path
+    fold, seed : int
+    best_epoch : int
+    best_val_loss : float
+    train_loss_at_best : float
+        Training loss of the best epoch (for the in-distribution gap).
+    epochs_run : int
+    stopped_early : bool
+    model_path, history_path : Path
+    """
+
+    run_dir: Path
+    fold: int
+    seed: int
+    best_epoch: int
+    best_val_loss: float
+    train_loss_at_best: float
+    epochs_run: int
+    stopped_early: bool
+    model_path: Path
+    history_path: Path
+
+    @classmethod
+    def read(cls, run_dir) -> RunResult:
+        """Read ``result.json`` of a finished run."""
+        run_dir = Path(run_dir)
+        data = json.loads((run_dir / RESULT_FILE).read_text())
+        return cls(run_dir=run_dir, fold=data["fold"], seed=data["seed"], best_epoch=data["best_epoch"],
+                   best_val_loss=data["best_val_loss"], train_loss_at_best=data["train_loss_at_best"],
+                   epochs_run=data["epochs_run"], stopped_early=data["stopped_early"],
+                   model_path=run_dir / MODEL_FILE, history_path=run_dir / HISTORY_FILE)
+
+
+def _finished(out_dir: Path, fingerprint: dict) -> RunResult:
+    from temshift.errors import CheckpointError
+
+    try:
+        stored = json.loads((out_dir / RESULT_FILE).read_text()).get("fingerprint")
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{out_dir / RESULT_FILE}: unreadable run summary ({exc})") from None
+    if stored != json.loads(json.dumps(fingerprint)):
+        raise CheckpointError(f"{out_dir}: holds a finished run with other settings; use another output folder")
+    return RunResult.read(out_dir)
+
+
+def build_sets(images, labels, fold: int, settings: TrainSettings):
+    """Training and validation `PatchSet`s and the split of `fold`."""
+    from temshift.training.data import PatchSet
+    from temshift.training.dihedral import expand
+    from temshift.training.splits import split_fold
+
+    split = split_fold(len(images), fold, settings.n_folds, settings.val_fraction)
+    train = PatchSet(images, labels, expand(split.train, settings.train_shuffle_seed, settings.dihedral))
+    val = PatchSet(images, labels, expand(split.val, settings.val_shuffle_seed, settings.dihedral))
+    return train, val, split
+
+
+def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, out_dir=None) -> RunResult:
+    """Train the model of one fold; resume an interrupted run; return at once if already finished.
+
+    Parameters
+    ----------
+    dataset_path : str or Path
+        Dataset file (temshift HDF5 or a published ``*_Images.h5``).
+    fold : int
+        Fold index in ``[0, settings.n_folds)``; its test block is left out, the next block's
+        first 12.5 % is validation.
+    settings : TrainSettings, optional
+        Defaults are the paper's protocol.
+    out_dir : str or Path
+        Run directory (created).
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    DatasetError
+        Missing/corrupt dataset or patches unfit for the model.
+    CheckpointError
+        A corrupt or foreign ``state.pt`` in `out_dir` (never silently restarted).
+    """
+    from temshift.models.checkpoint import save_checkpoint
+    from temshift.models.unet import UNet
+    from temshift.training.data import load_patches
+    from temshift.training.runtime import resolve_device, set_threads
+    from temshift.training.trainer import fit, torch_generator
+
+    settings = settings or TrainSettings()
+    if out_dir is None:
+        raise ValueError("out_dir is required")
+    out_dir = Path(out_dir)
+    seed = settings.seed_for(fold)
+    if (out_dir / RESULT_FILE).exists() and (out_dir / MODEL_FILE).exists():
+        return _finished(out_dir, {"settings": settings.fingerprint(), "seed": seed, "fold": fold})
+    set_threads(settings.threads)
+    images, labels, info = load_patches(dataset_path, settings.model, settings.patch_crop)
+    train, val, split = build_sets(images, labels, fold, settings)
+    device = resolve_device(settings.device)
+    model = UNet.from_config(settings.model, generator=torch_generator(seed, 0, 0)).to(device)
+    fingerprint = {"settings": settings.fingerprint(), "seed": seed, "fold": fold,
+                   "dataset_hash": info["spec_hash"], "n_patches": info["n_patches"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = fit(model, train, val, settings, seed, device, state_path=out_dir / STATE_FILE,
+                 history_path=out_dir / "history.csv", fingerprint=fingerprint,
+                 description=f"{info['name']} fold {fold}")
+    model.load_state_dict(result.best_state)
+    best_row = next(r for r in result.history if r["epoch"] == result.best_epoch)
+    meta = {"kind": "fold", "fold": fold, "seed": seed, "n_folds": settings.n_folds,
+            "val_fraction": settings.val_fraction, "settings": settings.fingerprint(),
+            "dataset": {k: info[k] for k in ("path", "name", "spec_hash", "content_hash", "n_patches", "patch_size")},
+            "dataset_spec": info["spec"], "dataset_spec_hash": info["spec_hash"],
+            "split": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+            "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+            "train_loss_at_best": best_row["loss"], "trained_with": result.speed}
+    save_checkpoint(out_dir / MODEL_FILE, model.cpu(), meta)
+    summary = {"fold": fold, "seed": seed, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+               "train_loss_at_best": best_row["loss"], "epochs_run": len(result.history),
+               "stopped_early": result.stopped_early, "dataset": meta["dataset"],
+               "fingerprint": {"settings": settings.fingerprint(), "seed": seed, "fold": fold}}
+    from temshift.io.atomic import atomic_write_text
+
+    atomic_write_text(out_dir / RESULT_FILE, json.dumps(summary, indent=2))
+    (out_dir / STATE_FILE).unlink(missing_ok=True)
+    return RunResult.read(out_dir)

@@ -1,0 +1,75 @@
+"""Particle statistics on hand-made masks of known discs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from temshift.predict.particles import combine_tables, particle_table, size_histogram_png, write_particle_csv
+
+
+def disc(shape, cy, cx, r):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+
+
+def test_single_disc_measures():
+    mask = disc((200, 300), 90, 140, 40)
+    t = particle_table(mask, pixel_scale_nm=0.02)
+    assert len(t) == 1
+    row = t.iloc[0]
+    assert row["centroid_row_px"] == pytest.approx(90, abs=0.01)
+    assert row["centroid_col_px"] == pytest.approx(140, abs=0.01)
+    assert row["centroid_x_nm"] == pytest.approx(140 * 0.02, abs=1e-3)
+    assert row["area_px"] == mask.sum()
+    assert row["area_nm2"] == pytest.approx(mask.sum() * 0.02**2)
+    assert row["equivalent_diameter_nm"] == pytest.approx(80 * 0.02, rel=0.01)
+    assert row["circularity"] == pytest.approx(1.0, abs=0.05)
+    assert not row["touches_border"]
+
+
+def test_border_flag_and_no_scale():
+    mask = disc((100, 100), 5, 50, 20) | disc((100, 100), 60, 60, 10)
+    t = particle_table(mask).sort_values("centroid_row_px")
+    assert t["touches_border"].tolist() == [True, False]
+    assert t["equivalent_diameter_nm"].isna().all()
+
+
+def test_elongated_particle_is_less_circular():
+    mask = np.zeros((100, 200), bool)
+    mask[40:50, 20:180] = True
+    t = particle_table(mask, 0.02)
+    assert t.iloc[0]["circularity"] < 0.4
+
+
+def test_watershed_splits_two_touching_discs():
+    mask = disc((200, 300), 100, 100, 40) | disc((200, 300), 100, 170, 40)
+    assert len(particle_table(mask, 0.02)) == 1
+    t = particle_table(mask, 0.02, watershed=True).sort_values("centroid_col_px")
+    assert len(t) == 2
+    assert t["centroid_col_px"].to_numpy() == pytest.approx([100 - 2, 170 + 2], abs=4)
+    assert t["equivalent_diameter_nm"].to_numpy() == pytest.approx([1.6, 1.6], rel=0.1)
+    # a single disc is not over-split
+    assert len(particle_table(disc((200, 200), 100, 100, 50), watershed=True)) == 1
+
+
+def test_small_speckle_dropped_and_empty_mask():
+    mask = np.zeros((50, 50), bool)
+    mask[10, 10] = True
+    t = particle_table(mask, 0.02)
+    assert len(t) == 0 and "equivalent_diameter_nm" in t.columns
+
+
+def test_tables_csv_and_histogram(tmp_path):
+    a = particle_table(disc((100, 100), 50, 50, 20), 0.02)
+    b = particle_table(disc((100, 100), 30, 30, 10) | disc((100, 100), 70, 70, 12), 0.02)
+    combined = combine_tables({"a.dm3": a, "b.dm3": b})
+    assert combined["frame"].tolist() == ["a.dm3", "b.dm3", "b.dm3"]
+    path = write_particle_csv(combined, tmp_path / "particles.csv")
+    back = pd.read_csv(path)
+    assert len(back) == 3 and back.columns[0] == "frame"
+    png = size_histogram_png(combined, tmp_path / "hist.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    empty = size_histogram_png(combine_tables({}), tmp_path / "empty.png")
+    assert empty.stat().st_size > 0

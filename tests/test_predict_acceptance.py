@@ -1,0 +1,44 @@
+"""Acceptance summary of full-frame scores (criteria of the prediction issue)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from temshift.predict.acceptance import acceptance_summary, hard_dice
+
+
+def test_hard_dice():
+    a = np.zeros((10, 10), bool)
+    a[:5] = True
+    assert hard_dice(a, a) == 1.0
+    assert hard_dice(a, ~a) == pytest.approx(1 / 101)
+    assert hard_dice(np.zeros((4, 4)), np.zeros((4, 4))) == 1.0
+
+
+def _scores(off_rescaled, off_plain, flagged_off=True, flagged_diag=False):
+    rows = []
+    for train in ("A", "B"):
+        for test in ("A", "B"):
+            diag = train == test
+            for rescale in (True, False):
+                dice = 0.9 if diag else (off_rescaled if rescale else off_plain)
+                for k in range(2):
+                    rows.append({"train": train, "fold": 0, "test": test, "frame": f"{test}{k}", "diagonal": diag,
+                                 "rescale": rescale, "hard_dice": dice,
+                                 "flagged": flagged_diag if diag else flagged_off})
+    return pd.DataFrame(rows)
+
+
+def test_summary_criteria():
+    good = acceptance_summary(_scores(0.88, 0.4, flagged_off=False))
+    assert good["rescaled"] == {"diag": 0.9, "offdiag": 0.88}
+    assert good["not_rescaled"]["offdiag"] == pytest.approx(0.4)
+    assert good["magnification_ok"]
+    assert good["warnings_flag_all_failing"]  # nothing fails by > 0.1 after rescaling
+    assert good["warnings_quiet_in_distribution"]
+    bad = acceptance_summary(_scores(0.5, 0.4, flagged_off=False, flagged_diag=True))
+    assert not bad["magnification_ok"]
+    assert not bad["warnings_flag_all_failing"] and not bad["warnings_quiet_in_distribution"]
+    assert all(p["failing"] for p in bad["pairs"])

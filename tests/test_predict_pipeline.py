@@ -1,0 +1,132 @@
+"""Whole-frame prediction with tiny U-Nets: preprocessing from the meta, pixel-scale matching,
+ensembles, and the `predict` / `check` commands end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from _predict_synth import raw_frame, write_training_dataset
+from typer.testing import CliRunner
+
+from temshift.errors import CheckpointError
+from temshift.io import write_tiff_frame
+from temshift.models import UNet, save_checkpoint
+from temshift.predict.pipeline import load_predictor, model_files, predict_frame, predict_probabilities
+
+SPEC = {"name": "synth", "preprocess": {"xray_threshold": None, "rescale": "standardize"}, "patch_size": 256,
+        "pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0}
+
+
+def tiny_checkpoint(path, seed=0, spec=SPEC, dataset_path=None):
+    torch.manual_seed(seed)
+    model = UNet()  # the paper's 4-8-16-32 net (faster on CPU than narrower ones)
+    meta = {"dataset_spec": spec}
+    if dataset_path:
+        meta["dataset"] = {"path": str(dataset_path)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(path, model, meta)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return [tiny_checkpoint(root / f"fold{k}" / "model.pt", seed=k) for k in range(2)]
+
+
+def test_load_predictor_reads_meta(ckpts):
+    p = load_predictor(ckpts[0])
+    assert p.pixel_scale_nm == 0.02 and p.dose_e_per_A2 == 423.0
+    assert p.preprocess.xray_threshold is None and p.preprocess.rescale == "standardize"
+    assert p.patch_size == 256 and len(p.models) == 1
+    assert model_files(ckpts[0].parent.parent) == sorted(ckpts)  # a folder of runs = an ensemble
+    assert model_files(ckpts[0].parent) == [ckpts[0]]
+
+
+def test_predict_frame_rescales_and_returns_frame_grid(ckpts):
+    raw, _ = raw_frame(200, pixel_scale_nm=0.033, radius_nm=1.5, seed=1)
+    p = load_predictor(ckpts[0])
+    pred = predict_frame(p, raw, 0.033, tile=384)
+    assert pred.zoom == pytest.approx(1.65)
+    assert pred.model_input.shape == (330, 330)
+    assert pred.probabilities.shape == raw.shape and pred.mask.shape == raw.shape
+    assert pred.mask.dtype == np.uint8 and set(np.unique(pred.mask)) <= {0, 1}
+    assert 0.0 <= pred.probabilities.min() and pred.probabilities.max() <= 1.0
+    assert pred.input_pixel_scale_nm == pytest.approx(0.02)
+    off = predict_frame(p, raw, 0.033, rescale=False, tile=384)
+    assert off.zoom == 1.0 and off.model_input.shape == raw.shape
+
+
+def test_ensemble_averages_probabilities(ckpts):
+    raw, _ = raw_frame(128, radius_nm=0.8, seed=2)
+    singles = [predict_frame(load_predictor(c), raw, 0.02).probabilities for c in ckpts]
+    both = predict_frame(load_predictor(ckpts), raw, 0.02).probabilities
+    np.testing.assert_allclose(both, (singles[0] + singles[1]) / 2, atol=1e-5)
+
+
+def test_tiled_prediction_matches_single_pass_in_the_interior():
+    torch.manual_seed(3)
+    model = UNet(filters=(4, 8), bottleneck=16).eval()  # shallow: receptive field ~ the margin
+    img = np.random.default_rng(0).normal(size=(320, 320)).astype(np.float32)
+    tiled = predict_probabilities(model, img, tile=224, overlap=96, margin=32)
+    padded = np.pad(img, 64, mode="reflect")
+    with torch.inference_mode():
+        whole = torch.softmax(model(torch.from_numpy(padded)[None, None]), 1)[0, 1].numpy()[64:-64, 64:-64]
+    diff = np.abs(tiled - whole)
+    assert diff.mean() < 1e-3
+
+
+def test_ensemble_members_must_agree(tmp_path, ckpts):
+    other = tiny_checkpoint(tmp_path / "other.pt", spec={**SPEC, "pixel_scale_nm": 0.042})
+    with pytest.raises(CheckpointError, match="nm/px"):
+        load_predictor([ckpts[0], other])
+    with pytest.raises(CheckpointError, match="no such"):
+        load_predictor(tmp_path / "missing.pt")
+
+
+def _cli():
+    from temshift.cli import _register, app
+
+    _register()
+    return app
+
+
+def test_cli_predict_writes_outputs_and_strict_refuses(tmp_path, ckpts):
+    app = _cli()
+    good, _ = raw_frame(192, radius_nm=1.0, seed=4)
+    low, _ = raw_frame(192, radius_nm=1.0, dose_e_per_A2=80, seed=5)
+    write_tiff_frame(tmp_path / "good.tif", good, 0.02)
+    np.save(tmp_path / "low.npy", low)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["predict", str(ckpts[0]), str(tmp_path / "good.tif"), "--out", str(out),
+                                   "--dose", "423", "--save-probabilities", "--watershed"])
+    assert res.exit_code == 0, res.output
+    for name in ("good_mask.png", "good_mask.tif", "good_overlay.png", "good_probability.tif",
+                 "good_particles.csv", "particles.csv", "size_histogram.png", "risk.json", "risk.csv"):
+        assert (out / name).is_file(), name
+    res = CliRunner().invoke(app, ["predict", str(ckpts[0]), str(tmp_path / "low.npy"), "--out", str(out),
+                                   "--pixel-scale", "0.02", "--dose", "80", "--strict"])
+    assert res.exit_code == 2, res.output
+    assert not (out / "low_mask.png").exists()
+    risk = json.loads((out / "risk.json").read_text())
+    assert risk[0]["level"] == "high" and "under-segmentation" in risk[0]["reasons"][0]
+
+
+def test_cli_check_reports_without_predicting(tmp_path):
+    app = _cli()
+    frames = [raw_frame(512, seed=s) for s in range(4)]
+    ds = write_training_dataset(tmp_path / "train.h5", [f for f, _ in frames], [lab for _, lab in frames])
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", dataset_path=ds)
+    ok, _ = raw_frame(512, seed=9)
+    low, _ = raw_frame(512, dose_e_per_A2=60, seed=8)
+    write_tiff_frame(tmp_path / "ok.tif", ok, 0.02)
+    write_tiff_frame(tmp_path / "low.tif", low, 0.02)
+    res = CliRunner().invoke(app, ["check", str(ckpt), str(tmp_path / "ok.tif"), str(tmp_path / "low.tif"),
+                                   "--json", str(tmp_path / "risk.json")])
+    assert res.exit_code == 0, res.output
+    risk = {r["frame"]: r for r in json.loads((tmp_path / "risk.json").read_text())}
+    assert not risk["ok.tif"]["flagged"], risk["ok.tif"]["reasons"]
+    assert risk["low.tif"]["flagged"]
+    assert not list(tmp_path.glob("*_mask*"))

@@ -1,0 +1,203 @@
+"""The study task graph with fast fake tasks: caching, resume, retry, failure isolation, aggregation."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from temshift.studies.graph import read_done
+from temshift.studies.plan import resolve, where_from_json
+from temshift.studies.runner import run_study
+from temshift.studies.spec import load_spec
+
+CALLS: list = []
+LOCK = threading.Lock()
+FAIL: dict = {}  # dataset marker substring -> number of remaining failures of its train tasks
+
+
+def _log(kind, out_dir):
+    with LOCK:
+        CALLS.append((kind, Path(out_dir).name))
+
+
+def fake_repo(inputs, out_dir, deps, runtime):
+    _log("repo", out_dir)
+    (out_dir / "rows.json").write_text(json.dumps([r["file"] for r in inputs["rows"]]))
+    return {"frames": len(inputs["rows"])}
+
+
+def fake_dataset(inputs, out_dir, deps, runtime):
+    _log("dataset", out_dir)
+    where = where_from_json(inputs["where"])
+    dose = where.get("dose_e_per_A2")
+    meta = {"name": runtime.get("name"), "dose": dose[0] if isinstance(dose, tuple) else dose,
+            "rescale": inputs["preprocess"].get("rescale")}
+    (out_dir / "meta.json").write_text(json.dumps(meta))
+    return meta
+
+
+def fake_stats(inputs, out_dir, deps, runtime):
+    _log("stats", out_dir)
+    meta = json.loads((Path(deps["dataset"]) / "meta.json").read_text())
+    return {"histogram_median": 0.1, "roughness": 0.5, "particle_contrast": 1.0, "dose_e_per_A2": meta["dose"]}
+
+
+def fake_train(inputs, out_dir, deps, runtime):
+    _log("train", out_dir)
+    meta = json.loads((Path(deps["dataset"]) / "meta.json").read_text())
+    with LOCK:
+        if FAIL.get(meta["name"], 0) > 0:
+            FAIL[meta["name"]] -= 1
+            raise RuntimeError(f"planted failure for {meta['name']}")
+    (out_dir / "model.json").write_text(json.dumps({**meta, "fold": inputs["fold"]}))
+    return {"train_hard_dice": 0.95}
+
+
+def fake_evaluate(inputs, out_dir, deps, runtime):
+    _log("evaluate", out_dir)
+    model = json.loads((Path(deps["run"]) / "model.json").read_text())
+    test = json.loads((Path(deps["dataset"]) / "meta.json").read_text())
+    gap = abs(math.log(test["dose"] / model["dose"]))
+    dice = 0.9 - 0.1 * gap + 0.01 * model["fold"]
+    share = 0.5 + (0.3 if test["dose"] > model["dose"] else -0.3 if test["dose"] < model["dose"] else 0.0)
+    df = pd.DataFrame([{"hard_dice": dice, "soft_dice": dice - 0.02, "ce": 0.1 + gap, "pooled_dice": dice,
+                        "fp_rate": 0.01, "fn_rate": 0.02, "overseg_share": share, "fold": model["fold"]}])
+    df.to_parquet(out_dir / "metrics.parquet", index=False)
+    return {"rows": 1}
+
+
+REGISTRY = {"repo": fake_repo, "dataset": fake_dataset, "stats": fake_stats, "train": fake_train,
+            "evaluate": fake_evaluate}
+
+
+def _run(out, spec="dose", **kw):
+    CALLS.clear()
+    return run_study(spec, out, scale="ci", workers=2, registry=REGISTRY, processes=False, progress=False, **kw)
+
+
+def test_fake_study_runs_and_aggregates(tmp_path):
+    run = _run(tmp_path / "s")
+    assert run.outcome.ok
+    plan = run.plan
+    assert len(CALLS) == len(plan.tasks)  # every task once, shared tasks not duplicated
+    res = pd.read_parquet(tmp_path / "s" / "results.parquet")
+    assert len(res) == 3 * 3 * 2  # train datasets x test datasets x folds
+    for col in ("experiment", "variant", "train_dataset", "fold", "test_dataset", "hard_dice", "overseg_share",
+                "train_key", "eval_key", "ood_gap"):
+        assert col in res.columns
+    assert (tmp_path / "s" / "results.csv").is_file()
+    assert (tmp_path / "s" / "figures" / "matrix_dose.png").is_file()
+    html = (tmp_path / "s" / "report.html").read_text()
+    assert "data:image/png;base64" in html and "Reading." in html
+    from temshift.studies.check import check_study
+
+    status = {f.name: f.status for f in check_study(tmp_path / "s")}
+    assert status["dose"] == "reproduced"
+    assert status["noise"] == "not run"
+
+
+def test_rerun_is_fully_cached_and_identical(tmp_path):
+    _run(tmp_path / "s")
+    first = pd.read_parquet(tmp_path / "s" / "results.parquet")
+    run = _run(tmp_path / "s")
+    assert CALLS == []
+    assert run.outcome.cached == set(run.plan.tasks)
+    pd.testing.assert_frame_equal(first, pd.read_parquet(tmp_path / "s" / "results.parquet"))
+
+
+def test_resume_runs_only_missing_tasks(tmp_path):
+    run = _run(tmp_path / "s")
+    # a killed study: one train task never finished (no done marker), its evaluations neither
+    train_key = next(k for k, t in run.plan.tasks.items() if t.kind == "train")
+    lost = {train_key} | {k for k, t in run.plan.tasks.items() if t.deps.get("run") == train_key}
+    for k in lost:
+        (run.plan.tasks[k].out_dir / "done.json").unlink()
+    run2 = _run(tmp_path / "s")
+    assert sorted(CALLS) == sorted((run.plan.tasks[k].kind, k.split("-", 1)[1]) for k in lost)
+    assert run2.outcome.ok
+
+
+def test_failed_task_is_retried_once_then_reported(tmp_path):
+    FAIL.clear()
+    FAIL["Au5_80e"] = 1  # fails once per... first attempt of one task only: retried and recovers
+    run = _run(tmp_path / "a")
+    assert run.outcome.ok
+    FAIL.clear()
+    FAIL["Au5_80e"] = 10**6  # always fails
+    run = _run(tmp_path / "b")
+    FAIL.clear()
+    failed = {run.plan.tasks[k].label for k in run.outcome.failed}
+    assert failed == {"train Au5_80e fold 0 (base)", "train Au5_80e fold 1 (base)"}
+    assert all("planted failure" in e for e in run.outcome.failed.values())
+    assert len(run.outcome.skipped) == 2 * 3  # their evaluations on three datasets
+    attempts = [c for c in CALLS if c[0] == "train"]
+    assert len(attempts) == 4 + 2 * 2  # other trainings once, the failing two twice (one retry)
+    res = pd.read_parquet(tmp_path / "b" / "results.parquet")
+    assert len(res) == 2 * 3 * 2 and "Au5_80e" not in set(res["train_dataset"])
+    failures = json.loads((tmp_path / "b" / "failures.json").read_text())
+    assert len(failures) == 2 + 6
+
+
+def test_keys_follow_inputs(tmp_path):
+    spec = load_spec("dose")
+    a = resolve(spec, tmp_path, "ci")
+    b = resolve(spec.model_copy(update={"training": {"epochs": 2}}), tmp_path, "ci")
+    kinds = lambda p, kind: {k for k, t in p.tasks.items() if t.kind == kind}  # noqa: E731
+    assert kinds(a, "dataset") == kinds(b, "dataset")
+    assert kinds(a, "train").isdisjoint(kinds(b, "train"))
+    assert kinds(a, "evaluate").isdisjoint(kinds(b, "evaluate"))
+    assert a.tasks.keys() == resolve(spec, tmp_path, "ci").tasks.keys()  # deterministic
+    assert read_done(tmp_path / "nothing") is None
+
+
+def test_shared_tasks_across_experiments(tmp_path):
+    plan = resolve(load_spec("noise"), tmp_path, "ci")
+    # rho = 0 of both grids and the 884 reference/dose models are the same fold models
+    trains = {(c.train, c.fold): set() for c in plan.cells}
+    for c in plan.cells:
+        if c.variant in ("noise_rho=0", "noise_rho_max=0", "reference", "base") and c.train == "Au5_884e":
+            trains[(c.train, c.fold)].add(c.train_key)
+    assert all(len(v) == 1 for k, v in trains.items() if k[0] == "Au5_884e")
+
+
+def test_noise_and_rescaling_presets_with_fakes(tmp_path):
+    run = _run(tmp_path / "n", spec="noise")
+    assert run.outcome.ok
+    res = pd.read_parquet(tmp_path / "n" / "results.parquet")
+    variants = set(res[res.experiment == "noise_rho"]["variant"])
+    assert {"noise_rho=0", "reference"} <= variants and len(variants) == 3 + 1  # ci thins the grid to 3
+    assert (tmp_path / "n" / "figures" / "noise_noise_rho.png").is_file()
+    from temshift.studies.check import check_study
+
+    status = {f.name: f.status for f in check_study(tmp_path / "n")}
+    assert status["noise"] != "not run" and status["dose"] == "reproduced"
+    run = _run(tmp_path / "r", spec="rescaling")
+    res = pd.read_parquet(tmp_path / "r" / "results.parquet")
+    assert set(res["split"]) == {"train", "test"} and set(res["same_dataset"]) == {True}
+    assert (tmp_path / "r" / "figures" / "rescaling_rescaling.png").is_file()
+
+
+def test_progress_view_renders(tmp_path):
+    from rich.console import Console
+
+    from temshift.studies.graph import RunOutcome
+    from temshift.studies.progress import StudyProgress, format_seconds
+
+    plan = resolve(load_spec("dose"), tmp_path, "ci")
+    keys = list(plan.tasks)
+    view = StudyProgress(plan, slots=2, enabled=False)
+    view.start(cached=keys[:2])
+    out = RunOutcome(records={k: {"seconds": 2.0} for k in keys[:5]}, cached=set(keys[:2]),
+                     failed={keys[5]: "boom"})
+    view.update(out, running={keys[6]})
+    console = Console(record=True, width=150)
+    console.print(view.table())
+    text = console.export_text()
+    assert "train" in text and "evaluate" in text and "ETA" in text and "running:" in text
+    assert view.eta_s() > 0
+    assert format_seconds(3725) == "1h02m" and format_seconds(65) == "1m05s" and format_seconds(None) == "-"
