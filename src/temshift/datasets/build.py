@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -131,12 +132,16 @@ def build_dataset(catalog, root, spec: DatasetSpec, out_path, workers: int | Non
     hi, hl = hashlib.sha256(), hashlib.sha256()
     files, prow, pcol, scales = [], [], [], []
 
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f, _progress(progress, len(rows), spec.name) as advance:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(out_path))
+        f = stack.enter_context(h5py.File(tmp, "w"))
+        advance = stack.enter_context(_progress(progress, len(rows), spec.name))
         images = f.create_dataset("images", (0, p, p), np.float32, maxshape=(None, p, p), chunks=(1, p, p))
         labels = f.create_dataset(
             "labels", (0, p, p), np.uint8, maxshape=(None, p, p), chunks=(1, p, p), compression="gzip", compression_opts=1
         )
-        results = _ordered(lambda r: _process(sub, r, root, spec), rows, workers)
+        # closing(): on failure, stop the pool now (not when the traceback is freed)
+        results = stack.enter_context(contextlib.closing(_ordered(lambda r: _process(sub, r, root, spec), rows, workers)))
         for res in results:
             n0, k = images.shape[0], len(res.patches)
             if k:
@@ -144,8 +149,8 @@ def build_dataset(catalog, root, spec: DatasetSpec, out_path, workers: int | Non
                 labels.resize(n0 + k, axis=0)
                 images[n0:] = res.patches
                 labels[n0:] = res.labels
-                hi.update(np.ascontiguousarray(res.patches).tobytes())
-                hl.update(np.ascontiguousarray(res.labels).tobytes())
+                hi.update(np.ascontiguousarray(res.patches))  # buffer protocol: no copy
+                hl.update(np.ascontiguousarray(res.labels))
                 files += [res.source] * k
                 prow += res.coords[:, 0].tolist()
                 pcol += res.coords[:, 1].tolist()

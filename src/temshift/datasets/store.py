@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 #: file attributes we write
 ATTRS = (
     "format", "format_version", "name", "spec", "spec_hash", "preprocess", "temshift_version",
-    "content_hash", "pixel_scale_nm", "dose_e_per_A2", "n_frames", "patch_size", "created",
+    "content_hash", "pixel_scale_nm", "dose_e_per_A2", "n_frames", "patch_size", "seed", "catalog", "created",
 )  # fmt: skip
 _PAIR = re.compile(r"^(?P<name>.+)_(?P<kind>Images|Labels)\.h5$", re.IGNORECASE)
 
@@ -281,8 +281,6 @@ def import_published(path, out=None) -> Path:
 
 def dataset_summary(path) -> dict:
     """Header facts of a dataset file without loading the arrays: shapes, attrs, particle fraction."""
-    import h5py  # noqa: F401  (via _open)
-
     path = Path(path)
     pair = published_pair(path)
     files = (pair[1], pair[2]) if pair else (path, path)

@@ -24,6 +24,10 @@ def atomic_path(final_path, suffix: str | None = None):
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp creates 0600; give the final file the usual umask-governed mode
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, final_path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -60,15 +60,20 @@ def dataset_frames(plan, name: str):
 
 
 def fold_test_frames(dataset_path: Path, fold: int, n_folds: int = 5) -> set[str]:
-    """Files of the frames all of whose patches are in the test block of `fold`."""
+    """Files of the frames all of whose patches are in the test block of `fold`.
+
+    Small datasets (``ci`` scale) may have no such frame; then the frames with at least half
+    of their patches in the test block are used (partly seen in training: optimistic).
+    """
     from temshift.datasets import load_dataset
     from temshift.training.splits import test_block
 
     prov = load_dataset(dataset_path).provenance
     test = np.zeros(len(prov), bool)
     test[test_block(len(prov), fold, n_folds)] = True
-    by_file = pd.Series(test).groupby(prov["file"].to_numpy()).all()
-    return set(by_file[by_file].index)
+    share = pd.Series(test, dtype=float).groupby(prov["file"].to_numpy()).mean()
+    full = set(share[share >= 1.0].index)
+    return full or set(share[share >= 0.5].index)
 
 
 def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: int | None = None,

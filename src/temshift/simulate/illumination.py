@@ -7,8 +7,8 @@ exactly, different sessions differ. This is the session-dependent signal that th
 paper's flat-field correction (a degree-(2, 2) Bernstein fit) removes.
 
 * Illumination: a broad Gaussian beam whose centre is off the frame centre (monochromator
-  / beam shift), 1/e^2 radius 1.1-2.2 frame widths, plus a weak linear ramp -- a 5-25 %
-  fall-off across the frame.
+  / beam shift), standard deviation 1.2-2.5 frame widths, plus a weak linear ramp -- a
+  5-35 % fall-off across the frame.
 * Gain-reference error: the gain reference was taken under slightly different conditions;
   a smooth low-order field of +-2-5 %: a quadratic bowl plus one long-wavelength cosine.
 """
@@ -21,8 +21,8 @@ import numpy as np
 def draw_illumination_params(rng) -> dict:
     """Random illumination / gain-error parameters of one session (JSON-ready)."""
     return {
-        "beam_center_uv": [float(v) for v in rng.uniform(0.1, 0.9, 2)],
-        "beam_radius_frac": float(rng.uniform(1.1, 2.2)),
+        "beam_center_uv": [float(v) for v in rng.uniform(0.2, 0.8, 2)],
+        "beam_radius_frac": float(rng.uniform(1.2, 2.5)),
         "ramp_uv": [float(v) for v in rng.normal(0, 0.04, 2)],
         "gain_bowl": float(rng.uniform(-0.05, 0.05)),
         "gain_bowl_center_uv": [float(v) for v in rng.uniform(0.3, 0.7, 2)],
@@ -44,7 +44,7 @@ def illumination_field(params: dict, shape) -> np.ndarray:
     u, v = _uv(shape)
     cu, cv = params["beam_center_uv"]
     w = params["beam_radius_frac"]
-    field = np.exp(-2 * ((u - cu) ** 2 + (v - cv) ** 2) / w**2)
+    field = np.exp(-((u - cu) ** 2 + (v - cv) ** 2) / (2 * w**2))
     field = field * (1 + params["ramp_uv"][0] * (u - 0.5) + params["ramp_uv"][1] * (v - 0.5))
     return (field / field.mean()).astype(np.float32)
 

@@ -1,7 +1,8 @@
 """A page of example frames: raw, flat-fielded, label overlay and a zoom, per group.
 
-One row per (material, size, dose, pixel scale) group of the repository (the first frame
-of each, up to `max_rows`): the raw counts, the frame after X-ray removal and flat-field
+One row per (material, size, dose, pixel scale) group of the repository (its first frame),
+up to `max_rows` groups chosen so that every material, size, dose and pixel scale present
+appears at least once when possible: the raw counts, the frame after X-ray removal and flat-field
 correction (`temshift.preprocess`), the same with the label outline, and a zoom
 (a 10 nm window on a particle, or the frame centre) showing the lattice fringes.
 """
@@ -35,6 +36,23 @@ def _zoom_window(label, pixel_scale_nm, width_nm=10.0):
     return slice(y0, y0 + w), slice(x0, x0 + w)
 
 
+def _diverse_groups(df, max_rows: int):
+    """First frame of up to `max_rows` groups, greedily covering every value of each field."""
+    firsts = df.groupby(list(PREVIEW_GROUPS), sort=True).head(1)
+    chosen, seen = [], {f: set() for f in PREVIEW_GROUPS}
+    for idx, row in firsts.iterrows():
+        if len(chosen) < max_rows and any(row[f] not in seen[f] for f in PREVIEW_GROUPS):
+            chosen.append(idx)
+            for f in PREVIEW_GROUPS:
+                seen[f].add(row[f])
+    for idx in firsts.index:
+        if len(chosen) >= max_rows:
+            break
+        if idx not in chosen:
+            chosen.append(idx)
+    return firsts.loc[sorted(chosen, key=list(firsts.index).index)]
+
+
 def write_preview(repo, out_png, max_rows: int = 12, catalog=None) -> Path:
     """Write the example page of a synthetic (or real) repository.
 
@@ -65,7 +83,7 @@ def write_preview(repo, out_png, max_rows: int = 12, catalog=None) -> Path:
 
     repo = Path(repo)
     cat = catalog if catalog is not None else Catalog.read(repo / "catalog.csv")
-    firsts = cat.df.groupby(list(PREVIEW_GROUPS), sort=True).head(1).head(max_rows)
+    firsts = _diverse_groups(cat.df, max_rows)
     n = len(firsts)
     fig, axes = plt.subplots(n, 4, figsize=(13, 3.3 * n + 0.4), squeeze=False)
     for ax_row, (_, row) in zip(axes, firsts.iterrows()):

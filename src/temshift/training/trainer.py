@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from temshift.errors import CheckpointError
+from temshift.errors import CheckpointError, TemshiftError
 from temshift.evaluation.metrics import MetricSums
 from temshift.training import augment
 from temshift.training.data import PatchSet
@@ -236,4 +236,6 @@ def fit(model, train: PatchSet, val: PatchSet, settings: TrainSettings, seed: in
                 _save_state(Path(state_path), model, optimizer, result, fingerprint, epoch)
             if bar:
                 bar.update(task, status=f"epoch {epoch} val {row['val_loss']:.4f} dice {row['val_hard_dice']:.3f}")
+    if result.best_state is None:
+        raise TemshiftError(f"{description}: training diverged (validation loss never finite); lower the learning rate")
     return result
