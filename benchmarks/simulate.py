@@ -74,7 +74,8 @@ def quick_repository(workers: int = 2) -> dict:
         import pandas as pd
 
         n = len(pd.read_csv(Path(tmp) / "repo" / "catalog.csv"))
-    return {"frames": n, "seconds": seconds, "command": " ".join(c if " " not in c else repr(c) for c in cmd[1:])}
+    shown = ["temshift"] + [("REPO" if c == str(Path(tmp) / "repo") else c) for c in cmd[3:]]
+    return {"frames": n, "seconds": seconds, "command": " ".join(shown)}
 
 
 def write_section(text: str) -> None:

@@ -153,3 +153,30 @@ def test_xray_step_removes_planted_hits():
     cleaned = remove_xrays(f.counts, 1500.0)
     assert (cleaned[rows, cols] < med + 1500).all()
     assert cleaned.max() < med + 1500
+
+
+def test_lens_transfer_matches_abtem_conventions():
+    import abtem
+    from abtem.core.energy import energy2sigma, energy2wavelength
+
+    from temshift.simulate.optics import interaction_constant, transfer_function, wavelength_A
+
+    assert wavelength_A(300e3) == pytest.approx(energy2wavelength(300e3), rel=1e-6)
+    assert interaction_constant(300e3) == pytest.approx(energy2sigma(300e3), rel=1e-6)
+    rng = np.random.default_rng(0)
+    a = (rng.normal(size=(64, 64)) + 1j * rng.normal(size=(64, 64))).astype(np.complex64)
+    theirs = abtem.CTF(defocus=60, Cs=5e4, energy=300e3, semiangle_cutoff=1e3).apply(
+        abtem.Waves(a, energy=300e3, sampling=S_A)).compute().array
+    mic = Microscope(focal_spread_A=0, convergence_mrad=0, aperture_mrad=1e4)
+    ours = np.fft.ifft2(np.fft.fft2(a) * transfer_function(a.shape, S_A, 60, mic))
+    assert np.abs(theirs - ours).max() < 1e-4 * np.abs(ours).max()
+
+
+def test_pixel_integration_is_exact_for_band_limited_intensity():
+    # a cosine of period 10 field samples, pixels of 2 samples: the pixel average scales it by sinc
+    n, s = 200, 0.1
+    x = np.arange(n) * s
+    img = np.tile(1 + 0.5 * np.cos(2 * np.pi * x / (10 * s)), (n, 1)).astype(np.float32)
+    out = integrate_pixels(img, s, 2 * s)
+    expected = 1 + 0.5 * np.sinc(2 / 10) * np.cos(2 * np.pi * x[::2] / (10 * s))
+    np.testing.assert_allclose(out[0], expected, atol=1e-4)

@@ -34,29 +34,27 @@ def hard_dice(mask: np.ndarray, label: np.ndarray, smooth: float = 1.0) -> float
     return float((2.0 * np.logical_and(p, t).sum() + smooth) / (p.sum() + t.sum() + smooth))
 
 
-def _plan(study_dir: Path):
-    from temshift.studies.plan import resolve
-    from temshift.studies.spec import StudySpec
-
-    spec = StudySpec.model_validate_json((study_dir / "spec.json").read_text())
-    scale = json.loads((study_dir / "plan.json").read_text())["scale"]["name"]
-    return resolve(spec, study_dir, scale)
+def _tasks(study_dir: Path) -> dict:
+    """Tasks of a study run by key, from its ``plan.json`` (key, kind, deps, dir)."""
+    return {t["key"]: t for t in json.loads((study_dir / "plan.json").read_text())["tasks"]}
 
 
-def dataset_frames(plan, name: str):
-    """(catalog of the dataset's raw frames, repository root, dataset file) of dataset `name`."""
+def dataset_frames(tasks: dict, dataset_key: str):
+    """(catalog of a dataset's raw frames, repository root, dataset file) from its study task."""
     from temshift.catalog import Catalog
     from temshift.studies.plan import where_from_json
 
-    task = plan.tasks[plan.datasets[name]]
-    if "repo" in task.deps:
-        root = plan.tasks[task.deps["repo"]].out_dir / "repo"
+    task = tasks[dataset_key]
+    out_dir = Path(task["dir"])
+    inputs = json.loads((out_dir / "done.json").read_text())["inputs"]
+    if "repo" in task["deps"]:
+        root = Path(tasks[task["deps"]["repo"]]["dir"]) / "repo"
         cat = Catalog.read(root / "catalog.csv")
     else:
-        repo = task.inputs["repository"]
+        repo = inputs["repository"]
         root, cat = Path(repo["root"]), Catalog.read(repo["catalog"])
-    cat = cat.query(**where_from_json(task.inputs["where"]))
-    return cat, root, task.out_dir / "dataset.h5"
+    cat = cat.query(**where_from_json(inputs["where"]))
+    return cat, root, out_dir / "dataset.h5"
 
 
 def fold_test_frames(dataset_path: Path, fold: int, n_folds: int = 5) -> set[str]:
@@ -83,7 +81,7 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
     Parameters
     ----------
     study_dir : str or Path
-        A finished study run (``spec.json``, ``plan.json``, ``tasks/``).
+        A finished study run (``plan.json``, ``results.csv``, ``tasks/``).
     experiment : str, optional
         Experiment name (default: the first).
     max_frames : int, optional
@@ -105,18 +103,22 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
     from temshift.predict.shift import assess_shift, frame_statistics
 
     study_dir = Path(study_dir).expanduser().resolve()
-    plan = _plan(study_dir)
-    experiment = experiment or next(iter(plan.spec.experiments))
-    cells = [c for c in plan.cells if c.experiment == experiment and c.split == "test" and c.variant in ("base",)]
-    if not cells:
-        cells = [c for c in plan.cells if c.experiment == experiment and c.split == "test"]
-    models = sorted({(c.train, c.fold, c.train_key) for c in cells if folds is None or c.fold in folds})
-    tests = sorted({c.test for c in cells} | {c.train for c in cells})
-    frames = {name: dataset_frames(plan, name) for name in tests}
+    tasks = _tasks(study_dir)
+    res = pd.read_csv(study_dir / "results.csv")
+    experiment = experiment or str(res["experiment"].iloc[0])
+    res = res[(res["experiment"] == experiment) & (res["split"] == "test")]
+    if "base" in set(res["variant"]):
+        res = res[res["variant"] == "base"]
+    if folds is not None:
+        res = res[res["fold"].isin(folds)]
+    models = sorted({(r.train_dataset, int(r.fold), r.run, r.train_dataset_key) for r in res.itertuples()})
+    keys = {r.test_dataset: r.test_dataset_key for r in res.itertuples()}
+    keys.update({r.train_dataset: r.train_dataset_key for r in res.itertuples()})
+    tests = sorted(keys)
+    frames = {name: dataset_frames(tasks, key) for name, key in keys.items()}
     refs, rows = {}, []
-    for train, fold, tkey in models:
-        run = plan.tasks[tkey].out_dir / "run" / "model.pt"
-        predictor = load_predictor(run)
+    for train, fold, run, _ in models:
+        predictor = load_predictor(Path(run) / "model.pt")
         if train not in refs:
             refs[train] = predictor.training_reference(frames[train][2])
         n_folds = int(predictor.metas[0].get("n_folds") or 5)
@@ -125,7 +127,8 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
             cat, root, _ = frames[test]
             recs = cat.records()
             if test == train:
-                recs = [r for r in recs if r["file"] in own]
+                # provenance names frames by their path in the repository (folder/file)
+                recs = [r for r in recs if f"{r['folder']}/{r['file']}" in own or r["file"] in own]
             elif max_frames:
                 recs = recs[:max_frames]
             for r in recs:

@@ -40,16 +40,14 @@ def _diverse_groups(df, max_rows: int):
     """First frame of up to `max_rows` groups, greedily covering every value of each field."""
     firsts = df.groupby(list(PREVIEW_GROUPS), sort=True).head(1)
     chosen, seen = [], {f: set() for f in PREVIEW_GROUPS}
-    for idx, row in firsts.iterrows():
-        if len(chosen) < max_rows and any(row[f] not in seen[f] for f in PREVIEW_GROUPS):
-            chosen.append(idx)
-            for f in PREVIEW_GROUPS:
-                seen[f].add(row[f])
-    for idx in firsts.index:
-        if len(chosen) >= max_rows:
-            break
-        if idx not in chosen:
-            chosen.append(idx)
+    while len(chosen) < min(max_rows, len(firsts)):
+        gains = [(sum(row[f] not in seen[f] for f in PREVIEW_GROUPS), -k)
+                 for k, (idx, row) in enumerate(firsts.iterrows()) if idx not in chosen]
+        best_gain, neg_k = max(gains)
+        idx = firsts.index[-neg_k]
+        chosen.append(idx)
+        for f in PREVIEW_GROUPS:
+            seen[f].add(firsts.loc[idx, f])
     return firsts.loc[sorted(chosen, key=list(firsts.index).index)]
 
 

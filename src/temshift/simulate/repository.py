@@ -145,7 +145,7 @@ def select_rows(catalog=None, where=None, frames_per_group=None):
     if frames_per_group is not None:
         from temshift.catalog import Catalog
 
-        df = cat.df.groupby(list(GROUP_FIELDS), sort=False, group_keys=False).head(int(frames_per_group))
+        df = cat.df.groupby(list(GROUP_FIELDS), sort=False, dropna=False).head(int(frames_per_group))
         cat = Catalog(df, source=cat.source, root=cat.root, normalized=True)
     return cat
 

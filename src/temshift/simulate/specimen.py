@@ -11,7 +11,8 @@ equal probability. A particle is cut from a rotated bulk crystal (unit cell from
 
 * size: diameter drawn around the nominal one with a relative spread of 10 % (1 sigma),
 * shape: "Sphere" rows give a near-spherical ellipsoid (semi-axes within a few percent of
-  each other) that the fcc metals truncate with mild {111} and {100} facets;
+  each other) that the fcc metals truncate with mild {111} and {100} facets (planes at
+  0.94 and 0.97 of the radius);
   "Oblong" rows (the CdSe folder) give a prolate ellipsoid with aspect ratio 1.15-1.45,
 * orientation: with probability `P_ZONE_AXIS` a low-index zone axis is put along the beam
   (z), rotated randomly about z and tilted off by a few tenths of a degree to ~2 degrees
@@ -378,8 +379,8 @@ def make_nanoparticle(material: str, diameter_nm: float, rng, shape: str = "Sphe
     keep = ((q / semi) ** 2).sum(1) <= 1.0
     if mat.faceted and struct.name == "fcc":
         a111 = np.array([[1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]]) / np.sqrt(3)
-        keep &= (np.abs(pos @ a111.T) <= 0.92 * r_A).all(1)
-        keep &= (np.abs(pos) <= 0.96 * r_A).all(1)
+        keep &= (np.abs(pos @ a111.T) <= 0.94 * r_A).all(1)
+        keep &= (np.abs(pos) <= 0.97 * r_A).all(1)
     pos, symbols = pos[keep], symbols[keep]
     orient = draw_orientation(struct, rng, zone_axis=zone_axis, tilt_deg=tilt_deg, p_zone_axis=p_zone_axis)
     pos = pos @ orient.rotation.T
