@@ -363,7 +363,8 @@ def simulate_repository(out, catalog=None, where=None, frames_per_group=None, fr
         except (OSError, ValueError):
             params = {}
         rec = _summary(params)
-        rec["source_file"] = row["file"]
+        prior = row.get("source_file") if "source_file" in row.index else None
+        rec["source_file"] = prior if isinstance(prior, str) and prior else row["file"]  # re-simulated repos
         rec["file"] = Path(p["frame"]).name
         rec["sim_params_file"] = str(Path(p["sidecar"]).relative_to(out))
         records.append(rec)
