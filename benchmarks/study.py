@@ -59,9 +59,10 @@ def section(preset: str, scale: str, runs: list[dict], rerun: dict, command: str
     for r in runs:
         lines.append(f"| {r['workers']} | {r['wall_s']:.1f} | {r['graph_s']:.1f} | {r['aggregate_s']:.1f} | "
                      f"{r['tasks']} | {r['failed'] + r['skipped']} |")
-    if len(runs) > 1 and runs[-1]["wall_s"] > 0:
-        lines += ["", f"Speed-up {runs[0]['workers']} -> {runs[-1]['workers']} workers: "
-                      f"{runs[0]['wall_s'] / runs[-1]['wall_s']:.2f}x."]
+    by_w = {r["workers"]: r["wall_s"] for r in runs}
+    if len(by_w) > 1:
+        lo, hi = min(by_w), max(by_w)
+        lines += ["", f"Speed-up {lo} -> {hi} workers: {by_w[lo] / by_w[hi]:.2f}x."]
     for r in runs:
         lines += ["", f"Per-stage task time, {r['workers']} worker(s) (sum of task durations):", ""]
         lines += _stage_table(r["stages"])

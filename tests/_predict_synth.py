@@ -10,13 +10,13 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
-def raw_frame(n=1024, dose_e_per_A2=423.0, pixel_scale_nm=0.02, spacing_nm=0.235, radius_nm=1.2,
-              n_particles=8, seed=0):
+def raw_frame(n=1024, dose_e_per_A2=423.0, pixel_scale_nm=0.02, spacing_nm=0.235, radius_nm=1.0,
+              n_particles=3, seed=0):
     """Raw counts (float32) and the label (uint8) of one synthetic frame."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:n, :n].astype(np.float32)
     texture = ndi.gaussian_filter(rng.normal(size=(n, n)).astype(np.float32), 0.1 / pixel_scale_nm)
-    intensity = 1.0 + 0.05 * texture / texture.std()
+    intensity = 1.0 + 0.15 * texture / texture.std()  # amorphous-support phase contrast
     label = np.zeros((n, n), np.uint8)
     r = radius_nm / pixel_scale_nm
     period = spacing_nm / pixel_scale_nm

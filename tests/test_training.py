@@ -258,3 +258,15 @@ def test_segmenter_save_load(tmp_path):
     # same weights; the fitted model may run channels-last, so equal up to float rounding
     np.testing.assert_allclose(again.predict_proba(images[:2]), seg.predict_proba(images[:2]), atol=1e-5)
     assert again.meta["trained_with"]["device"] == "cpu"
+
+
+def test_early_stopping_keeps_best_epoch(small_dataset, tmp_path, monkeypatch):
+    import temshift.training.trainer as trainer
+
+    losses = iter([0.5, 0.4, 0.45, 0.6, 0.7, 0.8, 0.9])
+    monkeypatch.setattr(trainer, "validate", lambda *a, **k: {"val_loss": next(losses), "val_soft_dice": 0.5,
+                                                              "val_hard_dice": 0.5})
+    settings = TrainSettings(**{**FAST, "epochs": 7, "early_stopping_patience": 2})
+    result = train_fold(small_dataset, 0, settings, tmp_path / "run")
+    assert (result.best_epoch, result.epochs_run, result.stopped_early) == (2, 4, True)
+    assert result.best_val_loss == pytest.approx(0.4)

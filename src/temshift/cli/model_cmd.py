@@ -90,6 +90,7 @@ def evaluate(
     threads: Optional[int] = typer.Option(None, "--threads"),
 ):
     """Evaluate fold models: own dataset on each fold's test block, other datasets whole; mean and std."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -98,21 +99,24 @@ def evaluate(
 
     df = evaluate_runs(runs, on, dihedral=not no_dihedral, device=device, threads=threads)
     console = Console()
-    table = Table(title="per model")
-    cols = ["fold", "train_dataset", "test_dataset", "same_dataset", "ce", "hard_dice", "soft_dice",
-            "pooled_dice", "fp_rate", "fn_rate", "overseg_share"]
-    for c in cols:
-        table.add_column(c)
+    table = Table(title="per model", box=box.SIMPLE_HEAD, pad_edge=False)
+    cols = {"fold": "fold", "train_dataset": "train", "test_dataset": "test", "same_dataset": "own",
+            "hard_dice": "dice", "pooled_dice": "pooled", "ce": "CE", "fp_rate": "FP rate",
+            "fn_rate": "FN rate", "overseg_share": "overseg"}
+    for key, label in cols.items():
+        named = key in ("train_dataset", "test_dataset")
+        table.add_column(label, no_wrap=not named, overflow="fold" if named else "ellipsis", min_width=len(label))
     for _, row in df.iterrows():
-        table.add_row(*[f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in cols])
+        table.add_row(*[("yes" if row[c] else "no") if c == "same_dataset" else
+                        f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols])
     console.print(table)
-    summary = summarize(df)
-    table = Table(title="mean ± std over models")
-    for c in ("train_dataset", "test_dataset", "n_models", "hard_dice", "ce", "overseg_share"):
-        table.add_column(c)
-    for _, row in summary.iterrows():
+    table = Table(title="mean ± std over models", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, label in enumerate(("train", "test", "models", "hard dice", "CE", "overseg")):
+        table.add_column(label, no_wrap=i > 1, overflow="fold", min_width=len(label))
+    for _, row in summarize(df).iterrows():
         table.add_row(str(row.train_dataset), str(row.test_dataset), str(row.n_models),
-                      *[f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in ("hard_dice", "ce", "overseg_share")])
+                      *[f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}"
+                        for m in ("hard_dice", "ce", "overseg_share")])
     console.print(table)
     if out is not None:
         with atomic_path(out) as tmp:

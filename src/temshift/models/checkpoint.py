@@ -68,7 +68,8 @@ def read_checkpoint_payload(path) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
+            AttributeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({msg[:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -107,7 +107,8 @@ def load_patches(path, config, patch_crop: int | None = None):
     attrs = dict(getattr(ds, "attrs", None) or {})
     name = spec.get("name") or path.name.removesuffix("_Images.h5").removesuffix(".h5")
     info = {"path": str(path.resolve()), "name": name, "spec": spec, "spec_hash": spec_hash(spec, attrs),
-            "content_hash": attrs.get("content_hash"), "n_patches": int(len(images)), "patch_size": [int(s) for s in images.shape[1:]]}
+            "content_hash": attrs.get("content_hash"), "n_patches": int(len(images)),
+            "patch_size": [int(s) for s in images.shape[1:]]}
     return images, labels, info
 
 
