@@ -270,3 +270,14 @@ def test_early_stopping_keeps_best_epoch(small_dataset, tmp_path, monkeypatch):
     result = train_fold(small_dataset, 0, settings, tmp_path / "run")
     assert (result.best_epoch, result.epochs_run, result.stopped_early) == (2, 4, True)
     assert result.best_val_loss == pytest.approx(0.4)
+
+
+def test_fold_out_of_range_and_too_few_patches(tmp_path, monkeypatch):
+    from temshift.errors import SpecError
+
+    use_fallback_loader(monkeypatch)
+    path = write_dataset(tmp_path / "tiny.h5", *make_patches(3, 32, seed=7))
+    with pytest.raises(SpecError, match="fold 5"):
+        train_fold(path, 5, TrainSettings(**FAST), tmp_path / "run")
+    with pytest.raises(DatasetError, match="tiny.h5: 3 patches cannot be split"):
+        train_fold(path, 0, TrainSettings(**FAST), tmp_path / "run")

@@ -33,7 +33,7 @@ def evaluate_model(model, images, labels, *, dihedral: bool = True, batch_size: 
     device : torch.device, optional
         Defaults to the model's device.
     bf16 : bool
-        bfloat16 autocast on CPU (off: metrics in fp32).
+        bfloat16 autocast (off: metrics in fp32).
     channels_last : bool or None
         Channels-last layout (same numbers up to rounding, faster on CPU); None = auto as in training.
 
@@ -57,7 +57,7 @@ def evaluate_model(model, images, labels, *, dihedral: bool = True, batch_size: 
     model.to(memory_format=fmt)
     sums = MetricSums()
     ks = range(8) if dihedral else (0,)
-    cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    cast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with torch.no_grad(), cast:
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size], np.float32)).unsqueeze(1)

@@ -34,7 +34,7 @@ class RefusedGlobal(pickle.UnpicklingError):
     """The pickle names a global outside the allowlist."""
 
 
-class _Stand_in:
+class _StandIn:
     """Inert replacement of a module class: records the pickled attributes, runs nothing."""
 
     qualname = "?"
@@ -47,7 +47,7 @@ class _Stand_in:
         self.__dict__.update(state)
 
 
-_STAND_INS = {key: type(key[1], (_Stand_in,), {"qualname": ".".join(key)}) for key in _MODULE_CLASSES}
+_STAND_INS = {key: type(key[1], (_StandIn,), {"qualname": ".".join(key)}) for key in _MODULE_CLASSES}
 
 
 def _allowed_functions() -> dict:
@@ -86,7 +86,7 @@ restricted_pickle.load = _restricted_load
 restricted_pickle.UnpicklingError = pickle.UnpicklingError
 
 
-def read_published(path) -> _Stand_in:
+def read_published(path) -> _StandIn:
     """Unpickle a released file into inert stand-ins (tensors on CPU).
 
     Raises
@@ -104,7 +104,8 @@ def read_published(path) -> _Stand_in:
     except RefusedGlobal as exc:
         raise CheckpointError(f"{path}: unsafe content refused ({exc}); not loaded") from None
     except Exception as exc:  # noqa: BLE001  (zip/pickle/torch errors of a damaged file)
-        raise CheckpointError(f"{path}: not a readable published weights file ({type(exc).__name__}: {exc})") from None
+        msg = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:160]
+        raise CheckpointError(f"{path}: corrupt or unreadable model file ({type(exc).__name__}: {msg})") from None
     if not isinstance(root, _STAND_INS[("__main__", "UNet")]):
         raise CheckpointError(f"{path}: expected a pickled __main__.UNet, found {type(root).__name__}")
     return root

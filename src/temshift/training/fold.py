@@ -105,10 +105,13 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
     Raises
     ------
     DatasetError
-        Missing/corrupt dataset or patches unfit for the model.
+        Missing/corrupt dataset, patches unfit for the model, too few patches for the folds.
+    SpecError
+        Fold out of range.
     CheckpointError
         A corrupt or foreign ``state.pt`` in `out_dir` (never silently restarted).
     """
+    from temshift.errors import DatasetError, SpecError
     from temshift.models.checkpoint import save_checkpoint
     from temshift.models.unet import UNet
     from temshift.training.data import load_patches
@@ -119,16 +122,22 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
     if out_dir is None:
         raise ValueError("out_dir is required")
     out_dir = Path(out_dir)
+    if not 0 <= fold < settings.n_folds:
+        raise SpecError(f"fold {fold} is out of range 0..{settings.n_folds - 1}")
     seed = settings.seed_for(fold)
     if (out_dir / RESULT_FILE).exists() and (out_dir / MODEL_FILE).exists():
         return _finished(out_dir, {"settings": settings.fingerprint(), "seed": seed, "fold": fold})
     set_threads(settings.threads)
     images, labels, info = load_patches(dataset_path, settings.model, settings.patch_crop)
-    train, val, split = build_sets(images, labels, fold, settings)
+    try:
+        train, val, split = build_sets(images, labels, fold, settings)
+    except ValueError as exc:
+        raise DatasetError(f"{dataset_path}: {exc}") from None
     device = resolve_device(settings.device)
     model = UNet.from_config(settings.model, generator=torch_generator(seed, 0, 0)).to(device)
     fingerprint = {"settings": settings.fingerprint(), "seed": seed, "fold": fold,
-                   "dataset_hash": info["spec_hash"], "n_patches": info["n_patches"]}
+                   "dataset_hash": info["spec_hash"], "content_hash": info["content_hash"],
+                   "n_patches": info["n_patches"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     result = fit(model, train, val, settings, seed, device, state_path=out_dir / STATE_FILE,
                  history_path=out_dir / "history.csv", fingerprint=fingerprint,
