@@ -114,8 +114,15 @@ def _section(rows: list[dict], cmd: str, load_before: str, load_after: str) -> s
             name += f", frame at {r['frame_scale_nm']} nm/px resampled x{r['zoom']:.2f}"
         lines.append(f"| {name} | {r['total_s']:.1f} | {r['preprocess_s']:.1f} | {r['inference_s']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} | {', '.join(f'{t:.1f}' for t in r['all_total_s'])} |")
+    best = min(r["total_s"] for r in rows if r["models"] == 1 and r["zoom"] == 1.0)
+    verdict = "met" if best <= 5.0 else f"not met on this machine (best {best:.1f} s)"
     lines += ["", f"CPU contention: {load_before} before, {load_after} after (other agents share the 2 cores; "
-              "figures are upper bounds). Target: <= 5 s for the single model.", ""]
+              f"figures are upper bounds). Target <= 5 s for the single model: {verdict}.", "",
+              "Inference folds each BatchNorm into its convolution and runs channels-last (about 1.6x faster "
+              "than the eager model on this CPU); tiles overlap by 128 px and the frame is reflect-padded, so "
+              "the network sees about 1.4x the frame's pixels. On a busy machine one torch thread beats two "
+              "(`temshift predict --threads 1`). An ensemble costs one inference per member; preprocessing "
+              "is shared.", ""]
     return "\n".join(lines)
 
 

@@ -44,7 +44,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         rng = self.headers.get("Range")
-        if rng:
+        if rng and not self.server.no_range:
             start = int(rng.split("=")[1].split("-")[0])
             body = data[start:]
             self.send_response(206)
@@ -58,9 +58,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve(files: dict[str, bytes], lie: int = 0):
+def serve(files: dict[str, bytes], lie: int = 0, no_range: bool = False):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.files, server.lie, server.requests = files, lie, []
+    server.files, server.lie, server.requests, server.no_range = files, lie, [], no_range
     server.timeout = 5
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -122,6 +122,16 @@ def test_resume_partial_file(tmp_path):
         assert ("GET", path, "bytes=123456-") in server.requests
     assert dest.read_bytes() == files[path]
     assert not part.exists()
+
+
+def test_server_without_range_support_restarts_cleanly(tmp_path):
+    files = _files()
+    path = f"/repo/{FOLDER}/Au_02.dm3"
+    dest = tmp_path / "Au_02.dm3"
+    (tmp_path / "Au_02.dm3.part").write_bytes(b"garbage" * 100)
+    with serve(files, no_range=True) as (_, base):
+        assert download(file_url(base, FOLDER, "Au_02.dm3"), dest) == "downloaded"
+    assert dest.read_bytes() == files[path]
 
 
 def test_http_404_is_one_clear_error(tmp_path):

@@ -126,7 +126,9 @@ def predict(
         parts.write_particle_csv(combined, out / "particles.csv")
         parts.size_histogram_png(combined, out / "size_histogram.png")
     outputs.write_risk_reports(out, reports)
-    con.print(_risk_table(reports, f"dataset-shift risk ({out / 'risk.json'})"))
+    from rich.console import Console
+
+    Console().print(_risk_table(reports, f"dataset-shift risk ({out / 'risk.json'})"))
     if refused:
         con.print(f"[bold red]{len(refused)} high-risk frame(s) without mask (--strict)[/]")
         raise typer.Exit(2)

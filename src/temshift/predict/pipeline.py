@@ -227,15 +227,43 @@ def model_input(raw: np.ndarray, settings=None, pixel_scale_nm: float | None = N
     return (image, zoom, native) if return_native else (image, zoom)
 
 
-def torch_batch_fn(model, device: str = "cpu"):
+def inference_model(model, channels_last: bool = True):
+    """A copy of `model` for fast CPU inference; the original is left untouched.
+
+    Each ``convN`` followed by a ``bnN`` BatchNorm (the residual blocks) is folded into one
+    convolution (exact in eval mode, up to float rounding), and weights use the channels-last
+    memory layout, which oneDNN runs ~1.6x faster for these thin layers on CPU.
+    """
+    import copy
+
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fast = copy.deepcopy(model).eval()
+    for mod in fast.modules():
+        for k in (1, 2, 3):
+            conv, bn = getattr(mod, f"conv{k}", None), getattr(mod, f"bn{k}", None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(mod, f"conv{k}", fuse_conv_bn_eval(conv, bn))
+                setattr(mod, f"bn{k}", nn.Identity())
+    if channels_last:
+        import torch
+
+        fast = fast.to(memory_format=torch.channels_last)
+    return fast
+
+
+def torch_batch_fn(model, device: str = "cpu", channels_last: bool = False):
     """Wrap a network as ``(B, h, w) float32 -> (B, 1, h, w)`` particle probabilities (softmax class 1)."""
     import torch
 
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
     def apply(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch[:, None])).to(device)
+            x = torch.from_numpy(np.ascontiguousarray(batch[:, None])).to(device).contiguous(memory_format=fmt)
             p = torch.softmax(model(x), dim=1)[:, 1:2]
-            return p.cpu().numpy()
+            return p.contiguous().cpu().numpy()
 
     return apply
 
@@ -266,9 +294,9 @@ def predict_probabilities(models, image: np.ndarray, *, tile: int = 1024, overla
         models = [models]
     total = None
     for m in models:
-        m.eval().to(device)
-        p = predict_tiled(image, torch_batch_fn(m, device), tile=tile, overlap=overlap, margin=margin,
-                          batch_size=batch_size, multiple=_size_multiple(m))[0]
+        fast = inference_model(m.eval()).to(device)
+        p = predict_tiled(image, torch_batch_fn(fast, device, channels_last=True), tile=tile, overlap=overlap,
+                          margin=margin, batch_size=batch_size, multiple=_size_multiple(m))[0]
         total = p if total is None else total + p
     return total / len(models)
 
