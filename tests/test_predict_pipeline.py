@@ -70,7 +70,7 @@ def test_tiled_prediction_matches_single_pass_in_the_interior():
     torch.manual_seed(3)
     model = UNet(filters=(4, 8), bottleneck=16).eval()  # shallow: receptive field ~ the margin
     img = np.random.default_rng(0).normal(size=(320, 320)).astype(np.float32)
-    tiled = predict_probabilities(model, img, tile=224, overlap=96, margin=32)
+    tiled = predict_probabilities(model, img, tile=224, overlap=96, margin=32, bf16=False)
     padded = np.pad(img, 64, mode="reflect")
     with torch.inference_mode():
         whole = torch.softmax(model(torch.from_numpy(padded)[None, None]), 1)[0, 1].numpy()[64:-64, 64:-64]
@@ -130,3 +130,19 @@ def test_cli_check_reports_without_predicting(tmp_path):
     assert not risk["ok.tif"]["flagged"], risk["ok.tif"]["reasons"]
     assert risk["low.tif"]["flagged"]
     assert not list(tmp_path.glob("*_mask*"))
+
+
+def test_bf16_inference_gives_the_same_masks_as_float32():
+    """The fast default (bf16 autocast) must not change what a trained model segments."""
+    from _temshift_synth import make_patches
+
+    from temshift import Segmenter
+
+    images, labels = make_patches(32, 64, seed=1)
+    seg = Segmenter(epochs=7, learning_rate=1e-2, batch_size=16, progress=False, threads=1).fit(images, labels)
+    test_images, test_labels = make_patches(8, 64, seed=2)
+    frame = np.concatenate(list(test_images), axis=1)  # one 64 x 512 strip of particles
+    p32 = predict_probabilities(seg.model, frame, tile=256, overlap=96, margin=16, bf16=False)
+    p16 = predict_probabilities(seg.model, frame, tile=256, overlap=96, margin=16, bf16=True)
+    assert np.abs(p16 - p32).max() < 0.1
+    assert ((p16 >= 0.5) != (p32 >= 0.5)).mean() < 0.005

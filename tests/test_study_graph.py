@@ -152,6 +152,8 @@ def test_keys_follow_inputs(tmp_path):
     assert kinds(a, "train").isdisjoint(kinds(b, "train"))
     assert kinds(a, "evaluate").isdisjoint(kinds(b, "evaluate"))
     assert a.tasks.keys() == resolve(spec, tmp_path, "ci").tasks.keys()  # deterministic
+    c = resolve(spec, tmp_path, "ci", train_threads=2)  # trained weights depend on the thread count
+    assert kinds(a, "dataset") == kinds(c, "dataset") and kinds(a, "train").isdisjoint(kinds(c, "train"))
     assert read_done(tmp_path / "nothing") is None
 
 

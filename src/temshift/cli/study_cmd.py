@@ -64,7 +64,8 @@ def show(
     spec: str = typer.Argument(..., help="Preset name or study TOML file."),
     scale: ScaleName = typer.Option(None, "--scale", help="ci | quick | paper (default: the spec's)."),
     out: Path = typer.Option(None, "--out", "-o", help="Study directory, to count tasks already done."),
-    workers: int = typer.Option(None, "--workers", "-w", min=1, help="Workers assumed for the estimate."),
+    workers: int = typer.Option(None, "--workers", "-w", min=1,
+                                help="Local workers assumed (estimate; training thread count)."),
 ) -> None:
     """Print the resolved plan: datasets, experiments, task counts and an estimated time."""
     import os
@@ -74,7 +75,7 @@ def show(
     from temshift.studies.progress import format_seconds
     from temshift.studies.runner import cached_keys, plan_study
 
-    plan = plan_study(spec, out or Path(".temshift-study-preview"), scale.value if scale else None)
+    plan = plan_study(spec, out or Path(".temshift-study-preview"), scale.value if scale else None, workers)
     done = cached_keys(plan) if out else set()
     console = _console()
     console.print(f"[bold]study {plan.spec.name}[/] at scale [bold]{plan.scale.name}[/]: {plan.spec.description}")

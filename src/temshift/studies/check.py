@@ -84,7 +84,7 @@ def check_dose(spec, results, datasets) -> Finding:
         notes.append(f"FP share tested higher {np.nanmean(up):.3f} vs lower {np.nanmean(down):.3f}")
         if not np.nanmean(up) > np.nanmean(down):
             problems.append(f"FP share tested at higher dose {np.nanmean(up):.3f} <= at lower dose {np.nanmean(down):.3f}")
-    return Finding("dose", claim, "not reproduced" if problems else "reproduced", "; ".join(problems or notes))
+    return Finding("dose", claim, "not reproduced" if problems else "reproduced", "; ".join(problems + notes))
 
 
 def _offdiag_mean(mean: pd.DataFrame) -> float:

@@ -198,6 +198,12 @@ def run_plan(plan, client, registry=DEFAULT_REGISTRY, runtime=None, progress=Non
     return out
 
 
+def local_threads(workers: int | None) -> int:
+    """Torch threads per task for `workers` local workers: the cores divided among them."""
+    cores = os.cpu_count() or 1
+    return max(1, cores // (workers or cores))
+
+
 @contextlib.contextmanager
 def open_client(workers: int | None = None, scheduler: str | None = None, processes: bool = True):
     """A Dask client on an existing scheduler or on a new local cluster.
@@ -228,9 +234,8 @@ def open_client(workers: int | None = None, scheduler: str | None = None, proces
         finally:
             client.close()
         return
-    cores = os.cpu_count() or 1
-    n = workers or cores
-    threads = max(1, cores // n)
+    n = workers or os.cpu_count() or 1
+    threads = local_threads(n)
     cluster = LocalCluster(
         n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=":0",
         silence_logs=logging.CRITICAL,

@@ -89,6 +89,7 @@ class Plan:
     datasets: dict = field(default_factory=dict)  # name -> dataset task key
     stats: dict = field(default_factory=dict)  # name -> stats task key
     variants: dict = field(default_factory=dict)  # (experiment, variant) -> training overrides
+    train_threads: int | None = None
 
     def add(self, task: Task) -> str:
         self.tasks.setdefault(task.key, task)
@@ -227,7 +228,8 @@ def _add_experiment(plan: Plan, ename: str, exp: Experiment, base: dict, folds: 
             ds_key = _add_dataset(plan, train, tasks_root)
             for fold in folds:
                 tkey = plan.add(
-                    Task("train", f"train {train} fold {fold} ({vname})", {"fold": fold, "settings": settings},
+                    Task("train", f"train {train} fold {fold} ({vname})",
+                         {"fold": fold, "settings": settings, "threads": plan.train_threads},
                          {"dataset": ds_key}, tasks_root)
                 )
                 for test in [train] if pairs == "diagonal" else test_sets:
@@ -243,8 +245,12 @@ def _add_experiment(plan: Plan, ename: str, exp: Experiment, base: dict, folds: 
                     plan.cells.append(Cell(ename, vname, train, fold, train, tkey, ekey, split="train"))
 
 
-def resolve(spec: StudySpec, study_dir, scale: str | None = None) -> Plan:
+def resolve(spec: StudySpec, study_dir, scale: str | None = None, train_threads: int | None = None) -> Plan:
     """Resolve `spec` at `scale` (default: the spec's) into a Plan under `study_dir`.
+
+    `train_threads` (torch threads of each training task) is part of the training tasks'
+    keys: CPU float reductions, hence trained weights, depend on the thread count, so a
+    study only reuses models trained with the same count (None: each worker's default).
 
     Raises
     ------
@@ -253,7 +259,7 @@ def resolve(spec: StudySpec, study_dir, scale: str | None = None) -> Plan:
     """
     sc = get_scale(scale or spec.scale)
     study_dir = Path(study_dir).expanduser().resolve()
-    plan = Plan(spec=spec, scale=sc, study_dir=study_dir)
+    plan = Plan(spec=spec, scale=sc, study_dir=study_dir, train_threads=train_threads)
     tasks_root = str(study_dir / "tasks")
     base = {**sc.training, **spec.training}
     _training_settings(base, "training")

@@ -25,10 +25,17 @@ class StudyRun:
     aggregate_s: float
 
 
-def plan_study(spec_or_name, out, scale: str | None = None) -> Plan:
-    """Load a spec (preset name, path or StudySpec) and resolve it under `out`."""
+def plan_study(spec_or_name, out, scale: str | None = None, workers: int | None = None,
+               scheduler: str | None = None) -> Plan:
+    """Load a spec (preset name, path or StudySpec) and resolve it under `out`.
+
+    The worker count fixes the torch threads of training tasks (part of their keys);
+    on an external `scheduler` each worker uses its default.
+    """
+    from temshift.studies.graph import local_threads
+
     spec = spec_or_name if isinstance(spec_or_name, StudySpec) else load_spec(spec_or_name)
-    return resolve(spec, out, scale)
+    return resolve(spec, out, scale, train_threads=None if scheduler else local_threads(workers))
 
 
 def cached_keys(plan: Plan) -> set:
@@ -100,7 +107,7 @@ def run_study(spec_or_name, out, scale: str | None = None, workers: int | None =
     """
     from temshift.studies.progress import StudyProgress
 
-    plan = plan_study(spec_or_name, out, scale)
+    plan = plan_study(spec_or_name, out, scale, workers, scheduler)
     _write_plan(plan)
     with open_client(workers, scheduler, processes=processes) as (client, threads):
         slots = max(1, sum(client.nthreads().values()))

@@ -83,7 +83,8 @@ def train(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
 
     from temshift.training import TrainSettings, train_fold
 
-    settings = TrainSettings(**inputs["settings"], threads=runtime.get("threads"), progress=False)
+    threads = inputs["threads"] if "threads" in inputs else runtime.get("threads")
+    settings = TrainSettings(**inputs["settings"], threads=threads, progress=False)
     res = train_fold(Path(deps["dataset"]) / DATASET, inputs["fold"], settings, out_dir / RUN)
     hist = pd.read_csv(res.history_path)
     best = hist[hist["epoch"] == res.best_epoch].iloc[0]
