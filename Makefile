@@ -19,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m temshift.demo
+	$(BIN)/temshift study run dose --scale quick --out demo-out/dose
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

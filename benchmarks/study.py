@@ -50,7 +50,7 @@ def _stage_table(stages: dict) -> list[str]:
 
 
 def section(preset: str, scale: str, runs: list[dict], rerun: dict, command: str) -> str:
-    lines = [f"## Study (`benchmarks/study.py`)", "",
+    lines = ["## Study (`benchmarks/study.py`)", "",
              f"{date.today().isoformat()}, `{command}`; {os.cpu_count()} cores, CPU only, "
              f"preset `{preset}` at scale `{scale}`, each run from an empty study directory "
              "(simulation included).", "",

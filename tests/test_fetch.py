@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import threading
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pandas as pd

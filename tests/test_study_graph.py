@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from temshift.studies.graph import read_done
 from temshift.studies.plan import resolve, where_from_json

@@ -40,7 +40,10 @@ def main() -> None:
 
     _register()
     try:
-        app(standalone_mode=False)
+        rv = app(standalone_mode=False)
+        # in non-standalone mode click returns a `typer.Exit` code instead of exiting
+        if isinstance(rv, int) and rv != 0:
+            sys.exit(rv)
     except TemshiftError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)

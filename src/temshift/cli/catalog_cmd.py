@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
+from temshift.cli.common import console as _console
 
 catalog_app = typer.Typer(help="Query the metadata table of raw frames.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
@@ -20,13 +21,6 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
-def _console():
-    """A rich console; wide when piped so that tables are not folded into slivers."""
-    import sys
-
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=240)
 
 
 def load_catalog(spec: str):

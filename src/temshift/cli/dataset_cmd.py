@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
 
 from temshift.cli import app
+from temshift.cli.common import RescaleChoice
 
 dataset_app = typer.Typer(
     help="Build patch datasets (HDF5) from a catalog and raw frames, show them, import published pairs.",
@@ -16,11 +16,6 @@ dataset_app = typer.Typer(
 app.add_typer(dataset_app, name="dataset")
 
 
-class RescaleChoice(str, Enum):
-    standardize = "standardize"
-    normalize = "normalize"
-    histogram = "histogram"
-    none = "none"
 
 
 @dataset_app.command("build")

@@ -7,14 +7,13 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
+from temshift.cli.common import console
 
 _MODEL_HELP = "Model: temshift checkpoint (model.pt), released *_model.h5 weights, or a run directory (all model.pt below it form an ensemble)."
 
 
 def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
+    return console(stderr=True)
 
 
 def _frame_info(path: Path, pixel_scale: float | None, dose: float | None, catalog):

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
 
 from temshift.cli import app
+from temshift.cli.common import RescaleChoice
 
 
-class RescaleChoice(str, Enum):
-    standardize = "standardize"
-    normalize = "normalize"
-    histogram = "histogram"
-    none = "none"
 
 
 @app.command("preprocess")

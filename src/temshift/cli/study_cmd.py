@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
+from temshift.cli.common import console as _console
 
 study_app = typer.Typer(help="Generalization studies: the paper's experiments as a Dask task graph.",
                         no_args_is_help=True)
@@ -20,12 +21,6 @@ class ScaleName(str, Enum):
     paper = "paper"
 
 
-def _console():
-    import sys
-
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 @study_app.command("run")

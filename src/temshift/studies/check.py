@@ -81,8 +81,9 @@ def check_dose(spec, results, datasets) -> Finding:
         if not up or not down:
             problems.append("no pairs tested at both higher and lower dose")
             continue
-        notes.append(f"FP share tested higher {np.nanmean(up):.3f} vs lower {np.nanmean(down):.3f}")
-        if not np.nanmean(up) > np.nanmean(down):
+        if np.nanmean(up) > np.nanmean(down):
+            notes.append(f"FP share tested higher {np.nanmean(up):.3f} vs lower {np.nanmean(down):.3f}")
+        else:
             problems.append(f"FP share tested at higher dose {np.nanmean(up):.3f} <= at lower dose {np.nanmean(down):.3f}")
     return Finding("dose", claim, "not reproduced" if problems else "reproduced", "; ".join(problems + notes))
 

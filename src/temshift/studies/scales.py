@@ -8,7 +8,7 @@
     The default on a CPU: 1024 px frames (6 per catalog group), 256 px patches, five
     folds, but 8 epochs on 128 px crops at a 10x higher learning rate (1e-3; at the
     paper's 1e-4 a few epochs do not converge), and test sets without the 8x dihedral
-    expansion. One experiment such as ``dose`` in about 15 minutes on 2 idle cores.
+    expansion. ``dose`` takes about 7.5 minutes on 2 idle cores (benchmarks/RESULTS.md).
 ``paper``
     The published protocol: the whole repository, 4096 px frames, 512 px patches,
     250 epochs, five folds. For GPUs.
@@ -71,7 +71,7 @@ SCALES: dict[str, Scale] = {
         training={"epochs": 1, "batch_size": 16, "patch_crop": 64, "dihedral": False},
         eval_dihedral=False,
         grid_points=3,
-        cost_s={"repo": 15.0, "dataset": 0.5, "stats": 0.1, "train": 4.0, "evaluate": 1.0},
+        cost_s={"repo": 12.0, "dataset": 0.3, "stats": 0.1, "train": 3.0, "evaluate": 0.8},
     ),
     "quick": Scale(
         name="quick",
@@ -83,7 +83,7 @@ SCALES: dict[str, Scale] = {
         training={"epochs": 8, "batch_size": 8, "learning_rate": 1e-3, "patch_crop": 128},
         eval_dihedral=False,
         grid_points=5,
-        cost_s={"repo": 30.0, "dataset": 2.0, "stats": 0.5, "train": 80.0, "evaluate": 5.0},
+        cost_s={"repo": 17.0, "dataset": 0.5, "stats": 0.2, "train": 50.0, "evaluate": 1.6},
     ),
     "paper": Scale(
         name="paper",
