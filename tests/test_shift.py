@@ -97,3 +97,11 @@ def test_reference_from_spec_only():
     assert d["flagged"] and d["findings"][0]["key"] == "pixel_scale"
     unknown = assess_shift({"pixel_scale_nm": None, "rescaled": False}, ref, "y", rescale_requested=True)
     assert unknown.level == "medium" and "pass --pixel-scale" in unknown.reasons[0]
+
+
+def test_contrast_flagged_only_below_the_training_frames():
+    ref = {"contrast": {"median": 0.6, "spread": 0.1, "min": 0.3, "max": 0.9, "n": 8}}
+    seen = assess_shift({"contrast": 0.35, "rescaled": False}, ref, "seen")  # faint but like a training frame
+    assert seen.level == "low" and not seen.flagged
+    faint = assess_shift({"contrast": 0.2, "rescaled": False}, ref, "faint")
+    assert faint.level == "high" and "fainter particles" in " ".join(faint.reasons)
