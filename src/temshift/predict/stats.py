@@ -208,24 +208,26 @@ def image_statistics(image: np.ndarray, mask: np.ndarray | None = None, *, tile:
         See :func:`summarize_tiles`.
     """
     image = np.asarray(image, dtype=np.float32)
-    h, w = image.shape
-    t = min(tile, h, w)
-    origins = [(r, c) for r in range(0, h - t + 1, t) for c in range(0, w - t + 1, t)]
-    if len(origins) > max_tiles:
-        origins = [origins[i] for i in np.linspace(0, len(origins) - 1, max_tiles).round().astype(int)]
+    t, origins = tile_origins(image.shape, tile, max_tiles)
     stats = [tile_statistics(image[r:r + t, c:c + t], None if mask is None else mask[r:r + t, c:c + t])
              for r, c in origins]
     return summarize_tiles(stats, t)
 
 
-def noise_snr(image: np.ndarray, *, tile: int = 512, max_tiles: int = 64) -> float:
-    """Median tile SNR of an image (the ``snr`` statistic alone)."""
-    image = np.asarray(image, dtype=np.float32)
-    h, w = image.shape
+def tile_origins(shape, tile: int, max_tiles: int):
+    """Edge and (row, col) origins of non-overlapping square tiles, at most `max_tiles` spread evenly."""
+    h, w = shape
     t = min(tile, h, w)
     origins = [(r, c) for r in range(0, h - t + 1, t) for c in range(0, w - t + 1, t)]
     if len(origins) > max_tiles:
         origins = [origins[i] for i in np.linspace(0, len(origins) - 1, max_tiles).round().astype(int)]
+    return t, origins
+
+
+def noise_snr(image: np.ndarray, *, tile: int = 512, max_tiles: int = 64) -> float:
+    """Median tile SNR of an image (the ``snr`` statistic alone)."""
+    image = np.asarray(image, dtype=np.float32)
+    t, origins = tile_origins(image.shape, tile, max_tiles)
     return float(np.median([_snr(image[r:r + t, c:c + t]) for r, c in origins]))
 
 
