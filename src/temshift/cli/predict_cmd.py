@@ -74,8 +74,8 @@ def predict(
     watershed: bool = typer.Option(False, "--watershed", help="Split touching particles (watershed on the distance transform)."),
     catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV to look frames up by file name (default: the published one)."),
     dataset: Path = typer.Option(None, "--train-dataset", help="Training dataset file, when the model does not carry its statistics."),
-    tile: int = typer.Option(1024, "--tile", help="Largest tile edge, pixels."),
-    batch_size: int = typer.Option(2, "--batch-size", help="Tiles per forward pass."),
+    tile: int = typer.Option(2048, "--tile", help="Largest tile edge, pixels (larger tiles waste less on overlap, need more memory)."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Tiles per forward pass."),
     threads: int = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's; 1 is faster on a busy machine)."),
 ):
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""

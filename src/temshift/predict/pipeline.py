@@ -278,8 +278,8 @@ def torch_batch_fn(model, device: str = "cpu", channels_last: bool = False, bf16
     return apply
 
 
-def predict_probabilities(models, image: np.ndarray, *, tile: int = 1024, overlap: int = 128, margin: int = 32,
-                          batch_size: int = 2, device: str = "cpu", bf16: bool | None = None) -> np.ndarray:
+def predict_probabilities(models, image: np.ndarray, *, tile: int = 2048, overlap: int = 128, margin: int = 32,
+                          batch_size: int = 1, device: str = "cpu", bf16: bool | None = None) -> np.ndarray:
     """Particle probability of a model input, averaged over models (blended tiles).
 
     Parameters
@@ -325,7 +325,7 @@ def _size_multiple(model) -> int:
 
 def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preprocess=None,
                   model_pixel_scale_nm: float | None = None, rescale: bool = True, threshold: float = 0.5,
-                  tile: int = 1024, overlap: int = 128, margin: int = 32, batch_size: int = 2,
+                  tile: int = 2048, overlap: int = 128, margin: int = 32, batch_size: int = 1,
                   device: str = "cpu") -> FramePrediction:
     """Segment one raw frame.
 
