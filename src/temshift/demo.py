@@ -1,10 +1,11 @@
-"""Demo: generate a few synthetic raw frames, build a dataset from them, print its summary.
+"""Seconds-fast smoke demo: a few stand-in raw frames -> a dataset -> its summary.
 
-Run ``python -m temshift.demo [OUT_DIR]`` (``make demo``); OUT_DIR defaults to ``demo-out``.
-The frames are simple stand-ins for camera frames (Poisson counts under a tilted
-illumination, discs with lattice fringes, a few x-ray spikes), written in the published
-repository layout with a ``catalog.csv`` in the published schema. The study runner of a
-later issue replaces this.
+Run ``python -m temshift.demo [OUT_DIR]``; OUT_DIR defaults to ``demo-out``. (``make demo``
+runs the quick ``dose`` study instead.) The frames are simple stand-ins for camera frames
+(Poisson counts under a tilted illumination, discs with lattice fringes, a few x-ray
+spikes), written in the published repository layout with a ``catalog.csv`` in the
+published schema, without abTEM; the dataset tests use them as a fast fixture. For
+physically simulated frames use ``temshift simulate``.
 """
 
 from __future__ import annotations
