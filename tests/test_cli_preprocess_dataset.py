@@ -110,3 +110,11 @@ def test_dataset_info_and_import_errors(tmp_path, monkeypatch, capsys):
     assert code == 1 and "none.h5: dataset file not found" in err
     code, _, err = run(monkeypatch, capsys, "dataset", "import", tmp_path / "plain.h5")
     assert code == 1 and "not a published pair" in err
+
+
+def test_usage_errors_print_usage_not_a_traceback(monkeypatch, capsys):
+    code, out, err = run(monkeypatch, capsys, "catalog", "summary")
+    assert code == 2
+    assert "Missing argument" in err and "Traceback" not in err
+    code, out, err = run(monkeypatch, capsys, "dataset", "build", "--no-such-option")
+    assert code == 2 and "No such option" in err

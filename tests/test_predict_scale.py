@@ -38,3 +38,34 @@ def test_no_factor_no_copy_semantics():
     img = np.ones((10, 10), np.float32)
     assert resample_image(img, 1.0) is img or np.array_equal(resample_image(img, 1.0), img)
     assert resample_to_shape(img, (10, 10)) is img
+
+
+def _detector_frame(dose_e_per_A2, pixel_A, n, seed):
+    """Flat-beam shot-noise frame (electrons) with a smooth object, at one pixel size."""
+    extent = n * pixel_A
+    yy, xx = (np.mgrid[:n, :n] + 0.5) * pixel_A
+    obj = 1 - 0.3 * np.exp(-((yy - extent / 2) ** 2 + (xx - extent / 2) ** 2) / (2 * (extent / 6) ** 2))
+    return np.random.default_rng(seed).poisson(dose_e_per_A2 * pixel_A**2 * obj).astype(np.float32)
+
+
+def test_restore_noise_gives_a_resampled_frame_the_pixel_noise_of_the_finer_detector():
+    from temshift.predict.scale import restore_noise
+    from temshift.datasets.statistics import noise_sd
+
+    fine = _detector_frame(400, 0.2, 512, 1)  # 0.02 nm/px
+    coarse = _detector_frame(400, 0.4, 256, 2)  # 0.04 nm/px, same dose and field
+    fine_rel = noise_sd(fine) / fine.mean()
+    up = resample_image(coarse, 2.0)
+    assert noise_sd(up) / up.mean() < 0.6 * fine_rel  # interpolation smooths the noise away
+    restored = restore_noise(up, coarse, 2.0)
+    assert noise_sd(restored) / restored.mean() == pytest.approx(fine_rel, rel=0.1)
+    assert np.array_equal(restored, restore_noise(up, coarse, 2.0))  # reproducible
+    assert abs(restored.mean() - up.mean()) < 0.01 * up.mean()  # signal untouched on average
+
+
+def test_restore_noise_never_removes_noise():
+    from temshift.predict.scale import restore_noise
+
+    img = np.random.default_rng(0).normal(size=(128, 128)).astype(np.float32)
+    noisy = img + np.random.default_rng(1).normal(size=img.shape).astype(np.float32) * 5
+    assert np.array_equal(restore_noise(noisy, img, 1.0), noisy)

@@ -103,5 +103,18 @@ def test_contrast_flagged_only_below_the_training_frames():
     ref = {"contrast": {"median": 0.6, "spread": 0.1, "min": 0.3, "max": 0.9, "n": 8}}
     seen = assess_shift({"contrast": 0.35, "rescaled": False}, ref, "seen")  # faint but like a training frame
     assert seen.level == "low" and not seen.flagged
-    faint = assess_shift({"contrast": 0.2, "rescaled": False}, ref, "faint")
-    assert faint.level == "high" and "fainter particles" in " ".join(faint.reasons)
+    slightly = assess_shift({"contrast": 0.25, "rescaled": False}, ref, "slightly")  # 0.83 of the faintest
+    assert slightly.level == "low"
+    faint = assess_shift({"contrast": 0.2, "rescaled": False}, ref, "faint")  # 0.67 of the faintest
+    assert faint.level == "medium" and "fainter particles" in " ".join(faint.reasons)
+    assert assess_shift({"contrast": 0.12, "rescaled": False}, ref, "fainter").level == "high"
+
+
+def test_snr_measured_from_the_nearest_training_frame():
+    ref = {"snr": {"median": 2.0, "spread": 0.3, "min": 1.6, "max": 2.6, "n": 12}}
+    assert assess_shift({"snr": 1.5}, ref).level == "low"  # (1.5 / 1.6)^2 = 0.88: like a training frame
+    low = assess_shift({"snr": 0.6}, ref)  # dose-equivalent x0.14 of the noisiest training frame
+    assert low.level == "high" and "under-segmentation" in " ".join(low.reasons)
+    assert assess_shift({"snr": 3.4}, ref).level == "medium"  # x1.7 of the cleanest training frame
+    high = assess_shift({"snr": 4.0}, ref)  # x2.4
+    assert high.level == "high" and "over-segmentation" in " ".join(high.reasons)

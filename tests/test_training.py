@@ -281,3 +281,33 @@ def test_fold_out_of_range_and_too_few_patches(tmp_path, monkeypatch):
         train_fold(path, 5, TrainSettings(**FAST), tmp_path / "run")
     with pytest.raises(DatasetError, match="tiny.h5: 3 patches cannot be split"):
         train_fold(path, 0, TrainSettings(**FAST), tmp_path / "run")
+
+
+def test_samples_per_epoch_caps_the_epoch_with_a_fresh_subset_each_time():
+    from temshift.training.data import PatchSet
+    from temshift.training.trainer import train_batches
+
+    n = 40
+    images = np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 16, 16), np.float32)
+    data = PatchSet(images, np.zeros((n, 16, 16), np.uint8), np.stack([np.arange(n), np.zeros(n, int)], 1))
+    settings = TrainSettings(batch_size=4, samples_per_epoch=12, rotate_probability=0)
+
+    def seen(epoch):
+        return [int(v) for x, _ in train_batches(data, settings, seed=1, epoch=epoch) for v in x[:, 0, 0, 0]]
+
+    first, second = seen(1), seen(2)
+    assert len(first) == len(second) == 12 and len(set(first)) == 12
+    assert set(first) != set(second)
+    full = TrainSettings(batch_size=4, rotate_probability=0)
+    assert sorted(int(v) for x, _ in train_batches(data, full, 1, 1) for v in x[:, 0, 0, 0]) == list(range(n))
+
+
+def test_model_carries_its_training_statistics(small_dataset, tmp_path):
+    from temshift.predict.pipeline import load_predictor
+
+    run = train_fold(small_dataset, 0, TrainSettings(**FAST), tmp_path / "run")
+    expected = load_predictor(run.model_path).training_reference()
+    small_dataset.unlink()  # the dataset is gone: the warnings still have their reference
+    ref = load_predictor(run.model_path).training_reference()
+    assert ref == expected
+    assert ref["snr"]["n"] >= 1 and ref["tile"] == 32 and ref["dose_e_per_A2"] == 423

@@ -54,10 +54,22 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
+    except Exception as exc:  # usage errors come through here in non-standalone mode
+        # typer vendors its own copy of click, so match both exception families
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
+        usage_errors = (click.exceptions.ClickException, _vendored_click_exception())
+        if isinstance(exc, usage_errors):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+def _vendored_click_exception() -> type:
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # older typer uses click itself
+        import click
+
+        return click.exceptions.ClickException
+    return ClickException

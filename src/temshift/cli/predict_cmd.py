@@ -69,6 +69,7 @@ def predict(
     ensemble: list[Path] = typer.Option(None, "--ensemble", help="More models or run directories; probabilities are averaged. Repeatable."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write the particle probability map (float32 TIFF)."),
     rescale: bool = typer.Option(True, "--rescale/--no-rescale", help="Resample frames to the model's training pixel scale."),
+    noise_match: bool = typer.Option(True, "--noise-match/--no-noise-match", help="After resampling, restore the pixel noise a detector at the training scale records (see docs)."),
     strict: bool = typer.Option(False, "--strict", help="Write no mask for high-risk frames (exit code 2 if any)."),
     particles: bool = typer.Option(True, "--particles/--no-particles", help="Particle tables and size histogram."),
     watershed: bool = typer.Option(False, "--watershed", help="Split touching particles (watershed on the distance transform)."),
@@ -99,7 +100,8 @@ def predict(
         for n in notes:
             con.print(f"[yellow]warning:[/] {n}", highlight=False)
         with con.status(f"segmenting {path.name} ({len(predictor.models)} model(s))"):
-            pred = predict_frame(predictor, frame, scale, rescale=rescale, tile=tile, batch_size=batch_size)
+            pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise_match, tile=tile,
+                                 batch_size=batch_size)
             stats = frame_statistics(pred.model_input, pixel_scale_nm=scale, input_pixel_scale_nm=pred.input_pixel_scale_nm,
                                      rescaled=pred.zoom != 1.0, dose_e_per_A2=frame_dose, mask=pred.input_mask,
                                      tile=predictor.patch_size, native_image=pred.native_input, zoom=pred.zoom)
@@ -140,6 +142,7 @@ def check(
     pixel_scale: float = typer.Option(None, "--pixel-scale", help="Frame pixel scale, nm/pixel (default: file metadata, then catalog)."),
     dose: float = typer.Option(None, "--dose", help="Frame dose, e/A^2 (default: catalog)."),
     rescale: bool = typer.Option(True, "--rescale/--no-rescale", help="Assume frames are resampled to the training pixel scale."),
+    noise_match: bool = typer.Option(True, "--noise-match/--no-noise-match", help="Assume resampled frames get the training scale's pixel noise back."),
     catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV to look frames up by file name."),
     dataset: Path = typer.Option(None, "--train-dataset", help="Training dataset file, when the model does not carry its statistics."),
     json_out: Path = typer.Option(None, "--json", help="Also write the full report (findings, statistics) as JSON."),
@@ -161,7 +164,7 @@ def check(
         for n in notes:
             con.print(f"[yellow]warning:[/] {n}", highlight=False)
         image, zoom, native = model_input(frame.data, predictor.preprocess, scale, predictor.pixel_scale_nm, rescale,
-                                          return_native=True)
+                                          return_native=True, match_noise=noise_match)
         in_scale = scale / zoom if scale else predictor.pixel_scale_nm
         stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=in_scale, rescaled=zoom != 1.0,
                                  dose_e_per_A2=frame_dose, tile=predictor.patch_size, native_image=native, zoom=zoom)

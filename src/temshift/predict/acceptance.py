@@ -28,6 +28,10 @@ import numpy as np
 import pandas as pd
 
 
+MODES = ((True, True), (True, False), (False, False))
+"""(pixel-scale matching, noise restoration) combinations scored: full matching (the default
+of `temshift predict`), resampling alone, and no matching."""
+
 def hard_dice(mask: np.ndarray, label: np.ndarray, smooth: float = 1.0) -> float:
     """``(2 |P and T| + s) / (|P| + |T| + s)`` of two binary images."""
     p, t = np.asarray(mask) != 0, np.asarray(label) != 0
@@ -96,7 +100,8 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
     Returns
     -------
     pandas.DataFrame
-        Columns ``train, fold, test, frame, diagonal, rescale, hard_dice, risk, flagged, reasons``.
+        Columns ``train, fold, test, frame, diagonal, rescale, noise_match, hard_dice, risk,
+        flagged, reasons`` (one row per :data:`MODES` entry).
     """
     from temshift.io import read_frame, read_label
     from temshift.predict.pipeline import load_predictor, predict_frame
@@ -135,15 +140,15 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
                 frame = read_frame(cat.frame_path(r, root))
                 label = read_label(cat.label_path(r, root), frame.data.shape)
                 scale = r.get("pixel_scale_nm") or frame.pixel_scale_nm
-                for rescale in (True, False):
-                    pred = predict_frame(predictor, frame, scale, rescale=rescale, tile=tile)
+                for rescale, noise in MODES:
+                    pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise, tile=tile)
                     stats = frame_statistics(pred.model_input, pixel_scale_nm=scale,
                                              input_pixel_scale_nm=pred.input_pixel_scale_nm, rescaled=pred.zoom != 1.0,
                                              dose_e_per_A2=r.get("dose_e_per_A2"), mask=pred.input_mask,
                                              tile=predictor.patch_size, native_image=pred.native_input, zoom=pred.zoom)
                     rep = assess_shift(stats, refs[train], r["file"], rescale_requested=rescale)
                     rows.append({"train": train, "fold": fold, "test": test, "frame": r["file"],
-                                 "diagonal": test == train, "rescale": rescale,
+                                 "diagonal": test == train, "rescale": rescale, "noise_match": noise,
                                  "hard_dice": hard_dice(pred.mask, label), "risk": rep.level,
                                  "flagged": rep.flagged, "reasons": " | ".join(rep.reasons)})
         if progress:
@@ -163,8 +168,12 @@ def acceptance_summary(scores: pd.DataFrame, magnification_tol: float = 0.05, wa
         ``warnings_flag_all_failing``, ``warnings_quiet_in_distribution``.
     """
     out = {}
-    for rescale, key in ((True, "rescaled"), (False, "not_rescaled")):
-        s = scores[scores["rescale"] == rescale]
+    if "noise_match" not in scores:
+        scores = scores.assign(noise_match=scores["rescale"])
+    for (rescale, noise), key in zip(MODES, ("rescaled", "resampled_without_noise", "not_rescaled")):
+        s = scores[(scores["rescale"] == rescale) & (scores["noise_match"] == noise)]
+        if s.empty:
+            continue
         cell = s.groupby(["train", "test"])["hard_dice"].mean()  # over folds and frames
         diag = [v for (a, b), v in cell.items() if a == b]
         off = [v for (a, b), v in cell.items() if a != b]
@@ -172,7 +181,7 @@ def acceptance_summary(scores: pd.DataFrame, magnification_tol: float = 0.05, wa
     r = out["rescaled"]
     out["magnification_ok"] = bool(r["diag"] is not None and r["offdiag"] is not None
                                    and r["offdiag"] >= r["diag"] - magnification_tol)
-    s = scores[scores["rescale"]]
+    s = scores[scores["rescale"] & scores["noise_match"]]
     diag_by_train = s[s["diagonal"]].groupby("train")["hard_dice"].mean()
     pairs, all_failing_flagged = [], True
     for (train, test), g in s[~s["diagonal"]].groupby(["train", "test"]):
@@ -205,8 +214,10 @@ def main(argv=None) -> None:
     summary = acceptance_summary(scores)
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
-        scores.to_csv(a.out / "frame_scores.csv", index=False)
-        (a.out / "acceptance.json").write_text(json.dumps(summary, indent=2))
+        from temshift.io.atomic import atomic_write_text
+
+        atomic_write_text(a.out / "frame_scores.csv", scores.to_csv(index=False))
+        atomic_write_text(a.out / "acceptance.json", json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
 
 

@@ -4,8 +4,9 @@ Order of operations for a raw frame (counts):
 
 1. the training dataset's preprocessing (x-rays, flat field, rescaling) at the frame's own
    resolution (x-ray spikes are single pixels: remove them before any resampling);
-2. resampling to the model's training pixel scale (:mod:`temshift.predict.scale`), then the
-   rescaling step once more so the model input has exactly the trained intensity statistics;
+2. resampling to the model's training pixel scale (:mod:`temshift.predict.scale`) with the
+   pixel noise a detector at that scale would have recorded restored, then the rescaling
+   step once more so the model input has exactly the trained intensity statistics;
 3. blended tiled inference (:mod:`temshift.predict.tiling`), softmax probabilities averaged
    over the ensemble members;
 4. probabilities resampled back to the frame grid; mask = probability >= 0.5 (the paper's
@@ -185,7 +186,8 @@ class FramePrediction:
 
 
 def model_input(raw: np.ndarray, settings=None, pixel_scale_nm: float | None = None,
-                model_pixel_scale_nm: float | None = None, rescale: bool = True, return_native: bool = False):
+                model_pixel_scale_nm: float | None = None, rescale: bool = True, return_native: bool = False,
+                match_noise: bool = True):
     """Preprocess a raw frame as the model's training data and match the pixel scale.
 
     Parameters
@@ -198,7 +200,9 @@ def model_input(raw: np.ndarray, settings=None, pixel_scale_nm: float | None = N
         Frame and training pixel scales, nm/pixel.
     rescale : bool
         Resample to the training pixel scale (when both scales are known).
-
+    match_noise : bool
+        After resampling, restore the pixel noise of the training scale
+        (:func:`temshift.predict.scale.restore_noise`).
     return_native : bool
         Also return the preprocessed frame before resampling.
 
@@ -211,7 +215,7 @@ def model_input(raw: np.ndarray, settings=None, pixel_scale_nm: float | None = N
     native : numpy.ndarray
         Only with `return_native`: the preprocessed frame on its own grid.
     """
-    from temshift.predict.scale import resample_image, zoom_factor
+    from temshift.predict.scale import resample_image, restore_noise, zoom_factor
     from temshift.preprocess import PreprocessSettings, preprocess_frame
     from temshift.preprocess import rescale as rescale_values
 
@@ -221,6 +225,8 @@ def model_input(raw: np.ndarray, settings=None, pixel_scale_nm: float | None = N
     zoom = zoom_factor(pixel_scale_nm, model_pixel_scale_nm) if rescale else 1.0
     if zoom != 1.0:
         image = resample_image(native, zoom)
+        if match_noise:
+            image = restore_noise(image, native, zoom)
         if settings.rescale != "none":
             image = rescale_values(image, settings.rescale, copy=False)
     image = np.ascontiguousarray(image, dtype=np.float32)
@@ -324,7 +330,8 @@ def _size_multiple(model) -> int:
 
 
 def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preprocess=None,
-                  model_pixel_scale_nm: float | None = None, rescale: bool = True, threshold: float = 0.5,
+                  model_pixel_scale_nm: float | None = None, rescale: bool = True, match_noise: bool = True,
+                  threshold: float = 0.5,
                   tile: int = 2048, overlap: int = 128, margin: int = 32, batch_size: int = 1,
                   device: str = "cpu") -> FramePrediction:
     """Segment one raw frame.
@@ -344,6 +351,8 @@ def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preproc
         Training pixel scale, nm/pixel; overrides the predictor's.
     rescale : bool
         Pixel-scale matching (on by default).
+    match_noise : bool
+        Restore the training scale's pixel noise after resampling (on by default).
     threshold : float
         Probability from which a pixel is particle.
     tile, overlap, margin, batch_size : int
@@ -365,7 +374,8 @@ def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preproc
         nets = models.models
     else:
         nets = models if isinstance(models, (list, tuple)) else [models]
-    image, zoom, native = model_input(raw, preprocess, pixel_scale_nm, model_pixel_scale_nm, rescale, return_native=True)
+    image, zoom, native = model_input(raw, preprocess, pixel_scale_nm, model_pixel_scale_nm, rescale, return_native=True,
+                                      match_noise=match_noise)
     prob_in = predict_probabilities(nets, image, tile=tile, overlap=overlap, margin=margin, batch_size=batch_size,
                                     device=device)
     prob = resample_to_shape(prob_in, raw.shape) if zoom != 1.0 else prob_in

@@ -6,6 +6,14 @@ fail on other pixel scales. Before inference the (preprocessed) frame is resampl
 one pixel covers the training pixel scale; probabilities are resampled back to the frame's
 own grid afterwards. Downsampling uses Gaussian anti-aliasing (scikit-image's default sigma,
 ``(factor - 1) / 2``), so no aliased fringes appear.
+
+Resampling moves the fringes to the right period but not the noise: at a fixed dose a
+detector pixel of edge ``p`` collects ``dose * p**2`` electrons, so its relative shot noise
+scales as ``1 / p``. A frame recorded at 0.042 nm/px and interpolated to 0.020 nm/px has
+smooth, correlated noise about two times too weak for a model trained at 0.020 nm/px, which
+then over-segments (the same failure as testing at a higher dose). :func:`restore_noise`
+adds the missing white noise, so the resampled frame has the pixel noise a detector at the
+training scale would have recorded at the same dose.
 """
 
 from __future__ import annotations
@@ -96,3 +104,48 @@ def resample_to_shape(maps: np.ndarray, shape: tuple[int, int], order: int = 1) 
         return resize(maps, shape, order=order, mode="edge", anti_aliasing=downsampling,
                       preserve_range=True).astype(np.float32)
     return np.stack([resample_to_shape(m, shape, order) for m in maps])
+
+
+NOISE_CROP = 2048
+"""Edge (pixels) of the central crop on which the noise level is measured (speed)."""
+
+
+def _central_crop(image: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape
+    r, c = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return image[r:r + size, c:c + size]
+
+
+def restore_noise(resampled: np.ndarray, original: np.ndarray, factor: float, seed: int = 0) -> np.ndarray:
+    """Add the pixel noise that resampling by `factor` removed.
+
+    The target is the original frame's pixel noise SD times `factor` (shot noise per pixel
+    at a fixed dose is inversely proportional to the pixel edge); Gaussian white noise makes
+    up the difference when the resampled frame has less. Noise is never removed.
+
+    Parameters
+    ----------
+    resampled : numpy.ndarray
+        (H', W') frame after :func:`resample_image` (intensity units of `original`).
+    original : numpy.ndarray
+        (H, W) frame before resampling.
+    factor : float
+        Resampling factor used (output pixels per input pixel along each axis).
+    seed : int
+        Seed of the added noise (predictions are reproducible).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 frame of the shape of `resampled`.
+    """
+    from temshift.datasets.statistics import noise_sd
+
+    resampled = np.asarray(resampled, dtype=np.float32)
+    target = noise_sd(_central_crop(np.asarray(original), NOISE_CROP)) * float(factor)
+    have = noise_sd(_central_crop(resampled, NOISE_CROP))
+    if not np.isfinite(target) or target <= have:
+        return resampled
+    sd = np.float32(np.sqrt(target**2 - have**2))
+    noise = np.random.default_rng(seed).standard_normal(resampled.shape, dtype=np.float32)
+    return resampled + sd * noise

@@ -2,7 +2,7 @@
 
 The model carries statistics of its training dataset (:func:`training_statistics`): pixel
 scale, dose, lattice-fringe periods, SNR, particle contrast and histogram median after
-preprocessing (definitions in :mod:`temshift.predict.stats`). The same statistics are
+preprocessing (definitions in :mod:`temshift.datasets.statistics`). The same statistics are
 computed for each new frame on the model input (after preprocessing and pixel-scale matching)
 and compared by :func:`assess_shift`, giving a risk level (``low`` < ``medium`` < ``high``)
 with human-readable reasons. A frame is *flagged* when its risk is medium or high.
@@ -15,18 +15,20 @@ Thresholds (``(medium, high)``) and why:
 - Dose: ``|log2(dose / trained)|`` 0.5 / 1 (factor 1.41 / 2). Shot-noise SNR scales as
   ``sqrt(dose)``; the paper's 884 vs 423 e/A2 (factor 2.1) already costs dice, 80 vs 423
   (factor 5.3) fails. Lower dose -> under-segmentation, higher -> over-segmentation (Fig. S4).
-- SNR: the dose-equivalent factor ``(snr / trained) ** 2`` with the dose thresholds, unless
-  the SNR lies inside the range of the training frames (then low): catches dose shifts
-  when the dose is not recorded, and other noise changes (camera, exposure, binning).
+- SNR: the dose-equivalent factor ``(snr / nearest training frame) ** 2`` with the dose
+  thresholds (low inside the training frames' range): catches dose shifts when the dose is
+  not recorded, and other noise changes (camera, exposure, binning). Measured from the
+  nearest training frame rather than the median because SNR varies from frame to frame
+  with particle count and support thickness, and the model has seen that variation.
 - Fringe period (model-input pixels, i.e. after matching; also reveals a wrong pixel-scale
   calibration): relative distance of the frame's strongest peak to the nearest training peak
   18 % / 30 %. Which reflection dominates depends on particle orientation, and Au {111} /
   {200} (0.235 / 0.204 nm) differ by 15 %, so smaller differences are the same lattice
   (Au and Ag, 0.235 vs 0.236 nm, generalize in the paper); CdSe vs Au differ by ~ 50 %, the
   paper's magnification steps by 27-110 %. No fringes detected while training had them: medium.
-- Particle contrast (needs a mask, i.e. after prediction): ratio to trained < 0.75 / < 0.5,
-  unless inside the range of the training frames (as for SNR: the model has seen such frames;
-  frame-to-frame contrast varies with particle count, thickness and orientation). Lower
+- Particle contrast (needs a mask, i.e. after prediction): ratio to the faintest training
+  frame < 0.75 / < 0.5 (as for SNR: the model has seen such frames; frame-to-frame contrast
+  varies with particle count, thickness and orientation). Lower
   contrast is the hard direction (train on easy, test on hard fails, Fig. 3-4); higher
   contrast is not flagged.
 - Histogram median after preprocessing: distance to trained median in units of the training
@@ -36,12 +38,14 @@ Thresholds (``(medium, high)``) and why:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from temshift.datasets.statistics import (STATS_VERSION, jsonable, positive_float, find_key,  # noqa: F401
+                                         training_statistics)
 
 LEVELS = ("low", "medium", "high")
 PIXEL_SCALE_REL = (0.05, 0.15)
@@ -50,7 +54,6 @@ FRINGE_REL = (0.18, 0.30)
 CONTRAST_RATIO = (0.75, 0.5)
 MEDIAN_Z = (3.0, 6.0)
 MEDIAN_MIN_SPREAD = 0.05
-STATS_VERSION = 1
 
 
 @dataclass
@@ -85,125 +88,11 @@ class ShiftReport:
 
     def to_dict(self) -> dict:
         return {"frame": self.frame, "level": self.level, "flagged": self.flagged, "reasons": self.reasons,
-                "findings": [asdict(f) for f in self.findings], "stats": _jsonable(self.stats)}
-
-
-def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+                "findings": [asdict(f) for f in self.findings], "stats": jsonable(self.stats)}
 
 
 def _level(value: float, limits: tuple[float, float]) -> str:
     return "high" if value > limits[1] else "medium" if value > limits[0] else "low"
-
-
-def _spread(values) -> dict | None:
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
-    if not len(v):
-        return None
-    med = float(np.median(v))
-    return {"median": med, "spread": float(1.4826 * np.median(np.abs(v - med))), "min": float(v.min()),
-            "max": float(v.max()), "n": int(len(v))}
-
-
-def find_key(obj, key: str):
-    """First value of `key` in nested dicts/lists/JSON strings (None when absent)."""
-    if isinstance(obj, str) and obj[:1] in "{[":
-        try:
-            obj = json.loads(obj)
-        except ValueError:
-            return None
-    if isinstance(obj, dict):
-        if obj.get(key) is not None:
-            return obj[key]
-        for v in obj.values():
-            found = find_key(v, key)
-            if found is not None:
-                return found
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            found = find_key(v, key)
-            if found is not None:
-                return found
-    return None
-
-
-def training_statistics(dataset_path, *, max_frames: int = 32, patches_per_frame: int = 4, seed: int = 0) -> dict:
-    """Statistics of a training dataset, for the model to carry (JSON-ready).
-
-    Parameters
-    ----------
-    dataset_path : str or Path
-        Dataset file readable by :func:`temshift.datasets.load_dataset`.
-    max_frames : int
-        At most this many source frames (random, `seed`) are measured.
-    patches_per_frame : int
-        Patches measured per source frame (patches are grouped by the provenance ``file``;
-        without provenance each patch counts as a frame).
-    seed : int
-        Sampling seed.
-
-    Returns
-    -------
-    dict
-        ``version``, ``tile`` (patch size, pixels), ``pixel_scale_nm``, ``dose_e_per_A2``,
-        ``fringe_peaks`` (``[{"period_px", "prominence"}]`` of all measured patches),
-        ``fringe_period_px``, ``snr``, ``median``, ``contrast`` (each ``{"median", "spread",
-        "min", "max", "n"}`` over frames), ``n_frames``, ``n_patches``, ``dataset``.
-    """
-    from temshift.datasets import load_dataset
-    from temshift.predict.stats import summarize_tiles, tile_statistics
-
-    ds = load_dataset(dataset_path)
-    n_patches, n = len(ds.images), int(min(ds.images.shape[1:]))
-    files = None
-    prov = getattr(ds, "provenance", None)
-    if prov is not None and "file" in getattr(prov, "columns", ()) and len(prov) == n_patches:
-        files = prov["file"].astype(str).to_numpy()
-        if len(set(files)) == 1 and "row" in prov.columns and (prov["row"] < 0).all():
-            files = None  # provenance unknown (published pair): each patch counts as a frame
-    groups = {}
-    for i in range(n_patches):
-        groups.setdefault(files[i] if files is not None else i, []).append(i)
-    rng = np.random.default_rng(seed)
-    keys = list(groups)
-    if len(keys) > max_frames:
-        keys = [keys[i] for i in sorted(rng.choice(len(keys), max_frames, replace=False))]
-    frame_tiles = []
-    for k in keys:
-        idx = groups[k]
-        if len(idx) > patches_per_frame:
-            idx = sorted(rng.choice(idx, patches_per_frame, replace=False).tolist())
-        frame_tiles.append([tile_statistics(np.asarray(ds.images[i]), np.asarray(ds.labels[i])) for i in idx])
-    all_tiles = [t for tiles in frame_tiles for t in tiles]
-    # background spectrum (see stats.fringe_profiles): every training patch holds particles, so
-    # take the median of the quarter of sampled patches with the smallest particle area
-    frac = np.array([t.get("particle_fraction", 0.0) for t in all_tiles])
-    baseline = None
-    if len(all_tiles) >= 8:
-        low = frac <= np.quantile(frac, 0.25)
-        baseline = np.median(np.array([t["logpower"] for t in all_tiles])[low], axis=0)
-    per_frame = [summarize_tiles(tiles, n, baseline) for tiles in frame_tiles]
-    overall = summarize_tiles(all_tiles, n, baseline)
-    meta = {"spec": getattr(ds, "spec", None), "attrs": getattr(ds, "attrs", None)}
-    return _jsonable({
-        "version": STATS_VERSION, "tile": n,
-        "pixel_scale_nm": _num(find_key(meta, "pixel_scale_nm")),
-        "dose_e_per_A2": _num(find_key(meta, "dose_e_per_A2")),
-        "fringe_peaks": overall["fringe_peaks"],
-        "fringe_period_px": _spread(f["fringe_period_px"] for f in per_frame),
-        "snr": _spread(f["snr"] for f in per_frame),
-        "median": _spread(f["median"] for f in per_frame),
-        "contrast": _spread(f["contrast"] for f in per_frame),
-        "n_frames": len(per_frame), "n_patches": len(all_tiles), "dataset": str(dataset_path),
-    })
-
-
-def _num(v) -> float | None:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) and v > 0 else None
 
 
 def model_training_statistics(meta: dict, dataset_path=None) -> dict | None:
@@ -250,7 +139,7 @@ def frame_statistics(model_input: np.ndarray, *, pixel_scale_nm: float | None, i
     zoom : float
         Resampling factor from the frame to the model input (pixels per frame pixel).
     """
-    from temshift.predict.stats import image_statistics, noise_snr
+    from temshift.datasets.statistics import image_statistics, noise_snr
 
     s = image_statistics(model_input, mask, tile=tile)
     if native_image is not None and zoom != 1.0:
@@ -308,8 +197,11 @@ def assess_shift(frame_stats: dict, train: dict, name: str = "", *, rescale_requ
     snr, snr0 = frame_stats.get("snr"), train.get("snr")
     if snr is not None and snr0 and snr0.get("median"):
         q = (snr / snr0["median"]) ** 2 if snr0["median"] > 0 else 1.0
-        inside = snr0["min"] <= snr <= snr0["max"]
-        lvl = "low" if inside or q <= 0 else _level(abs(math.log2(max(q, 1e-6))), DOSE_LOG2)
+        # distance to the nearest training frame, not to the median: the model has seen
+        # every SNR inside the training range
+        bound = min(max(snr, snr0["min"]), snr0["max"])
+        q_edge = (snr / bound) ** 2 if bound > 0 else 1.0
+        lvl = "low" if q <= 0 else _level(abs(math.log2(max(q_edge, 1e-6))), DOSE_LOG2)
         effect = "expect under-segmentation" if q < 1 else "expect over-segmentation"
         out.append(Finding("snr", lvl, f"image SNR {snr:.3g} vs trained {snr0['median']:.3g} (like a dose "
                            f"x{q:.2g})" + (f": {effect}" if lvl != "low" else "")))
@@ -332,10 +224,9 @@ def assess_shift(frame_stats: dict, train: dict, name: str = "", *, rescale_requ
     c, c_train = frame_stats.get("contrast"), train.get("contrast") or {}
     c0 = c_train.get("median")
     if c is not None and c0:
-        ratio = c / c0
+        # as for SNR, measured from the faintest training frame
+        ratio = c / min(c0, c_train.get("min", c0))
         lvl = "high" if ratio < CONTRAST_RATIO[1] else "medium" if ratio < CONTRAST_RATIO[0] else "low"
-        if c_train.get("min", math.inf) <= c:
-            lvl = "low"
         out.append(Finding("contrast", lvl, f"particle contrast {c:.2g} vs trained {c0:.2g}"
                            + (": fainter particles, expect missed or under-segmented particles" if lvl != "low" else "")))
 
@@ -357,5 +248,5 @@ def train_reference(meta: dict, stats: dict | None) -> dict:
     spec = meta.get("dataset_spec") or {}
     for key in ("pixel_scale_nm", "dose_e_per_A2"):
         if not ref.get(key):
-            ref[key] = _num(find_key(spec, key)) or _num(meta.get(key))
+            ref[key] = positive_float(find_key(spec, key)) or positive_float(meta.get(key))
     return ref

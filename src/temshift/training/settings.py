@@ -41,6 +41,9 @@ class TrainSettings(BaseModel):
     noise_on_validation : bool
         Apply the noise to validation samples too (the paper); validation noise is the same
         every epoch.
+    samples_per_epoch : int or None
+        At most this many training samples per epoch: a fresh random subset every epoch,
+        so the cost of an epoch stops growing with the dataset (None = all samples).
     patch_crop : int or None
         Train on random crops of this size (validation on centre crops) to save time.
     early_stopping_patience : int or None
@@ -78,6 +81,7 @@ class TrainSettings(BaseModel):
     noise_rho: float | None = Field(None, ge=0)
     noise_rho_max: float | None = Field(None, ge=0)
     noise_on_validation: bool = True
+    samples_per_epoch: int | None = Field(None, ge=1)
     patch_crop: int | None = Field(None, ge=8)
     early_stopping_patience: int | None = Field(None, ge=1)
     model: ModelConfig = ModelConfig()

@@ -67,11 +67,17 @@ def _noise(x, settings, generator):
     return x if rho is None else augment.add_noise(x, rho, generator)
 
 
+def epoch_samples(n: int, settings: TrainSettings) -> int:
+    """Training samples drawn per epoch from a set of `n`."""
+    return n if settings.samples_per_epoch is None else min(n, settings.samples_per_epoch)
+
+
 def train_batches(data: PatchSet, settings: TrainSettings, seed: int, epoch: int):
     """Yield the augmented training batches ``(x, y)`` of one epoch (CPU tensors)."""
     order = np.arange(len(data))
-    if settings.shuffle_each_epoch:
+    if settings.shuffle_each_epoch or epoch_samples(len(data), settings) < len(data):
         order = np.random.default_rng(derived_seed(seed, epoch, 1)).permutation(len(data))
+    order = order[:epoch_samples(len(data), settings)]
     gen = torch_generator(seed, epoch, 2)
     size = data.images.shape[1]
     for start in range(0, len(order), settings.batch_size):
@@ -210,7 +216,8 @@ def fit(model, train: PatchSet, val: PatchSet, settings: TrainSettings, seed: in
     stale = done - result.best_epoch if result.history else 0
     result.speed = {"channels_last": channels_last, "bf16": bf16, "device": str(device)}
     with _progress(settings.progress) as bar:
-        task = bar.add_task(description, total=settings.epochs * len(train), completed=done * len(train),
+        per_epoch = epoch_samples(len(train), settings)
+        task = bar.add_task(description, total=settings.epochs * per_epoch, completed=done * per_epoch,
                             status="") if bar else None
         advance = (lambda n: bar.advance(task, n)) if bar else None
         for epoch in range(done + 1, settings.epochs + 1):

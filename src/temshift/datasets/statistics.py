@@ -1,5 +1,8 @@
 """Image statistics that describe what a segmentation model was trained on.
 
+:func:`training_statistics` measures a dataset once; the training stage stores the result in
+every checkpoint, and prediction measures new frames the same way to warn about shifts.
+
 All statistics are computed on the *model input*: a preprocessed image at the model's pixel
 scale (after pixel-scale matching), in square tiles of `tile` pixels (the training patch size),
 so that a training patch and a tile of a new frame are measured the same way.
@@ -28,10 +31,14 @@ Per tile:
 
 from __future__ import annotations
 
+import json
+import math
 import warnings
 
 import numpy as np
 
+STATS_VERSION = 1
+"""Version of the statistics' definitions (stored with them; other versions are recomputed)."""
 FRINGE_MIN_PERIOD_PX = 2.5
 """Shortest fringe period searched, pixels (near Nyquist)."""
 FRINGE_MAX_PERIOD_PX = 24.0
@@ -254,3 +261,116 @@ def _snr(tile: np.ndarray, mask: np.ndarray | None = None) -> float:
     sd_n = _clipped_sd(bg_l) / 6.0
     sd_t = _clipped_sd(bg_t)
     return float(np.sqrt(max(sd_t**2 - sd_n**2, 0.0)) / sd_n) if sd_n > 0 else float("inf")
+
+
+def jsonable(obj):
+    return json.loads(json.dumps(obj, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def _spread(values) -> dict | None:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if not len(v):
+        return None
+    med = float(np.median(v))
+    return {"median": med, "spread": float(1.4826 * np.median(np.abs(v - med))), "min": float(v.min()),
+            "max": float(v.max()), "n": int(len(v))}
+
+
+def find_key(obj, key: str):
+    """First value of `key` in nested dicts/lists/JSON strings (None when absent)."""
+    if isinstance(obj, str) and obj[:1] in "{[":
+        try:
+            obj = json.loads(obj)
+        except ValueError:
+            return None
+    if isinstance(obj, dict):
+        if obj.get(key) is not None:
+            return obj[key]
+        for v in obj.values():
+            found = find_key(v, key)
+            if found is not None:
+                return found
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            found = find_key(v, key)
+            if found is not None:
+                return found
+    return None
+
+
+def training_statistics(dataset_path, *, max_frames: int = 32, patches_per_frame: int = 4, seed: int = 0) -> dict:
+    """Statistics of a training dataset, for the model to carry (JSON-ready).
+
+    Parameters
+    ----------
+    dataset_path : str or Path
+        Dataset file readable by :func:`temshift.datasets.load_dataset`.
+    max_frames : int
+        At most this many source frames (random, `seed`) are measured.
+    patches_per_frame : int
+        Patches measured per source frame (patches are grouped by the provenance ``file``;
+        without provenance each patch counts as a frame).
+    seed : int
+        Sampling seed.
+
+    Returns
+    -------
+    dict
+        ``version``, ``tile`` (patch size, pixels), ``pixel_scale_nm``, ``dose_e_per_A2``,
+        ``fringe_peaks`` (``[{"period_px", "prominence"}]`` of all measured patches),
+        ``fringe_period_px``, ``snr``, ``median``, ``contrast`` (each ``{"median", "spread",
+        "min", "max", "n"}`` over frames), ``n_frames``, ``n_patches``, ``dataset``.
+    """
+    from temshift.datasets import load_dataset
+
+    ds = load_dataset(dataset_path)
+    n_patches, n = len(ds.images), int(min(ds.images.shape[1:]))
+    files = None
+    prov = getattr(ds, "provenance", None)
+    if prov is not None and "file" in getattr(prov, "columns", ()) and len(prov) == n_patches:
+        files = prov["file"].astype(str).to_numpy()
+        if len(set(files)) == 1 and "row" in prov.columns and (prov["row"] < 0).all():
+            files = None  # provenance unknown (published pair): each patch counts as a frame
+    groups = {}
+    for i in range(n_patches):
+        groups.setdefault(files[i] if files is not None else i, []).append(i)
+    rng = np.random.default_rng(seed)
+    keys = list(groups)
+    if len(keys) > max_frames:
+        keys = [keys[i] for i in sorted(rng.choice(len(keys), max_frames, replace=False))]
+    frame_tiles = []
+    for k in keys:
+        idx = groups[k]
+        if len(idx) > patches_per_frame:
+            idx = sorted(rng.choice(idx, patches_per_frame, replace=False).tolist())
+        frame_tiles.append([tile_statistics(np.asarray(ds.images[i]), np.asarray(ds.labels[i])) for i in idx])
+    all_tiles = [t for tiles in frame_tiles for t in tiles]
+    # background spectrum (see stats.fringe_profiles): every training patch holds particles, so
+    # take the median of the quarter of sampled patches with the smallest particle area
+    frac = np.array([t.get("particle_fraction", 0.0) for t in all_tiles])
+    baseline = None
+    if len(all_tiles) >= 8:
+        low = frac <= np.quantile(frac, 0.25)
+        baseline = np.median(np.array([t["logpower"] for t in all_tiles])[low], axis=0)
+    per_frame = [summarize_tiles(tiles, n, baseline) for tiles in frame_tiles]
+    overall = summarize_tiles(all_tiles, n, baseline)
+    meta = {"spec": getattr(ds, "spec", None), "attrs": getattr(ds, "attrs", None)}
+    return jsonable({
+        "version": STATS_VERSION, "tile": n,
+        "pixel_scale_nm": positive_float(find_key(meta, "pixel_scale_nm")),
+        "dose_e_per_A2": positive_float(find_key(meta, "dose_e_per_A2")),
+        "fringe_peaks": overall["fringe_peaks"],
+        "fringe_period_px": _spread(f["fringe_period_px"] for f in per_frame),
+        "snr": _spread(f["snr"] for f in per_frame),
+        "median": _spread(f["median"] for f in per_frame),
+        "contrast": _spread(f["contrast"] for f in per_frame),
+        "n_frames": len(per_frame), "n_patches": len(all_tiles), "dataset": str(dataset_path),
+    })
+
+
+def positive_float(v) -> float | None:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
