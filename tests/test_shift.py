@@ -118,3 +118,37 @@ def test_snr_measured_from_the_nearest_training_frame():
     assert assess_shift({"snr": 3.4}, ref).level == "medium"  # x1.7 of the cleanest training frame
     high = assess_shift({"snr": 4.0}, ref)  # x2.4
     assert high.level == "high" and "over-segmentation" in " ".join(high.reasons)
+
+
+def test_contrast_needs_as_many_particle_pixels_as_a_training_patch():
+    import numpy as np
+
+    from temshift.datasets.statistics import tile_statistics
+
+    rng = np.random.default_rng(0)
+    tile = rng.normal(size=(256, 256)).astype(np.float32)
+    yy, xx = np.mgrid[:256, :256]
+    disk = (yy - 128) ** 2 + (xx - 128) ** 2 < 20**2
+    tile[disk] -= 2.0
+    assert tile_statistics(tile, disk)["contrast"] > 1.0
+    specks = np.zeros_like(disk)
+    specks[10, 10:15] = True  # 5 stray pixels, far below the 100-pixel patch filter at 256 px
+    assert np.isnan(tile_statistics(tile, specks)["contrast"])
+
+
+def test_missing_fringes_flagged_only_when_every_training_frame_had_them():
+    peaks = [{"period_px": 11.8, "prominence": 3.0}]
+    all_had = {"fringe_peaks": peaks, "fringe_period_px": {"median": 11.8, "n": 10}, "n_frames": 10}
+    some_lacked = {**all_had, "fringe_period_px": {"median": 11.8, "n": 7}}
+    frame = {"fringe_period_px": None, "input_pixel_scale_nm": 0.02}
+    assert assess_shift(frame, all_had).level == "medium"
+    lacking = assess_shift(frame, some_lacked)
+    assert lacking.level == "low" and "3 of 10 training frames" in lacking.findings[-1].message
+
+
+def test_snr_not_compared_across_pixel_scales_but_dose_is():
+    ref = {"snr": {"median": 2.0, "spread": 0.3, "min": 1.6, "max": 2.6, "n": 12}, "dose_e_per_A2": 884.0}
+    rep = assess_shift({"snr": 6.0, "rescaled": True, "dose_e_per_A2": 884.0}, ref)
+    assert rep.level == "low" and "not compared" in rep.findings[-1].message
+    low = assess_shift({"snr": 6.0, "rescaled": True, "dose_e_per_A2": 80.0}, ref)
+    assert low.level == "high" and any("dose 80" in r for r in low.reasons)

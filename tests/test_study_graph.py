@@ -96,7 +96,7 @@ def test_fake_study_runs_and_aggregates(tmp_path):
     from temshift.studies.check import check_study
 
     status = {f.name: f.status for f in check_study(tmp_path / "s")}
-    assert status["dose"] == "reproduced"
+    assert status["dose: diagonal"] == status["dose: FP share"] == "reproduced"
     assert status["noise"] == "not run"
 
 
@@ -176,7 +176,7 @@ def test_noise_and_rescaling_presets_with_fakes(tmp_path):
     from temshift.studies.check import check_study
 
     status = {f.name: f.status for f in check_study(tmp_path / "n")}
-    assert status["noise"] != "not run" and status["dose"] == "reproduced"
+    assert status["noise"] != "not run" and status["dose: diagonal"] == "reproduced"
     run = _run(tmp_path / "r", spec="rescaling")
     res = pd.read_parquet(tmp_path / "r" / "results.parquet")
     assert set(res["split"]) == {"train", "test"} and set(res["same_dataset"]) == {True}

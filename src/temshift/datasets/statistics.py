@@ -25,7 +25,9 @@ Per tile:
     of the few tiles with particles make peaks at ``1 / period``; the peak height
     ("prominence") says how strong they are.
 ``contrast``
-    With a mask only: ``|median(smooth[particle]) - median(smooth[background])| / sd(background)``
+    With a mask only, on tiles with more particle pixels than the dataset patch filter
+    requires (``400 * (tile / 512) ** 2``), particle = mask eroded by 2 px, background =
+    pixels >= 2 px from the mask: ``|median(smooth[particle]) - median(smooth[background])| / sd(background)``
     with a Gaussian smoothing of ``sigma = 2`` pixels (suppresses noise, keeps the mean level).
 """
 
@@ -37,7 +39,9 @@ import warnings
 
 import numpy as np
 
-STATS_VERSION = 1
+from temshift.preprocess.patches import min_particle_pixels
+
+STATS_VERSION = 2
 """Version of the statistics' definitions (stored with them; other versions are recomputed)."""
 FRINGE_MIN_PERIOD_PX = 2.5
 """Shortest fringe period searched, pixels (near Nyquist)."""
@@ -151,14 +155,22 @@ def tile_statistics(tile: np.ndarray, mask: np.ndarray | None = None) -> dict:
     if mask is not None:
         m = np.asarray(mask) != 0
         out["particle_fraction"] = float(m.mean())
-        if 0 < m.sum() < m.size:
-            from scipy.ndimage import gaussian_filter
+        # as for training patches (PROTOCOL step 4), a tile counts only with enough particle
+        # pixels: a few stray mask pixels give a meaningless, near-zero contrast
+        if min_particle_pixels(float(np.sqrt(m.size))) < m.sum() < m.size:
+            from scipy.ndimage import binary_dilation, binary_erosion, gaussian_filter
 
+            # particle cores and background >= 2 px away: a mask edge that is off by a pixel
+            # or two (a prediction rather than a label) must not dilute the contrast
+            core = binary_erosion(m, iterations=2)
+            core = core if core.any() else m
+            away = ~binary_dilation(m, iterations=2)
+            away = away if away.any() else ~m
             s = gaussian_filter(t, 2.0)
-            bg = t[~m]
+            bg = t[away]
             sd_bg = float(1.4826 * np.median(np.abs(bg - np.median(bg))))
             if sd_bg > 0:
-                out["contrast"] = float(abs(np.median(s[m]) - np.median(s[~m])) / sd_bg)
+                out["contrast"] = float(abs(np.median(s[core]) - np.median(s[away])) / sd_bg)
     return out
 
 

@@ -19,13 +19,18 @@ Thresholds (``(medium, high)``) and why:
   thresholds (low inside the training frames' range): catches dose shifts when the dose is
   not recorded, and other noise changes (camera, exposure, binning). Measured from the
   nearest training frame rather than the median because SNR varies from frame to frame
-  with particle count and support thickness, and the model has seen that variation.
+  with particle count and support thickness, and the model has seen that variation. Not
+  compared for frames resampled from another pixel scale: the structure part of the SNR
+  (support texture, fringes) depends on the resolution (on the synthetic magnification
+  study, frames matched from 0.020 to 0.042 nm/px measured like a dose x3 although the
+  model segmented them as well as its own).
 - Fringe period (model-input pixels, i.e. after matching; also reveals a wrong pixel-scale
   calibration): relative distance of the frame's strongest peak to the nearest training peak
   18 % / 30 %. Which reflection dominates depends on particle orientation, and Au {111} /
   {200} (0.235 / 0.204 nm) differ by 15 %, so smaller differences are the same lattice
   (Au and Ag, 0.235 vs 0.236 nm, generalize in the paper); CdSe vs Au differ by ~ 50 %, the
-  paper's magnification steps by 27-110 %. No fringes detected while training had them: medium.
+  paper's magnification steps by 27-110 %. No fringes detected while every training frame
+  had them: medium (low when some training frames had none either).
 - Particle contrast (needs a mask, i.e. after prediction): ratio to the faintest training
   frame < 0.75 / < 0.5 (as for SNR: the model has seen such frames; frame-to-frame contrast
   varies with particle count, thickness and orientation). Lower
@@ -195,7 +200,12 @@ def assess_shift(frame_stats: dict, train: dict, name: str = "", *, rescale_requ
         out.append(Finding("dose", lvl, f"dose {d:.3g} e/A2 vs trained {d0:.3g}" + (f": {effect}" if lvl != "low" else "")))
 
     snr, snr0 = frame_stats.get("snr"), train.get("snr")
-    if snr is not None and snr0 and snr0.get("median"):
+    if snr is not None and snr0 and snr0.get("median") and frame_stats.get("rescaled"):
+        # the structure part of the SNR (support texture, fringes) changes with resolution, so
+        # SNRs at two pixel scales are not comparable; the dose comparison still applies
+        out.append(Finding("snr", "low", f"image SNR {snr:.3g} vs trained {snr0['median']:.3g} "
+                           "(not compared: frame resampled from another pixel scale)"))
+    elif snr is not None and snr0 and snr0.get("median"):
         q = (snr / snr0["median"]) ** 2 if snr0["median"] > 0 else 1.0
         # distance to the nearest training frame, not to the median: the model has seen
         # every SNR inside the training range
@@ -210,7 +220,14 @@ def assess_shift(frame_stats: dict, train: dict, name: str = "", *, rescale_requ
     if peaks0:
         sc = frame_stats.get("input_pixel_scale_nm")
         p = frame_stats.get("fringe_period_px")
-        if p is None:
+        fp0 = train.get("fringe_period_px")
+        with_fringes = fp0.get("n") if fp0 else (0 if "fringe_period_px" in train else None)
+        n_train = train.get("n_frames")
+        if p is None and with_fringes is not None and n_train and with_fringes < n_train:
+            # some training frames had no detectable fringes either (few particles, low dose)
+            out.append(Finding("fringe", "low", f"no lattice fringes detected (nor in {n_train - with_fringes} of "
+                               f"{n_train} training frames)"))
+        elif p is None:
             out.append(Finding("fringe", "medium", "no lattice fringes detected (trained frames show "
                                f"{_fmt_period(peaks0[0]['period_px'], s0)}): low dose, defocus or other material?"))
         else:
