@@ -8,8 +8,8 @@ import pytest
 from _predict_synth import raw_frame, write_training_dataset
 
 from temshift.predict.pipeline import model_input
-from temshift.predict.shift import (ShiftReport, assess_shift, frame_statistics, model_training_statistics,
-                                    training_statistics, train_reference)
+from temshift.predict.shift import (ShiftReport, assess_batch, assess_shift, batch_groups, frame_statistics,
+                                    model_training_statistics, training_statistics, train_reference)
 from temshift.preprocess import PreprocessSettings
 
 SETTINGS = PreprocessSettings(xray_threshold=None)
@@ -99,15 +99,19 @@ def test_reference_from_spec_only():
     assert unknown.level == "medium" and "pass --pixel-scale" in unknown.reasons[0]
 
 
-def test_contrast_flagged_only_below_the_training_frames():
+def test_faint_mask_contrast_is_a_mask_doubt_not_a_shift():
+    # contrast under the *predicted* mask says the mask is doubtful (it is as low on
+    # in-distribution frames the model fails on), so it never flags a frame on its own
     ref = {"contrast": {"median": 0.6, "spread": 0.1, "min": 0.3, "max": 0.9, "n": 8}}
     seen = assess_shift({"contrast": 0.35, "rescaled": False}, ref, "seen")  # faint but like a training frame
-    assert seen.level == "low" and not seen.flagged
+    assert not seen.flagged and not seen.doubts
     slightly = assess_shift({"contrast": 0.25, "rescaled": False}, ref, "slightly")  # 0.83 of the faintest
-    assert slightly.level == "low"
+    assert not slightly.doubts
     faint = assess_shift({"contrast": 0.2, "rescaled": False}, ref, "faint")  # 0.67 of the faintest
-    assert faint.level == "medium" and "fainter particles" in " ".join(faint.reasons)
-    assert assess_shift({"contrast": 0.12, "rescaled": False}, ref, "fainter").level == "high"
+    assert not faint.flagged and faint.level == "low" and faint.reasons == []
+    assert "doubtful mask" in faint.doubts[0] and faint.to_dict()["doubts"] == faint.doubts
+    fainter = assess_shift({"contrast": 0.12, "rescaled": False}, ref, "fainter")
+    assert [f.level for f in fainter.findings if f.key == "contrast"] == ["high"] and not fainter.flagged
 
 
 def test_snr_measured_from_the_nearest_training_frame():
@@ -136,14 +140,58 @@ def test_contrast_needs_as_many_particle_pixels_as_a_training_patch():
     assert np.isnan(tile_statistics(tile, specks)["contrast"])
 
 
-def test_missing_fringes_flagged_only_when_every_training_frame_had_them():
+def test_one_frame_without_fringes_is_noted_not_flagged():
     peaks = [{"period_px": 11.8, "prominence": 3.0}]
     all_had = {"fringe_peaks": peaks, "fringe_period_px": {"median": 11.8, "n": 10}, "n_frames": 10}
     some_lacked = {**all_had, "fringe_period_px": {"median": 11.8, "n": 7}}
     frame = {"fringe_period_px": None, "input_pixel_scale_nm": 0.02}
-    assert assess_shift(frame, all_had).level == "medium"
+    alone = assess_shift(frame, all_had)
+    assert not alone.flagged and "no lattice fringes detected in this frame" in alone.findings[-1].message
     lacking = assess_shift(frame, some_lacked)
     assert lacking.level == "low" and "3 of 10 training frames" in lacking.findings[-1].message
+
+
+def _batch(frames: list[dict], ref: dict):
+    reports = [assess_shift({"rescaled": False, **f}, ref, f"f{i}") for i, f in enumerate(frames)]
+    return reports, assess_batch(reports, ref)
+
+
+def test_batch_without_fringes_flags_every_frame():
+    ref = {"fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}], "fringe_period_px": {"median": 11.8, "n": 10},
+           "n_frames": 10}
+    none = {"fringe_period_px": None}
+    seen = {"fringe_period_px": 11.7}
+    # 1 of 3 fringe-less frames happens in distribution (rate ~1/12 from 10 of 10 training frames)
+    reports, found = _batch([none, seen, seen], ref)
+    assert [f.level for f in found] == ["low"] and not any(r.flagged for r in reports)
+    reports, found = _batch([none] * 4, ref)
+    assert [f.level for f in found] == ["medium"] and found[0].kind == "batch"
+    assert all(r.flagged and "4 of 4 frames of this batch show no lattice fringes" in r.reasons[0] for r in reports)
+    # fewer than BATCH_MIN_FRAMES frames: no batch findings
+    reports, found = _batch([none, none], ref)
+    assert found == [] and not any(r.flagged for r in reports)
+
+
+def test_batch_contrast_below_every_training_frame_flags_the_batch():
+    ref = {"contrast": {"median": 0.6, "spread": 0.1, "min": 0.3, "max": 0.9, "n": 8}}
+    reports, found = _batch([{"contrast": c} for c in (0.1, 0.5, 0.62)], ref)  # one failed frame
+    assert not any(r.flagged for r in reports) and reports[0].doubts
+    reports, found = _batch([{"contrast": c} for c in (0.1, 0.2, 0.62)], ref)  # most frames fainter than any seen
+    assert all(r.flagged for r in reports) and "fainter than every training frame" in reports[2].reasons[0]
+
+
+def test_batch_snr_like_another_dose():
+    ref = {"snr": {"median": 2.0, "spread": 0.3, "min": 1.2, "max": 2.6, "n": 12}}
+    same, _ = _batch([{"snr": v} for v in (1.3, 2.0, 2.1)], ref)
+    assert not any(r.flagged for r in same)
+    noisy, found = _batch([{"snr": v} for v in (1.3, 1.35, 1.4)], ref)  # each inside the range, the batch not
+    assert all(r.flagged for r in noisy) and "under-segmentation" in noisy[0].reasons[0]
+
+
+def test_batches_grouped_by_recorded_conditions():
+    reports = [assess_shift({"pixel_scale_nm": s, "dose_e_per_A2": d}, {}, f"f{i}")
+               for i, (s, d) in enumerate([(0.02, 80), (0.02, 884), (0.02, 80.0), (0.033, 80)])]
+    assert [[r.frame for r in g] for g in batch_groups(reports)] == [["f0", "f2"], ["f1"], ["f3"]]
 
 
 def test_snr_not_compared_across_pixel_scales_but_dose_is():

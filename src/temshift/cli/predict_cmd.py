@@ -54,9 +54,21 @@ def _risk_table(reports, title: str):
     table.add_column("frame")
     table.add_column("risk")
     table.add_column("reasons")
+    doubts = any(r.doubts for r in reports)
+    if doubts:
+        table.add_column("mask quality")
     for r in reports:
-        table.add_row(r.frame, f"[{colour[r.level]}]{r.level}[/]", "\n".join(r.reasons) or "-")
+        row = [r.frame, f"[{colour[r.level]}]{r.level}[/]", "\n".join(r.reasons) or "-"]
+        table.add_row(*row, *(["\n".join(r.doubts) or "-"] if doubts else []))
     return table
+
+
+def _assess_batches(reports, ref) -> None:
+    """Batch findings for frames recorded under the same conditions (see `predict.shift.assess_batch`)."""
+    from temshift.predict.shift import assess_batch, batch_groups
+
+    for group in batch_groups(reports):
+        assess_batch(group, ref)
 
 
 @app.command("predict")
@@ -126,6 +138,7 @@ def predict(
         combined = parts.combine_tables(tables)
         parts.write_particle_csv(combined, out / "particles.csv")
         parts.size_histogram_png(combined, out / "size_histogram.png")
+    _assess_batches(reports, ref)
     outputs.write_risk_reports(out, reports)
     from rich.console import Console
 
@@ -169,6 +182,7 @@ def check(
         stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=in_scale, rescaled=zoom != 1.0,
                                  dose_e_per_A2=frame_dose, tile=predictor.patch_size, native_image=native, zoom=zoom)
         reports.append(assess_shift(stats, ref, path.name, rescale_requested=rescale))
+    _assess_batches(reports, ref)
     if json_out:
         atomic_write_text(json_out, json.dumps([r.to_dict() for r in reports], indent=2))
     from rich.console import Console

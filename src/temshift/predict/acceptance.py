@@ -16,7 +16,8 @@ Criteria (issue "Acceptance on synthetic data"):
 
 Usage::
 
-    python -m temshift.predict.acceptance STUDY_DIR [--experiment NAME] [--max-frames N] [--folds 0 1]
+    python -m temshift.predict.acceptance STUDY_DIR [--experiment NAME] [--max-frames N] [--folds 0 1] --out DIR
+    python -m temshift.predict.acceptance --from-scores DIR      # re-assess stored statistics, no inference
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def fold_test_frames(dataset_path: Path, fold: int, n_folds: int = 5) -> set[str
 
 
 def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: int | None = None,
-                       folds=None, tile: int = 1024, progress: bool = True) -> pd.DataFrame:
+                       folds=None, tile: int = 1024, progress: bool = True, modes=MODES) -> pd.DataFrame:
     """Score every (fold model, frame) pair of an experiment, with and without rescaling.
 
     Parameters
@@ -96,6 +97,8 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
         Largest tile edge, pixels.
     progress : bool
         Print one line per model.
+    modes : sequence of (bool, bool)
+        (pixel-scale matching, noise restoration) combinations to score (default: :data:`MODES`).
 
     Returns
     -------
@@ -105,7 +108,7 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
     """
     from temshift.io import read_frame, read_label
     from temshift.predict.pipeline import load_predictor, predict_frame
-    from temshift.predict.shift import assess_shift, frame_statistics
+    from temshift.predict.shift import frame_statistics, jsonable
 
     study_dir = Path(study_dir).expanduser().resolve()
     tasks = _tasks(study_dir)
@@ -140,21 +143,65 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
                 frame = read_frame(cat.frame_path(r, root))
                 label = read_label(cat.label_path(r, root), frame.data.shape)
                 scale = r.get("pixel_scale_nm") or frame.pixel_scale_nm
-                for rescale, noise in MODES:
+                for rescale, noise in modes:
                     pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise, tile=tile)
                     stats = frame_statistics(pred.model_input, pixel_scale_nm=scale,
                                              input_pixel_scale_nm=pred.input_pixel_scale_nm, rescaled=pred.zoom != 1.0,
                                              dose_e_per_A2=r.get("dose_e_per_A2"), mask=pred.input_mask,
                                              tile=predictor.patch_size, native_image=pred.native_input, zoom=pred.zoom)
-                    rep = assess_shift(stats, refs[train], r["file"], rescale_requested=rescale)
                     rows.append({"train": train, "fold": fold, "test": test, "frame": r["file"],
                                  "diagonal": test == train, "rescale": rescale, "noise_match": noise,
-                                 "hard_dice": hard_dice(pred.mask, label), "risk": rep.level,
-                                 "flagged": rep.flagged, "reasons": " | ".join(rep.reasons)})
+                                 "hard_dice": hard_dice(pred.mask, label),
+                                 "pred_fraction": float(pred.mask.mean()), "label_fraction": float((label != 0).mean()),
+                                 "stats": json.dumps(jsonable(stats))})
         if progress:
             print(f"{train} fold {fold}: {sum(1 for x in rows if x['train'] == train and x['fold'] == fold)} scores",
                   flush=True)
-    return pd.DataFrame(rows)
+    return assess_scores(pd.DataFrame(rows), refs)
+
+
+def assess_scores(scores: pd.DataFrame, references: dict) -> pd.DataFrame:
+    """Shift reports of scored frames from their stored statistics (no inference).
+
+    Each (model, test dataset, mode) group is one batch, as when a user predicts a dataset's
+    frames in one call: per-frame findings plus :func:`temshift.predict.shift.assess_batch`.
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        Rows of :func:`study_frame_scores` with their ``stats`` (JSON) column.
+    references : dict
+        Training reference per training dataset name.
+
+    Returns
+    -------
+    pandas.DataFrame
+        `scores` with ``risk, flagged, reasons, doubtful, doubts`` (re)computed; the
+        references are kept in ``attrs["references"]``.
+    """
+    from temshift.predict.shift import assess_batch, assess_shift
+
+    scores = scores.copy()
+    cols = {"risk": [], "flagged": [], "reasons": [], "doubtful": [], "doubts": []}
+    reports = [None] * len(scores)
+    group_keys = ["train", "fold", "test", "rescale", "noise_match"]
+    for _, g in scores.groupby(group_keys, sort=False):
+        reps = []
+        for i, row in zip(g.index, g.itertuples()):
+            rep = assess_shift(json.loads(row.stats), references[row.train], row.frame, rescale_requested=row.rescale)
+            reports[scores.index.get_loc(i)] = rep
+            reps.append(rep)
+        assess_batch(reps, references[g["train"].iloc[0]])
+    for rep in reports:
+        cols["risk"].append(rep.level)
+        cols["flagged"].append(rep.flagged)
+        cols["reasons"].append(" | ".join(rep.reasons))
+        cols["doubtful"].append(bool(rep.doubts))
+        cols["doubts"].append(" | ".join(rep.doubts))
+    for k, v in cols.items():
+        scores[k] = v
+    scores.attrs["references"] = references
+    return scores
 
 
 def acceptance_summary(scores: pd.DataFrame, magnification_tol: float = 0.05, warn_gap: float = 0.1) -> dict:
@@ -164,8 +211,9 @@ def acceptance_summary(scores: pd.DataFrame, magnification_tol: float = 0.05, wa
     -------
     dict
         ``diag`` and ``offdiag`` mean hard dice for ``rescaled`` / ``not_rescaled``,
-        ``magnification_ok``, ``pairs`` (per train/test: dice, gap, share flagged),
-        ``warnings_flag_all_failing``, ``warnings_quiet_in_distribution``.
+        ``magnification_ok``, and :func:`warning_criteria` of the default mode (``pairs``,
+        ``warnings_flag_all_failing``, ``warnings_quiet_in_distribution``, ...) plus
+        ``not_rescaled_warnings`` (the same without pixel-scale matching) when scored.
     """
     out = {}
     if "noise_match" not in scores:
@@ -181,7 +229,25 @@ def acceptance_summary(scores: pd.DataFrame, magnification_tol: float = 0.05, wa
     r = out["rescaled"]
     out["magnification_ok"] = bool(r["diag"] is not None and r["offdiag"] is not None
                                    and r["offdiag"] >= r["diag"] - magnification_tol)
-    s = scores[scores["rescale"] & scores["noise_match"]]
+    out.update(warning_criteria(scores[scores["rescale"] & scores["noise_match"]], warn_gap))
+    # the same criteria when frames are not matched (e.g. `--no-rescale`): other pairs fail
+    plain = scores[~scores["rescale"]]
+    if len(plain):
+        out["not_rescaled_warnings"] = warning_criteria(plain, warn_gap)
+    return out
+
+
+def warning_criteria(s: pd.DataFrame, warn_gap: float = 0.1) -> dict:
+    """Warning criteria on the scores of one mode.
+
+    Returns
+    -------
+    dict
+        ``pairs`` (per train/test: dice, gap to the training dataset's diagonal, failing,
+        share flagged), ``warnings_flag_all_failing``, ``in_distribution_flagged_share``,
+        ``warnings_quiet_in_distribution``.
+    """
+    out = {}
     diag_by_train = s[s["diagonal"]].groupby("train")["hard_dice"].mean()
     pairs, all_failing_flagged = [], True
     for (train, test), g in s[~s["diagonal"]].groupby(["train", "test"]):
@@ -199,18 +265,28 @@ def acceptance_summary(scores: pd.DataFrame, magnification_tol: float = 0.05, wa
     out["warnings_quiet_in_distribution"] = bool(len(in_dist) and not in_dist["flagged"].any())
     return out
 
-
 def main(argv=None) -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description="Full-frame acceptance of prediction on a finished study.")
-    ap.add_argument("study_dir", type=Path)
+    ap.add_argument("study_dir", type=Path, nargs="?", help="A finished study (omit with --from-scores).")
+    ap.add_argument("--from-scores", type=Path, metavar="DIR",
+                    help="Re-assess an earlier --out folder (frame_scores.csv, references.json) without inference.")
     ap.add_argument("--experiment")
     ap.add_argument("--max-frames", type=int)
     ap.add_argument("--folds", type=int, nargs="*")
     ap.add_argument("--out", type=Path, help="Write scores CSV and summary JSON here.")
+    ap.add_argument("--default-only", action="store_true",
+                    help="Score only the default mode (matching with noise restoration), 3x faster.")
     a = ap.parse_args(argv)
-    scores = study_frame_scores(a.study_dir, a.experiment, max_frames=a.max_frames, folds=a.folds)
+    if a.from_scores:
+        refs = json.loads((a.from_scores / "references.json").read_text())
+        scores = assess_scores(pd.read_csv(a.from_scores / "frame_scores.csv"), refs)
+    elif a.study_dir:
+        scores = study_frame_scores(a.study_dir, a.experiment, max_frames=a.max_frames, folds=a.folds,
+                                    modes=MODES[:1] if a.default_only else MODES)
+    else:
+        ap.error("give a study directory or --from-scores DIR")
     summary = acceptance_summary(scores)
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
@@ -218,6 +294,7 @@ def main(argv=None) -> None:
 
         atomic_write_text(a.out / "frame_scores.csv", scores.to_csv(index=False))
         atomic_write_text(a.out / "acceptance.json", json.dumps(summary, indent=2))
+        atomic_write_text(a.out / "references.json", json.dumps(scores.attrs.get("references", {}), indent=2))
     print(json.dumps(summary, indent=2))
 
 
