@@ -146,3 +146,21 @@ def test_bf16_inference_gives_the_same_masks_as_float32():
     p16 = predict_probabilities(seg.model, frame, tile=256, overlap=96, margin=16, bf16=True)
     assert np.abs(p16 - p32).max() < 0.1
     assert ((p16 >= 0.5) != (p32 >= 0.5)).mean() < 0.005
+
+
+def test_cli_check_flags_a_batch_of_low_snr_frames_once_below_the_table(tmp_path):
+    """Frames that each look like a training frame can still, as a batch, be noisier than training."""
+    app = _cli()
+    frames = [raw_frame(512, seed=s) for s in range(4)]
+    ds = write_training_dataset(tmp_path / "train.h5", [f for f, _ in frames], [lab for _, lab in frames])
+    ckpt = tiny_checkpoint(tmp_path / "m.pt", dataset_path=ds)
+    paths = []
+    for s in range(3):
+        low, _ = raw_frame(512, dose_e_per_A2=60, seed=20 + s)
+        paths.append(tmp_path / f"low{s}.tif")
+        write_tiff_frame(paths[-1], low, 0.02)
+    res = CliRunner().invoke(app, ["check", str(ckpt), *map(str, paths), "--json", str(tmp_path / "risk.json")])
+    assert res.exit_code == 0, res.output
+    assert "batch of 3 frames" in res.output and "median image SNR of the batch" in res.output
+    risk = json.loads((tmp_path / "risk.json").read_text())
+    assert all(any(f["kind"] == "batch" and f["level"] == "medium" for f in r["findings"]) for r in risk)

@@ -49,6 +49,8 @@ def _catalog(path: Path | None):
 def _risk_table(reports, title: str):
     from rich.table import Table
 
+    from temshift.predict.shift import LEVELS
+
     colour = {"low": "green", "medium": "yellow", "high": "bold red"}
     table = Table(title=title, show_lines=False)
     table.add_column("frame")
@@ -58,17 +60,30 @@ def _risk_table(reports, title: str):
     if doubts:
         table.add_column("mask quality")
     for r in reports:
-        row = [r.frame, f"[{colour[r.level]}]{r.level}[/]", "\n".join(r.reasons) or "-"]
+        # batch findings are printed once below the table (see _print_batches)
+        own = [f.message for f in sorted(r.findings, key=lambda f: -LEVELS.index(f.level))
+               if f.level != "low" and f.kind == "shift"]
+        batch = "(+ batch findings)" if any(f.level != "low" and f.kind == "batch" for f in r.findings) else ""
+        row = [r.frame, f"[{colour[r.level]}]{r.level}[/]", "\n".join(own + ([batch] if batch else [])) or "-"]
         table.add_row(*row, *(["\n".join(r.doubts) or "-"] if doubts else []))
     return table
 
 
-def _assess_batches(reports, ref) -> None:
+def _assess_batches(reports, ref) -> list:
     """Batch findings for frames recorded under the same conditions (see `predict.shift.assess_batch`)."""
     from temshift.predict.shift import assess_batch, batch_groups
 
-    for group in batch_groups(reports):
-        assess_batch(group, ref)
+    return [(group, assess_batch(group, ref)) for group in batch_groups(reports)]
+
+
+def _print_batches(console, batches) -> None:
+    for group, found in batches:
+        bad = [f.message for f in found if f.level != "low"]
+        if bad:
+            s, d = group[0].stats.get("pixel_scale_nm"), group[0].stats.get("dose_e_per_A2")
+            cond = ", ".join(x for x in (f"{s:g} nm/px" if s else "", f"{d:g} e/A2" if d else "") if x)
+            console.print(f"[yellow]batch of {len(group)} frames{f' ({cond})' if cond else ''}:[/] " + "; ".join(bad),
+                          highlight=False)
 
 
 @app.command("predict")
@@ -138,11 +153,12 @@ def predict(
         combined = parts.combine_tables(tables)
         parts.write_particle_csv(combined, out / "particles.csv")
         parts.size_histogram_png(combined, out / "size_histogram.png")
-    _assess_batches(reports, ref)
+    batches = _assess_batches(reports, ref)
     outputs.write_risk_reports(out, reports)
     from rich.console import Console
 
     Console().print(_risk_table(reports, f"dataset-shift risk ({out / 'risk.json'})"))
+    _print_batches(Console(), batches)
     if refused:
         con.print(f"[bold red]{len(refused)} high-risk frame(s) without mask (--strict)[/]")
         raise typer.Exit(2)
@@ -182,12 +198,13 @@ def check(
         stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=in_scale, rescaled=zoom != 1.0,
                                  dose_e_per_A2=frame_dose, tile=predictor.patch_size, native_image=native, zoom=zoom)
         reports.append(assess_shift(stats, ref, path.name, rescale_requested=rescale))
-    _assess_batches(reports, ref)
+    batches = _assess_batches(reports, ref)
     if json_out:
         atomic_write_text(json_out, json.dumps([r.to_dict() for r in reports], indent=2))
     from rich.console import Console
 
     Console().print(_risk_table(reports, "dataset-shift risk"))
+    _print_batches(Console(), batches)
 
 
 @app.command("fetch")
