@@ -182,24 +182,18 @@ def assess_scores(scores: pd.DataFrame, references: dict) -> pd.DataFrame:
     from temshift.predict.shift import assess_batch, assess_shift
 
     scores = scores.copy()
-    cols = {"risk": [], "flagged": [], "reasons": [], "doubtful": [], "doubts": []}
-    reports = [None] * len(scores)
-    group_keys = ["train", "fold", "test", "rescale", "noise_match"]
-    for _, g in scores.groupby(group_keys, sort=False):
-        reps = []
-        for i, row in zip(g.index, g.itertuples()):
-            rep = assess_shift(json.loads(row.stats), references[row.train], row.frame, rescale_requested=row.rescale)
-            reports[scores.index.get_loc(i)] = rep
-            reps.append(rep)
+    by_index = {}
+    for _, g in scores.groupby(["train", "fold", "test", "rescale", "noise_match"], sort=False):
+        reps = [assess_shift(json.loads(st), references[t], f, rescale_requested=bool(rs))
+                for st, t, f, rs in zip(g["stats"], g["train"], g["frame"], g["rescale"])]
         assess_batch(reps, references[g["train"].iloc[0]])
-    for rep in reports:
-        cols["risk"].append(rep.level)
-        cols["flagged"].append(rep.flagged)
-        cols["reasons"].append(" | ".join(rep.reasons))
-        cols["doubtful"].append(bool(rep.doubts))
-        cols["doubts"].append(" | ".join(rep.doubts))
-    for k, v in cols.items():
-        scores[k] = v
+        by_index.update(zip(g.index, reps))
+    reps = [by_index[i] for i in scores.index]
+    scores["risk"] = [r.level for r in reps]
+    scores["flagged"] = [r.flagged for r in reps]
+    scores["reasons"] = [" | ".join(r.reasons) for r in reps]
+    scores["doubtful"] = [bool(r.doubts) for r in reps]
+    scores["doubts"] = [" | ".join(r.doubts) for r in reps]
     scores.attrs["references"] = references
     return scores
 
@@ -264,6 +258,7 @@ def warning_criteria(s: pd.DataFrame, warn_gap: float = 0.1) -> dict:
     out["in_distribution_flagged_share"] = float(in_dist["flagged"].mean()) if len(in_dist) else None
     out["warnings_quiet_in_distribution"] = bool(len(in_dist) and not in_dist["flagged"].any())
     return out
+
 
 def main(argv=None) -> None:
     import argparse
