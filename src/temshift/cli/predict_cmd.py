@@ -49,8 +49,6 @@ def _catalog(path: Path | None):
 def _risk_table(reports, title: str):
     from rich.table import Table
 
-    from temshift.predict.shift import LEVELS
-
     colour = {"low": "green", "medium": "yellow", "high": "bold red"}
     table = Table(title=title, show_lines=False)
     table.add_column("frame")
@@ -61,10 +59,8 @@ def _risk_table(reports, title: str):
         table.add_column("mask quality")
     for r in reports:
         # batch findings are printed once below the table (see _print_batches)
-        own = [f.message for f in sorted(r.findings, key=lambda f: -LEVELS.index(f.level))
-               if f.level != "low" and f.kind == "shift"]
-        batch = "(+ batch findings)" if any(f.level != "low" and f.kind == "batch" for f in r.findings) else ""
-        row = [r.frame, f"[{colour[r.level]}]{r.level}[/]", "\n".join(own + ([batch] if batch else [])) or "-"]
+        own = r.messages(("shift",)) + (["(+ batch findings)"] if r.messages(("batch",)) else [])
+        row = [r.frame, f"[{colour[r.level]}]{r.level}[/]", "\n".join(own) or "-"]
         table.add_row(*row, *(["\n".join(r.doubts) or "-"] if doubts else []))
     return table
 

@@ -113,17 +113,21 @@ class ShiftReport:
         """True for medium or high risk."""
         return self.level != "low"
 
-    @property
-    def reasons(self) -> list[str]:
-        """Messages of the medium/high shift and batch findings, worst first."""
-        bad = [f for f in self.findings if f.level != "low" and f.kind != "quality"]
+    def messages(self, kinds=("shift", "batch")) -> list[str]:
+        """Messages of the medium/high findings of these kinds, worst first."""
+        bad = [f for f in self.findings if f.level != "low" and f.kind in kinds]
         bad.sort(key=lambda f: -LEVELS.index(f.level))
         return [f.message for f in bad]
 
     @property
+    def reasons(self) -> list[str]:
+        """Messages of the medium/high shift and batch findings, worst first."""
+        return self.messages(("shift", "batch"))
+
+    @property
     def doubts(self) -> list[str]:
         """Messages of the medium/high mask-quality findings (the prediction itself is doubtful)."""
-        return [f.message for f in self.findings if f.level != "low" and f.kind == "quality"]
+        return self.messages(("quality",))
 
     def add(self, findings) -> None:
         """Append findings and recompute the level (worst shift or batch finding)."""
