@@ -59,7 +59,8 @@ def _risk_table(reports, title: str):
         table.add_column("mask quality")
     for r in reports:
         # batch findings are printed once below the table (see _print_batches)
-        own = r.messages(("shift",)) + (["(+ batch findings)"] if r.messages(("batch",)) else [])
+        own = r.messages(("shift",)) + (["(+ batch findings)"] if r.messages(("batch",)) else []) + \
+            [f"[dim]{m}[/]" for m in r.not_compared]
         row = [r.frame, f"[{colour[r.level]}]{r.level}[/]", "\n".join(own) or "-"]
         table.add_row(*row, *(["\n".join(r.doubts) or "-"] if doubts else []))
     return table
