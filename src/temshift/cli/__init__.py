@@ -45,6 +45,7 @@ def _register() -> None:
         preprocess_cmd,
         simulate_cmd,
         study_cmd,
+        zoo_cmd,
     )
 
 
