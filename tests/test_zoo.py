@@ -120,6 +120,9 @@ def test_pick_ranks_by_pixel_scale_and_dose():
     d_scale, _, _ = zoo.distance(s, pixel_scale_nm=s.pixel_scale_nm * 1.3, dose_e_per_A2=s.dose_e_per_A2)
     d_dose, _, _ = zoo.distance(s, pixel_scale_nm=s.pixel_scale_nm, dose_e_per_A2=s.dose_e_per_A2 * 1.3)
     assert d_scale > d_dose > 0
+    tie = zoo.explain(zoo.pick(pixel_scale_nm=0.02))  # 80 / 423 / 884 e/A2 sets all at 0.02 nm/px
+    assert "TIED with" in tie and "give the dose" in tie
+    assert "TIED" not in zoo.explain(low)
     only_dose = zoo.pick(dose_e_per_A2=80)
     assert any("pixel scale not compared" in w for w in only_dose[0].why)
     with pytest.raises(zoo.ZooError, match="at least one"):

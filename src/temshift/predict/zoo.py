@@ -340,7 +340,12 @@ def explain(ranked: list[Ranked]) -> str:
     """One line saying which set was picked and why (and the runner-up)."""
     best = ranked[0]
     text = f"{best.set.name} (distance {best.distance:.2f}: {', '.join(best.why)})"
-    if len(ranked) > 1:
+    tied = [r.set.name for r in ranked[1:] if r.distance - best.distance < 1e-6]
+    if tied:
+        unknown = [w.split(" not compared")[0] for w in best.why if "not compared" in w]
+        text += (f"; TIED with {', '.join(tied)}, first in the manifest taken"
+                 + (f" (give the {' / '.join(unknown)} to decide)" if unknown else ""))
+    elif len(ranked) > 1:
         text += f"; next {ranked[1].set.name} ({ranked[1].distance:.2f})"
     return text
 
