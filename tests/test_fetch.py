@@ -171,3 +171,21 @@ def test_cli_fetch(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "repo" / FOLDER / "Au_02.dm3").stat().st_size == 300_002
     assert not (tmp_path / "repo" / FOLDER / "Au_01.dm3").exists()
+
+
+def test_sha256_checked_and_wrong_complete_file_fetched_again(tmp_path):
+    import hashlib
+
+    files = _files()
+    path = f"/repo/{FOLDER}/Au_01.dm3"
+    digest = hashlib.sha256(files[path]).hexdigest()
+    dest = tmp_path / "Au_01.dm3"
+    dest.write_bytes(b"\0" * len(files[path]))  # right size, wrong content
+    with serve(files) as (_, base):
+        url = file_url(base, FOLDER, "Au_01.dm3")
+        assert download(url, dest, sha256=digest) == "downloaded"
+        assert dest.read_bytes() == files[path]
+        assert download(url, dest, sha256=digest) == "skipped"
+        with pytest.raises(FetchError, match="Au_02.dm3: SHA-256 mismatch"):
+            download(file_url(base, FOLDER, "Au_02.dm3"), tmp_path / "Au_02.dm3", sha256=digest)
+    assert not (tmp_path / "Au_02.dm3").exists() and not (tmp_path / "Au_02.dm3.part").exists()

@@ -200,3 +200,42 @@ def test_snr_not_compared_across_pixel_scales_but_dose_is():
     assert rep.level == "low" and "not compared" in rep.findings[-1].message
     low = assess_shift({"snr": 6.0, "rescaled": True, "dose_e_per_A2": 80.0}, ref)
     assert low.level == "high" and any("dose 80" in r for r in low.reasons)
+
+
+def test_unknown_dose_is_said_not_compared():
+    # a frame outside the catalog without --dose: the report says the dose was not compared
+    ref = {"pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0}
+    r = assess_shift({"pixel_scale_nm": 0.02, "dose_e_per_A2": None, "rescaled": False}, ref, "x")
+    assert r.level == "low"
+    assert any("dose not compared" in m and "--dose" in m for m in r.not_compared)
+    assert r.to_dict()["not_compared"] == r.not_compared
+    untrained = assess_shift({"pixel_scale_nm": 0.02, "dose_e_per_A2": 80.0, "rescaled": False},
+                             {"pixel_scale_nm": 0.02}, "y")
+    assert any("dose not compared" in m and "training dose unknown" in m for m in untrained.not_compared)
+    known = assess_shift({"pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0, "rescaled": False}, ref, "z")
+    assert not known.not_compared
+
+
+def test_equal_pixel_scale_is_not_called_the_wrong_size():
+    ref = {"pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0}
+    same = assess_shift({"pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0, "rescaled": False}, ref, "same")
+    msgs = [f.message for f in same.findings]
+    assert not any("wrong size" in m for m in msgs), msgs
+    assert any("matches" in m for m in msgs if "pixel scale" in m)
+    # within the calibration tolerance (not resampled for that reason): still no wrong-size claim
+    near = assess_shift({"pixel_scale_nm": 0.0203, "rescaled": False}, ref, "near")
+    assert not any("wrong size" in f.message for f in near.findings)
+    # really different and not resampled (--no-rescale): the rule fires
+    off = assess_shift({"pixel_scale_nm": 0.033, "rescaled": False}, ref, "off", rescale_requested=False)
+    assert off.level == "high" and any("wrong size" in m for m in off.reasons)
+
+
+def test_risk_csv_lists_what_was_not_compared(tmp_path):
+    import pandas as pd
+
+    from temshift.predict.outputs import write_risk_reports
+
+    r = assess_shift({"pixel_scale_nm": 0.02, "rescaled": False}, {"pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0}, "a")
+    _, csv = write_risk_reports(tmp_path, [r])
+    row = pd.read_csv(csv).iloc[0]
+    assert "dose not compared" in row["not_compared"]

@@ -22,6 +22,20 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from temshift import __version__
+
+        typer.echo(f"temshift {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """HRTEM nanoparticle segmentation under dataset shift."""
+
+
 def _register() -> None:
     from temshift.cli import (  # noqa: F401  (each module adds its commands to `app`)
         catalog_cmd,
@@ -31,6 +45,7 @@ def _register() -> None:
         preprocess_cmd,
         simulate_cmd,
         study_cmd,
+        zoo_cmd,
     )
 
 

@@ -10,7 +10,7 @@ from temshift.cli import app
 from temshift.cli.common import RescaleChoice
 
 dataset_app = typer.Typer(
-    help="Build patch datasets (HDF5) from a catalog and raw frames, show them, import published pairs.",
+    help="Build patch datasets (HDF5) from a catalog and raw frames, inspect them (`info`), import published pairs.",
     no_args_is_help=True,
 )
 app.add_typer(dataset_app, name="dataset")

@@ -95,6 +95,7 @@ def evaluate(
     from rich.table import Table
 
     from temshift.evaluation import evaluate_runs, summarize
+    from temshift.evaluation.evaluate import mean_std_text
     from temshift.io.atomic import atomic_path
 
     df = evaluate_runs(runs, on, dihedral=not no_dihedral, device=device, threads=threads)
@@ -115,8 +116,7 @@ def evaluate(
         table.add_column(label, no_wrap=i > 1, overflow="fold", min_width=len(label))
     for _, row in summarize(df).iterrows():
         table.add_row(str(row.train_dataset), str(row.test_dataset), str(row.n_models),
-                      *[f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}"
-                        for m in ("hard_dice", "ce", "overseg_share")])
+                      *[mean_std_text(row[f"{m}_mean"], row[f"{m}_std"]) for m in ("hard_dice", "ce", "overseg_share")])
     console.print(table)
     if out is not None:
         with atomic_path(out) as tmp:

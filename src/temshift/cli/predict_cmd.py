@@ -9,7 +9,9 @@ import typer
 from temshift.cli import app
 from temshift.cli.common import console
 
-_MODEL_HELP = "Model: temshift checkpoint (model.pt), released *_model.h5 weights, or a run directory (all model.pt below it form an ensemble)."
+_MODEL_HELP = ("Model: temshift checkpoint (model.pt), released *_model.h5 weights, a run directory (all model.pt below "
+               "it form an ensemble), or zoo:auto (per frame, the nearest released training set; see `temshift zoo`).")
+_ZOO_HELP = "Local zoo folder for zoo:auto (default: $TEMSHIFT_ZOO, else ~/.cache/temshift/zoo)."
 
 
 def _console():
@@ -32,10 +34,24 @@ def _frame_info(path: Path, pixel_scale: float | None, dose: float | None, catal
     return frame, scale, dose or meta["dose_e_per_A2"], notes
 
 
-def _load(model: Path, ensemble: list[Path] | None):
-    from temshift.predict.pipeline import load_predictor
+def _chooser(model: Path, ensemble: list[Path] | None, zoo_dir: Path | None, dataset: Path | None = None):
+    """Model resolution: a fixed model / ensemble, or zoo:auto (see `predict.zoo.ModelChooser`)."""
+    from temshift.predict.zoo import ModelChooser
 
-    return load_predictor([model, *(ensemble or [])])
+    return ModelChooser(model, ensemble, zoo_dir, dataset)
+
+
+def _choose(chooser, path: Path, scale, dose, cat, con):
+    """The models for one frame; prints what zoo:auto picked and why."""
+    extra = {}
+    if chooser.auto:
+        from temshift.predict.zoo import catalog_conditions
+
+        extra = catalog_conditions(path, cat)
+    choice = chooser.for_frame(pixel_scale_nm=scale, dose_e_per_A2=dose, name=path.name, **extra)
+    if choice.note:
+        con.print(choice.note, highlight=False)
+    return choice
 
 
 def _catalog(path: Path | None):
@@ -59,17 +75,22 @@ def _risk_table(reports, title: str):
         table.add_column("mask quality")
     for r in reports:
         # batch findings are printed once below the table (see _print_batches)
-        own = r.messages(("shift",)) + (["(+ batch findings)"] if r.messages(("batch",)) else [])
+        own = r.messages(("shift",)) + (["(+ batch findings)"] if r.messages(("batch",)) else []) + \
+            [f"[dim]{m}[/]" for m in r.not_compared]
         row = [r.frame, f"[{colour[r.level]}]{r.level}[/]", "\n".join(own) or "-"]
         table.add_row(*row, *(["\n".join(r.doubts) or "-"] if doubts else []))
     return table
 
 
-def _assess_batches(reports, ref) -> list:
-    """Batch findings for frames recorded under the same conditions (see `predict.shift.assess_batch`)."""
+def _assess_batches(reports, refs, keys) -> list:
+    """Batch findings for frames recorded alike and given to the same models (`predict.shift.assess_batch`)."""
     from temshift.predict.shift import assess_batch, batch_groups
 
-    return [(group, assess_batch(group, ref)) for group in batch_groups(reports)]
+    out = []
+    for key in dict.fromkeys(keys):
+        mine = [r for r, k in zip(reports, keys) if k == key]
+        out += [(group, assess_batch(group, refs[key])) for group in batch_groups(mine)]
+    return out
 
 
 def _print_batches(console, batches) -> None:
@@ -101,6 +122,7 @@ def predict(
     tile: int = typer.Option(2048, "--tile", help="Largest tile edge, pixels (larger tiles waste less on overlap, need more memory)."),
     batch_size: int = typer.Option(1, "--batch-size", help="Tiles per forward pass."),
     threads: int = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's; 1 is faster on a busy machine)."),
+    zoo_dir: Path = typer.Option(None, "--zoo-dir", help=_ZOO_HELP),
 ):
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""
     from temshift.io import write_label_png, write_tiff_frame
@@ -110,18 +132,21 @@ def predict(
 
     con = _console()
     cat = _catalog(catalog)
-    predictor = _load(model, ensemble)
+    chooser = _chooser(model, ensemble, zoo_dir, dataset)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    ref = predictor.training_reference(dataset)
     out.mkdir(parents=True, exist_ok=True)
-    reports, tables, refused = [], {}, []
+    reports, tables, refused, keys, refs = [], {}, [], [], {}
     for path in frames:
         frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat)
         for n in notes:
             con.print(f"[yellow]warning:[/] {n}", highlight=False)
+        choice = _choose(chooser, path, scale, frame_dose, cat, con)
+        predictor, ref = choice.predictor, choice.reference
+        keys.append(choice.key)
+        refs[choice.key] = ref
         with con.status(f"segmenting {path.name} ({len(predictor.models)} model(s))"):
             pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise_match, tile=tile,
                                  batch_size=batch_size)
@@ -149,7 +174,7 @@ def predict(
         combined = parts.combine_tables(tables)
         parts.write_particle_csv(combined, out / "particles.csv")
         parts.size_histogram_png(combined, out / "size_histogram.png")
-    batches = _assess_batches(reports, ref)
+    batches = _assess_batches(reports, refs, keys)
     outputs.write_risk_reports(out, reports)
     from rich.console import Console
 
@@ -171,6 +196,7 @@ def check(
     catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV to look frames up by file name."),
     dataset: Path = typer.Option(None, "--train-dataset", help="Training dataset file, when the model does not carry its statistics."),
     json_out: Path = typer.Option(None, "--json", help="Also write the full report (findings, statistics) as JSON."),
+    zoo_dir: Path = typer.Option(None, "--zoo-dir", help=_ZOO_HELP),
 ):
     """Report the dataset-shift risk of frames for a model, without predicting."""
     import json
@@ -181,20 +207,23 @@ def check(
 
     con = _console()
     cat = _catalog(catalog)
-    predictor = _load(model, None)
-    ref = predictor.training_reference(dataset)
-    reports = []
+    chooser = _chooser(model, None, zoo_dir, dataset)
+    reports, keys, refs = [], [], {}
     for path in frames:
         frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat)
         for n in notes:
             con.print(f"[yellow]warning:[/] {n}", highlight=False)
+        choice = _choose(chooser, path, scale, frame_dose, cat, con)
+        predictor, ref = choice.predictor, choice.reference
+        keys.append(choice.key)
+        refs[choice.key] = ref
         image, zoom, native = model_input(frame.data, predictor.preprocess, scale, predictor.pixel_scale_nm, rescale,
                                           return_native=True, match_noise=noise_match)
         in_scale = scale / zoom if scale else predictor.pixel_scale_nm
         stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=in_scale, rescaled=zoom != 1.0,
                                  dose_e_per_A2=frame_dose, tile=predictor.patch_size, native_image=native, zoom=zoom)
         reports.append(assess_shift(stats, ref, path.name, rescale_requested=rescale))
-    batches = _assess_batches(reports, ref)
+    batches = _assess_batches(reports, refs, keys)
     if json_out:
         atomic_write_text(json_out, json.dumps([r.to_dict() for r in reports], indent=2))
     from rich.console import Console

@@ -239,3 +239,12 @@ def summarize(df):
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     out["n_models"] = grouped.size()
     return out.reset_index()
+
+
+def mean_std_text(mean: float, std: float, fmt: str = "{:.3f}") -> str:
+    """``"mean ± std"``, or the mean alone when the std is undefined (a single model)."""
+    if mean is None or not np.isfinite(mean):
+        return "-"
+    if std is None or not np.isfinite(std):
+        return fmt.format(mean)
+    return f"{fmt.format(mean)} ± {fmt.format(std)}"

@@ -12,6 +12,7 @@ size was verified against the server's ``Content-Length``; a complete file is sk
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import urllib.error
@@ -108,9 +109,18 @@ def remote_size(url: str, timeout: float = 60.0) -> int | None:
     return int(n) if n is not None and n.isdigit() else None
 
 
+def sha256_file(path) -> str:
+    """Hex SHA-256 digest of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK_BYTES):
+            h.update(block)
+    return h.hexdigest()
+
+
 def download(url: str, dest, *, timeout: float = 60.0, on_bytes: Callable[[int], None] | None = None,
-             on_size: Callable[[int | None], None] | None = None) -> str:
-    """Download one file to `dest` via ``dest.part``, resuming and verifying its size.
+             on_size: Callable[[int | None], None] | None = None, sha256: str | None = None) -> str:
+    """Download one file to `dest` via ``dest.part``, resuming and verifying its size (and hash).
 
     Parameters
     ----------
@@ -124,6 +134,9 @@ def download(url: str, dest, *, timeout: float = 60.0, on_bytes: Callable[[int],
         Called with the number of bytes just written (progress).
     on_size : callable, optional
         Called once with the expected total size in bytes (None if unknown).
+    sha256 : str, optional
+        Expected hex SHA-256 of the file: a complete file that does not match is fetched
+        again, a downloaded one that does not match is removed and is an error.
 
     Returns
     -------
@@ -133,15 +146,16 @@ def download(url: str, dest, *, timeout: float = 60.0, on_bytes: Callable[[int],
     Raises
     ------
     FetchError
-        HTTP or network failure, or a size that differs from ``Content-Length`` (a short
-        ``.part`` is kept for resuming; a too-long one is removed).
+        HTTP or network failure, a size that differs from ``Content-Length`` (a short
+        ``.part`` is kept for resuming; a too-long one is removed) or a SHA-256 mismatch.
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     size = remote_size(url, timeout)
     if on_size:
         on_size(size)
-    if dest.is_file() and (size is None or dest.stat().st_size == size):
+    if dest.is_file() and (size is None or dest.stat().st_size == size) and \
+            (sha256 is None or sha256_file(dest) == sha256.lower()):
         if on_bytes:
             on_bytes(dest.stat().st_size)
         return "skipped"
@@ -170,6 +184,10 @@ def download(url: str, dest, *, timeout: float = 60.0, on_bytes: Callable[[int],
             part.unlink()
         raise FetchError(f"{url}: size mismatch, received {got} bytes, server announced {size}"
                          + ("; run again to resume" if got < size else ""))
+    if sha256 is not None and (digest := sha256_file(part)) != sha256.lower():
+        part.unlink()
+        raise FetchError(f"{dest.name}: SHA-256 mismatch (got {digest[:12]}..., expected {sha256[:12]}...); "
+                         f"not saved (from {url})")
     os.replace(part, dest)
     return status
 

@@ -91,8 +91,9 @@ def write_risk_reports(out_dir, reports: list) -> tuple[Path, Path]:
     jpath = out_dir / "risk.json"
     atomic_write_text(jpath, json.dumps(data, indent=2))
     rows = [{"frame": d["frame"], "risk": d["level"], "flagged": d["flagged"], "reasons": " | ".join(d["reasons"]),
-             "mask_doubts": " | ".join(d.get("doubts", []))} for d in data]
+             "mask_doubts": " | ".join(d.get("doubts", [])), "not_compared": " | ".join(d.get("not_compared", []))}
+            for d in data]
     cpath = out_dir / "risk.csv"
     with atomic_path(cpath) as tmp:
-        pd.DataFrame(rows, columns=["frame", "risk", "flagged", "reasons", "mask_doubts"]).to_csv(tmp, index=False)
+        pd.DataFrame(rows, columns=["frame", "risk", "flagged", "reasons", "mask_doubts", "not_compared"]).to_csv(tmp, index=False)
     return jpath, cpath

@@ -105,6 +105,14 @@ def _published_reference(meta: dict) -> dict:
     return out
 
 
+def _zoo_reference(meta: dict) -> dict:
+    """Training pixel scale and dose of released weights listed in the zoo manifest."""
+    from temshift.predict.zoo import lookup_file
+
+    entry = lookup_file(meta.get("file") or "")
+    return {"pixel_scale_nm": entry.pixel_scale_nm, "dose_e_per_A2": entry.dose_e_per_A2} if entry else {}
+
+
 def load_predictor(paths) -> Predictor:
     """Load one model or an ensemble from files or run directories.
 
@@ -139,7 +147,7 @@ def load_predictor(paths) -> Predictor:
             raise CheckpointError(f"{f}: preprocessing settings in the model meta are invalid ({exc})") from None
         ref = {"pixel_scale_nm": find_key(spec, "pixel_scale_nm"), "dose_e_per_A2": find_key(spec, "dose_e_per_A2")}
         if meta.get("source") == "published":
-            ref = {**_published_reference(meta), **{k: v for k, v in ref.items() if v}}
+            ref = {**_published_reference(meta), **_zoo_reference(meta), **{k: v for k, v in ref.items() if v}}
         refs.append((settings, ref, int(find_key(spec, "patch_size") or 512)))
     settings, ref, patch = refs[0]
     for f, (s, r, _) in zip(files[1:], refs[1:]):

@@ -70,6 +70,7 @@ import numpy as np
 
 from temshift.datasets.statistics import (STATS_VERSION, jsonable, positive_float, find_key,  # noqa: F401
                                          training_statistics)
+from temshift.predict.scale import SCALE_TOLERANCE
 
 LEVELS = ("low", "medium", "high")
 PIXEL_SCALE_REL = (0.05, 0.15)
@@ -89,8 +90,10 @@ class Finding:
     """One compared statistic: key, risk level, a human-readable message and its kind.
 
     ``kind`` is ``"shift"`` (the data differ from the training data; sets the risk level),
-    ``"batch"`` (the same for the batch the frame was predicted with) or ``"quality"`` (the
-    predicted mask is doubtful; reported, never sets the risk level).
+    ``"batch"`` (the same for the batch the frame was predicted with), ``"quality"`` (the
+    predicted mask is doubtful; reported, never sets the risk level) or ``"unchecked"`` (a
+    statistic that could not be compared, e.g. an unknown dose; reported so that a low risk
+    is not read as "checked and fine").
     """
 
     key: str
@@ -125,6 +128,11 @@ class ShiftReport:
         return self.messages(("shift", "batch"))
 
     @property
+    def not_compared(self) -> list[str]:
+        """Messages of the statistics that were not compared (unknown dose or pixel scale)."""
+        return [f.message for f in self.findings if f.kind == "unchecked"]
+
+    @property
     def doubts(self) -> list[str]:
         """Messages of the medium/high mask-quality findings (the prediction itself is doubtful)."""
         return self.messages(("quality",))
@@ -136,12 +144,12 @@ class ShiftReport:
 
     def to_dict(self) -> dict:
         return {"frame": self.frame, "level": self.level, "flagged": self.flagged, "reasons": self.reasons,
-                "doubts": self.doubts, "findings": [asdict(f) for f in self.findings], "stats": jsonable(self.stats)}
+                "doubts": self.doubts, "not_compared": self.not_compared, "findings": [asdict(f) for f in self.findings], "stats": jsonable(self.stats)}
 
 
 def overall_level(findings) -> str:
     """Worst level of the shift and batch findings (quality findings do not count)."""
-    return max((f.level for f in findings if f.kind != "quality"), key=LEVELS.index, default="low")
+    return max((f.level for f in findings if f.kind in ("shift", "batch")), key=LEVELS.index, default="low")
 
 
 def _level(value: float, limits: tuple[float, float]) -> str:
@@ -228,17 +236,28 @@ def assess_shift(frame_stats: dict, train: dict, name: str = "", *, rescale_requ
     out: list[Finding] = []
     s, s0 = frame_stats.get("pixel_scale_nm"), train.get("pixel_scale_nm")
     if s0 is None:
-        out.append(Finding("pixel_scale", "low", "training pixel scale unknown: no pixel-scale check"))
-    elif s is None:
-        out.append(Finding("pixel_scale", "medium" if rescale_requested else "low",
+        out.append(Finding("pixel_scale", "low", "pixel scale not compared: training pixel scale unknown",
+                           kind="unchecked"))
+    elif s is None and rescale_requested:
+        out.append(Finding("pixel_scale", "medium",
                            f"frame pixel scale unknown (trained {s0:.3g} nm/px): not matched; pass --pixel-scale"))
+    elif s is None:
+        out.append(Finding("pixel_scale", "low", f"pixel scale not compared: frame pixel scale unknown (trained "
+                           f"{s0:.3g} nm/px); pass --pixel-scale", kind="unchecked"))
     elif frame_stats.get("rescaled"):
         out.append(Finding("pixel_scale", "low", f"pixel scale {s:.3g} nm/px resampled to trained {s0:.3g} nm/px"))
     else:
         rel = abs(s / s0 - 1.0)
-        out.append(Finding("pixel_scale", _level(rel, PIXEL_SCALE_REL),
-                           f"pixel scale {s:.3g} vs trained {s0:.3g} nm/px ({rel:.0%} off, not resampled): "
-                           "features have the wrong size for the model"))
+        lvl = _level(rel, PIXEL_SCALE_REL)
+        if rel <= SCALE_TOLERANCE:
+            # within calibration precision: the frame is not resampled because it needs no resampling
+            msg = f"pixel scale {s:.3g} nm/px matches trained {s0:.3g} nm/px ({rel:.0%} off)"
+        elif lvl == "low":
+            msg = f"pixel scale {s:.3g} vs trained {s0:.3g} nm/px ({rel:.0%} off, not resampled): within calibration spread"
+        else:
+            msg = (f"pixel scale {s:.3g} vs trained {s0:.3g} nm/px ({rel:.0%} off, not resampled): "
+                   "features have the wrong size for the model")
+        out.append(Finding("pixel_scale", lvl, msg))
 
     d, d0 = frame_stats.get("dose_e_per_A2"), train.get("dose_e_per_A2")
     if d and d0:
@@ -246,6 +265,12 @@ def assess_shift(frame_stats: dict, train: dict, name: str = "", *, rescale_requ
         lvl = _level(abs(math.log2(r)), DOSE_LOG2)
         effect = "expect under-segmentation" if r < 1 else "expect over-segmentation"
         out.append(Finding("dose", lvl, f"dose {d:.3g} e/A2 vs trained {d0:.3g}" + (f": {effect}" if lvl != "low" else "")))
+    elif not d:
+        out.append(Finding("dose", "low", "dose not compared: frame dose unknown (not in the catalog; pass --dose)"
+                           + ("" if d0 else "; training dose unknown too"), kind="unchecked"))
+    else:
+        out.append(Finding("dose", "low", f"dose not compared: training dose unknown (frame {d:.3g} e/A2)",
+                           kind="unchecked"))
 
     snr, snr0 = frame_stats.get("snr"), train.get("snr")
     if snr is not None and snr0 and snr0.get("median") and frame_stats.get("rescaled"):

@@ -41,6 +41,30 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def parameter_order(plan, names: list[str]) -> list[str] | None:
+    """`names` sorted by the one numeric condition that varies among them (e.g. dose), else None.
+
+    A matrix over a physical parameter reads in its order (80 / 423 / 884 e/A2), not by
+    difficulty; with several or no varying numeric conditions there is no such order.
+    """
+    values: dict[str, dict[str, float]] = {}
+    for n in names:
+        d = plan.spec.datasets.get(n)
+        if d is None:
+            return None
+        cond = {}
+        for key, v in d.query().items():
+            v = v[0] if isinstance(v, tuple) else v
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                cond[key] = float(v)
+        values[n] = cond
+    keys = set.intersection(*(set(c) for c in values.values())) if values else set()
+    varying = [k for k in sorted(keys) if len({values[n][k] for n in names}) > 1]
+    if len(varying) != 1:
+        return None
+    return sorted(names, key=lambda n: values[n][varying[0]])
+
+
 def draw_matrix(mean: pd.DataFrame, std: pd.DataFrame, labels: dict, title: str, path: Path,
                 vmax: float | None = 1.0, fmt: str = "{:.2f}") -> Path:
     """Heatmap with "mean ± std" in each cell; rows = training set, columns = test set."""
@@ -192,7 +216,8 @@ def draw_all(plan, results: pd.DataFrame, datasets: pd.DataFrame, out_dir) -> di
         labels = _labels(plan, name)
         title = exp.title or name
         if exp.kind == "matrix":
-            order = list(dict.fromkeys(exp.train + exp.test_sets)) if exp.order == "spec" else None
+            names = list(dict.fromkeys(exp.train + exp.test_sets))
+            order = names if exp.order == "spec" else parameter_order(plan, names)
             mean, std = matrix(results, name, order=order)
             figs[f"matrix_{name}"] = draw_matrix(mean, std, labels, title, out_dir / f"matrix_{name}.png")
             if exp.normalize_by_diagonal:
