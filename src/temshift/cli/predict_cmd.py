@@ -211,8 +211,9 @@ def fetch(
     base_url: str = typer.Option(None, "--base-url", help="Repository URL (default: the paper's raw-data portal)."),
     catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV (default: the published one)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Network timeout, seconds."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace local files whose size differs from the server's."),
 ):
-    """Download raw frames (and labels) of a catalog subset; resumes and skips complete files."""
+    """Download raw frames (and labels) of a catalog subset; resumes, skips complete files, writes DEST/catalog.csv."""
     from temshift.catalog import Catalog, parse_where
     from temshift.predict.fetch import DEFAULT_BASE_URL, fetch as run_fetch
 
@@ -221,6 +222,8 @@ def fetch(
     if cond:
         cat = cat.query(**cond)
     con = _console()
-    report = run_fetch(cat, dest, base_url=base_url or DEFAULT_BASE_URL, labels=labels, timeout=timeout, console=con)
+    report = run_fetch(cat, dest, base_url=base_url or DEFAULT_BASE_URL, labels=labels, timeout=timeout, console=con,
+                       overwrite=overwrite)
     con.print(f"{len(report.downloaded)} downloaded, {len(report.resumed)} resumed, {len(report.skipped)} already "
-              f"complete ({report.bytes_downloaded / 1e6:.1f} MB) in {dest}", highlight=False)
+              f"complete ({report.bytes_downloaded / 1e6:.1f} MB) in {dest}; catalog: {report.catalog_path}",
+              highlight=False)
