@@ -165,3 +165,68 @@ def test_fetch_writes_catalog_csv_and_dataset_build_follows(tmp_path):
     ds = load_dataset(tmp_path / "ds.h5")
     assert ds.images.shape[1:] == (128, 128) and len(ds.images) == 8
     assert set(ds.provenance["file"]) == {f"{FOLDER}/Au_00.tif", f"{FOLDER}/Au_01.tif"}
+
+
+# ----------------------------------------------------------------------------- simulate
+
+NOISE_FOLDER = "2022_06_15 5nm Au nanoparticle on UTC noise series"
+ONE_FRAME = dict(where={"folder": NOISE_FOLDER, "dose_e_per_A2": 884}, frames_per_group=1, frame_size=256,
+                 mode="projection", seed=3, workers=1, progress=False)
+
+
+def _published_rows(tmp_path, n=1, **changes):
+    df = Catalog.published().to_published()
+    df = df[(df["Folder"] == NOISE_FOLDER) & (df["Dosage (e/A2)"].astype(float) == 884)].head(n).copy()
+    for col, value in changes.items():
+        df[col] = value
+    path = tmp_path / "rows.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("folder", ["../outside", "/abs/outside", "sub/../../outside"])
+def test_simulate_refuses_folders_that_escape_out(tmp_path, folder):
+    from temshift.simulate.repository import simulate_repository
+
+    if folder.startswith("/abs"):
+        folder = str(tmp_path / "abs")
+    rows = _published_rows(tmp_path, Folder=folder)
+    with pytest.raises(UnsafePathError) as err:
+        simulate_repository(tmp_path / "repo", catalog=rows, **{**ONE_FRAME, "where": None})
+    msg = str(err.value)
+    assert "rows.csv: row 2" in msg and repr(folder) in msg and "\n" not in msg
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["rows.csv"]  # nothing written anywhere
+
+
+@pytest.fixture(scope="module")
+def one_frame_repo(tmp_path_factory):
+    from temshift.simulate.repository import simulate_repository
+
+    out = tmp_path_factory.mktemp("repo1")
+    simulate_repository(out, **ONE_FRAME)
+    return out
+
+
+@pytest.mark.parametrize("change,needle", [({"seed": 4}, "seed=3.*seed=4"),
+                                           ({"mode": "multislice"}, "mode='projection'.*mode='multislice'"),
+                                           ({"frame_size": 320}, "frame_size_px=256.*frame_size_px=320"),
+                                           ({"density": 2.0}, "density=1.0.*density=2.0")])
+def test_simulate_refuses_to_mix_parameters_in_one_repository(one_frame_repo, change, needle):
+    from temshift.simulate.repository import SimulationError, simulate_repository
+
+    frames = sorted(one_frame_repo.rglob("*.tif"))
+    before = [(f, f.stat().st_mtime_ns, f.read_bytes()) for f in frames]
+    with pytest.raises(SimulationError, match=needle) as err:
+        simulate_repository(one_frame_repo, **{**ONE_FRAME, **change})
+    assert "1 of the 1 frames" in str(err.value) and "another --out" in str(err.value)
+    assert [(f, f.stat().st_mtime_ns, f.read_bytes()) for f in sorted(one_frame_repo.rglob("*.tif"))] == before
+    again = simulate_repository(one_frame_repo, **ONE_FRAME)  # the same parameters still resume
+    assert len(again) == 1 and [f.stat().st_mtime_ns for f in frames] == [b[1] for b in before]
+
+
+def test_simulate_refuses_a_row_whose_conditions_changed(one_frame_repo, tmp_path):
+    from temshift.simulate.repository import SimulationError, simulate_repository
+
+    rows = _published_rows(tmp_path, **{"Dosage (e/A2)": 423})
+    with pytest.raises(SimulationError, match="dose_e_per_A2=884.0.*dose_e_per_A2=423.0"):
+        simulate_repository(one_frame_repo, catalog=rows, **{**ONE_FRAME, "where": None})
