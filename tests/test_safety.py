@@ -230,3 +230,231 @@ def test_simulate_refuses_a_row_whose_conditions_changed(one_frame_repo, tmp_pat
     rows = _published_rows(tmp_path, **{"Dosage (e/A2)": 423})
     with pytest.raises(SimulationError, match="dose_e_per_A2=884.0.*dose_e_per_A2=423.0"):
         simulate_repository(one_frame_repo, catalog=rows, **{**ONE_FRAME, "where": None})
+
+
+# ----------------------------------------------------------------------------- train
+
+FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3, progress=False, threads=1)
+
+
+def _dataset(path, seed, name="ds"):
+    """A temshift dataset file (with its content hash) of 20 generated 32 px patches."""
+    import json
+
+    from _temshift_synth import make_patches
+
+    from temshift.datasets.store import content_hash, write_dataset_file
+
+    images, labels = make_patches(20, 32, seed=seed)
+    prov = pd.DataFrame({"file": ["f.tif"] * len(images), "row": 0, "col": 0})
+    spec = {"name": name, "pixel_scale_nm": 0.02, "dose_e_per_A2": 423}
+    return write_dataset_file(path, images, labels, prov,
+                              {"spec": json.dumps(spec), "content_hash": content_hash(images, labels)})
+
+
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("data")
+    return _dataset(root / "ds884.h5", seed=1), _dataset(root / "ds80.h5", seed=2)  # same spec, other patches
+
+
+def test_train_refuses_a_finished_run_on_another_dataset(two_datasets, tmp_path, monkeypatch, capsys):
+    from temshift.cli import main
+    from temshift.errors import CheckpointError
+    from temshift.training import TrainSettings, train_fold
+
+    ds884, ds80 = two_datasets
+    settings = TrainSettings(**FAST)
+    done = train_fold(ds884, 0, settings, tmp_path / "run884")
+    assert train_fold(ds884, 0, settings, tmp_path / "run884") == done  # same data and settings: returned
+    model_bytes = (tmp_path / "run884" / "model.pt").read_bytes()
+    with pytest.raises(CheckpointError) as err:
+        train_fold(ds80, 0, settings, tmp_path / "run884")
+    msg = str(err.value)
+    assert "run884" in msg and "ds884.h5" in msg and "ds80.h5" in msg and "content hash" in msg and "\n" not in msg
+    assert (tmp_path / "run884" / "model.pt").read_bytes() == model_bytes
+    monkeypatch.setattr(sys, "argv", ["temshift", "train", str(ds80), "--out", str(tmp_path / "run884"),
+                                      "--epochs", "2", "--batch-size", "16", "--lr", "3e-3", "--threads", "1"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "ds884.h5" in err and "Traceback" not in err
+
+
+def test_train_refuses_to_resume_another_datasets_state(two_datasets, tmp_path, monkeypatch):
+    import temshift.training.trainer as trainer
+    from temshift.errors import CheckpointError
+    from temshift.training import TrainSettings, train_fold
+
+    ds884, ds80 = two_datasets
+    settings = TrainSettings(**FAST)
+    real, calls = trainer.validate, {"n": 0}
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "validate", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(ds884, 0, settings, tmp_path / "run")
+    monkeypatch.setattr(trainer, "validate", real)
+    with pytest.raises(CheckpointError) as err:
+        train_fold(ds80, 0, settings, tmp_path / "run")
+    msg = str(err.value)
+    assert "content_hash" in msg and "not resuming" in msg and str(tmp_path / "run") in msg
+
+
+def test_train_ctrl_c_says_the_run_resumes_and_it_does(two_datasets, tmp_path, monkeypatch, capsys):
+    import temshift.training.trainer as trainer
+    from temshift.cli import main
+
+    ds884, _ = two_datasets
+    real, calls = trainer.validate, {"n": 0}
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    argv = ["temshift", "train", str(ds884), "--out", str(tmp_path / "run"), "--epochs", "2", "--batch-size", "16",
+            "--lr", "3e-3", "--threads", "1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(trainer, "validate", interrupting)
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 130
+    captured = capsys.readouterr()
+    assert "1 of 2 epochs saved" in captured.err and "run the same command again to resume" in captured.err
+    assert "Traceback" not in captured.err
+    monkeypatch.setattr(trainer, "validate", real)
+    try:
+        main()
+    except SystemExit as done:
+        assert done.code in (0, None)
+    assert (tmp_path / "run" / "result.json").is_file() and not (tmp_path / "run" / "state.pt").exists()
+    from temshift.training.fold import epochs_done
+
+    assert epochs_done(tmp_path / "run") == 2
+
+
+def test_train_says_the_default_is_250_epochs_with_a_time_hint(two_datasets, tmp_path, monkeypatch):
+    import temshift.training as training
+
+    ds884, _ = two_datasets
+    app = _cli()
+    help_text = CliRunner().invoke(app, ["train", "--help"]).output
+    assert "250" in help_text and "--epochs" in help_text
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train_fold", stop)
+    res = CliRunner().invoke(app, ["train", str(ds884), "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert "250 epochs (the default: the paper's protocol)" in res.output
+    assert "roughly" in res.output and "on one CPU core" in res.output and "--epochs N" in res.output
+
+
+def test_training_time_estimate_scales_with_epochs_and_patch_area():
+    from temshift.training import TrainSettings
+    from temshift.training.runtime import estimate_cpu_seconds
+
+    base = estimate_cpu_seconds(1000, 256, TrainSettings())
+    assert estimate_cpu_seconds(1000, 256, TrainSettings(epochs=25)) == pytest.approx(base / 10)
+    assert estimate_cpu_seconds(1000, 512, TrainSettings()) == pytest.approx(4 * base)
+    # 700 training patches x 8 variants at 16.7/s, 100 x 8 validation at 86/s, 250 epochs: about a day
+    assert base == pytest.approx(250 * (700 * 8 / 16.7 + 100 * 8 / 86.0))
+
+
+# ----------------------------------------------------------------------------- predict and check
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from test_predict_pipeline import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
+
+
+def _frames(tmp_path, names, bad=()):
+    from _predict_synth import raw_frame
+
+    from temshift.io import write_tiff_frame
+
+    paths = []
+    for k, name in enumerate(names):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name in bad:
+            path.write_bytes(b"II*\x00 this is not a TIFF")
+        else:
+            counts, _ = raw_frame(192, radius_nm=1.0, n_particles=2 + k, seed=10 + k)
+            write_tiff_frame(path, counts, 0.02)
+        paths.append(path)
+    return paths
+
+
+def test_predict_gives_same_named_frames_distinct_outputs(tmp_path, tiny_model):
+    from temshift.io import read_label
+
+    paths = _frames(tmp_path, ["a/frame.tif", "b/frame.tif", "c/other.tif"])
+    out = tmp_path / "out"
+    res = CliRunner().invoke(_cli(), ["predict", str(tiny_model), *map(str, paths), "--out", str(out), "--dose", "423"])
+    assert res.exit_code == 0, res.output
+    for stem in ("a_frame", "b_frame", "other"):  # a stem that does not collide keeps today's name
+        for suffix in ("_mask.png", "_mask.tif", "_overlay.png", "_particles.csv"):
+            assert (out / f"{stem}{suffix}").is_file(), stem + suffix
+    assert not (out / "frame_mask.png").exists()
+    risk = pd.read_csv(out / "risk.csv")
+    assert list(risk["frame"]) == ["a/frame.tif", "b/frame.tif", "other.tif"]
+    table = pd.read_csv(out / "particles.csv")
+    assert set(table["frame"]) <= {"a/frame.tif", "b/frame.tif", "other.tif"}
+    assert read_label(out / "a_frame_mask.png").shape == (192, 192)
+    assert (out / "a_frame_overlay.png").read_bytes() != (out / "b_frame_overlay.png").read_bytes()  # two frames
+
+
+def test_predict_keeps_going_past_a_bad_frame(tmp_path, tiny_model):
+    paths = _frames(tmp_path, ["one.tif", "broken.tif", "two.tif"], bad={"broken.tif"})
+    out = tmp_path / "out"
+    res = CliRunner().invoke(_cli(), ["predict", str(tiny_model), *map(str, paths), "--out", str(out), "--dose", "423"])
+    assert res.exit_code == 1, res.output
+    assert "1 of 3 frame(s) failed" in res.output and "broken.tif" in res.output
+    assert "Traceback" not in res.output and isinstance(res.exception, (SystemExit, type(None)))
+    for stem in ("one", "two"):
+        assert (out / f"{stem}_mask.png").is_file()
+    assert not (out / "broken_mask.png").exists()
+    assert list(pd.read_csv(out / "risk.csv")["frame"]) == ["one.tif", "two.tif"]
+    assert (out / "particles.csv").is_file()
+
+
+def test_check_keeps_going_past_a_bad_frame(tmp_path, tiny_model):
+    import json
+
+    paths = _frames(tmp_path, ["one.tif", "broken.tif", "x/two.tif", "y/two.tif"], bad={"broken.tif"})
+    res = CliRunner().invoke(_cli(), ["check", str(tiny_model), *map(str, paths), "--dose", "423",
+                                      "--json", str(tmp_path / "risk.json")])
+    assert res.exit_code == 1, res.output
+    assert "1 of 4 frame(s) failed" in res.output and "broken.tif" in res.output
+    frames = [r["frame"] for r in json.loads((tmp_path / "risk.json").read_text())]
+    assert frames == ["one.tif", "x/two.tif", "y/two.tif"]
+
+
+def test_unique_frame_names():
+    from temshift.predict.naming import unique_frame_names
+
+    def names(*paths):
+        return [tuple(n) for n in unique_frame_names(paths)]
+
+    assert names("/d/a.tif", "/d/b.tif") == [("a.tif", "a"), ("b.tif", "b")]
+    assert names("/d/a/frame.tif", "/d/b/frame.tif") == [("a/frame.tif", "a_frame"), ("b/frame.tif", "b_frame")]
+    assert names("/x/a/f.tif", "/y/a/f.tif") == [("x/a/f.tif", "x_a_f"), ("y/a/f.tif", "y_a_f")]
+    assert names("/d/f.tif", "/d/f.npy") == [("f.tif", "f_tif"), ("f.npy", "f_npy")]
+    assert names("/d/f.tif", "/d/f.tif") == [("f.tif", "f"), ("f.tif (2)", "f_2")]
+    mixed = unique_frame_names(["/d/a_frame.tif", "/d/a/frame.tif", "/d/b/frame.tif", "/d/A/Frame.tif"])
+    assert len({n.stem.casefold() for n in mixed}) == 4 and len({n.frame for n in mixed}) == 4

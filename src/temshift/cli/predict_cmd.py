@@ -65,6 +65,28 @@ def _risk_table(reports, title: str):
     return table
 
 
+def _failure(console, path: Path, exc: Exception) -> str:
+    """Print and return the one-line reason a frame failed (its file named once)."""
+    from temshift.errors import TemshiftError
+
+    text = (str(exc).strip().splitlines() or [""])[0]
+    reason = text if isinstance(exc, TemshiftError) else f"{type(exc).__name__}: {text}".rstrip(": ")
+    line = reason if str(path) in reason else f"{path}: {reason}"
+    console.print(f"[bold red]failed:[/] {line}", highlight=False, soft_wrap=True)
+    return line
+
+
+def _exit_if_failed(console, failed: list[str], n_frames: int) -> None:
+    """After the outputs of the good frames are written: list the failed frames, exit 1."""
+    if not failed:
+        return
+    console.print(f"[bold red]{len(failed)} of {n_frames} frame(s) failed[/] (the others' outputs are written):",
+                  highlight=False)
+    for line in failed:
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
 def _assess_batches(reports, ref) -> list:
     """Batch findings for frames recorded under the same conditions (see `predict.shift.assess_batch`)."""
     from temshift.predict.shift import assess_batch, batch_groups
@@ -105,6 +127,7 @@ def predict(
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""
     from temshift.io import write_label_png, write_tiff_frame
     from temshift.predict import outputs, particles as parts
+    from temshift.predict.naming import unique_frame_names
     from temshift.predict.pipeline import predict_frame
     from temshift.predict.shift import assess_shift, frame_statistics
 
@@ -117,23 +140,27 @@ def predict(
         torch.set_num_threads(threads)
     ref = predictor.training_reference(dataset)
     out.mkdir(parents=True, exist_ok=True)
-    reports, tables, refused = [], {}, []
-    for path in frames:
-        frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat)
-        for n in notes:
-            con.print(f"[yellow]warning:[/] {n}", highlight=False)
-        with con.status(f"segmenting {path.name} ({len(predictor.models)} model(s))"):
-            pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise_match, tile=tile,
-                                 batch_size=batch_size)
-            stats = frame_statistics(pred.model_input, pixel_scale_nm=scale, input_pixel_scale_nm=pred.input_pixel_scale_nm,
-                                     rescaled=pred.zoom != 1.0, dose_e_per_A2=frame_dose, mask=pred.input_mask,
-                                     tile=predictor.patch_size, native_image=pred.native_input, zoom=pred.zoom)
-        report = assess_shift(stats, ref, path.name, rescale_requested=rescale)
+    reports, tables, refused, failed = [], {}, [], []
+    for path, (name, stem) in zip(frames, unique_frame_names(frames)):  # same-named frames get distinct outputs
+        try:  # one bad frame does not stop the batch
+            frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat)
+            for n in notes:
+                con.print(f"[yellow]warning:[/] {n}", highlight=False)
+            with con.status(f"segmenting {name} ({len(predictor.models)} model(s))"):
+                pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise_match, tile=tile,
+                                     batch_size=batch_size)
+                stats = frame_statistics(pred.model_input, pixel_scale_nm=scale,
+                                         input_pixel_scale_nm=pred.input_pixel_scale_nm, rescaled=pred.zoom != 1.0,
+                                         dose_e_per_A2=frame_dose, mask=pred.input_mask, tile=predictor.patch_size,
+                                         native_image=pred.native_input, zoom=pred.zoom)
+        except Exception as exc:  # noqa: BLE001 -- reported per frame and in the exit code
+            failed.append(_failure(con, path, exc))
+            continue
+        report = assess_shift(stats, ref, name, rescale_requested=rescale)
         reports.append(report)
-        stem = path.stem
         if strict and report.level == "high":
-            refused.append(path.name)
-            con.print(f"[bold red]refused:[/] {path.name}: high risk, no mask written ({'; '.join(report.reasons)})",
+            refused.append(name)
+            con.print(f"[bold red]refused:[/] {name}: high risk, no mask written ({'; '.join(report.reasons)})",
                       highlight=False)
             continue
         write_label_png(out / f"{stem}_mask.png", pred.mask)
@@ -144,7 +171,7 @@ def predict(
         if particles:
             table = parts.particle_table(pred.mask, scale, watershed=watershed)
             parts.write_particle_csv(table, out / f"{stem}_particles.csv")
-            tables[path.name] = table
+            tables[name] = table
     if particles and tables:
         combined = parts.combine_tables(tables)
         parts.write_particle_csv(combined, out / "particles.csv")
@@ -157,6 +184,8 @@ def predict(
     _print_batches(Console(), batches)
     if refused:
         con.print(f"[bold red]{len(refused)} high-risk frame(s) without mask (--strict)[/]")
+    _exit_if_failed(con, failed, len(frames))
+    if refused:
         raise typer.Exit(2)
 
 
@@ -176,6 +205,7 @@ def check(
     import json
 
     from temshift.io.atomic import atomic_write_text
+    from temshift.predict.naming import unique_frame_names
     from temshift.predict.pipeline import model_input
     from temshift.predict.shift import assess_shift, frame_statistics
 
@@ -183,17 +213,22 @@ def check(
     cat = _catalog(catalog)
     predictor = _load(model, None)
     ref = predictor.training_reference(dataset)
-    reports = []
-    for path in frames:
-        frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat)
-        for n in notes:
-            con.print(f"[yellow]warning:[/] {n}", highlight=False)
-        image, zoom, native = model_input(frame.data, predictor.preprocess, scale, predictor.pixel_scale_nm, rescale,
-                                          return_native=True, match_noise=noise_match)
-        in_scale = scale / zoom if scale else predictor.pixel_scale_nm
-        stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=in_scale, rescaled=zoom != 1.0,
-                                 dose_e_per_A2=frame_dose, tile=predictor.patch_size, native_image=native, zoom=zoom)
-        reports.append(assess_shift(stats, ref, path.name, rescale_requested=rescale))
+    reports, failed = [], []
+    for path, (name, _) in zip(frames, unique_frame_names(frames)):
+        try:  # one bad frame does not stop the batch
+            frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat)
+            for n in notes:
+                con.print(f"[yellow]warning:[/] {n}", highlight=False)
+            image, zoom, native = model_input(frame.data, predictor.preprocess, scale, predictor.pixel_scale_nm,
+                                              rescale, return_native=True, match_noise=noise_match)
+            in_scale = scale / zoom if scale else predictor.pixel_scale_nm
+            stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=in_scale, rescaled=zoom != 1.0,
+                                     dose_e_per_A2=frame_dose, tile=predictor.patch_size, native_image=native,
+                                     zoom=zoom)
+        except Exception as exc:  # noqa: BLE001 -- reported per frame and in the exit code
+            failed.append(_failure(con, path, exc))
+            continue
+        reports.append(assess_shift(stats, ref, name, rescale_requested=rescale))
     batches = _assess_batches(reports, ref)
     if json_out:
         atomic_write_text(json_out, json.dumps([r.to_dict() for r in reports], indent=2))
@@ -201,6 +236,7 @@ def check(
 
     Console().print(_risk_table(reports, "dataset-shift risk"))
     _print_batches(Console(), batches)
+    _exit_if_failed(con, failed, len(frames))
 
 
 @app.command("fetch")
