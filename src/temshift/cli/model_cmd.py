@@ -34,7 +34,8 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run directory (one fold) or parent of fold0..foldN (--folds)."),
     fold: Optional[int] = typer.Option(None, "--fold", help="Fold to train (default 0)."),
     folds: Optional[str] = typer.Option(None, "--folds", help="'all' or a list like 0,2,4: one run dir per fold."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (paper: 250)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 250, the paper's protocol: hours "
+                                         "to days on a CPU; e.g. --epochs 20 for a first model)."),
     noise_rho: Optional[float] = typer.Option(None, "--noise-rho", help="Fixed Gaussian noise scale rho."),
     noise_rho_max: Optional[float] = typer.Option(None, "--noise-rho-max", help="rho ~ U[0, rho_max] per sample."),
     patch_crop: Optional[int] = typer.Option(None, "--patch-crop", help="Train on random crops of this size."),
@@ -49,10 +50,16 @@ def train(
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
                                                  help="Channels-last layout (default: auto, as --bf16)."),
 ):
-    """Train fold model(s) with the paper's protocol; an interrupted run resumes from its last epoch."""
+    """Train fold model(s) with the paper's protocol; an interrupted run resumes from its last epoch.
+
+    The default is the paper's 250 epochs, which takes hours to days on a CPU (the estimate is
+    printed at start); shorten with --epochs, or run a whole study at a small scale
+    (temshift study run dose --scale ci|quick).
+    """
     from rich.console import Console
 
     from temshift.training import TrainSettings, train_fold
+    from temshift.training.fold import STATE_FILE, epochs_done
 
     overrides = {"epochs": epochs, "noise_rho": noise_rho, "noise_rho_max": noise_rho_max,
                  "patch_crop": patch_crop, "batch_size": batch_size, "learning_rate": learning_rate,
@@ -61,11 +68,40 @@ def train(
                          device=device, bf16=bf16, channels_last=channels_last)
     chosen = _parse_folds(fold, folds, settings.n_folds)
     console = Console()
+    _announce(console, dataset, settings, chosen, default_epochs=epochs is None)
     for f in chosen:
         run_dir = out / f"fold{f}" if folds is not None else out
-        result = train_fold(dataset, f, settings, run_dir)
+        try:
+            result = train_fold(dataset, f, settings, run_dir)
+        except KeyboardInterrupt:
+            Console(stderr=True).print(
+                f"[yellow]interrupted:[/] fold {f} has {epochs_done(run_dir)} of {settings.epochs} epochs saved in "
+                f"{run_dir / STATE_FILE}; run the same command again to resume from there", highlight=False,
+                soft_wrap=True)
+            raise typer.Exit(130) from None
         console.print(f"fold {f}: best epoch {result.best_epoch}, val loss {result.best_val_loss:.4f} -> "
                       f"{result.model_path}", highlight=False)
+
+
+def _announce(console, dataset: Path, settings, folds: list[int], default_epochs: bool) -> None:
+    """Say how long training will take on a CPU and how to shorten it."""
+    from temshift.training.runtime import dataset_patches, estimate_cpu_seconds, format_duration, resolve_device
+
+    epochs = f"{settings.epochs} epochs" + (" (the default: the paper's protocol)" if default_epochs else "")
+    shape = dataset_patches(dataset)
+    line = f"training {len(folds)} fold model(s) of {dataset.name} for {epochs}"
+    if shape is not None and resolve_device(settings.device).type == "cpu":
+        n, px = shape
+        try:
+            seconds = sum(estimate_cpu_seconds(n, px, settings, f) for f in folds)
+        except ValueError:  # too few patches: train_fold says so
+            seconds = None
+        if seconds is not None:
+            line += (f": roughly {format_duration(seconds)} on one CPU core for {n} patches of {px} px "
+                     "(benchmarked throughput; the bar shows the real pace)")
+            if default_epochs or seconds > 3600:
+                line += "; shorten with --epochs N, or run a study at a small scale (--scale ci|quick)"
+    console.print(line, highlight=False, soft_wrap=True)
 
 
 def _settings(cls, values: dict, **extra):

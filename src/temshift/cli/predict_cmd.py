@@ -82,6 +82,28 @@ def _risk_table(reports, title: str):
     return table
 
 
+def _failure(console, path: Path, exc: Exception) -> str:
+    """Print and return the one-line reason a frame failed (its file named once)."""
+    from temshift.errors import TemshiftError
+
+    text = (str(exc).strip().splitlines() or [""])[0]
+    reason = text if isinstance(exc, TemshiftError) else f"{type(exc).__name__}: {text}".rstrip(": ")
+    line = reason if str(path) in reason else f"{path}: {reason}"
+    console.print(f"[bold red]failed:[/] {line}", highlight=False, soft_wrap=True)
+    return line
+
+
+def _exit_if_failed(console, failed: list[str], n_frames: int) -> None:
+    """After the outputs of the good frames are written: list the failed frames, exit 1."""
+    if not failed:
+        return
+    console.print(f"[bold red]{len(failed)} of {n_frames} frame(s) failed[/] (the others' outputs are written):",
+                  highlight=False)
+    for line in failed:
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
 def _assess_batches(reports, refs, keys) -> list:
     """Batch findings for frames recorded alike and given to the same models (`predict.shift.assess_batch`)."""
     from temshift.predict.shift import assess_batch, batch_groups
@@ -127,6 +149,7 @@ def predict(
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""
     from temshift.io import write_label_png, write_tiff_frame
     from temshift.predict import outputs, particles as parts
+    from temshift.predict.naming import unique_frame_names
     from temshift.predict.pipeline import predict_frame
     from temshift.predict.shift import assess_shift, frame_statistics
 
@@ -138,27 +161,31 @@ def predict(
 
         torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
-    reports, tables, refused, keys, refs = [], {}, [], [], {}
-    for path in frames:
-        frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat)
-        for n in notes:
-            con.print(f"[yellow]warning:[/] {n}", highlight=False)
-        choice = _choose(chooser, path, scale, frame_dose, cat, con)
-        predictor, ref = choice.predictor, choice.reference
+    reports, tables, refused, keys, refs, failed = [], {}, [], [], {}, []
+    for path, (name, stem) in zip(frames, unique_frame_names(frames)):  # same-named frames get distinct outputs
+        try:  # one bad frame does not stop the batch
+            frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat)
+            for n in notes:
+                con.print(f"[yellow]warning:[/] {n}", highlight=False)
+            choice = _choose(chooser, path, scale, frame_dose, cat, con)
+            predictor, ref = choice.predictor, choice.reference
+            with con.status(f"segmenting {name} ({len(predictor.models)} model(s))"):
+                pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise_match, tile=tile,
+                                     batch_size=batch_size)
+                stats = frame_statistics(pred.model_input, pixel_scale_nm=scale,
+                                         input_pixel_scale_nm=pred.input_pixel_scale_nm, rescaled=pred.zoom != 1.0,
+                                         dose_e_per_A2=frame_dose, mask=pred.input_mask, tile=predictor.patch_size,
+                                         native_image=pred.native_input, zoom=pred.zoom)
+        except Exception as exc:  # noqa: BLE001 -- reported per frame and in the exit code
+            failed.append(_failure(con, path, exc))
+            continue
         keys.append(choice.key)
         refs[choice.key] = ref
-        with con.status(f"segmenting {path.name} ({len(predictor.models)} model(s))"):
-            pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise_match, tile=tile,
-                                 batch_size=batch_size)
-            stats = frame_statistics(pred.model_input, pixel_scale_nm=scale, input_pixel_scale_nm=pred.input_pixel_scale_nm,
-                                     rescaled=pred.zoom != 1.0, dose_e_per_A2=frame_dose, mask=pred.input_mask,
-                                     tile=predictor.patch_size, native_image=pred.native_input, zoom=pred.zoom)
-        report = assess_shift(stats, ref, path.name, rescale_requested=rescale)
+        report = assess_shift(stats, ref, name, rescale_requested=rescale)
         reports.append(report)
-        stem = path.stem
         if strict and report.level == "high":
-            refused.append(path.name)
-            con.print(f"[bold red]refused:[/] {path.name}: high risk, no mask written ({'; '.join(report.reasons)})",
+            refused.append(name)
+            con.print(f"[bold red]refused:[/] {name}: high risk, no mask written ({'; '.join(report.reasons)})",
                       highlight=False)
             continue
         write_label_png(out / f"{stem}_mask.png", pred.mask)
@@ -169,7 +196,7 @@ def predict(
         if particles:
             table = parts.particle_table(pred.mask, scale, watershed=watershed)
             parts.write_particle_csv(table, out / f"{stem}_particles.csv")
-            tables[path.name] = table
+            tables[name] = table
     if particles and tables:
         combined = parts.combine_tables(tables)
         parts.write_particle_csv(combined, out / "particles.csv")
@@ -180,6 +207,7 @@ def predict(
 
     Console().print(_risk_table(reports, f"dataset-shift risk ({out / 'risk.json'})"))
     _print_batches(Console(), batches)
+    _exit_if_failed(con, failed, len(frames))
     if refused:
         con.print(f"[bold red]{len(refused)} high-risk frame(s) without mask (--strict)[/]")
         raise typer.Exit(2)
@@ -202,27 +230,33 @@ def check(
     import json
 
     from temshift.io.atomic import atomic_write_text
+    from temshift.predict.naming import unique_frame_names
     from temshift.predict.pipeline import model_input
     from temshift.predict.shift import assess_shift, frame_statistics
 
     con = _console()
     cat = _catalog(catalog)
     chooser = _chooser(model, None, zoo_dir, dataset)
-    reports, keys, refs = [], [], {}
-    for path in frames:
-        frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat)
-        for n in notes:
-            con.print(f"[yellow]warning:[/] {n}", highlight=False)
-        choice = _choose(chooser, path, scale, frame_dose, cat, con)
-        predictor, ref = choice.predictor, choice.reference
+    reports, keys, refs, failed = [], [], {}, []
+    for path, (name, _) in zip(frames, unique_frame_names(frames)):
+        try:  # one bad frame does not stop the batch
+            frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat)
+            for n in notes:
+                con.print(f"[yellow]warning:[/] {n}", highlight=False)
+            choice = _choose(chooser, path, scale, frame_dose, cat, con)
+            predictor, ref = choice.predictor, choice.reference
+            image, zoom, native = model_input(frame.data, predictor.preprocess, scale, predictor.pixel_scale_nm,
+                                              rescale, return_native=True, match_noise=noise_match)
+            in_scale = scale / zoom if scale else predictor.pixel_scale_nm
+            stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=in_scale, rescaled=zoom != 1.0,
+                                     dose_e_per_A2=frame_dose, tile=predictor.patch_size, native_image=native,
+                                     zoom=zoom)
+        except Exception as exc:  # noqa: BLE001 -- reported per frame and in the exit code
+            failed.append(_failure(con, path, exc))
+            continue
         keys.append(choice.key)
         refs[choice.key] = ref
-        image, zoom, native = model_input(frame.data, predictor.preprocess, scale, predictor.pixel_scale_nm, rescale,
-                                          return_native=True, match_noise=noise_match)
-        in_scale = scale / zoom if scale else predictor.pixel_scale_nm
-        stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=in_scale, rescaled=zoom != 1.0,
-                                 dose_e_per_A2=frame_dose, tile=predictor.patch_size, native_image=native, zoom=zoom)
-        reports.append(assess_shift(stats, ref, path.name, rescale_requested=rescale))
+        reports.append(assess_shift(stats, ref, name, rescale_requested=rescale))
     batches = _assess_batches(reports, refs, keys)
     if json_out:
         atomic_write_text(json_out, json.dumps([r.to_dict() for r in reports], indent=2))
@@ -230,6 +264,7 @@ def check(
 
     Console().print(_risk_table(reports, "dataset-shift risk"))
     _print_batches(Console(), batches)
+    _exit_if_failed(con, failed, len(frames))
 
 
 @app.command("fetch")
@@ -240,8 +275,9 @@ def fetch(
     base_url: str = typer.Option(None, "--base-url", help="Repository URL (default: the paper's raw-data portal)."),
     catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV (default: the published one)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Network timeout, seconds."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace local files whose size differs from the server's."),
 ):
-    """Download raw frames (and labels) of a catalog subset; resumes and skips complete files."""
+    """Download raw frames (and labels) of a catalog subset; resumes, skips complete files, writes DEST/catalog.csv."""
     from temshift.catalog import Catalog, parse_where
     from temshift.predict.fetch import DEFAULT_BASE_URL, fetch as run_fetch
 
@@ -250,6 +286,8 @@ def fetch(
     if cond:
         cat = cat.query(**cond)
     con = _console()
-    report = run_fetch(cat, dest, base_url=base_url or DEFAULT_BASE_URL, labels=labels, timeout=timeout, console=con)
+    report = run_fetch(cat, dest, base_url=base_url or DEFAULT_BASE_URL, labels=labels, timeout=timeout, console=con,
+                       overwrite=overwrite)
     con.print(f"{len(report.downloaded)} downloaded, {len(report.resumed)} resumed, {len(report.skipped)} already "
-              f"complete ({report.bytes_downloaded / 1e6:.1f} MB) in {dest}", highlight=False)
+              f"complete ({report.bytes_downloaded / 1e6:.1f} MB) in {dest}; catalog: {report.catalog_path}",
+              highlight=False)

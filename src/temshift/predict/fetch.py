@@ -5,9 +5,13 @@ extra dependency is needed. Files land in the published layout ``<dest>/<Folder>
 and ``<dest>/<Folder>/Labels/<stem>_label.png``; folder names contain spaces and one a ``/``
 (a sub-folder), so each path segment is URL-quoted.
 
-Safety: bytes are written to ``<name>.part`` and renamed to the final name only after the
-size was verified against the server's ``Content-Length``; a complete file is skipped, and a
-``.part`` left by an interrupted run is resumed with an HTTP ``Range`` request.
+Safety: every target is resolved under the destination and a catalog row whose folder or
+file name would escape it (``../x``, ``/tmp/x``, a link) is refused before anything is
+downloaded. Bytes are written to ``<name>.part`` and renamed to the final name only after the
+size was verified against the server's ``Content-Length``; a complete file is skipped, a
+``.part`` left by an interrupted run is resumed with an HTTP ``Range`` request, and a local
+file of another size is never overwritten unless asked. The fetched rows are written to
+``<dest>/catalog.csv`` so that ``temshift dataset build <dest>/catalog.csv`` can follow.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class FetchReport:
     resumed: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     bytes_downloaded: int = 0
+    catalog_path: Path | None = None
 
 
 def file_url(base_url: str, *parts: str) -> str:
@@ -73,15 +78,25 @@ def plan_fetch(catalog, dest, base_url: str = DEFAULT_BASE_URL, labels: bool = F
         Repository root URL.
     labels : bool
         Also fetch ``<Folder>/Labels/<stem>_label.png``.
+
+    Raises
+    ------
+    UnsafePathError
+        A row whose ``Folder`` or ``File name`` would place a file outside `dest` (naming the row).
     """
+    from temshift.io.paths import resolve_under
+
     dest = Path(dest)
     items = []
     for row in catalog.rows():
-        items.append(FetchItem(file_url(base_url, row["folder"], row["file"]), catalog.frame_path(row, dest), "frame"))
+        where = f"{catalog.source}: row with Folder {row['folder']!r}, File name {row['file']!r}"
+        items.append(FetchItem(file_url(base_url, row["folder"], row["file"]),
+                               resolve_under(dest, row["folder"], row["file"], row=where), "frame"))
         if labels:
             stem = Path(row["file"]).stem
             items.append(FetchItem(file_url(base_url, row["folder"], "Labels", f"{stem}_label.png"),
-                                   catalog.label_path(row, dest), "label"))
+                                   resolve_under(dest, row["folder"], "Labels", f"{stem}_label.png", row=where),
+                                   "label"))
     return items
 
 
@@ -119,7 +134,8 @@ def sha256_file(path) -> str:
 
 
 def download(url: str, dest, *, timeout: float = 60.0, on_bytes: Callable[[int], None] | None = None,
-             on_size: Callable[[int | None], None] | None = None, sha256: str | None = None) -> str:
+             on_size: Callable[[int | None], None] | None = None, sha256: str | None = None,
+             overwrite: bool = False) -> str:
     """Download one file to `dest` via ``dest.part``, resuming and verifying its size (and hash).
 
     Parameters
@@ -137,6 +153,9 @@ def download(url: str, dest, *, timeout: float = 60.0, on_bytes: Callable[[int],
     sha256 : str, optional
         Expected hex SHA-256 of the file: a complete file that does not match is fetched
         again, a downloaded one that does not match is removed and is an error.
+    overwrite : bool
+        Replace a local file whose size differs from the server's (default: refuse; with
+        `sha256` given, a local file that fails the hash is replaced).
 
     Returns
     -------
@@ -147,7 +166,8 @@ def download(url: str, dest, *, timeout: float = 60.0, on_bytes: Callable[[int],
     ------
     FetchError
         HTTP or network failure, a size that differs from ``Content-Length`` (a short
-        ``.part`` is kept for resuming; a too-long one is removed) or a SHA-256 mismatch.
+        ``.part`` is kept for resuming; a too-long one is removed), a SHA-256 mismatch, or a
+        local file of another size under the final name (kept unless `overwrite`).
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
@@ -159,6 +179,12 @@ def download(url: str, dest, *, timeout: float = 60.0, on_bytes: Callable[[int],
         if on_bytes:
             on_bytes(dest.stat().st_size)
         return "skipped"
+    # with a known hash, a local file that fails it is a damaged copy of this very file: replace it
+    if dest.exists() and not overwrite and not (sha256 is not None and dest.is_file()):
+        have = dest.stat().st_size if dest.is_file() else None
+        what = f"a local file of {have} bytes" if have is not None else "something that is not a file"
+        raise FetchError(f"{dest}: {what} is in the way of {url} ({size} bytes); not overwritten: "
+                         "move it away or pass --overwrite")
     dest.parent.mkdir(parents=True, exist_ok=True)
     offset = part.stat().st_size if part.is_file() else 0
     if size is not None and offset > size:
@@ -215,7 +241,7 @@ def _stream(resp, part: Path, offset: int, url: str, on_bytes) -> None:
 
 
 def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = False, timeout: float = 60.0,
-          progress: bool = True, console=None) -> FetchReport:
+          progress: bool = True, console=None, overwrite: bool = False) -> FetchReport:
     """Download the raw frames (and labels) of a catalog subset into the published layout.
 
     Parameters
@@ -234,13 +260,19 @@ def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = Fal
         Show a rich progress bar (bytes, rate, files).
     console : rich.console.Console, optional
         Where the bar is drawn.
+    overwrite : bool
+        Replace local files whose size differs from the server's (default: refuse).
 
     Returns
     -------
     FetchReport
+        With ``catalog_path``: ``<dest>/catalog.csv``, the fetched rows merged with the rows
+        of an earlier fetch into the same `dest` (written atomically once all files are in).
 
     Raises
     ------
+    UnsafePathError
+        A row that would write outside `dest` (before anything is downloaded).
     FetchError
         On the first failing file (files completed before it stay in place).
     """
@@ -259,7 +291,7 @@ def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = Fal
             def on_bytes(n):
                 bar.advance(task, n)
 
-            status = download(item.url, item.dest, timeout=timeout, on_bytes=on_bytes)
+            status = download(item.url, item.dest, timeout=timeout, on_bytes=on_bytes, overwrite=overwrite)
             got = item.dest.stat().st_size
             if status == "skipped":
                 report.skipped.append(item.dest)
@@ -267,4 +299,31 @@ def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = Fal
                 (report.resumed if status == "resumed" else report.downloaded).append(item.dest)
                 report.bytes_downloaded += got
             bar.update(task, completed=done_before + got, description=f"{k}/{len(items)} files")
+    report.catalog_path = write_fetched_catalog(catalog, dest)
     return report
+
+
+def write_fetched_catalog(catalog, dest) -> Path:
+    """Write `catalog`'s rows to ``<dest>/catalog.csv`` (published schema, atomically).
+
+    Rows already listed there by an earlier fetch are kept (a row of `catalog` with the same
+    folder and file name replaces its old line), so the table lists every fetched frame.
+    """
+    import pandas as pd
+
+    from temshift.catalog import Catalog
+    from temshift.errors import CatalogError
+
+    path = Path(dest) / "catalog.csv"
+    table = catalog
+    if path.is_file():
+        try:
+            old = Catalog.read(path)
+        except CatalogError as exc:
+            raise FetchError(f"{path}: an earlier catalog is in the way and cannot be read ({exc}); "
+                             "move it away and run again") from None
+        new_keys = set(zip(catalog.df["folder"], catalog.df["file"]))
+        keep = [k not in new_keys for k in zip(old.df["folder"], old.df["file"])]
+        merged = pd.concat([old.to_published().loc[keep], catalog.to_published()], ignore_index=True)
+        table = Catalog(merged, source=str(path))
+    return table.to_published_csv(path)

@@ -10,8 +10,11 @@
 and ``REPO/catalog.csv`` in the published schema (``File name`` now the ``.tif``), with
 extra columns ``source_file`` (the original name) and ``sim_*`` (a per-frame summary of the
 sidecar). Frames already present (all three files) are skipped, so an interrupted run
-resumes. Rows are checked before anything is simulated; a frame that fails is reported with
-its parameters in ``REPO/simulation_failures.csv`` and does not stop the others.
+resumes; a present frame whose sidecar records other parameters (seed, mode, frame size,
+density, or the row's dose, pixel scale, ...) is never silently kept: the run is refused,
+naming what differs. Rows are checked before anything is simulated (also that their
+folder and file names stay inside the repository); a frame that fails is reported with its
+parameters in ``REPO/simulation_failures.csv`` and does not stop the others.
 """
 
 from __future__ import annotations
@@ -153,19 +156,86 @@ def select_rows(catalog=None, where=None, frames_per_group=None):
 # ----------------------------------------------------------------------------- paths
 
 
-def output_paths(out: Path, row) -> dict:
-    """Frame, label and sidecar paths of a row in the synthetic repository."""
+def _row_name(row, source: str | None = None) -> str:
+    line = f"row {row['_row']}" if "_row" in row else "row"
+    return f"{source + ': ' if source else ''}{line} (Folder {str(row['folder'])!r}, File name {str(row['file'])!r})"
+
+
+def output_paths(out: Path, row, source: str | None = None) -> dict:
+    """Frame, label and sidecar paths of a row in the synthetic repository.
+
+    Raises
+    ------
+    UnsafePathError
+        When the row's folder or file name would place a file outside `out` (naming the row).
+    """
+    from temshift.io.paths import resolve_under
+
     stem = Path(str(row["file"])).stem
-    folder = Path(out) / str(row["folder"])
+    folder, where = str(row["folder"]), _row_name(row, source)
     return {
-        "frame": folder / f"{stem}.tif",
-        "label": folder / "Labels" / f"{stem}_label.png",
-        "sidecar": folder / SIDECAR_DIR / f"{stem}_sim.json",
+        "frame": resolve_under(out, folder, f"{stem}.tif", row=where),
+        "label": resolve_under(out, folder, "Labels", f"{stem}_label.png", row=where),
+        "sidecar": resolve_under(out, folder, SIDECAR_DIR, f"{stem}_sim.json", row=where),
     }
+
+
+def _check_distinct(rows, all_paths, source: str) -> None:
+    """Two rows must not share an output frame (``a.dm3`` and ``a.dm4`` in one folder)."""
+    seen = {}
+    for (_, row), p in zip(rows, all_paths):
+        key = str(p["frame"]).casefold()
+        if key in seen:
+            raise SimulationError(f"{_row_name(row, source)} and {_row_name(seen[key])} would both be written to "
+                                  f"{p['frame']}")
+        seen[key] = row
 
 
 def _frame_done(paths: dict) -> bool:
     return all(Path(p).is_file() for p in paths.values())
+
+
+#: sidecar key -> request key: parameters a present frame must share with the run to be kept
+RECORDED = {"mode": "mode", "seed": "seed", "frame_size_px": "frame_size_px", "density": "density",
+            "material": "material", "nominal_diameter_nm": "diameter_nm", "dose_e_per_A2": "dose_e_per_A2",
+            "pixel_scale_nm": "pixel_scale_nm", "shape": "shape", "support": "support", "session_key": "session_key"}
+
+
+def recorded_differences(params: dict, request: dict) -> dict:
+    """``{key: (recorded, requested)}`` for the parameters of a present frame that a run would change.
+
+    Keys missing from an older sidecar (``density``) are not compared.
+    """
+    from temshift.simulate.specimen import resolve_support
+
+    want = {key: request[req_key] for key, req_key in RECORDED.items()}
+    want["support"] = resolve_support(want["support"]).name
+    return {k: (params[k], v) for k, v in want.items() if k in params and params[k] != v}
+
+
+def _check_present_frames(out: Path, tasks: list, source: str) -> None:
+    """Refuse a run whose parameters differ from those recorded by frames already in `out`."""
+    stale = []
+    for t in tasks:
+        sidecar = Path(t["paths"]["sidecar"])
+        try:
+            params = json.loads(sidecar.read_text())
+            if not isinstance(params, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            raise SimulationError(f"{sidecar}: unreadable simulation record ({str(exc).splitlines()[0]}); "
+                                  "delete the frame's three files to simulate it again") from None
+        diff = recorded_differences(params, t["request"])
+        if diff:
+            stale.append((t, diff))
+    if stale:
+        t, diff = stale[0]
+        had = ", ".join(f"{k}={v[0]!r}" for k, v in diff.items())
+        asks = ", ".join(f"{k}={v[1]!r}" for k, v in diff.items())
+        raise SimulationError(
+            f"{out}: {len(stale)} of the {len(tasks)} frames already there were simulated with other parameters "
+            f"(first: {Path(t['paths']['frame']).relative_to(out)}, {source} row {t['row']}, has {had}; this run "
+            f"asks {asks}); frames would mix: re-run with the recorded parameters to resume, or use another --out")
 
 
 # ----------------------------------------------------------------------------- one frame
@@ -210,7 +280,8 @@ def run_frame(task: dict) -> dict:
         req = FrameRequest(**task["request"])
         frame = simulate_frame(req)
         paths = task["paths"]
-        params = dict(frame.params, source_file=task["file"], folder=task["folder"])
+        params = dict(frame.params, source_file=task["file"], folder=task["folder"],
+                      density=task["request"]["density"])
         write_label_png(paths["label"], frame.label)
         Path(paths["sidecar"]).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(paths["sidecar"], json.dumps(params, indent=1))
@@ -327,8 +398,11 @@ def simulate_repository(out, catalog=None, where=None, frames_per_group=None, fr
 
     Raises
     ------
+    UnsafePathError
+        A row whose folder or file name would write outside `out` (before anything is written).
     SimulationError
-        For bad options or catalog rows (before simulating anything), and after the run
+        For bad options or catalog rows, or frames already in `out` that were simulated with
+        other parameters (before simulating anything), and after the run
         when frames failed (their parameters are in ``REPO/simulation_failures.csv``;
         re-running retries only them).
     """
@@ -341,9 +415,11 @@ def simulate_repository(out, catalog=None, where=None, frames_per_group=None, fr
     check_rows(cat.df, cat.source, int(frame_size))
 
     rows = list(cat.df.iterrows())
-    all_paths = [output_paths(out, row) for _, row in rows]
-    pending = [_task(row, p, mode, seed, frame_size, density) for (_, row), p in zip(rows, all_paths)
-               if not _frame_done(p)]
+    all_paths = [output_paths(out, row, cat.source) for _, row in rows]
+    _check_distinct(rows, all_paths, cat.source)
+    tasks = [_task(row, p, mode, seed, frame_size, density) for (_, row), p in zip(rows, all_paths)]
+    _check_present_frames(out, [t for t, p in zip(tasks, all_paths) if _frame_done(p)], cat.source)
+    pending = [t for t, p in zip(tasks, all_paths) if not _frame_done(p)]
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     n_workers = max(1, min(n_workers, len(pending)))
     out.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,9 @@ A run directory holds ``model.pt`` (best-validation weights as a temshift checkp
 model config, training settings, fold, seed and the training dataset's spec and hash),
 ``history.csv`` (one row per epoch), ``state.pt`` (resumable per-epoch state, deleted when
 the run finishes) and ``result.json`` (summary, written last: its presence marks a finished run).
+A run directory belongs to one dataset and one set of settings: asked to train on another
+dataset (other spec or content hash) or with other settings, it refuses instead of
+resuming or returning the finished model.
 """
 
 from __future__ import annotations
@@ -59,16 +62,40 @@ class RunResult:
                    model_path=run_dir / MODEL_FILE, history_path=run_dir / HISTORY_FILE)
 
 
-def _finished(out_dir: Path, fingerprint: dict) -> RunResult:
+#: what identifies a run's training data (the file may move; its content may not change)
+DATASET_KEYS = ("spec_hash", "content_hash", "n_patches")
+
+
+def _describe_dataset(d: dict) -> str:
+    return (f"{d.get('path') or d.get('name') or '?'} (spec hash {d.get('spec_hash')}, "
+            f"content hash {str(d.get('content_hash'))[:16]}, {d.get('n_patches')} patches)")
+
+
+def _finished(out_dir: Path, fingerprint: dict, info: dict) -> RunResult:
+    """The finished run in `out_dir` if it was trained with these settings on this dataset."""
     from temshift.errors import CheckpointError
 
     try:
-        stored = json.loads((out_dir / RESULT_FILE).read_text()).get("fingerprint")
-    except (OSError, ValueError) as exc:
+        summary = json.loads((out_dir / RESULT_FILE).read_text())
+        stored = summary.get("fingerprint")
+    except (OSError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{out_dir / RESULT_FILE}: unreadable run summary ({exc})") from None
     if stored != json.loads(json.dumps(fingerprint)):
         raise CheckpointError(f"{out_dir}: holds a finished run with other settings; use another output folder")
+    trained_on = summary.get("dataset") or {}
+    if any(trained_on.get(k) != info.get(k) for k in DATASET_KEYS):
+        raise CheckpointError(f"{out_dir}: holds a finished run trained on {_describe_dataset(trained_on)}, not on "
+                              f"{_describe_dataset(info)}; use another output folder")
     return RunResult.read(out_dir)
+
+
+def epochs_done(run_dir) -> int:
+    """Epochs an interrupted run has saved (rows of ``history.csv``; 0 if none)."""
+    try:
+        lines = (Path(run_dir) / HISTORY_FILE).read_text().splitlines()
+    except OSError:
+        return 0
+    return max(0, len([ln for ln in lines if ln.strip()]) - 1)
 
 
 def build_sets(images, labels, fold: int, settings: TrainSettings):
@@ -122,7 +149,9 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
     SpecError
         Fold out of range.
     CheckpointError
-        A corrupt or foreign ``state.pt`` in `out_dir` (never silently restarted).
+        A corrupt or foreign ``state.pt`` in `out_dir` (never silently restarted), or a
+        finished run in `out_dir` with other settings or another dataset (never returned
+        for this one).
     """
     from temshift.errors import DatasetError, SpecError
     from temshift.models.checkpoint import save_checkpoint
@@ -138,10 +167,10 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
     if not 0 <= fold < settings.n_folds:
         raise SpecError(f"fold {fold} is out of range 0..{settings.n_folds - 1}")
     seed = settings.seed_for(fold)
-    if (out_dir / RESULT_FILE).exists() and (out_dir / MODEL_FILE).exists():
-        return _finished(out_dir, {"settings": settings.fingerprint(), "seed": seed, "fold": fold})
-    set_threads(settings.threads)
     images, labels, info = load_patches(dataset_path, settings.model, settings.patch_crop)
+    if (out_dir / RESULT_FILE).exists() and (out_dir / MODEL_FILE).exists():
+        return _finished(out_dir, {"settings": settings.fingerprint(), "seed": seed, "fold": fold}, info)
+    set_threads(settings.threads)
     try:
         train, val, split = build_sets(images, labels, fold, settings)
     except ValueError as exc:

@@ -148,13 +148,23 @@ def _load_state(path: Path, model, optimizer, fingerprint: dict) -> tuple[FitRes
     except Exception as exc:  # noqa: BLE001
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise CheckpointError(f"{path}: corrupt training state, not resuming ({msg}); delete it to restart") from None
-    if json.loads(state["fingerprint"]) != json.loads(json.dumps(fingerprint, sort_keys=True)):
-        raise CheckpointError(f"{path}: belongs to a run with other settings or data; use another output folder")
+    stored, asked = json.loads(state["fingerprint"]), json.loads(json.dumps(fingerprint, sort_keys=True))
+    if stored != asked:
+        differ = [k for k in sorted(set(stored) | set(asked)) if stored.get(k) != asked.get(k)]
+        shown = "; ".join([f"{k}: {_short(stored.get(k))} there, {_short(asked.get(k))} asked" for k in differ
+                           if k != "settings"] + (["settings differ"] if "settings" in differ else []))
+        raise CheckpointError(f"{path}: belongs to an interrupted run with other settings or data ({shown}); "
+                              f"not resuming: use another output folder, or delete {path.parent} to start over")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     result = FitResult(history=json.loads(state["history"]), best_state=state["best_state"],
                        best_epoch=int(state["best_epoch"]), best_val_loss=float(state["best_val_loss"]))
     return result, int(state["epoch"])
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text[:16] if len(text) > 16 else text
 
 
 def write_history(path: Path, history: list) -> None:
