@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import RescaleChoice
+from temshift.cli.common import RescaleChoice, output_file
 
 dataset_app = typer.Typer(
     help="Build patch datasets (HDF5) from a catalog and raw frames, show them, import published pairs.",
@@ -47,6 +47,7 @@ def build(
     from temshift.datasets import DatasetSpec, build_dataset
     from temshift.preprocess import PreprocessSettings
 
+    output_file(out)
     cat = Catalog.read(catalog)
     spec = DatasetSpec(
         name=name,
@@ -80,6 +81,8 @@ def import_(
 
     from temshift.datasets import import_published
 
+    if out is not None:
+        output_file(out)
     written = import_published(path, out)
     print_summary(written, Console())
 

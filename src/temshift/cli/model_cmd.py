@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from temshift.cli import app
+from temshift.cli.common import output_dir, output_file
 
 model_app = typer.Typer(help="Model files: import the authors' released weights.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -60,6 +61,7 @@ def train(
     settings = _settings(TrainSettings, {k: v for k, v in overrides.items() if v is not None},
                          device=device, bf16=bf16, channels_last=channels_last)
     chosen = _parse_folds(fold, folds, settings.n_folds)
+    output_dir(out)
     console = Console()
     for f in chosen:
         run_dir = out / f"fold{f}" if folds is not None else out
@@ -97,6 +99,8 @@ def evaluate(
     from temshift.evaluation import evaluate_runs, summarize
     from temshift.io.atomic import atomic_path
 
+    if out is not None:
+        output_file(out)
     df = evaluate_runs(runs, on, dihedral=not no_dihedral, device=device, threads=threads)
     console = Console()
     table = Table(title="per model", box=box.SIMPLE_HEAD, pad_edge=False)
@@ -133,6 +137,7 @@ def import_published(
     from temshift.models import load_published, save_checkpoint
     from temshift.models.published import published_name_info
 
+    output_file(out)
     model = load_published(published)
     meta = {"source": "published", "file": published.name, "dataset_spec": None, **published_name_info(published)}
     save_checkpoint(out, model, meta)
