@@ -89,7 +89,7 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", help="Write tidy rows (CSV)."),
     no_dihedral: bool = typer.Option(False, "--no-dihedral", help="Skip the 8x dihedral test expansion."),
     device: str = typer.Option("auto", "--device"),
-    threads: Optional[int] = typer.Option(None, "--threads"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
 ):
     """Evaluate fold models: own dataset on each fold's test block, other datasets whole; mean and std."""
     from rich import box

@@ -224,12 +224,13 @@ def fetch(
     labels: bool = typer.Option(False, "--labels", help="Also download <Folder>/Labels/<stem>_label.png."),
     base_url: str = typer.Option(None, "--base-url", help="Repository URL (default: the paper's raw-data portal)."),
     catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV (default: the published one)."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Network timeout, seconds."),
+    timeout: float = typer.Option(60.0, "--timeout", callback=positive_option, help="Network timeout, seconds."),
 ):
     """Download raw frames (and labels) of a catalog subset; resumes and skips complete files."""
     from temshift.catalog import Catalog, parse_where
     from temshift.predict.fetch import DEFAULT_BASE_URL, fetch as run_fetch
 
+    output_dir(dest, "--dest")
     cat = Catalog.read(catalog) if catalog else Catalog.published()
     cond = parse_where(where)
     if cond:
