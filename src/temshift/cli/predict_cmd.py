@@ -90,7 +90,7 @@ def _print_batches(console, batches) -> None:
 @app.command("predict")
 def predict(
     model: Path = typer.Argument(..., help=_MODEL_HELP),
-    frames: list[Path] = typer.Argument(..., help="Raw frames (.dm3, .dm4, .emd, .ser, .tif, .npy)."),
+    frames: list[Path] = typer.Argument(..., help="Raw frames (.dm3, .dm4, .emd, .ser/.emi, .tif, .png, .jpg, .npy)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     pixel_scale: float = typer.Option(None, "--pixel-scale", callback=pixel_scale_option, help="Frame pixel scale, nm/pixel, 0.001-10 (default: file metadata, then catalog)."),
     dose: float = typer.Option(None, "--dose", callback=positive_option, help="Frame dose, e/A^2 (default: catalog), for shift warnings."),

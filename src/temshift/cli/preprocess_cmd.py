@@ -12,7 +12,7 @@ from temshift.cli.common import FRAME_HELP, SUM_HELP, RescaleChoice, frame_choic
 
 @app.command("preprocess")
 def preprocess(
-    frames: list[Path] = typer.Argument(..., help="Raw frames (.dm3 .dm4 .emd .ser .tif .tiff .npy)."),
+    frames: list[Path] = typer.Argument(..., help="Raw frames (.dm3 .dm4 .emd .ser/.emi .tif .tiff .png .jpg .npy)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for <stem>.npy and <stem>.json."),
     xray_threshold: float = typer.Option(
         1500.0, "--xray-threshold", help="Counts above the frame median that mark an x-ray spike; 0 or less skips the step."
