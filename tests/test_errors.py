@@ -151,6 +151,7 @@ def test_pixel_scale_recorded_in_a_file_outside_the_range(monkeypatch, capsys, t
                             "original_metadata": {}})
     code, _, err = run(monkeypatch, capsys, "check", model_pt, path)
     assert_clean_error(code, err, path, "168.7 nm/px", "recorded in the file", "--pixel-scale")
+    assert "Å" not in err  # a calibration read from a file is in a known unit: no unit guess
     code, _, err = run(monkeypatch, capsys, "check", model_pt, path, "--pixel-scale", "0.02")
     assert code == 0, err  # the flag overrides the metadata
 
@@ -355,7 +356,8 @@ def test_evaluate_cache_write_failure_is_not_an_error(tmp_path, monkeypatch):
      (["evaluate", "norun", "--on", "x.h5"], "norun"),
      (["model", "import", "nofile_model.h5", "--out", "m.pt"], "nofile_model.h5"),
      (["fetch", "--dest", "d", "--where", "nosuchfield=1"], "nosuchfield"),
-     (["simulate", "--out", "s", "--where", "material=Unobtainium"], "Unobtainium")],
+     (["simulate", "--out", "s", "--where", "material=Unobtainium"], "Unobtainium"),
+     (["preprocess", ".", "--out", "o"], "is a folder, not a frame file")],
 )
 def test_commands_with_bad_input(monkeypatch, capsys, tmp_path, args, needle):
     monkeypatch.chdir(tmp_path)

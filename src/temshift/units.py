@@ -51,7 +51,7 @@ def _unit_hint(value_nm: float) -> str:
     return f": was it given in µm (= {value_nm * 1000:g} nm) or in m?"
 
 
-def check_pixel_scale_nm(value, source: str) -> float:
+def check_pixel_scale_nm(value, source: str, suggest_unit: bool = True) -> float:
     """Return `value` as float if it is a usable pixel scale in nm/pixel, else raise.
 
     Parameters
@@ -61,6 +61,9 @@ def check_pixel_scale_nm(value, source: str) -> float:
     source : str
         Where the value came from (``--pixel-scale``, ``FILE: recorded pixel size``,
         ``CATALOG: row 5``), put at the start of the message.
+    suggest_unit : bool
+        Add which unit the value was probably typed in (for values people type; a
+        calibration read from a file is in a known unit and is just not an HRTEM scale).
 
     Raises
     ------
@@ -76,5 +79,6 @@ def check_pixel_scale_nm(value, source: str) -> float:
     if not math.isfinite(v) or v <= 0:
         raise PixelScaleError(f"{source}: pixel scale must be a positive number of nm/px, got {v:g}")
     if not low <= v <= high:
-        raise PixelScaleError(f"{source}: {v:g} nm/px is outside {low:g}-{high:g} nm/px{_unit_hint(v)}")
+        hint = _unit_hint(v) if suggest_unit else ""
+        raise PixelScaleError(f"{source}: {v:g} nm/px is outside {low:g}-{high:g} nm/px{hint}")
     return v

@@ -33,7 +33,8 @@ def _frame_info(path: Path, pixel_scale: float | None, dose: float | None, catal
     scale = pixel_scale or frame.pixel_scale_nm or meta["pixel_scale_nm"]
     if scale and not pixel_scale:  # a recorded size outside the range: say where it came from
         where = "recorded in the file" if frame.pixel_scale_nm else "from the catalog"
-        scale = check_pixel_scale_nm(scale, f"{path}: pixel scale {where} (pass --pixel-scale)")
+        scale = check_pixel_scale_nm(scale, f"{path}: pixel scale {where} (pass --pixel-scale)",
+                                     suggest_unit=not frame.pixel_scale_nm)
     return frame, scale, dose or meta["dose_e_per_A2"], notes
 
 

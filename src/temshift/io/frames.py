@@ -276,6 +276,8 @@ def read_frame(path, expected_pixel_scale_nm: float | None = None, *, frame: int
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise _fail(path, "is a folder, not a frame file")
     if suffix not in FRAME_READERS:
         raise _fail(path, f"unsupported frame format {path.suffix or '(no suffix)'!r} (use {', '.join(FRAME_SUFFIXES)})")
     if not path.is_file():
