@@ -371,3 +371,17 @@ def test_temshift_errors_are_subclassed():
 
     assert issubclass(OutputPathError, TemshiftError) and issubclass(PixelScaleError, TemshiftError)
     assert issubclass(PreprocessError, ValueError)  # callers catching the old ValueError keep working
+
+
+@pytest.mark.parametrize("command", ["check", "predict"])
+def test_stacks_in_predict_and_check_need_frame_or_sum(monkeypatch, capsys, tmp_path, model_pt, command):
+    path = tmp_path / "series.npy"
+    np.save(path, np.random.default_rng(0).poisson(400, (2, 64, 64)).astype(np.float32))
+    base = [command, model_pt, path, "--pixel-scale", "0.02"] + (["--out", tmp_path / "o"] if command == "predict" else [])
+    code, _, err = run(monkeypatch, capsys, *base)
+    assert_clean_error(code, err, path, "stack of 2 frames", "--frame K", "--sum")
+    for flags in (["--frame", "1"], ["--sum"]):
+        code, _, err = run(monkeypatch, capsys, *base, *flags)
+        assert code == 0, err
+    code, _, err = run(monkeypatch, capsys, *base, "--frame", "1", "--sum")
+    assert_clean_error(code, err, "--frame K or --sum")

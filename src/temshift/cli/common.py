@@ -149,7 +149,11 @@ def named(path):
         except TemshiftError as exc:
             if str(exc).startswith(str(path)):
                 raise
-            raise type(exc)(f"{path}: {exc}") from None
+            try:
+                named_exc = type(exc)(f"{path}: {exc}")
+            except TypeError:  # a subclass with another constructor
+                named_exc = TemshiftError(f"{path}: {exc}")
+            raise named_exc from None
 
     return _ctx()
 
