@@ -107,7 +107,7 @@ def predict(
     tile: int = typer.Option(2048, "--tile", min=272, help="Largest tile edge, pixels, at least 272 = 2 x overlap + 16 (larger tiles waste less on overlap, need more memory)."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Tiles per forward pass."),
     threads: int = typer.Option(None, "--threads", min=1, help="Torch CPU threads (default: torch's; 1 is faster on a busy machine)."),
-    frame: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
+    frame_index: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
     sum_frames: bool = typer.Option(False, "--sum", help=SUM_HELP),
 ):
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""
@@ -116,7 +116,7 @@ def predict(
     from temshift.predict.pipeline import predict_frame
     from temshift.predict.shift import assess_shift, frame_statistics
 
-    which = frame_choice(frame, sum_frames)
+    which = frame_choice(frame_index, sum_frames)
     output_dir(out)
     con = _console()
     cat = _catalog(catalog)
@@ -180,7 +180,7 @@ def check(
     catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV to look frames up by file name."),
     dataset: Path = typer.Option(None, "--train-dataset", help="Training dataset file, when the model does not carry its statistics."),
     json_out: Path = typer.Option(None, "--json", help="Also write the full report (findings, statistics) as JSON."),
-    frame: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
+    frame_index: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
     sum_frames: bool = typer.Option(False, "--sum", help=SUM_HELP),
 ):
     """Report the dataset-shift risk of frames for a model, without predicting."""
@@ -190,7 +190,7 @@ def check(
     from temshift.predict.pipeline import model_input
     from temshift.predict.shift import assess_shift, frame_statistics
 
-    which = frame_choice(frame, sum_frames)
+    which = frame_choice(frame_index, sum_frames)
     if json_out:
         output_file(json_out, "--json")
     con = _console()

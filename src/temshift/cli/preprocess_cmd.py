@@ -21,7 +21,7 @@ def preprocess(
     rescale: RescaleChoice = typer.Option(
         RescaleChoice.standardize, "--rescale", help="standardize (mean 0, std 1), normalize ([0,1]), histogram (1-99th percentile clip, then [0,1]) or none."
     ),
-    frame: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
+    frame_index: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
     sum_frames: bool = typer.Option(False, "--sum", help=SUM_HELP),
 ) -> None:
     """Preprocess full frames (x-rays, flat field, rescale; no patching).
@@ -47,7 +47,7 @@ def preprocess(
         from temshift.errors import FrameReadError
 
         raise FrameReadError(f"two input frames share the name {sorted(dup)[0]!r}; their outputs would collide")
-    which = frame_choice(frame, sum_frames)
+    which = frame_choice(frame_index, sum_frames)
     output_dir(out)
     console = Console(stderr=True)
     for path in track(frames, description="preprocessing", console=console, disable=len(frames) < 2):
