@@ -278,13 +278,18 @@ def run_unprivileged(args, cwd: Path, read_only: list[Path] = (), unreadable: li
            "OMP_NUM_THREADS": "1"}
     prefix = []
     if os.geteuid() == 0:
-        import shutil
+        from shutil import which
 
-        if shutil.which("setpriv") is None:
+        if which("setpriv") is None:
             pytest.skip("running as root without setpriv: cannot drop privileges")
         prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    res = subprocess.run([*prefix, sys.executable, "-m", "temshift", *map(str, args)], cwd=cwd, env=env,
-                         capture_output=True, text=True, timeout=300)
+    import shutil
+
+    try:
+        res = subprocess.run([*prefix, sys.executable, "-m", "temshift", *map(str, args)], cwd=cwd, env=env,
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     return res.returncode, res.stdout, res.stderr
 
 
