@@ -86,7 +86,8 @@ def test_write_is_atomic(tmp_path, frame, monkeypatch):
         ("junk.ser", b"\x00\x01garbage" * 50, "cannot read"),
         ("junk.emd", b"\x00\x01garbage" * 50, "cannot read"),
         ("junk.npy", b"\x93NUMPY garbage", "cannot read"),
-        ("frame.jpg", b"x", "unsupported"),
+        ("frame.jpg", b"x", "cannot read"),
+        ("frame.gif", b"x", "unsupported"),
     ],
 )
 def test_bad_frames_give_one_line_error_naming_the_file(tmp_path, name, content, match):

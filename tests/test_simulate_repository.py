@@ -84,7 +84,8 @@ def _bad_catalog(tmp_path, column, value):
 ])
 def test_bad_rows_refused_up_front(tmp_path, column, value, needle):
     bad = _bad_catalog(tmp_path, column, value)
-    with pytest.raises(SimulationError) as err:
+    # non-positive doses / pixel scales are refused by the catalog reader itself (CatalogError)
+    with pytest.raises(TemshiftError) as err:
         simulate_repository(tmp_path / "r", catalog=bad, frame_size=256, progress=False)
     msg = str(err.value)
     assert "row 3" in msg and needle in msg and "\n" not in msg

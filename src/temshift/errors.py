@@ -23,3 +23,11 @@ class CheckpointError(TemshiftError):
 
 class SpecError(TemshiftError):
     """A study or dataset specification is invalid."""
+
+
+class OutputPathError(TemshiftError):
+    """An output path is a file where a folder is needed (or the reverse), or cannot be written."""
+
+
+class PreprocessError(TemshiftError, ValueError):
+    """A frame cannot be preprocessed (too small for the flat-field fit, no positive background)."""

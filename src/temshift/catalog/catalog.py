@@ -34,6 +34,7 @@ def _normalize(df: pd.DataFrame, source: str) -> pd.DataFrame:
                 f"non-numeric value {df[field].iloc[i]!r}"
             )
         df[field] = values.astype(float)
+    _check_positive(df, source)
     for field in ("file", "folder", "date", "material", "shape", "support", "instrument"):
         df[field] = df[field].astype(str).str.strip()
     empty = df["file"].isin(["", "nan"])
@@ -50,6 +51,25 @@ def _normalize(df: pd.DataFrame, source: str) -> pd.DataFrame:
     df["session"] = df["date"] + " | " + df["folder"]
     extra = [c for c in df.columns if c not in FIELDS]
     return df[list(FIELDS) + extra].reset_index(drop=True)
+
+
+def _check_positive(df: pd.DataFrame, source: str) -> None:
+    """Refuse rows whose pixel scale or dose is not positive (or outside the pixel-scale range), naming the row."""
+    from temshift.units import PixelScaleError, check_pixel_scale_nm
+
+    for field in ("dose_e_per_A2", "pixel_scale_nm", "diameter_nm"):
+        v = df[field].to_numpy(float)
+        bad = ~(np.isfinite(v) & (v > 0))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise CatalogError(f"{source}: row {i + 2} ({df['file'].iloc[i]}), column "
+                               f"{FIELD_TO_PUBLISHED[field]!r}: {v[i]:g} is not a positive number")
+    for i, v in enumerate(df["pixel_scale_nm"].to_numpy(float)):
+        try:
+            check_pixel_scale_nm(v, "")
+        except PixelScaleError as exc:
+            raise CatalogError(f"{source}: row {i + 2} ({df['file'].iloc[i]}), column "
+                               f"{FIELD_TO_PUBLISHED['pixel_scale_nm']!r}{exc}") from None
 
 
 def _field(name: str, columns) -> str:
@@ -116,6 +136,8 @@ class Catalog:
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
             raise CatalogError(f"{path}: not a readable CSV table ({str(exc).splitlines()[0]})") from None
+        except OSError as exc:
+            raise CatalogError(f"{path}: cannot read the catalog ({exc.strerror or exc})") from None
         return cls(df, source=str(path), root=path.parent)
 
     @classmethod

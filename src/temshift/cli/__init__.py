@@ -54,6 +54,7 @@ def main() -> None:
     from rich.console import Console
 
     _register()
+    _one_line_warnings()
     try:
         rv = app(standalone_mode=False)
         # in non-standalone mode click returns a `typer.Exit` code instead of exiting
@@ -61,6 +62,11 @@ def main() -> None:
             sys.exit(rv)
     except TemshiftError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except OSError as exc:  # a file-system refusal (permissions, disk full) is the user's to fix: one line
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        Console(stderr=True).print(f"[bold red]error:[/] {where}{exc.strerror or exc}", highlight=False,
+                                   soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         Console(stderr=True).print("[yellow]interrupted[/]")
@@ -78,6 +84,21 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+def _one_line_warnings() -> None:
+    """Show temshift's own warnings (how a file was read, pixel-scale mismatches) as one line each."""
+    import warnings
+
+    plain = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith("temshift"):
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            plain(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def _vendored_click_exception() -> type:

@@ -22,3 +22,148 @@ def console(stderr: bool = False):
 
     stream = sys.stderr if stderr else sys.stdout
     return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=200)
+
+
+# --- output paths ---------------------------------------------------------------------------
+# Checked before any work starts, so that a long run does not end in a traceback at its
+# first write.
+
+def _writable(folder) -> bool:
+    """True when files can be created in `folder` (a probe file, since os.access lies to root)."""
+    import os
+    import tempfile
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".temshift-write-test.", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+def _file_on_the_way(path):
+    """The nearest existing ancestor of `path` when it is a file (then nothing can be created below it)."""
+    for p in path.parents:
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
+def output_dir(path, option: str = "--out"):
+    """Create the output folder `path` (and parents) and check that it is a writable folder.
+
+    Raises
+    ------
+    OutputPathError
+        `path` is an existing file, cannot be created, or is not writable.
+    """
+    from pathlib import Path
+
+    from temshift.errors import OutputPathError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{option} {path}: exists and is a file, not a folder")
+    blocker = _file_on_the_way(path)
+    if blocker is not None:
+        raise OutputPathError(f"{option} {path}: {blocker} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"{option} {path}: cannot create the folder ({exc.strerror or exc})") from None
+    if not _writable(path):
+        raise OutputPathError(f"{option} {path}: folder is not writable")
+    return path
+
+
+def output_file(path, option: str = "--out"):
+    """Check that the file `path` can be written (created or replaced); create its folder.
+
+    Raises
+    ------
+    OutputPathError
+        `path` is a folder, its folder is a file or cannot be created, or is not writable.
+    """
+    from pathlib import Path
+
+    from temshift.errors import OutputPathError
+
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{option} {path}: is a folder; give a file name")
+    parent = path.parent
+    blocker = _file_on_the_way(path)
+    if blocker is not None:
+        raise OutputPathError(f"{option} {path}: {blocker} is a file, not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"{option} {path}: cannot create the folder {parent} ({exc.strerror or exc})") from None
+    if not _writable(parent):
+        raise OutputPathError(f"{option} {path}: folder {parent} is not writable")
+    return path
+
+
+# --- numeric options --------------------------------------------------------------------------
+
+def pixel_scale_option(value):
+    """typer callback: a --pixel-scale within `temshift.units.PIXEL_SCALE_RANGE_NM` (None passes)."""
+    import typer
+
+    from temshift.units import PixelScaleError, check_pixel_scale_nm
+
+    if value is None:
+        return None
+    try:
+        return check_pixel_scale_nm(value, "pixel scale")
+    except PixelScaleError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("pixel scale: ")) from None
+
+
+def frame_choice(frame: int | None, sum_frames: bool):
+    """``read_frame(frame=...)`` from --frame K / --sum (None: single frames only)."""
+    from temshift.errors import SpecError
+
+    if frame is not None and sum_frames:
+        raise SpecError("give --frame K or --sum, not both")
+    return "sum" if sum_frames else frame
+
+
+FRAME_HELP = "For stacks and time series: read frame K (0-based)."
+SUM_HELP = "For stacks and time series: read the sum of all frames (e.g. a drift-corrected series)."
+
+
+def named(path):
+    """Context manager: a TemshiftError raised inside names `path` at its start."""
+    import contextlib
+
+    from temshift.errors import TemshiftError
+
+    @contextlib.contextmanager
+    def _ctx():
+        try:
+            yield
+        except TemshiftError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            try:
+                named_exc = type(exc)(f"{path}: {exc}")
+            except TypeError:  # a subclass with another constructor
+                named_exc = TemshiftError(f"{path}: {exc}")
+            raise named_exc from None
+
+    return _ctx()
+
+
+def positive_option(value):
+    """typer callback: a finite number > 0 (None passes)."""
+    import math
+
+    import typer
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a positive number, got {value:g}")
+    return value

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import RescaleChoice
+from temshift.cli.common import RescaleChoice, output_file
 
 dataset_app = typer.Typer(
     help="Build patch datasets (HDF5) from a catalog and raw frames, inspect them (`info`), import published pairs.",
@@ -27,15 +27,15 @@ def build(
     where: list[str] = typer.Option(
         None, "--where", "-w", help="Condition FIELD=VALUE or FIELD=VALUE±TOL (or +-), repeatable, e.g. dose_e_per_A2=423±20."
     ),
-    patch_size: int = typer.Option(512, "--patch-size", help="Patch side in pixels."),
-    seed: int = typer.Option(34522, "--seed", help="Frame shuffle seed (numpy default_rng)."),
+    patch_size: int = typer.Option(512, "--patch-size", min=8, help="Patch side in pixels."),
+    seed: int = typer.Option(34522, "--seed", min=0, help="Frame shuffle seed (numpy default_rng)."),
     rescale: RescaleChoice = typer.Option(RescaleChoice.standardize, "--rescale", help="Intensity rescaling."),
     xray_threshold: float = typer.Option(1500.0, "--xray-threshold", help="X-ray threshold above the median (counts); 0 skips."),
     flatfield: bool = typer.Option(True, "--flatfield/--no-flatfield", help="Flat-field correction."),
     min_particle_pixels: float = typer.Option(
-        None, "--min-particle-pixels", help="Drop patches with this many particle pixels or fewer; default 400*(patch/512)^2."
+        None, "--min-particle-pixels", min=0, help="Drop patches with this many particle pixels or fewer; default 400*(patch/512)^2."
     ),
-    workers: int = typer.Option(None, "--workers", help="Frames processed concurrently (default min(4, CPUs))."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Frames processed concurrently (default min(4, CPUs))."),
 ) -> None:
     """Build a dataset: select frames by metadata, shuffle, preprocess, cut patches, write HDF5.
 
@@ -47,17 +47,27 @@ def build(
     from temshift.datasets import DatasetSpec, build_dataset
     from temshift.preprocess import PreprocessSettings
 
+    output_file(out)
+    from pydantic import ValidationError
+
+    from temshift.errors import SpecError
+
     cat = Catalog.read(catalog)
-    spec = DatasetSpec(
-        name=name,
-        where=parse_where(where or []),
-        preprocess=PreprocessSettings(
-            xray_threshold=xray_threshold if xray_threshold > 0 else None, flatfield=flatfield, rescale=rescale.value
-        ),
-        patch_size=patch_size,
-        seed=seed,
-        min_particle_pixels=min_particle_pixels,
-    )
+    try:
+        spec = DatasetSpec(
+            name=name,
+            where=parse_where(where or []),
+            preprocess=PreprocessSettings(
+                xray_threshold=xray_threshold if xray_threshold > 0 else None, flatfield=flatfield,
+                rescale=rescale.value
+            ),
+            patch_size=patch_size,
+            seed=seed,
+            min_particle_pixels=min_particle_pixels,
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise SpecError(f"invalid dataset setting {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
     path = build_dataset(cat, root if root is not None else catalog.parent, spec, out, workers=workers)
     print_summary(path, Console())
 
@@ -80,6 +90,8 @@ def import_(
 
     from temshift.datasets import import_published
 
+    if out is not None:
+        output_file(out)
     written = import_published(path, out)
     print_summary(written, Console())
 

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from temshift.cli import app
+from temshift.cli.common import output_dir, output_file
 
 model_app = typer.Typer(help="Model files: import the authors' released weights.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -67,6 +68,7 @@ def train(
     settings = _settings(TrainSettings, {k: v for k, v in overrides.items() if v is not None},
                          device=device, bf16=bf16, channels_last=channels_last)
     chosen = _parse_folds(fold, folds, settings.n_folds)
+    output_dir(out)
     console = Console()
     _announce(console, dataset, settings, chosen, default_epochs=epochs is None)
     for f in chosen:
@@ -123,7 +125,7 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", help="Write tidy rows (CSV)."),
     no_dihedral: bool = typer.Option(False, "--no-dihedral", help="Skip the 8x dihedral test expansion."),
     device: str = typer.Option("auto", "--device"),
-    threads: Optional[int] = typer.Option(None, "--threads"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
 ):
     """Evaluate fold models: own dataset on each fold's test block, other datasets whole; mean and std."""
     from rich import box
@@ -134,6 +136,8 @@ def evaluate(
     from temshift.evaluation.evaluate import mean_std_text
     from temshift.io.atomic import atomic_path
 
+    if out is not None:
+        output_file(out)
     df = evaluate_runs(runs, on, dihedral=not no_dihedral, device=device, threads=threads)
     console = Console()
     table = Table(title="per model", box=box.SIMPLE_HEAD, pad_edge=False)
@@ -169,6 +173,7 @@ def import_published(
     from temshift.models import load_published, save_checkpoint
     from temshift.models.published import published_name_info
 
+    output_file(out)
     model = load_published(published)
     meta = {"source": "published", "file": published.name, "dataset_spec": None, **published_name_info(published)}
     save_checkpoint(out, model, meta)

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import console
+from temshift.cli.common import (FRAME_HELP, SUM_HELP, console, frame_choice, named, output_dir, output_file,
+                                 pixel_scale_option, positive_option)
 
 _MODEL_HELP = ("Model: temshift checkpoint (model.pt), released *_model.h5 weights, a run directory (all model.pt below "
                "it form an ensemble), or zoo:auto (per frame, the nearest released training set; see `temshift zoo`).")
@@ -18,19 +19,24 @@ def _console():
     return console(stderr=True)
 
 
-def _frame_info(path: Path, pixel_scale: float | None, dose: float | None, catalog):
+def _frame_info(path: Path, pixel_scale: float | None, dose: float | None, catalog, which=None):
     """Read a frame; pixel scale from flag > file metadata > catalog; dose from flag > catalog."""
     import warnings
 
     from temshift.io import read_frame
     from temshift.predict.pipeline import frame_metadata
+    from temshift.units import check_pixel_scale_nm
 
     meta = frame_metadata(path, catalog)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frame = read_frame(path, expected_pixel_scale_nm=meta["pixel_scale_nm"])
+        frame = read_frame(path, expected_pixel_scale_nm=meta["pixel_scale_nm"], frame=which)
     notes = [str(w.message) for w in caught]
     scale = pixel_scale or frame.pixel_scale_nm or meta["pixel_scale_nm"]
+    if scale and not pixel_scale:  # a recorded size outside the range: say where it came from
+        where = "recorded in the file" if frame.pixel_scale_nm else "from the catalog"
+        scale = check_pixel_scale_nm(scale, f"{path}: pixel scale {where} (pass --pixel-scale)",
+                                     suggest_unit=not frame.pixel_scale_nm)
     return frame, scale, dose or meta["dose_e_per_A2"], notes
 
 
@@ -128,10 +134,10 @@ def _print_batches(console, batches) -> None:
 @app.command("predict")
 def predict(
     model: Path = typer.Argument(..., help=_MODEL_HELP),
-    frames: list[Path] = typer.Argument(..., help="Raw frames (.dm3, .dm4, .emd, .ser, .tif, .npy)."),
+    frames: list[Path] = typer.Argument(..., help="Raw frames (.dm3, .dm4, .emd, .ser/.emi, .tif, .png, .jpg, .npy)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    pixel_scale: float = typer.Option(None, "--pixel-scale", help="Frame pixel scale, nm/pixel (default: file metadata, then catalog)."),
-    dose: float = typer.Option(None, "--dose", help="Frame dose, e/A^2 (default: catalog), for shift warnings."),
+    pixel_scale: float = typer.Option(None, "--pixel-scale", callback=pixel_scale_option, help="Frame pixel scale, nm/pixel, 0.001-10 (default: file metadata, then catalog)."),
+    dose: float = typer.Option(None, "--dose", callback=positive_option, help="Frame dose, e/A^2 (default: catalog), for shift warnings."),
     ensemble: list[Path] = typer.Option(None, "--ensemble", help="More models or run directories; probabilities are averaged. Repeatable."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write the particle probability map (float32 TIFF)."),
     rescale: bool = typer.Option(True, "--rescale/--no-rescale", help="Resample frames to the model's training pixel scale."),
@@ -141,9 +147,11 @@ def predict(
     watershed: bool = typer.Option(False, "--watershed", help="Split touching particles (watershed on the distance transform)."),
     catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV to look frames up by file name (default: the published one)."),
     dataset: Path = typer.Option(None, "--train-dataset", help="Training dataset file, when the model does not carry its statistics."),
-    tile: int = typer.Option(2048, "--tile", help="Largest tile edge, pixels (larger tiles waste less on overlap, need more memory)."),
-    batch_size: int = typer.Option(1, "--batch-size", help="Tiles per forward pass."),
-    threads: int = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's; 1 is faster on a busy machine)."),
+    tile: int = typer.Option(2048, "--tile", min=272, help="Largest tile edge, pixels, at least 272 = 2 x overlap + 16 (larger tiles waste less on overlap, need more memory)."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Tiles per forward pass."),
+    threads: int = typer.Option(None, "--threads", min=1, help="Torch CPU threads (default: torch's; 1 is faster on a busy machine)."),
+    frame_index: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
+    sum_frames: bool = typer.Option(False, "--sum", help=SUM_HELP),
     zoo_dir: Path = typer.Option(None, "--zoo-dir", help=_ZOO_HELP),
 ):
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""
@@ -153,6 +161,8 @@ def predict(
     from temshift.predict.pipeline import predict_frame
     from temshift.predict.shift import assess_shift, frame_statistics
 
+    which = frame_choice(frame_index, sum_frames)
+    output_dir(out)
     con = _console()
     cat = _catalog(catalog)
     chooser = _chooser(model, ensemble, zoo_dir, dataset)
@@ -160,16 +170,15 @@ def predict(
         import torch
 
         torch.set_num_threads(threads)
-    out.mkdir(parents=True, exist_ok=True)
     reports, tables, refused, keys, refs, failed = [], {}, [], [], {}, []
     for path, (name, stem) in zip(frames, unique_frame_names(frames)):  # same-named frames get distinct outputs
         try:  # one bad frame does not stop the batch
-            frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat)
+            frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat, which)
             for n in notes:
                 con.print(f"[yellow]warning:[/] {n}", highlight=False)
             choice = _choose(chooser, path, scale, frame_dose, cat, con)
             predictor, ref = choice.predictor, choice.reference
-            with con.status(f"segmenting {name} ({len(predictor.models)} model(s))"):
+            with con.status(f"segmenting {name} ({len(predictor.models)} model(s))"), named(path):
                 pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise_match, tile=tile,
                                      batch_size=batch_size)
                 stats = frame_statistics(pred.model_input, pixel_scale_nm=scale,
@@ -217,14 +226,16 @@ def predict(
 def check(
     model: Path = typer.Argument(..., help=_MODEL_HELP),
     frames: list[Path] = typer.Argument(..., help="Raw frames."),
-    pixel_scale: float = typer.Option(None, "--pixel-scale", help="Frame pixel scale, nm/pixel (default: file metadata, then catalog)."),
-    dose: float = typer.Option(None, "--dose", help="Frame dose, e/A^2 (default: catalog)."),
+    pixel_scale: float = typer.Option(None, "--pixel-scale", callback=pixel_scale_option, help="Frame pixel scale, nm/pixel, 0.001-10 (default: file metadata, then catalog)."),
+    dose: float = typer.Option(None, "--dose", callback=positive_option, help="Frame dose, e/A^2 (default: catalog)."),
     rescale: bool = typer.Option(True, "--rescale/--no-rescale", help="Assume frames are resampled to the training pixel scale."),
     noise_match: bool = typer.Option(True, "--noise-match/--no-noise-match", help="Assume resampled frames get the training scale's pixel noise back."),
     catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV to look frames up by file name."),
     dataset: Path = typer.Option(None, "--train-dataset", help="Training dataset file, when the model does not carry its statistics."),
     json_out: Path = typer.Option(None, "--json", help="Also write the full report (findings, statistics) as JSON."),
     zoo_dir: Path = typer.Option(None, "--zoo-dir", help=_ZOO_HELP),
+    frame_index: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
+    sum_frames: bool = typer.Option(False, "--sum", help=SUM_HELP),
 ):
     """Report the dataset-shift risk of frames for a model, without predicting."""
     import json
@@ -234,19 +245,23 @@ def check(
     from temshift.predict.pipeline import model_input
     from temshift.predict.shift import assess_shift, frame_statistics
 
+    which = frame_choice(frame_index, sum_frames)
+    if json_out:
+        output_file(json_out, "--json")
     con = _console()
     cat = _catalog(catalog)
     chooser = _chooser(model, None, zoo_dir, dataset)
     reports, keys, refs, failed = [], [], {}, []
     for path, (name, _) in zip(frames, unique_frame_names(frames)):
         try:  # one bad frame does not stop the batch
-            frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat)
+            frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat, which)
             for n in notes:
                 con.print(f"[yellow]warning:[/] {n}", highlight=False)
             choice = _choose(chooser, path, scale, frame_dose, cat, con)
             predictor, ref = choice.predictor, choice.reference
-            image, zoom, native = model_input(frame.data, predictor.preprocess, scale, predictor.pixel_scale_nm,
-                                              rescale, return_native=True, match_noise=noise_match)
+            with named(path):
+                image, zoom, native = model_input(frame.data, predictor.preprocess, scale, predictor.pixel_scale_nm,
+                                                  rescale, return_native=True, match_noise=noise_match)
             in_scale = scale / zoom if scale else predictor.pixel_scale_nm
             stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=in_scale, rescaled=zoom != 1.0,
                                      dose_e_per_A2=frame_dose, tile=predictor.patch_size, native_image=native,
@@ -274,13 +289,14 @@ def fetch(
     labels: bool = typer.Option(False, "--labels", help="Also download <Folder>/Labels/<stem>_label.png."),
     base_url: str = typer.Option(None, "--base-url", help="Repository URL (default: the paper's raw-data portal)."),
     catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV (default: the published one)."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Network timeout, seconds."),
+    timeout: float = typer.Option(60.0, "--timeout", callback=positive_option, help="Network timeout, seconds."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace local files whose size differs from the server's."),
 ):
     """Download raw frames (and labels) of a catalog subset; resumes, skips complete files, writes DEST/catalog.csv."""
     from temshift.catalog import Catalog, parse_where
     from temshift.predict.fetch import DEFAULT_BASE_URL, fetch as run_fetch
 
+    output_dir(dest, "--dest")
     cat = Catalog.read(catalog) if catalog else Catalog.published()
     cond = parse_where(where)
     if cond:

@@ -7,14 +7,12 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import RescaleChoice
-
-
+from temshift.cli.common import FRAME_HELP, SUM_HELP, RescaleChoice, frame_choice, named, output_dir
 
 
 @app.command("preprocess")
 def preprocess(
-    frames: list[Path] = typer.Argument(..., help="Raw frames (.dm3 .dm4 .emd .ser .tif .tiff .npy)."),
+    frames: list[Path] = typer.Argument(..., help="Raw frames (.dm3 .dm4 .emd .ser/.emi .tif .tiff .png .jpg .npy)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for <stem>.npy and <stem>.json."),
     xray_threshold: float = typer.Option(
         1500.0, "--xray-threshold", help="Counts above the frame median that mark an x-ray spike; 0 or less skips the step."
@@ -23,6 +21,8 @@ def preprocess(
     rescale: RescaleChoice = typer.Option(
         RescaleChoice.standardize, "--rescale", help="standardize (mean 0, std 1), normalize ([0,1]), histogram (1-99th percentile clip, then [0,1]) or none."
     ),
+    frame_index: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
+    sum_frames: bool = typer.Option(False, "--sum", help=SUM_HELP),
 ) -> None:
     """Preprocess full frames (x-rays, flat field, rescale; no patching).
 
@@ -47,10 +47,13 @@ def preprocess(
         from temshift.errors import FrameReadError
 
         raise FrameReadError(f"two input frames share the name {sorted(dup)[0]!r}; their outputs would collide")
+    which = frame_choice(frame_index, sum_frames)
+    output_dir(out)
     console = Console(stderr=True)
     for path in track(frames, description="preprocessing", console=console, disable=len(frames) < 2):
-        frame = read_frame(path)
-        img = preprocess_frame(frame.data, settings)
+        frame = read_frame(path, frame=which)
+        with named(path):
+            img = preprocess_frame(frame.data, settings)
         target = out / f"{path.stem}.npy"
         with atomic_path(target) as tmp:
             with open(tmp, "wb") as fh:

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from temshift.cli import app
+from temshift.cli.common import output_dir, output_file
 
 
 @app.command("simulate")
@@ -29,6 +30,9 @@ def simulate(
 
     from temshift.simulate.repository import simulate_repository
 
+    output_dir(out)
+    if preview is not None:
+        output_file(preview, "--preview")
     console = Console(stderr=True)
     result = simulate_repository(out, catalog=catalog, where=where, frames_per_group=frames_per_group,
                                  frame_size=frame_size, mode=mode, seed=seed, workers=workers, density=density)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import console as _console
+from temshift.cli.common import console as _console, output_dir
 
 study_app = typer.Typer(help="Generalization studies: the paper's experiments as a Dask task graph.",
                         no_args_is_help=True)
@@ -38,6 +38,7 @@ def run(
 
     if workers and scheduler:
         raise SpecError("give either --workers or --scheduler, not both")
+    output_dir(out)
     console = _console()
     result = run_study(spec, out, scale=scale.value if scale else None, workers=workers, scheduler=scheduler,
                        progress=not no_progress, console=console)

@@ -289,6 +289,8 @@ def dataset_summary(path) -> dict:
         if "images" not in f:
             raise DatasetError(f"{files[0]}: no dataset 'images' (found: {', '.join(sorted(f.keys())) or 'nothing'})")
         out["images"] = (tuple(f["images"].shape), str(f["images"].dtype))
+        if len(out["images"][0]) != 3:
+            raise DatasetError(f"{files[0]}: dataset 'images' has shape {out['images'][0]}, expected (N, H, W)")
         out["attrs"] = {k: _attr(v) for k, v in f.attrs.items()}
         if "provenance" in f and "file" in f["provenance"]:
             out["frames"] = len(set(f["provenance"]["file"].asstr()[()]))
@@ -297,6 +299,9 @@ def dataset_summary(path) -> dict:
             raise DatasetError(f"{files[1]}: no dataset 'labels' (found: {', '.join(sorted(f.keys())) or 'nothing'})")
         lab = f["labels"]
         out["labels"] = (tuple(lab.shape), str(lab.dtype))
+        if out["labels"][0] != out["images"][0]:
+            raise DatasetError(f"{files[1]}: 'labels' has shape {out['labels'][0]}, 'images' "
+                               f"{out['images'][0]}; they must match")
         n = lab.shape[0]
         total = 0
         for i in range(0, n, 256):  # bounded memory on large files

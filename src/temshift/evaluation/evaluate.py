@@ -2,7 +2,8 @@
 
 Same dataset: the model of fold i on test block i. Other dataset: every fold model on the
 whole dataset. Each patch counts in its 8 dihedral variants, as published. Results are
-cached per run directory in ``evaluations.json`` so that a re-run only evaluates what is new.
+cached per run directory in ``evaluations.json`` so that a re-run only evaluates what is new
+(when the run directory can be written; a read-only one is evaluated without a cache).
 """
 
 from __future__ import annotations
@@ -107,11 +108,16 @@ def _read_cache(run: Path) -> dict:
 
 
 def _write_cache(run: Path, cache: dict) -> None:
+    """Store the cache beside the model; a run folder that cannot be written (read-only, another
+    user's) just goes without: the cache only saves time, and nothing is written elsewhere."""
     from temshift.io.atomic import atomic_write_text
 
     path = _cache_path(run)
     if path is not None:
-        atomic_write_text(path, json.dumps(cache, indent=1))
+        try:
+            atomic_write_text(path, json.dumps(cache, indent=1))
+        except OSError:
+            pass
 
 
 def _is_same(meta: dict, info: dict) -> bool:

@@ -4,15 +4,18 @@ from temshift.io.atomic import atomic_path, atomic_write_text
 from temshift.io.frames import (
     FRAME_SUFFIXES,
     Frame,
+    FrameReadWarning,
     PixelScaleMismatchWarning,
     read_frame,
     write_tiff_frame,
 )
-from temshift.io.labels import read_label, write_label_png
+from temshift.io.labels import LabelReadWarning, read_label, write_label_png
 
 __all__ = [
     "FRAME_SUFFIXES",
+    "LabelReadWarning",
     "Frame",
+    "FrameReadWarning",
     "PixelScaleMismatchWarning",
     "atomic_path",
     "atomic_write_text",

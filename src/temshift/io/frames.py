@@ -1,4 +1,4 @@
-"""Raw camera frames: read (RosettaSciIO / numpy) and write (float32 TIFF)."""
+"""Raw camera frames: read (RosettaSciIO, Pillow for PNG/JPEG, numpy) and write (float32 TIFF)."""
 
 from __future__ import annotations
 
@@ -13,40 +13,35 @@ import numpy as np
 
 from temshift.errors import FrameReadError
 from temshift.io.atomic import atomic_path
+from temshift.units import length_unit_nm
 
-#: file suffix -> RosettaSciIO plugin module
-RSCIIO_READERS = {
+#: file suffix -> reader: a RosettaSciIO plugin module, or "image" (8/16-bit PNG/JPEG via Pillow)
+#: or "npy" (numpy, no pickles); one entry per format
+FRAME_READERS = {
     ".dm3": "rsciio.digitalmicrograph",
     ".dm4": "rsciio.digitalmicrograph",
     ".emd": "rsciio.emd",
     ".ser": "rsciio.tia",
+    ".emi": "rsciio.tia",
     ".tif": "rsciio.tiff",
     ".tiff": "rsciio.tiff",
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".npy": "npy",
 }
-FRAME_SUFFIXES = tuple(RSCIIO_READERS) + (".npy",)
+FRAME_SUFFIXES = tuple(FRAME_READERS)
 
-#: length unit (as written by DM, TIA, EMD, ImageJ) -> nanometres
-_UNIT_TO_NM = {
-    "nm": 1.0,
-    "nanometer": 1.0,
-    "nanometers": 1.0,
-    "å": 0.1,
-    "Å": 0.1,
-    "a": 0.1,
-    "angstrom": 0.1,
-    "angstroms": 0.1,
-    "pm": 1e-3,
-    "µm": 1e3,
-    "μm": 1e3,
-    "um": 1e3,
-    "micron": 1e3,
-    "mm": 1e6,
-    "m": 1e9,
-}
+#: relative difference of the y and x pixel sizes below which pixels count as square
+SQUARE_PIXEL_TOLERANCE = 1e-3
 
 
 class PixelScaleMismatchWarning(UserWarning):
     """The pixel size recorded in a frame disagrees with the expected (catalog) value."""
+
+
+class FrameReadWarning(UserWarning):
+    """A frame was read, but not exactly as stored (resampled pixels, colour channels merged)."""
 
 
 @dataclass
@@ -72,6 +67,15 @@ class Frame:
         return self.data.shape
 
 
+@dataclass
+class _Raw:
+    """What a reader found: the array, its axes (y, x last) and which lead axes are a stack."""
+
+    data: np.ndarray
+    axes: list[dict]  # one per array dimension
+    stack_dims: int  # leading dimensions that are frames (navigation), not image rows/columns
+
+
 def _fail(path: Path, why: str) -> FrameReadError:
     return FrameReadError(f"{path}: {why}")
 
@@ -81,19 +85,14 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _scale_nm(axes: list[dict]) -> float | None:
-    """Pixel size in nm from the two signal axes (x = last), or None when not a length."""
-    if len(axes) < 2:
+def _axis_nm(axis: dict) -> float | None:
+    """Size of one pixel along `axis` in nm, or None when it is not a real-space length."""
+    scale = axis.get("scale")
+    factor = length_unit_nm(axis.get("units"))
+    if factor is None or scale is None:  # 1/nm, s, eV, px, no unit: not a real-space length
         return None
-    x = axes[-1]
-    unit = x.get("units")
-    scale = x.get("scale")
-    if not unit or scale is None or not np.isfinite(scale) or scale <= 0:
-        return None
-    factor = _UNIT_TO_NM.get(str(unit).strip()) or _UNIT_TO_NM.get(str(unit).strip().lower())
-    if factor is None:  # 1/nm, s, px, ...: not a real-space length
-        return None
-    return float(scale) * factor
+    scale = float(scale)
+    return scale * factor if np.isfinite(scale) and scale > 0 else None
 
 
 @contextlib.contextmanager
@@ -108,69 +107,191 @@ def _quiet_tifffile():
         logger.setLevel(level)
 
 
-def _read_rsciio(path: Path) -> tuple[np.ndarray, float | None]:
-    plugin = importlib.import_module(RSCIIO_READERS[path.suffix.lower()])
+def _signal_raw(sig: dict) -> _Raw:
+    """A RosettaSciIO signal dict as `_Raw`: size-1 axes dropped, navigation axes first."""
+    data = np.asarray(sig["data"])
+    axes = list(sig.get("axes") or [])
+    if len(axes) != data.ndim:
+        axes = [{} for _ in range(data.ndim)]
+    keep = [i for i, n in enumerate(data.shape) if n != 1]
+    data = data.reshape([data.shape[i] for i in keep])
+    axes = [axes[i] for i in keep]
+    if any("navigate" in a for a in axes):
+        nav = [i for i, a in enumerate(axes) if a.get("navigate")]
+        sig_ax = [i for i, a in enumerate(axes) if not a.get("navigate")]
+        order = nav + sig_ax
+        data, axes = np.transpose(data, order), [axes[i] for i in order]
+        stack_dims = len(nav)
+    else:
+        stack_dims = max(0, data.ndim - 2)
+    return _Raw(data, axes, stack_dims)
+
+
+def _read_rsciio(path: Path) -> _Raw:
+    plugin = importlib.import_module(FRAME_READERS[path.suffix.lower()])
     try:
-        with _quiet_tifffile():
+        with _quiet_tifffile(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # plugins warn about metadata they skip
             signals = plugin.file_reader(str(path))
     except Exception as exc:  # every plugin raises its own types on bad files
         raise _fail(path, f"cannot read frame ({_first_line(exc)})") from None
     if not signals:
         raise _fail(path, "file holds no image")
-    # EMD/TIA files may hold several signals: take the first 2D image
-    for sig in signals:
-        data = np.asarray(sig["data"])
-        if np.squeeze(data).ndim == 2:
-            axes = [a for a, n in zip(sig["axes"], data.shape) if n != 1] if data.ndim > 2 else sig["axes"]
-            return np.squeeze(data), _scale_nm(axes)
-    shape = np.asarray(signals[0]["data"]).shape
-    raise _fail(path, f"not a 2D image (shape {shape})")
+    raws = [_signal_raw(sig) for sig in signals]
+    # EMD/TIA files may hold several signals (spectra beside images): take the first image
+    for raw in raws:
+        if raw.data.ndim - raw.stack_dims == 2:
+            return raw
+    return raws[0]
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _read_image(path: Path) -> _Raw:
+    """8/16-bit PNG or JPEG: grey, or colour with equal channels; other colours read as luminance."""
+    from PIL import Image
+
     try:
-        return np.load(path, allow_pickle=False)
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode == "P":  # palette: look the colours up
+                im = im.convert("RGBA")
+                mode = im.mode
+            data = np.asarray(im)
     except Exception as exc:
         raise _fail(path, f"cannot read frame ({_first_line(exc)})") from None
+    if data.ndim == 3:
+        colour = data[..., :3] if data.shape[-1] >= 3 else data[..., :1]
+        if (colour == colour[..., :1]).all():
+            data = colour[..., 0]
+        else:
+            warnings.warn(f"{path}: {mode} image with different colour channels, read as luminance "
+                          "0.299 R + 0.587 G + 0.114 B (a camera frame has one channel)", FrameReadWarning,
+                          stacklevel=3)
+            data = colour.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    axes = [{"name": "y"}, {"name": "x"}]  # PNG/JPEG carry no pixel size that temshift trusts
+    return _Raw(data, axes, 0)
 
 
-def read_frame(path, expected_pixel_scale_nm: float | None = None) -> Frame:
+def _read_npy(path: Path) -> _Raw:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise _fail(path, f"cannot read frame ({_first_line(exc)})") from None
+    return _Raw(data, [{} for _ in range(data.ndim)], max(0, data.ndim - 2))
+
+
+def _describe(raw: _Raw) -> str:
+    """'shape (1, 2048)'-style description with what the axes say the data are."""
+    n_signal = raw.data.ndim - raw.stack_dims
+    if n_signal == 1:
+        ax = raw.axes[-1]
+        unit = ax.get("units") or "no unit"
+        return (f"a 1-D signal, not an image ({raw.data.shape[-1]} channels along "
+                f"{ax.get('name') or 'its axis'!r} in {unit}, e.g. a spectrum)")
+    return f"not a 2D image (shape {raw.data.shape})"
+
+
+def _select(path: Path, raw: _Raw, frame) -> np.ndarray:
+    """The 2D image of `raw`: itself, or frame K / the sum of a stack."""
+    n_signal = raw.data.ndim - raw.stack_dims
+    if n_signal != 2 or raw.data.ndim > 3:
+        raise _fail(path, _describe(raw) + ("" if n_signal != 2 else "; only stacks along one axis can be read"))
+    if raw.data.ndim == 2:
+        if frame not in (None, 0, "sum"):
+            raise _fail(path, f"frame={frame!r} asked, but the file holds a single frame")
+        return raw.data
+    n = raw.data.shape[0]
+    name = raw.axes[0].get("name") or "stack"
+    if frame is None:
+        raise _fail(path, f"not a 2D image (shape {raw.data.shape}): a stack of {n} frames along {name!r}; "
+                    f"choose one with --frame K (0-{n - 1}, read_frame(frame=K)) or sum them with --sum "
+                    f"(read_frame(frame='sum'))")
+    if frame == "sum":
+        return raw.data.sum(axis=0, dtype=np.float64)
+    if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)) or not -n <= frame < n:
+        raise _fail(path, f"frame={frame!r} is not one of the {n} frames (0-{n - 1}) of the stack")
+    return raw.data[int(frame)]
+
+
+def _square_pixels(path: Path, data: np.ndarray, axes: list[dict]) -> tuple[np.ndarray, float | None]:
+    """The image on square pixels and their size in nm (None when the file records no length)."""
+    sy, sx = _axis_nm(axes[-2]), _axis_nm(axes[-1])
+    if sy is None and sx is None:
+        return data, None
+    if sy is None or sx is None:
+        warnings.warn(f"{path}: a pixel size is recorded for one axis only ({sy or sx:.5g} nm); "
+                      "pixel size taken as unknown", FrameReadWarning, stacklevel=3)
+        return data, None
+    if abs(sy - sx) <= SQUARE_PIXEL_TOLERANCE * max(sy, sx):
+        return data, sx
+    from scipy.ndimage import zoom
+
+    fine = min(sy, sx)
+    factors = (sy / fine, sx / fine)
+    out = zoom(data.astype(np.float32), factors, order=1, mode="nearest", grid_mode=True)
+    warnings.warn(f"{path}: non-square pixels (y {sy:.5g} nm, x {sx:.5g} nm) resampled to square "
+                  f"{fine:.5g} nm pixels ({data.shape[0]}x{data.shape[1]} -> {out.shape[0]}x{out.shape[1]})",
+                  FrameReadWarning, stacklevel=3)
+    return out, fine
+
+
+def read_frame(path, expected_pixel_scale_nm: float | None = None, *, frame: int | str | None = None) -> Frame:
     """Read a raw frame as float32.
 
     Parameters
     ----------
     path : str or Path
-        ``.dm3``, ``.dm4``, ``.emd``, ``.ser``, ``.tif``/``.tiff`` (RosettaSciIO) or ``.npy``.
+        ``.dm3``, ``.dm4``, ``.emd`` (Velox, Berkeley), ``.ser``/``.emi`` (TIA),
+        ``.tif``/``.tiff`` (RosettaSciIO), ``.png``/``.jpg``/``.jpeg`` (8/16 bit, Pillow) or
+        ``.npy`` (see `FRAME_READERS`).
     expected_pixel_scale_nm : float, optional
         Pixel size in nm from the catalog; a recorded size that differs by more than 2 %
         raises a `PixelScaleMismatchWarning`.
+    frame : int or "sum", optional
+        For a stack or time series (DM image stacks, Velox series, 3-D ``.npy``): the frame
+        to read (0-based), or ``"sum"`` for the sum of all frames (e.g. a drift-corrected
+        series). Without it a stack is refused, and the error says so.
 
     Returns
     -------
     Frame
         ``data`` float32 2D, ``pixel_scale_nm`` (nm/pixel, None when not recorded).
 
+    Notes
+    -----
+    Pixel sizes are read in any length unit the writers use (`temshift.units.length_unit_nm`:
+    nm, ``n_m``, Å, pm, µm, ...). A frame whose y and x pixel sizes differ (some
+    drift-corrected frames) is **resampled** to square pixels of the finer size (linear
+    interpolation along the coarser axis) with a `FrameReadWarning`, not refused: every
+    later step (flat field, pixel-scale matching, particle diameters in nm) assumes square
+    pixels, and the finer size keeps all the recorded detail. Colour PNG/JPEG frames with
+    equal channels are read as one channel; with different channels as luminance, with a
+    `FrameReadWarning`. PNG/JPEG frames have no pixel size (None).
+
     Raises
     ------
     FrameReadError
-        Missing, empty, corrupt, truncated, non-2D, non-numeric or unsupported file.
+        Missing, empty, corrupt, truncated, non-2D (a spectrum, a stack without `frame`),
+        non-numeric or unsupported file.
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in FRAME_SUFFIXES:
+    if path.is_dir():
+        raise _fail(path, "is a folder, not a frame file")
+    if suffix not in FRAME_READERS:
         raise _fail(path, f"unsupported frame format {path.suffix or '(no suffix)'!r} (use {', '.join(FRAME_SUFFIXES)})")
     if not path.is_file():
         raise _fail(path, "frame file not found")
     if path.stat().st_size == 0:
         raise _fail(path, "empty file")
-    if suffix == ".npy":
-        data, scale_nm = _read_npy(path), None
-    else:
-        data, scale_nm = _read_rsciio(path)
-    if data.dtype.kind not in "biuf" or data.dtype.names is not None:
-        raise _fail(path, f"not a grey-level image (dtype {data.dtype})")
-    if data.ndim != 2 or min(data.shape) == 0:
-        raise _fail(path, f"not a 2D image (shape {data.shape})")
+    reader = FRAME_READERS[suffix]
+    raw = _read_npy(path) if reader == "npy" else _read_image(path) if reader == "image" else _read_rsciio(path)
+    if raw.data.dtype.kind not in "biuf" or raw.data.dtype.names is not None:
+        raise _fail(path, f"not a grey-level image (dtype {raw.data.dtype})")
+    if raw.data.size == 0:
+        raise _fail(path, f"not a 2D image (shape {raw.data.shape})")
+    data = _select(path, raw, frame)
+    data, scale_nm = _square_pixels(path, data, raw.axes)
     data = np.ascontiguousarray(data, dtype=np.float32)
     if not np.isfinite(data).all():
         raise _fail(path, "frame contains NaN or infinite values")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,10 @@ from temshift.errors import FrameReadError
 from temshift.io.atomic import atomic_path
 
 LABEL_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+class LabelReadWarning(UserWarning):
+    """A label was read by a rule the file does not state (colour channels, values other than 0/1/255)."""
 
 
 def _load(path: Path) -> np.ndarray:
@@ -31,7 +36,9 @@ def read_label(path, shape: tuple[int, int] | None = None) -> np.ndarray:
     ----------
     path : str or Path
         Single-channel PNG or TIFF; grey/RGB(A) images are accepted, any nonzero
-        colour channel counts as particle (alpha is ignored).
+        colour channel counts as particle (alpha is ignored). Colour labels whose channels
+        differ, and labels with values other than 0, 1 and 255, are read the same way with a
+        `LabelReadWarning` saying so.
     shape : (int, int), optional
         Expected shape in pixels (the frame's); a different shape is an error.
 
@@ -53,11 +60,22 @@ def read_label(path, shape: tuple[int, int] | None = None) -> np.ndarray:
         msg = str(exc).strip().splitlines()
         raise FrameReadError(f"{path}: cannot read label ({type(exc).__name__}: {msg[0] if msg else ''})") from None
     if mask.ndim == 3 and mask.shape[-1] in (3, 4):
-        mask = mask[..., :3].any(axis=-1)
+        colour = mask[..., :3]
+        if not (colour == colour[..., :1]).all():
+            warnings.warn(f"{path}: colour label (channels differ), read as particle wherever any of R, G, B "
+                          "is nonzero (alpha ignored)", LabelReadWarning, stacklevel=2)
+        mask = colour.any(axis=-1)
     if mask.ndim != 2:
         raise FrameReadError(f"{path}: label is not a 2D image (shape {mask.shape})")
     if shape is not None and tuple(mask.shape) != tuple(shape):
         raise FrameReadError(f"{path}: label shape {tuple(mask.shape)} does not match frame shape {tuple(shape)}")
+    if mask.dtype != bool:
+        values = np.unique(mask)
+        odd = values[~np.isin(values, (0, 1, 255))]
+        if odd.size:
+            shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if values.size > 6 else "")
+            warnings.warn(f"{path}: label values {{{shown}}} are not only 0/1/255; read every nonzero pixel as "
+                          "particle", LabelReadWarning, stacklevel=2)
     return (mask != 0).astype(np.uint8)
 
 

@@ -193,6 +193,26 @@ class FramePrediction:
     native_input: np.ndarray | None = None
 
 
+#: largest model input (pixels) a frame is resampled to: 16384^2, 1 GiB per float32 copy
+MAX_MODEL_INPUT_PIXELS = 16384**2
+
+
+def _check_resampled_size(shape, zoom: float, pixel_scale_nm, model_pixel_scale_nm) -> None:
+    """Refuse pixel scales that would resample a frame to an absurd size (a unit slip, mostly)."""
+    from temshift.errors import PreprocessError
+    from temshift.units import check_pixel_scale_nm
+
+    if pixel_scale_nm:
+        check_pixel_scale_nm(pixel_scale_nm, "frame pixel scale")
+    h, w = (int(round(n * zoom)) for n in shape)
+    if h * w > MAX_MODEL_INPUT_PIXELS:
+        raise PreprocessError(
+            f"at {pixel_scale_nm:g} nm/px for a model trained at {model_pixel_scale_nm:g} nm/px the "
+            f"{shape[0]}x{shape[1]} frame would be resampled {zoom:.3g}x to {h}x{w} pixels (at most "
+            f"{MAX_MODEL_INPUT_PIXELS:.3g}): is the pixel scale in nm/px (not Å)? Or turn resampling off"
+        )
+
+
 def model_input(raw: np.ndarray, settings=None, pixel_scale_nm: float | None = None,
                 model_pixel_scale_nm: float | None = None, rescale: bool = True, return_native: bool = False,
                 match_noise: bool = True):
@@ -228,9 +248,10 @@ def model_input(raw: np.ndarray, settings=None, pixel_scale_nm: float | None = N
     from temshift.preprocess import rescale as rescale_values
 
     settings = settings or PreprocessSettings()
+    zoom = zoom_factor(pixel_scale_nm, model_pixel_scale_nm) if rescale else 1.0
+    _check_resampled_size(raw.shape, zoom, pixel_scale_nm, model_pixel_scale_nm)
     native = preprocess_frame(raw, settings)
     image = native
-    zoom = zoom_factor(pixel_scale_nm, model_pixel_scale_nm) if rescale else 1.0
     if zoom != 1.0:
         image = resample_image(native, zoom)
         if match_noise:

@@ -18,6 +18,7 @@ from math import comb
 
 import numpy as np
 
+from temshift.errors import PreprocessError
 from temshift.preprocess.rescale import chunk_moments
 
 
@@ -87,6 +88,15 @@ def _weighted_fit(img_small: np.ndarray, ay: np.ndarray, ax: np.ndarray, w: np.n
     return coef.reshape(py, px)
 
 
+def min_frame_shape(degree=(2, 2), downscale: int = 4) -> tuple[int, int]:
+    """Smallest frame (rows, columns) whose background can be fitted.
+
+    The fitting grid needs at least ``degree + 1`` block means along each axis, one per
+    Bernstein coefficient; with fewer the least-squares problem has no unique solution.
+    """
+    return downscale * (degree[0] + 1), downscale * (degree[1] + 1)
+
+
 def fit_coefficients(img, degree=(2, 2), downscale: int = 4, iterations: int = 2) -> np.ndarray:
     """Fit the Bernstein background of a frame.
 
@@ -106,9 +116,20 @@ def fit_coefficients(img, degree=(2, 2), downscale: int = 4, iterations: int = 2
     -------
     (dy + 1, dx + 1) float64 array
         Coefficients C; the background is ``By @ C @ Bx.T``.
+
+    Raises
+    ------
+    PreprocessError
+        When the frame is smaller than `min_frame_shape`.
     """
     img = np.asarray(img)
     h, w = img.shape
+    mh, mw = min_frame_shape(degree, downscale)
+    if h < mh or w < mw:
+        raise PreprocessError(
+            f"frame of {h}x{w} pixels is too small for the flat-field fit (degree {tuple(degree)} on a "
+            f"1/{downscale} grid needs at least {mh}x{mw} pixels)"
+        )
     small = block_mean(img, downscale).astype(np.float32)
     # the basis on the fitting grid = block means of the full-resolution basis
     ay = _block_mean_rows(bernstein_basis(h, degree[0]), downscale)
@@ -168,7 +189,7 @@ def divide_background(img, coef: np.ndarray, out=None, moments: list | None = No
 
     Raises
     ------
-    ValueError
+    PreprocessError
         When the background is not positive everywhere (e.g. an empty frame).
     """
     img = np.asarray(img)
@@ -183,7 +204,8 @@ def divide_background(img, coef: np.ndarray, out=None, moments: list | None = No
         # einsum, not matmul: BLAS may spawn threads for this thin product, a loss here
         bg = np.einsum("ik,kj->ij", left[r0 : r0 + n], right, out=buf[:n])
         if check and not (bg.min() > 0):
-            raise ValueError("flat-field background is not positive everywhere (empty or inverted frame?)")
+            raise PreprocessError("flat-field background is not positive everywhere (empty, inverted or "
+                                  "background-subtracted frame?)")
         res = np.divide(img[r0 : r0 + n], bg, out=out[r0 : r0 + n], casting="unsafe")
         if moments is not None:
             shift = float(res.mean()) if shift is None else shift  # ~ the mean: no cancellation
@@ -210,8 +232,8 @@ def flatfield_correct(img, degree=(2, 2), downscale: int = 4, iterations: int = 
 
     Raises
     ------
-    ValueError
-        When the fitted background is not positive everywhere (e.g. an empty frame).
+    PreprocessError
+        When the frame is too small to fit or the fitted background is not positive everywhere.
     """
     img = np.asarray(img)
     return divide_background(img, fit_coefficients(img, degree, downscale, iterations), out=out)

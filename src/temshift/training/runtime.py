@@ -20,17 +20,38 @@ def set_threads(n: int | None) -> None:
 
 
 def resolve_device(device: str = "auto"):
-    """A `torch.device`: "auto" picks CUDA, then MPS, when present, else CPU."""
+    """A `torch.device`: "auto" picks CUDA, then MPS, when present, else CPU.
+
+    Raises
+    ------
+    TemshiftError
+        For a device name torch does not know, or a CUDA/MPS device this machine does not have.
+    """
     import torch
 
+    from temshift.errors import TemshiftError
+
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = mps is not None and mps.is_available()
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if mps_ok:
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TemshiftError(f"--device {device!r}: unknown device (use auto, cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TemshiftError(f"--device {device}: no CUDA GPU is available here (torch {torch.__version__}"
+                                f"{', built without CUDA' if torch.version.cuda is None else ''}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise TemshiftError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not mps_ok:
+        raise TemshiftError(f"--device {device}: MPS (Apple GPU) is not available here; use --device cpu")
+    return dev
 
 
 def native_bf16() -> bool:
