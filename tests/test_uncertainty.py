@@ -159,6 +159,8 @@ def test_bootstrap_counts_frames_without_particles():
     s = parts.particle_summary(t, frames=["f1", "f2"])
     assert list(s["particles"]) == [100, 0, 100]
     assert s.iloc[-1]["particles_ci_low"] == 0  # both frames drawn as the empty one: 1 in 4 replicates
+    one = parts.particle_summary(sizes_table(1, frames=("f1",)).assign(touches_border=False)).iloc[0]
+    assert one.particles == 1 and one.mean_diameter > 0 and np.isnan(one.mean_diameter_ci_low)
 
 
 def test_cli_predict_tta_writes_std_tiff_confidence_and_intervals(tmp_path):

@@ -192,7 +192,13 @@ def particle_confidence(labels: np.ndarray, probabilities: np.ndarray, std: np.n
         way, holds a particle matching this one with IoU >= `match_iou` (NaN without
         `members`).
     ``confidence``
-        ``mean_probability * agreement`` rescaled to [0, 1] (see below).
+        ``(2 * mean_probability - 1) * agreement``, in [0, 1]: 0 for a particle no member
+        finds on its own or whose pixels sit at the threshold, 1 for one every member finds
+        with probability 1. Without members it is ``2 * mean_probability - 1``. Measured in
+        benchmarks/uncertainty.py (right = IoU >= 0.5 with a true particle; ROC AUC 0.996-1.000
+        with TTA or an ensemble, 0.98-0.99 on particles >= 1 nm), it ties the mean probability
+        (within 0.001) and beats agreement alone, which fails on full-sized particles: all
+        members find them whether their outline is right or wrong.
 
     Parameters
     ----------
@@ -353,6 +359,8 @@ def _bootstrap(table: pd.DataFrame, frames, exclude_border: bool, bins, n_boot: 
         "hist": onehot.sum(axis=0),
     }
     intervals = {k: ci(np.concatenate(v)) for k, v in reps.items()}
+    if len(d_sorted) < 2:  # resampling one diameter says nothing about its spread
+        intervals["mean"] = intervals["median"] = np.full(2, np.nan)
     return point, intervals, edges, unit, int(ok.sum())
 
 
@@ -366,7 +374,8 @@ def particle_summary(table: pd.DataFrame, frames=None, *, exclude_border: bool =
     itself random, which resampling a fixed number of particles would hide). A frame's own
     row therefore has the counting noise only. The interval is the central `level` share of
     the replicates. Counts include particles cut by the frame edge; diameters (equivalent
-    disc diameter, nm, or pixels without a pixel scale) leave them out when `exclude_border`.
+    disc diameter, nm, or pixels without a pixel scale) leave them out when `exclude_border`;
+    with fewer than two sized particles the diameter intervals are NaN.
 
     Parameters
     ----------
