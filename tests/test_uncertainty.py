@@ -170,11 +170,16 @@ def test_cli_predict_tta_writes_std_tiff_confidence_and_intervals(tmp_path):
     torch.manual_seed(0)
     spec = {"name": "synth", "preprocess": {"xray_threshold": None}, "patch_size": 128, "pixel_scale_nm": 0.02,
             "dose_e_per_A2": 423.0}
-    model = save_checkpoint(tmp_path / "m" / "model.pt", UNet(filters=(4, 8), bottleneck=16), {"dataset_spec": spec})
+    net = UNet(filters=(4, 8), bottleneck=16).eval()
     frames = []
     for k in range(2):
         raw, _ = raw_frame(160, radius_nm=0.8, seed=k)
         frames.append(write_tiff_frame(tmp_path / f"frame{k}.tif", raw, 0.02))
+    # shift the untrained net's particle logit so that 30 % of the first frame's pixels are particle
+    p0 = predict_frame(net, raw_frame(160, radius_nm=0.8, seed=0)[0], 0.02, preprocess=PRE, tile=256).probabilities
+    with torch.no_grad():
+        net.final_conv.bias[1] -= float(np.quantile(np.log(p0 / (1 - p0)), 0.7))
+    model = save_checkpoint(tmp_path / "m" / "model.pt", net, {"dataset_spec": spec})
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["predict", str(model), *map(str, frames), "--out", str(out), "--tta", "--tile", "256"])
     assert res.exit_code == 0, res.output
@@ -183,7 +188,8 @@ def test_cli_predict_tta_writes_std_tiff_confidence_and_intervals(tmp_path):
     assert std.data.max() > 0
     table = pd.read_csv(out / "particles.csv")
     assert {"confidence", "agreement", "mean_probability", "mean_std"} <= set(table.columns)
-    assert table["confidence"].between(0, 1).all()
+    assert len(table) > 0 and table["confidence"].between(0, 1).all()
+    assert table["agreement"].between(0, 1).all() and (table["mean_probability"] >= 0.5).all()
     summary = pd.read_csv(out / "particle_summary.csv")
     assert list(summary["frame"]) == ["frame0.tif", "frame1.tif", "all"]
     assert {"particles_ci_low", "particles_ci_high"} <= set(summary.columns)

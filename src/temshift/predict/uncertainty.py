@@ -142,9 +142,11 @@ def member_spread(maps: Iterable[np.ndarray], threshold: float = 0.5, out_shape:
     packed, n = [], 0
     for p in maps:
         total = p if total is None else total + p  # the float32 sum of predict_probabilities
-        p64 = p.astype(np.float64)
-        s1 = p64 if s1 is None else s1 + p64
-        s2 = p64 * p64 if s2 is None else s2 + p64 * p64
+        if s1 is None:
+            s1, s2 = p.astype(np.float64), np.square(p, dtype=np.float64)
+        else:  # in place: float64 sums for the variance without float32 cancellation
+            s1 += p
+            s2 += np.square(p, dtype=np.float64)
         q = p if out_shape is None or tuple(out_shape) == p.shape else resample_to_shape(p, out_shape)
         packed.append(np.packbits(q >= threshold, axis=-1))
         n += 1
