@@ -181,7 +181,7 @@ def test_cli_predict_tta_writes_std_tiff_confidence_and_intervals(tmp_path):
         net.final_conv.bias[1] -= float(np.quantile(np.log(p0 / (1 - p0)), 0.7))
     model = save_checkpoint(tmp_path / "m" / "model.pt", net, {"dataset_spec": spec})
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["predict", str(model), *map(str, frames), "--out", str(out), "--tta", "--tile", "256"])
+    res = CliRunner().invoke(app, ["predict", str(model), *map(str, frames), "--out", str(out), "--tta", "--tile", "272"])
     assert res.exit_code == 0, res.output
     std = read_frame(out / "frame0_std.tif")
     assert std.pixel_scale_nm == pytest.approx(0.02) and std.data.shape == (160, 160)
@@ -196,7 +196,7 @@ def test_cli_predict_tta_writes_std_tiff_confidence_and_intervals(tmp_path):
     assert (out / "size_histogram.csv").exists() and (out / "size_histogram.png").exists()
     # without --tta (one model) no std map and the plain particle table
     out2 = tmp_path / "out2"
-    res = CliRunner().invoke(app, ["predict", str(model), str(frames[0]), "--out", str(out2), "--tile", "256"])
+    res = CliRunner().invoke(app, ["predict", str(model), str(frames[0]), "--out", str(out2), "--tile", "272"])
     assert res.exit_code == 0, res.output
     assert not (out2 / "frame0_std.tif").exists()
     assert list(pd.read_csv(out2 / "particles.csv").columns) == ["frame", *parts.COLUMNS]
