@@ -153,6 +153,7 @@ def predict(
     frame_index: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
     sum_frames: bool = typer.Option(False, "--sum", help=SUM_HELP),
     zoo_dir: Path = typer.Option(None, "--zoo-dir", help=_ZOO_HELP),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average each model over the 8 dihedral variants (8x the time); with it or an ensemble, also a per-pixel SD map (<stem>_std.tif) and per-particle confidence."),
 ):
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""
     from temshift.io import write_label_png, write_tiff_frame
@@ -178,9 +179,9 @@ def predict(
                 con.print(f"[yellow]warning:[/] {n}", highlight=False)
             choice = _choose(chooser, path, scale, frame_dose, cat, con)
             predictor, ref = choice.predictor, choice.reference
-            with con.status(f"segmenting {name} ({len(predictor.models)} model(s))"), named(path):
+            with con.status(f"segmenting {name} ({len(predictor.models)} model(s){' x 8 variants' if tta else ''})"), named(path):
                 pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise_match, tile=tile,
-                                     batch_size=batch_size)
+                                     batch_size=batch_size, tta=tta)
                 stats = frame_statistics(pred.model_input, pixel_scale_nm=scale,
                                          input_pixel_scale_nm=pred.input_pixel_scale_nm, rescaled=pred.zoom != 1.0,
                                          dose_e_per_A2=frame_dose, mask=pred.input_mask, tile=predictor.patch_size,
@@ -202,14 +203,21 @@ def predict(
         outputs.write_overlay_png(out / f"{stem}_overlay.png", frame.data, pred.mask)
         if save_probabilities:
             write_tiff_frame(out / f"{stem}_probability.tif", pred.probabilities, scale)
+        if pred.std is not None:
+            write_tiff_frame(out / f"{stem}_std.tif", pred.std, scale)
         if particles:
-            table = parts.particle_table(pred.mask, scale, watershed=watershed)
+            spread = {} if pred.std is None else {"probabilities": pred.probabilities, "std": pred.std,
+                                                  "members": pred.members}
+            table = parts.particle_table(pred.mask, scale, watershed=watershed, **spread)
             parts.write_particle_csv(table, out / f"{stem}_particles.csv")
             tables[name] = table
     if particles and tables:
         combined = parts.combine_tables(tables)
         parts.write_particle_csv(combined, out / "particles.csv")
-        parts.size_histogram_png(combined, out / "size_histogram.png")
+        hist = parts.size_histogram_table(combined, list(tables))
+        parts.write_particle_csv(parts.particle_summary(combined, list(tables)), out / "particle_summary.csv")
+        parts.write_particle_csv(hist, out / "size_histogram.csv")
+        parts.size_histogram_png(combined, out / "size_histogram.png", ci=hist)
     batches = _assess_batches(reports, refs, keys)
     outputs.write_risk_reports(out, reports)
     from rich.console import Console

@@ -8,7 +8,8 @@ Order of operations for a raw frame (counts):
    pixel noise a detector at that scale would have recorded restored, then the rescaling
    step once more so the model input has exactly the trained intensity statistics;
 3. blended tiled inference (:mod:`temshift.predict.tiling`), softmax probabilities averaged
-   over the ensemble members;
+   over the ensemble members (and, with TTA, the 8 dihedral variants; their spread is kept,
+   :mod:`temshift.predict.uncertainty`);
 4. probabilities resampled back to the frame grid; mask = probability >= 0.5 (the paper's
    rounding of the softmax).
 """
@@ -182,6 +183,12 @@ class FramePrediction:
         Mask on the model-input grid.
     native_input : numpy.ndarray
         Preprocessed frame on its own grid (the same array as `model_input` when not resampled).
+    std : numpy.ndarray or None
+        (H, W) float32 standard deviation of the particle probability across the members
+        (ensemble models x dihedral variants with TTA) on the frame grid; None for one model
+        without TTA (see :mod:`temshift.predict.uncertainty`).
+    members : MemberMasks or None
+        Each member's own mask on the frame grid (with `std`).
     """
 
     probabilities: np.ndarray
@@ -191,6 +198,8 @@ class FramePrediction:
     model_input: np.ndarray
     input_mask: np.ndarray
     native_input: np.ndarray | None = None
+    std: np.ndarray | None = None
+    members: object | None = None
 
 
 #: largest model input (pixels) a frame is resampled to: 16384^2, 1 GiB per float32 copy
@@ -336,19 +345,13 @@ def predict_probabilities(models, image: np.ndarray, *, tile: int = 2048, overla
     numpy.ndarray
         (H, W) float32 mean probability of the particle class.
     """
-    from temshift.predict.tiling import predict_tiled
-    from temshift.training.runtime import native_bf16
-
-    if bf16 is None:
-        bf16 = str(device).startswith("cpu") and native_bf16()
+    from temshift.predict.uncertainty import member_probabilities
 
     if not isinstance(models, (list, tuple)):
         models = [models]
     total = None
-    for m in models:
-        fast = inference_model(m.eval()).to(device)
-        p = predict_tiled(image, torch_batch_fn(fast, device, channels_last=True, bf16=bf16), tile=tile, overlap=overlap,
-                          margin=margin, batch_size=batch_size, multiple=_size_multiple(m))[0]
+    for p in member_probabilities(models, image, tile=tile, overlap=overlap, margin=margin, batch_size=batch_size,
+                                  device=device, bf16=bf16):
         total = p if total is None else total + p
     return total / len(models)
 
@@ -362,7 +365,7 @@ def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preproc
                   model_pixel_scale_nm: float | None = None, rescale: bool = True, match_noise: bool = True,
                   threshold: float = 0.5,
                   tile: int = 2048, overlap: int = 128, margin: int = 32, batch_size: int = 1,
-                  device: str = "cpu") -> FramePrediction:
+                  device: str = "cpu", tta: bool = False) -> FramePrediction:
     """Segment one raw frame.
 
     Parameters
@@ -388,6 +391,10 @@ def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preproc
         Tiling (pixels) and tiles per forward pass.
     device : str
         Torch device.
+    tta : bool
+        Test-time augmentation: average every model over the 8 dihedral variants of the
+        frame. With TTA or more than one model the result also carries the members' spread
+        (`std`, `members`); one model without TTA gives exactly the plain prediction.
 
     Returns
     -------
@@ -405,13 +412,24 @@ def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preproc
         nets = models if isinstance(models, (list, tuple)) else [models]
     image, zoom, native = model_input(raw, preprocess, pixel_scale_nm, model_pixel_scale_nm, rescale, return_native=True,
                                       match_noise=match_noise)
-    prob_in = predict_probabilities(nets, image, tile=tile, overlap=overlap, margin=margin, batch_size=batch_size,
-                                    device=device)
+    std = members = None
+    if tta or len(nets) > 1:
+        from temshift.predict.uncertainty import member_probabilities, member_spread
+
+        spread = member_spread(member_probabilities(nets, image, tta=tta, tile=tile, overlap=overlap, margin=margin,
+                                                    batch_size=batch_size, device=device),
+                               threshold, out_shape=raw.shape)
+        prob_in, members = spread.mean, spread.members
+        std = resample_to_shape(spread.std, raw.shape) if zoom != 1.0 else spread.std
+        np.clip(std, 0.0, 0.5, out=std)
+    else:
+        prob_in = predict_probabilities(nets, image, tile=tile, overlap=overlap, margin=margin, batch_size=batch_size,
+                                        device=device)
     prob = resample_to_shape(prob_in, raw.shape) if zoom != 1.0 else prob_in
     np.clip(prob, 0.0, 1.0, out=prob)
     in_scale = (pixel_scale_nm / zoom) if pixel_scale_nm else model_pixel_scale_nm
     return FramePrediction(prob, (prob >= threshold).astype(np.uint8), zoom, in_scale, image,
-                           (prob_in >= threshold).astype(np.uint8), native)
+                           (prob_in >= threshold).astype(np.uint8), native, std, members)
 
 
 def frame_metadata(path, catalog=None) -> dict:

@@ -1,0 +1,157 @@
+"""Spread of a prediction across its members: ensemble models and test-time augmentation.
+
+A *member* is one probability map of the ensemble: one model applied to the frame, or,
+with test-time augmentation (TTA), one model applied to one of the 8 dihedral variants
+of the frame (:mod:`temshift.training.dihedral`) and mapped back. A model trained with
+dihedral augmentation should give the same answer for all eight; where it does not, the
+segmentation is fragile. From the members we keep
+
+- the mean particle probability (the prediction; for an ensemble without TTA the same
+  float32 sum as :func:`temshift.predict.pipeline.predict_probabilities`),
+- the per-pixel standard deviation across members (population SD, ``ddof=0``; at most 0.5),
+- every member's own mask (probability >= threshold) on the frame grid, bit-packed, for
+  the per-particle agreement of :func:`temshift.predict.particles.particle_table`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class MemberMasks:
+    """Masks of the members of a prediction, bit-packed (1 bit per pixel).
+
+    Attributes
+    ----------
+    packed : list of numpy.ndarray
+        ``numpy.packbits(mask, axis=-1)`` of each member, (H, ceil(W / 8)) uint8.
+    shape : tuple of int
+        (H, W) of the masks.
+    """
+
+    packed: list[np.ndarray]
+    shape: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def mask(self, k: int) -> np.ndarray:
+        """Mask of member `k`, (H, W) bool."""
+        return np.unpackbits(self.packed[k], axis=-1, count=self.shape[1]).astype(bool)
+
+    @classmethod
+    def from_masks(cls, masks: Iterable[np.ndarray]) -> MemberMasks:
+        masks = [np.asarray(m) != 0 for m in masks]
+        if not masks:
+            raise ValueError("no member masks")
+        return cls([np.packbits(m, axis=-1) for m in masks], tuple(masks[0].shape))
+
+
+def variants(tta: bool) -> range:
+    """Dihedral variants used: all 8 with TTA, only the identity without."""
+    from temshift.training.dihedral import N_VARIANTS
+
+    return range(N_VARIANTS if tta else 1)
+
+
+def member_probabilities(models, image: np.ndarray, *, tta: bool = False, tile: int = 2048, overlap: int = 128,
+                         margin: int = 32, batch_size: int = 1, device: str = "cpu",
+                         bf16: bool | None = None) -> Iterator[np.ndarray]:
+    """Particle probability of every member, one (H, W) float32 map at a time.
+
+    Parameters
+    ----------
+    models : torch.nn.Module or list of them
+        Networks returning class logits.
+    image : numpy.ndarray
+        (H, W) model input.
+    tta : bool
+        Apply each model to the 8 dihedral variants of `image` (each result mapped back to
+        the original orientation); without it, one member per model.
+    tile, overlap, margin, batch_size, device, bf16
+        See :func:`temshift.predict.pipeline.predict_probabilities`.
+
+    Yields
+    ------
+    numpy.ndarray
+        Members in the order model 0 variants 0..7, model 1 ...
+    """
+    from temshift.predict.pipeline import _size_multiple, inference_model, torch_batch_fn
+    from temshift.predict.tiling import predict_tiled
+    from temshift.training.dihedral import dihedral, inverse_dihedral
+    from temshift.training.runtime import native_bf16
+
+    if bf16 is None:
+        bf16 = str(device).startswith("cpu") and native_bf16()
+    if not isinstance(models, (list, tuple)):
+        models = [models]
+    for m in models:
+        fast = inference_model(m.eval()).to(device)
+        fn = torch_batch_fn(fast, device, channels_last=True, bf16=bf16)
+        for k in variants(tta):
+            p = predict_tiled(dihedral(image, k), fn, tile=tile, overlap=overlap, margin=margin,
+                              batch_size=batch_size, multiple=_size_multiple(m))[0]
+            yield np.ascontiguousarray(inverse_dihedral(p, k))
+
+
+@dataclass
+class MemberSpread:
+    """Summary of the members of a prediction (see :func:`member_spread`).
+
+    Attributes
+    ----------
+    mean : numpy.ndarray
+        (H, W) float32 mean probability on the model-input grid.
+    std : numpy.ndarray
+        (H, W) float32 standard deviation across members on the model-input grid.
+    members : MemberMasks
+        Each member's mask (probability >= threshold) on the output grid.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    members: MemberMasks
+
+
+def member_spread(maps: Iterable[np.ndarray], threshold: float = 0.5, out_shape: tuple[int, int] | None = None
+                  ) -> MemberSpread:
+    """Mean, standard deviation and member masks of member probability maps, in one pass.
+
+    Parameters
+    ----------
+    maps : iterable of numpy.ndarray
+        (H, W) member probabilities (e.g. :func:`member_probabilities`); consumed once, so
+        only the running sums are kept in memory.
+    threshold : float
+        Probability from which a member calls a pixel particle.
+    out_shape : tuple of int, optional
+        Grid of the member masks (the frame grid when the model input was resampled);
+        default the maps' own grid.
+
+    Returns
+    -------
+    MemberSpread
+    """
+    from temshift.predict.scale import resample_to_shape
+
+    total = s1 = s2 = None
+    packed, n = [], 0
+    for p in maps:
+        total = p if total is None else total + p  # the float32 sum of predict_probabilities
+        if s1 is None:
+            s1, s2 = p.astype(np.float64), np.square(p, dtype=np.float64)
+        else:  # in place: float64 sums for the variance without float32 cancellation
+            s1 += p
+            s2 += np.square(p, dtype=np.float64)
+        q = p if out_shape is None or tuple(out_shape) == p.shape else resample_to_shape(p, out_shape)
+        packed.append(np.packbits(q >= threshold, axis=-1))
+        n += 1
+    if n == 0:
+        raise ValueError("no member probability maps")
+    var = np.maximum(s2 / n - (s1 / n) ** 2, 0.0)
+    shape = tuple(out_shape) if out_shape is not None else total.shape
+    return MemberSpread(total / n, np.sqrt(var).astype(np.float32), MemberMasks(packed, shape))
