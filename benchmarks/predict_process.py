@@ -223,6 +223,26 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+RESULTS = Path(__file__).with_name("RESULTS.md")
+SUBSECTION = "### Whole process (`benchmarks/predict_process.py`)"
+
+
+def write_subsection(text: str) -> None:
+    """Put `text` (starting with :data:`SUBSECTION`) at the end of the '## Prediction' section of
+    RESULTS.md, replacing an earlier one; nothing else in the file changes."""
+    import re
+
+    content = RESULTS.read_text()
+    section = re.compile(r"^## Prediction.*?(?=^## |\Z)", re.S | re.M)
+    m = section.search(content)
+    if not m:
+        raise SystemExit(f"{RESULTS}: no '## Prediction' section")
+    body = m.group(0)
+    body = body.split("\n" + SUBSECTION)[0].rstrip("\n") if SUBSECTION in body else body.rstrip("\n")
+    content = content[:m.start()] + body + "\n\n" + text.rstrip("\n") + "\n\n" + content[m.end():].lstrip("\n")
+    RESULTS.write_text(content.rstrip("\n") + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -233,10 +253,14 @@ def main() -> None:
     ap.add_argument("--models-from", type=Path, help="Use model.pt files below this folder instead of random ones.")
     ap.add_argument("--baseline-src", help="A src folder of another temshift version to time alongside (1 model).")
     ap.add_argument("--breakdowns", type=int, default=1, help="Runs with the stage breakdown per configuration.")
+    ap.add_argument("--from-json", type=Path, help="Print the table of earlier --json rows (no measuring).")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(breakdown_worker(json.loads(args.worker))))
+        return
+    if args.from_json:
+        print(table(json.loads(args.from_json.read_text())))
         return
     rows = measure(args.repeats, args.size, args.threads, args.ensemble, models_from=args.models_from,
                    baseline_src=args.baseline_src, breakdowns=args.breakdowns)
