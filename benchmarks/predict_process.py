@@ -174,7 +174,8 @@ def _breakdown(args: list[str]) -> dict:
 
 
 def measure(repeats: int, size: int, threads: int, ensemble: int, workdir: Path | None = None,
-            models_from: Path | None = None, baseline_src: str | None = None, breakdowns: int = 1) -> list[dict]:
+            models_from: Path | None = None, baseline_src: str | None = None, breakdowns: int = 1,
+            with_ensemble: bool = True) -> list[dict]:
     """Whole-process and breakdown medians for one model and an `ensemble`-model ensemble.
 
     With `baseline_src`, the single model also runs with that version of temshift (whole
@@ -186,7 +187,7 @@ def measure(repeats: int, size: int, threads: int, ensemble: int, workdir: Path 
     frame, models = make_inputs(root, size, ensemble)
     if models_from:
         models = trained_models(models_from, ensemble)
-    configs = [("1 model", models[:1], None), (f"{ensemble}-model ensemble", models, None)]
+    configs = [("1 model", models[:1], None)] + ([(f"{ensemble}-model ensemble", models, None)] if with_ensemble else [])
     if baseline_src:
         configs.insert(1, ("1 model, baseline", models[:1], baseline_src))
     runs = {name: {"whole": [], "parts": []} for name, _, _ in configs}
@@ -252,6 +253,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="Also write the rows as JSON.")
     ap.add_argument("--models-from", type=Path, help="Use model.pt files below this folder instead of random ones.")
     ap.add_argument("--baseline-src", help="A src folder of another temshift version to time alongside (1 model).")
+    ap.add_argument("--no-ensemble", action="store_true", help="Only the single model.")
     ap.add_argument("--breakdowns", type=int, default=1, help="Runs with the stage breakdown per configuration.")
     ap.add_argument("--from-json", type=Path, help="Print the table of earlier --json rows (no measuring).")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -263,7 +265,8 @@ def main() -> None:
         print(table(json.loads(args.from_json.read_text())))
         return
     rows = measure(args.repeats, args.size, args.threads, args.ensemble, models_from=args.models_from,
-                   baseline_src=args.baseline_src, breakdowns=args.breakdowns)
+                   baseline_src=args.baseline_src, breakdowns=args.breakdowns,
+                   with_ensemble=not args.no_ensemble)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print(table(rows))

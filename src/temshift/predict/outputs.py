@@ -69,12 +69,14 @@ def overlay_rgb(image: np.ndarray, mask: np.ndarray, max_px: int = OVERLAY_MAX_P
     m = _majority(np.asarray(mask) != 0, factor)
     lo, hi = np.percentile(img, (1, 99))
     grey = np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1)
-    rgb = np.repeat(grey[..., None], 3, axis=2)
+    to8 = lambda v: (v * 255 + 0.5).astype(np.uint8)  # noqa: E731
+    # grey pixels quantized once, then copied to the 3 channels; only particle pixels are tinted
+    rgb = np.repeat(to8(grey)[..., None], 3, axis=2)
     tint = np.array([1.0, 0.55, 0.0])
-    rgb[m] = 0.6 * rgb[m] + 0.4 * tint
+    rgb[m] = to8(0.6 * grey[m][:, None] + 0.4 * tint)
     edge = m & ~ndi.binary_erosion(m)
-    rgb[edge] = tint
-    return (rgb * 255 + 0.5).astype(np.uint8)
+    rgb[edge] = to8(tint)
+    return rgb
 
 
 OVERLAY_PNG_COMPRESS_LEVEL = 3
