@@ -10,7 +10,9 @@ Usage::
 
     python benchmarks/predict.py [--repeats 3] [--size 4096] [--no-write]
 
-Writes the "## Prediction" section of benchmarks/RESULTS.md (only that section).
+Writes the "## Prediction" section of benchmarks/RESULTS.md (only that section), keeping the
+whole-process subsection that ``benchmarks/predict_process.py`` (the ``temshift predict`` command
+as a user runs it: imports, model load, read, statistics and outputs included) writes at its end.
 """
 
 from __future__ import annotations
@@ -133,7 +135,12 @@ def write_section(text: str) -> None:
     """Replace only the '## Prediction' section of RESULTS.md."""
     content = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     pattern = re.compile(r"^## Prediction.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(content):
+    found = pattern.search(content)
+    if found:
+        from predict_process import SUBSECTION  # keep the whole-process figures
+
+        kept = found.group(0).partition(SUBSECTION)
+        text = text.rstrip("\n") + ("\n\n" + kept[1] + kept[2].rstrip("\n") if kept[1] else "") + "\n"
         content = pattern.sub(lambda _: text + "\n", content, count=1)
     else:
         content = content.rstrip("\n") + "\n\n" + text + "\n"

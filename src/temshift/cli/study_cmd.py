@@ -30,6 +30,8 @@ def run(
     scale: ScaleName = typer.Option(None, "--scale", help="ci | quick | paper (default: the spec's, quick)."),
     workers: int = typer.Option(None, "--workers", "-w", min=1, help="Local Dask workers (default: one per core)."),
     scheduler: str = typer.Option(None, "--scheduler", help="Use a running Dask scheduler, tcp://HOST:PORT."),
+    connect_timeout: float = typer.Option(10.0, "--connect-timeout", min=0.1,
+                                          help="Seconds to wait for --scheduler to answer and to have a worker."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress view."),
 ) -> None:
     """Run a study: simulate/build data, build datasets, train fold models, evaluate, report."""
@@ -41,7 +43,7 @@ def run(
     output_dir(out)
     console = _console()
     result = run_study(spec, out, scale=scale.value if scale else None, workers=workers, scheduler=scheduler,
-                       progress=not no_progress, console=console)
+                       progress=not no_progress, console=console, connect_timeout_s=connect_timeout)
     o = result.outcome
     console.print(f"{len(result.plan.tasks)} tasks: {len(o.cached)} cached, "
                   f"{len(o.records) - len(o.cached)} run, {len(o.failed)} failed, {len(o.skipped)} skipped "

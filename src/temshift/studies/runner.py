@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from temshift.io.atomic import atomic_write_text
-from temshift.studies.graph import DEFAULT_REGISTRY, RunOutcome, open_client, read_done, run_plan
+from temshift.studies.graph import (CONNECT_TIMEOUT_S, DEFAULT_REGISTRY, RunOutcome, check_workers_see, open_client,
+                                    read_done, run_plan)
 from temshift.studies.plan import Plan, resolve
 from temshift.studies.spec import StudySpec, load_spec
 
@@ -52,6 +53,14 @@ def _write_plan(plan: Plan) -> None:
     atomic_write_text(d / "plan.json", json.dumps({"scale": plan.scale.model_dump(), "tasks": tasks}, indent=1))
 
 
+def _task_roots(plan: Plan) -> list[Path]:
+    """Folders that hold the task folders (``<root>/<kind>/<hash>``), created here."""
+    roots = list(dict.fromkeys(Path(t.out_dir).parent.parent for t in plan.tasks.values()))
+    for r in roots:
+        r.mkdir(parents=True, exist_ok=True)
+    return roots
+
+
 def aggregate(plan: Plan, outcome: RunOutcome, figures: bool = True) -> Path | None:
     """Write results, timings, failures, figures and the report of a run; return the report path."""
     from temshift.studies import results as res
@@ -77,7 +86,7 @@ def aggregate(plan: Plan, outcome: RunOutcome, figures: bool = True) -> Path | N
 
 def run_study(spec_or_name, out, scale: str | None = None, workers: int | None = None, scheduler: str | None = None,
               registry=DEFAULT_REGISTRY, processes: bool = True, progress: bool = True, figures: bool = True,
-              console=None) -> StudyRun:
+              console=None, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> StudyRun:
     """Run a study end to end.
 
     Parameters
@@ -100,6 +109,8 @@ def run_study(spec_or_name, out, scale: str | None = None, workers: int | None =
         Live progress view.
     figures : bool
         Draw figures and write the report.
+    connect_timeout_s : float
+        Wait for an external `scheduler` to answer and to have a worker, seconds.
 
     Returns
     -------
@@ -109,7 +120,10 @@ def run_study(spec_or_name, out, scale: str | None = None, workers: int | None =
 
     plan = plan_study(spec_or_name, out, scale, workers, scheduler)
     _write_plan(plan)
-    with open_client(workers, scheduler, processes=processes) as (client, threads):
+    with open_client(workers, scheduler, processes=processes, connect_timeout_s=connect_timeout_s) as (client, threads):
+        if scheduler:
+            # workers elsewhere must see the study folder (and any task cache) at the same path
+            check_workers_see(client, [plan.study_dir, *_task_roots(plan)])
         slots = max(1, sum(client.nthreads().values()))
         runtime = {
             "repo": {"threads": threads}, "dataset": {"threads": threads},
