@@ -60,3 +60,58 @@ def test_impossible_dqe_is_refused():
     with pytest.raises(ValueError, match="dqe_nyquist"):
         noise_transfer(Camera(dqe_zero=0.4, dqe_nyquist=0.01))
 
+
+# ----------------------------------------------------------------------------- human labelling
+
+
+def _one_particle_frame(dose, labeling=None, diameter_nm=4.0, n=256):
+    from temshift.simulate.micrograph import FrameRequest, simulate_frame
+    from temshift.simulate.specimen import make_nanoparticle
+
+    p = make_nanoparticle("Au", diameter_nm, np.random.default_rng(2), exact_diameter=True)
+    c = (n / 2 * 0.2, n / 2 * 0.2)
+    req = FrameRequest("Au", diameter_nm, dose, 0.02, frame_size_px=n, mode="projection", seed=3, frame_key="f",
+                       session_key="s", xrays=False, labeling=labeling or {})
+    return simulate_frame(req, particles=[(p, c)])
+
+
+def test_labeling_is_off_by_default_and_does_not_change_the_image():
+    exact = _one_particle_frame(80.0)
+    human = _one_particle_frame(80.0, {"enabled": True, "boundary_offset_nm": 0.3})
+    assert exact.params["labeling"] == {"enabled": False}
+    np.testing.assert_array_equal(exact.counts, human.counts)
+    assert human.label.sum() > exact.label.sum()
+
+
+def test_outline_offset_grows_the_equivalent_diameter_by_twice_the_offset():
+    exact = _one_particle_frame(884.0)
+    grown = _one_particle_frame(884.0, {"enabled": True, "boundary_offset_nm": 0.4})
+    shrunk = _one_particle_frame(884.0, {"enabled": True, "boundary_offset_nm": -0.4})
+    jitter = _one_particle_frame(884.0, {"enabled": True, "boundary_jitter_nm": 0.3})
+
+    def d_nm(label):
+        return 2 * np.sqrt(label.sum() / np.pi) * 0.02
+
+    assert d_nm(grown.label) - d_nm(exact.label) == pytest.approx(0.8, abs=0.08)
+    assert d_nm(exact.label) - d_nm(shrunk.label) == pytest.approx(0.8, abs=0.08)
+    # jitter changes the outline but hardly the area
+    assert (jitter.label != exact.label).sum() > 0.05 * exact.label.sum()
+    assert d_nm(jitter.label) == pytest.approx(d_nm(exact.label), abs=0.15)
+
+
+def test_faint_particles_are_missed_at_low_dose_by_the_rose_criterion():
+    on = {"enabled": True}
+    high, low = _one_particle_frame(884.0, on), _one_particle_frame(0.05, on)
+    vis_hi, vis_lo = high.params["labeling"]["visibility"][0], low.params["labeling"]["visibility"][0]
+    assert vis_hi / vis_lo == pytest.approx(np.sqrt(884.0 / 0.05), rel=0.02)  # SNR ~ sqrt(dose)
+    assert high.params["labeling"]["n_labelled"] == 1 and high.label.sum() > 0
+    assert vis_lo < 5.0 and low.params["labeling"]["n_labelled"] == 0 and low.label.sum() == 0
+
+
+def test_repository_refuses_unknown_labeling_options(tmp_path):
+    from temshift.simulate.repository import SimulationError, simulate_repository
+
+    with pytest.raises(SimulationError, match="labeling options"):
+        simulate_repository(tmp_path / "repo", where={"material": "Au", "dose_e_per_A2": 80}, frames_per_group=1,
+                            labeling={"enabled": True, "boundary_wobble": 1.0}, progress=False)
+    assert not (tmp_path / "repo").exists()

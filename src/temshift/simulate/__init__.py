@@ -10,7 +10,7 @@ one physical concept each:
 * `camera`       -- dose -> electrons -> counts: Poisson + per-electron signal spread (DQE), MTF,
                     unblurred (aliased) noise, gain, read noise, X-ray hits
 * `illumination` -- per-session uneven illumination and gain-reference error
-* `labels`       -- exact projected-footprint labels from the atoms
+* `labels`       -- exact projected-footprint labels from the atoms; optional human-label error model
 * `micrograph`   -- one frame end to end (`simulate_frame`)
 * `repository`   -- a whole synthetic repository mirroring a catalog (`simulate_repository`)
 * `preview`      -- a page of example frames

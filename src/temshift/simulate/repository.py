@@ -171,8 +171,8 @@ def _frame_done(paths: dict) -> bool:
 # ----------------------------------------------------------------------------- one frame
 
 
-def _task(row, paths, mode, seed, frame_size, density) -> dict:
-    return {
+def _task(row, paths, mode, seed, frame_size, density, labeling=None) -> dict:
+    task = {
         "row": int(row["_row"]),
         "file": str(row["file"]),
         "folder": str(row["folder"]),
@@ -192,6 +192,9 @@ def _task(row, paths, mode, seed, frame_size, density) -> dict:
         },
         "paths": {k: str(v) for k, v in paths.items()},
     }
+    if labeling:
+        task["request"]["labeling"] = dict(labeling)
+    return task
 
 
 def run_frame(task: dict) -> dict:
@@ -292,7 +295,7 @@ def _summary(params: dict) -> dict:
 
 def simulate_repository(out, catalog=None, where=None, frames_per_group=None, frame_size=None,
                         mode="multislice", seed=0, workers=None, *, density: float = 1.0,
-                        progress: bool = True):
+                        labeling: dict | None = None, progress: bool = True):
     """Write a synthetic raw repository mirroring a catalog.
 
     Parameters
@@ -317,6 +320,10 @@ def simulate_repository(out, catalog=None, where=None, frames_per_group=None, fr
         Dask worker processes (default: the number of cores); 1 runs in this process.
     density : float
         Multiplier of the default particle area fraction.
+    labeling : dict, optional
+        `labels.LabelingModel` fields, e.g. ``{"enabled": True, "boundary_jitter_nm": 0.2}``:
+        write hand-label-like labels instead of exact ones (the sidecar keeps the exact area
+        fraction and which particles were labelled).
     progress : bool
         Show a progress bar.
 
@@ -342,7 +349,14 @@ def simulate_repository(out, catalog=None, where=None, frames_per_group=None, fr
 
     rows = list(cat.df.iterrows())
     all_paths = [output_paths(out, row) for _, row in rows]
-    pending = [_task(row, p, mode, seed, frame_size, density) for (_, row), p in zip(rows, all_paths)
+    if labeling:
+        from temshift.simulate.labels import LabelingModel
+
+        try:
+            LabelingModel(**labeling)
+        except TypeError as exc:
+            raise SimulationError(f"labeling options {labeling!r}: {exc}") from None
+    pending = [_task(row, p, mode, seed, frame_size, density, labeling) for (_, row), p in zip(rows, all_paths)
                if not _frame_done(p)]
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     n_workers = max(1, min(n_workers, len(pending)))
