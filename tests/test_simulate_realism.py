@@ -174,3 +174,17 @@ def test_focal_spread_average_matches_the_envelope_for_a_weak_phase_object():
     inc = image_intensity(wave.copy(), s, 100.0, Microscope(focal_spread_points=3)) - 1
     env = image_intensity(wave.copy(), s, 100.0, Microscope(focal_spread_points=1)) - 1
     assert np.sqrt(np.mean((inc - env) ** 2)) < 0.05 * np.sqrt(np.mean(env**2))
+
+
+def test_focal_average_is_the_weighted_sum_of_coherent_images_at_shifted_defocus():
+    from temshift.simulate.optics import Microscope, focal_points, image_intensity, transfer_function
+
+    rng = np.random.default_rng(0)
+    wave = np.exp(1j * 0.3 * rng.standard_normal((128, 128))).astype(np.complex64)
+    mic = Microscope(focal_spread_points=5)
+    ours = image_intensity(wave.copy(), 0.2, 100.0, mic)
+    offsets, weights = focal_points(mic)
+    assert len(offsets) == 5 and weights.sum() == pytest.approx(1.0)
+    ref = sum(wt * np.abs(np.fft.ifft2(np.fft.fft2(wave) * transfer_function(
+        wave.shape, 0.2, 100.0 + dz, mic, temporal_envelope=False))) ** 2 for dz, wt in zip(offsets, weights))
+    np.testing.assert_allclose(ours, ref, atol=2e-4)

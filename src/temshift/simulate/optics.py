@@ -222,10 +222,21 @@ def image_intensity(exit_wave: np.ndarray, sampling_A: float, defocus_A: float, 
     pik2 = (np.pi * microscope.wavelength_A * (kx * kx + ky * ky)).astype(np.float32)
     out = np.zeros(exit_wave.shape, np.float32)
     buf = np.empty_like(spec)
-    for dz, wt in zip(offsets, weights):
-        # chi(defocus + dz) = chi(defocus) - pi lambda k^2 dz
-        np.multiply(spec, np.exp(1j * (pik2 * np.float32(dz))).astype(np.complex64), out=buf)
-        wave = sfft.ifft2(buf, workers=w, overwrite_x=True)
+    phase = None
+    for i, (dz, wt) in enumerate(zip(offsets, weights)):
+        if dz == 0:
+            wave = sfft.ifft2(spec, workers=w)
+        else:
+            # chi(defocus + dz) = chi(defocus) - pi lambda k^2 dz; the nodes are symmetric, so the
+            # phase factor of -dz is the conjugate of that of +dz
+            j = len(offsets) - 1 - i
+            if phase is not None and np.isclose(offsets[j], -dz) and j < i:
+                np.multiply(spec, np.conj(phase), out=buf)
+                phase = None
+            else:
+                phase = np.exp(1j * (pik2 * np.float32(dz))).astype(np.complex64)
+                np.multiply(spec, phase, out=buf)
+            wave = sfft.ifft2(buf, workers=w, overwrite_x=True)
         out += np.float32(wt) * (wave.real * wave.real + wave.imag * wave.imag)
         del wave
     return out
