@@ -7,9 +7,10 @@ one physical concept each:
 * `field`        -- where particles lie (sparse, partly clustered; area-fraction density)
 * `scattering`   -- exit waves: per-particle abTEM boxes pasted into the field, support phase grating
 * `optics`       -- objective lens transfer, partial coherence, aperture, pixel integration
-* `camera`       -- dose -> electrons -> counts: Poisson, MTF, gain, read noise, X-ray hits
+* `camera`       -- dose -> electrons -> counts: Poisson + per-electron signal spread (DQE), MTF,
+                    unblurred (aliased) noise, gain, read noise, X-ray hits
 * `illumination` -- per-session uneven illumination and gain-reference error
-* `labels`       -- exact projected-footprint labels from the atoms
+* `labels`       -- exact projected-footprint labels from the atoms; optional human-label error model
 * `micrograph`   -- one frame end to end (`simulate_frame`)
 * `repository`   -- a whole synthetic repository mirroring a catalog (`simulate_repository`)
 * `preview`      -- a page of example frames

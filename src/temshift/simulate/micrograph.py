@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from temshift.simulate.camera import Camera, detect
+from temshift.simulate.camera import Camera, detect, electrons_per_pixel
 from temshift.simulate.field import default_area_fraction, expected_count, place_particles
 from temshift.simulate.illumination import draw_illumination_params, gain_error_field, illumination_field
-from temshift.simulate.labels import particle_label
+from temshift.simulate.labels import LabelingModel, human_label, particle_label
 from temshift.simulate.optics import Microscope, field_oversampling, image_intensity, integrate_pixels
 from temshift.simulate.scattering import (
     FINE_SAMPLING_A,
@@ -124,6 +124,8 @@ class FrameRequest:
         Override the drawn defocus.
     microscope, camera
         Instrument models.
+    labeling : LabelingModel or dict
+        Optional model of human label error (default: exact labels).
     """
 
     material: str
@@ -143,6 +145,11 @@ class FrameRequest:
     xrays: bool = True
     microscope: Microscope = field(default_factory=Microscope)
     camera: Camera = field(default_factory=Camera)
+    labeling: LabelingModel = field(default_factory=LabelingModel)
+
+    def __post_init__(self):
+        if isinstance(self.labeling, dict):
+            self.labeling = LabelingModel(**self.labeling)
 
 
 @dataclass
@@ -243,9 +250,17 @@ def simulate_frame(req: FrameRequest, keep_intermediates: bool = False, particle
     t_image = time.perf_counter()
 
     # exact label from the atoms
-    label = particle_label(
-        [((p.positions_A[:, :2] + np.array([c[1], c[0]])), p.atomic_radius_A) for p, c in zip(parts, centers)],
-        counts.shape, px_A)
+    footprints = [((p.positions_A[:, :2] + np.array([c[1], c[0]])), p.atomic_radius_A) for p, c in zip(parts, centers)]
+    label = particle_label(footprints, counts.shape, px_A)
+    exact_fraction = float(label.mean())
+    labeling = {"enabled": False}
+    if req.labeling.enabled:
+        # own stream: switching the annotator on changes nothing else in the frame
+        rng_label = np.random.default_rng(np.random.SeedSequence([int(req.seed), key_hash(req.frame_key), 3]))
+        label, labelled, vis = human_label(footprints, counts.shape, px_A, req.labeling, rng_label, intensity,
+                                           electrons_per_pixel(req.dose_e_per_A2, px_A), cam.dqe_zero)
+        labeling = {**req.labeling.as_dict(), "n_labelled": int(labelled.sum()),
+                    "visibility": [round(float(v), 2) for v in vis], "exact_area_fraction": round(exact_fraction, 5)}
     t_label = time.perf_counter()
 
     params = {
@@ -271,6 +286,7 @@ def simulate_frame(req: FrameRequest, keep_intermediates: bool = False, particle
         "session": session.as_dict(),
         "microscope": mic.as_dict(),
         "camera": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cam.as_dict().items()},
+        "labeling": labeling,
         "particles": [
             {"y_nm": round(float(c[0]) / 10, 4), "x_nm": round(float(c[1]) / 10, 4), "clustered": bool(k),
              **p.describe()}

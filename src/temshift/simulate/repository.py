@@ -210,7 +210,13 @@ def recorded_differences(params: dict, request: dict) -> dict:
 
     want = {key: request[req_key] for key, req_key in RECORDED.items()}
     want["support"] = resolve_support(want["support"]).name
-    return {k: (params[k], v) for k, v in want.items() if k in params and params[k] != v}
+    diff = {k: (params[k], v) for k, v in want.items() if k in params and params[k] != v}
+    if isinstance(params.get("labeling"), dict):  # exact labels and modelled hand labels must not mix
+        had = bool(params["labeling"].get("enabled", False))
+        asks = bool((request.get("labeling") or {}).get("enabled", False))
+        if had != asks:
+            diff["labeling.enabled"] = (had, asks)
+    return diff
 
 
 def _check_present_frames(out: Path, tasks: list, source: str) -> None:
@@ -241,8 +247,8 @@ def _check_present_frames(out: Path, tasks: list, source: str) -> None:
 # ----------------------------------------------------------------------------- one frame
 
 
-def _task(row, paths, mode, seed, frame_size, density) -> dict:
-    return {
+def _task(row, paths, mode, seed, frame_size, density, labeling=None) -> dict:
+    task = {
         "row": int(row["_row"]),
         "file": str(row["file"]),
         "folder": str(row["folder"]),
@@ -262,6 +268,9 @@ def _task(row, paths, mode, seed, frame_size, density) -> dict:
         },
         "paths": {k: str(v) for k, v in paths.items()},
     }
+    if labeling:
+        task["request"]["labeling"] = dict(labeling)
+    return task
 
 
 def run_frame(task: dict) -> dict:
@@ -363,7 +372,7 @@ def _summary(params: dict) -> dict:
 
 def simulate_repository(out, catalog=None, where=None, frames_per_group=None, frame_size=None,
                         mode="multislice", seed=0, workers=None, *, density: float = 1.0,
-                        progress: bool = True):
+                        labeling: dict | None = None, progress: bool = True):
     """Write a synthetic raw repository mirroring a catalog.
 
     Parameters
@@ -388,6 +397,10 @@ def simulate_repository(out, catalog=None, where=None, frames_per_group=None, fr
         Dask worker processes (default: the number of cores); 1 runs in this process.
     density : float
         Multiplier of the default particle area fraction.
+    labeling : dict, optional
+        `labels.LabelingModel` fields, e.g. ``{"enabled": True, "boundary_jitter_nm": 0.2}``:
+        write hand-label-like labels instead of exact ones (the sidecar keeps the exact area
+        fraction and which particles were labelled).
     progress : bool
         Show a progress bar.
 
@@ -417,7 +430,14 @@ def simulate_repository(out, catalog=None, where=None, frames_per_group=None, fr
     rows = list(cat.df.iterrows())
     all_paths = [output_paths(out, row, cat.source) for _, row in rows]
     _check_distinct(rows, all_paths, cat.source)
-    tasks = [_task(row, p, mode, seed, frame_size, density) for (_, row), p in zip(rows, all_paths)]
+    if labeling:
+        from temshift.simulate.labels import LabelingModel
+
+        try:
+            LabelingModel(**labeling)
+        except TypeError as exc:
+            raise SimulationError(f"labeling options {labeling!r}: {exc}") from None
+    tasks = [_task(row, p, mode, seed, frame_size, density, labeling) for (_, row), p in zip(rows, all_paths)]
     _check_present_frames(out, [t for t, p in zip(tasks, all_paths) if _frame_done(p)], cat.source)
     pending = [t for t, p in zip(tasks, all_paths) if not _frame_done(p)]
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
