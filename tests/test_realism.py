@@ -110,9 +110,14 @@ def test_resume_reuses_every_task(run, models_dir):
     assert again.summary["gaps"] == res.summary["gaps"]
 
 
-def test_seed_changes_the_simulation_keys(models_dir, tmp_path):
+def test_seed_and_simulator_change_the_simulation_keys(models_dir, tmp_path):
+    from temshift.realism.plan import simulator_fingerprint
+
     a, b = resolve(models_dir, tmp_path, TINY, seed=1), resolve(models_dir, tmp_path, TINY, seed=2)
     assert {k for k in a.tasks if k.startswith("repo")} != {k for k in b.tasks if k.startswith("repo")}
+    # a changed simulator re-simulates: its source fingerprint is part of every repo task's key
+    repos = [t for t in a.tasks.values() if t.kind == "repo"]
+    assert len(repos) == 3 and all(t.inputs["simulator"] == simulator_fingerprint() for t in repos)
 
 
 def test_mean_abs_gap_on_hand_made_cells():

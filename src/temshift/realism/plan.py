@@ -53,6 +53,21 @@ SCALES = {
 }
 
 
+def simulator_fingerprint() -> str:
+    """16 hex digits of the SHA-256 of the simulator's source (`temshift/simulate/*.py`).
+
+    Part of every ``repo`` task's key: the benchmark exists to measure simulator changes,
+    so a changed simulator re-simulates (and re-evaluates) instead of reusing old frames.
+    """
+    from importlib import resources
+
+    h = hashlib.sha256()
+    pkg = resources.files("temshift.simulate")
+    for name in sorted(p.name for p in pkg.iterdir() if p.name.endswith(".py")):
+        h.update(name.encode() + b"\0" + pkg.joinpath(name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def file_sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -70,6 +85,7 @@ class RealismPlan:
     out: Path
     seed: int
     training_sets: list
+    simulator: str = ""
     tasks: dict = field(default_factory=dict)
     datasets: dict = field(default_factory=dict)  # training-set key -> dataset task key
     stats: dict = field(default_factory=dict)  # training-set key -> stats task key
@@ -111,7 +127,7 @@ def resolve(models_dir, out, scale="quick", seed: int = DEFAULT_SEED, catalog=No
     catalog = catalog if catalog is not None else Catalog.published()
     out = Path(out).expanduser().resolve()
     root = str(out / "tasks")
-    plan = RealismPlan(scale=sc, out=out, seed=int(seed), training_sets=sets)
+    plan = RealismPlan(scale=sc, out=out, seed=int(seed), training_sets=sets, simulator=simulator_fingerprint())
     pre = PreprocessSettings(flatfield=True, rescale="standardize").model_dump(mode="json")
     for ts in sets:
         q = catalog_query(ts, catalog)
@@ -119,7 +135,7 @@ def resolve(models_dir, out, scale="quick", seed: int = DEFAULT_SEED, catalog=No
         records = sorted(catalog.query(**q).records(), key=lambda r: (r["folder"], r["file"]))
         repo = plan.add(Task("repo", f"simulate {ts.key}", {
             "rows": records, "frames_per_group": sc.frames_per_group, "frame_size": sc.frame_size,
-            "mode": sc.mode, "seed": plan.seed}, {}, root))
+            "mode": sc.mode, "seed": plan.seed, "simulator": plan.simulator}, {}, root))
         ds = plan.add(Task("dataset", f"build {ts.key}", {
             "where": _where_json(q), "preprocess": pre, "patch_size": sc.patch_px, "seed": DATASET_SEED,
             "repository": {}}, {"repo": repo}, root, meta={"name": ts.key}))
@@ -137,7 +153,7 @@ def resolve(models_dir, out, scale="quick", seed: int = DEFAULT_SEED, catalog=No
     records = sorted(catalog.query(**LABEL_CONDITIONS).records(), key=lambda r: (r["folder"], r["file"]))
     repo = plan.add(Task("repo", "simulate paper-scale frames for the label statistics", {
         "rows": records, "frames_per_group": sc.label_frames, "frame_size": sc.label_frame_size, "mode": sc.label_mode,
-        "seed": plan.seed}, {}, root))
+        "seed": plan.seed, "simulator": plan.simulator}, {}, root))
     plan.labels = plan.add(Task("labels", "label statistics of paper-scale frames", {"version": 1},
                                 {"repo": repo}, root))
     return plan
