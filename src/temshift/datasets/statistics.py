@@ -436,3 +436,45 @@ def positive_float(v) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) and v > 0 else None
+
+
+def reference_particle_contrast(images: np.ndarray, labels: np.ndarray) -> float:
+    """Particle contrast as the real-data reference defines it.
+
+    Median of the background pixels minus median of the particle pixels over all patches
+    of a dataset, in units of the standardized frames (mean 0, SD 1 per frame), with no
+    further normalisation (unlike the per-tile ``contrast`` above, which is divided by the
+    background SD after smoothing). Positive when particles are darker than the support.
+
+    Parameters
+    ----------
+    images : (N, H, W) float array
+        Standardized patches.
+    labels : (N, H, W) {0, 1} array
+        Particle masks.
+
+    Returns
+    -------
+    float
+        NaN when either class has no pixels.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    m = np.asarray(labels) != 0
+    if not m.any() or m.all():
+        return float("nan")
+    return float(np.median(images[~m]) - np.median(images[m]))
+
+
+def spectral_roughness(patch: np.ndarray) -> float:
+    """Image roughness as the real-data reference computes it: ``sum(|F|^2 k^2) / sum(|F|^2)``.
+
+    `F` is the 2D FFT of the patch and ``k`` the radial spatial frequency in cycles per
+    pixel (``numpy.fft.fftfreq``), so the result is the power-weighted mean squared
+    frequency, cycles^2 / pixel^2 (0 for a flat patch up to 0.5 for pure checkerboard noise).
+    """
+    p = np.asarray(patch, dtype=np.float64)
+    power = np.abs(np.fft.fft2(p)) ** 2
+    ky, kx = np.fft.fftfreq(p.shape[0]), np.fft.fftfreq(p.shape[1])
+    k2 = ky[:, None] ** 2 + kx[None, :] ** 2
+    total = power.sum()
+    return float((power * k2).sum() / total) if total > 0 else float("nan")

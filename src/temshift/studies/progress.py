@@ -69,7 +69,7 @@ class StudyProgress:
         table = Table(title=title, title_justify="left")
         for col in ("stage", "total", "cached", "done", "running", "queued", "failed", "skipped"):
             table.add_column(col, justify="left" if col == "stage" else "right")
-        for kind in KINDS:
+        for kind in getattr(self.plan, "kinds", KINDS):
             keys = [k for k, t in self.plan.tasks.items() if t.kind == kind]
             if not keys:
                 continue

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from temshift.errors import SpecError
 
 SCALES = ("ci", "quick", "paper")
-FINDINGS = ("dose", "flatfield", "magnification", "noise", "rescaling")
+FINDINGS = ("dose", "flatfield", "magnification", "noise", "rescaling", "size", "material")
 
 
 class _Strict(BaseModel):

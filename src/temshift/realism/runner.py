@@ -1,0 +1,93 @@
+"""Run the realism benchmark end to end on the studies' Dask task graph."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from temshift.io.atomic import atomic_write_text
+from temshift.realism.plan import DEFAULT_SEED, RealismPlan, resolve
+from temshift.studies.graph import RunOutcome, open_client, run_plan
+
+REGISTRY = "temshift.realism.tasks:REGISTRY"
+
+
+@dataclass
+class RealismRun:
+    plan: RealismPlan
+    outcome: RunOutcome
+    summary: dict
+    paths: dict
+
+
+def _examples(plan: RealismPlan, records: dict) -> dict:
+    import numpy as np
+
+    from temshift.realism.tasks import EXAMPLES
+
+    out = {}
+    for key, stats_key in plan.stats.items():
+        rec = records.get(stats_key)
+        path = Path(rec["dir"]) / EXAMPLES if rec else None
+        if path is not None and path.is_file():
+            with np.load(path) as z:
+                out[key] = {"image": z["image"], "label": z["label"]}
+    return out
+
+
+def aggregate(plan: RealismPlan, outcome: RunOutcome, figure: bool = True) -> tuple[dict, dict]:
+    """Summary and output files of a (possibly partly failed) run."""
+    from temshift.realism.report import write_outputs
+    from temshift.realism.summary import summarize
+
+    summary = summarize(plan, outcome.records)
+    summary["failures"] = {plan.tasks[k].label: e.splitlines()[0] for k, e in outcome.failed.items()}
+    summary["skipped"] = [plan.tasks[k].label for k in outcome.skipped]
+    return summary, write_outputs(summary, _examples(plan, outcome.records), plan.out, figure=figure)
+
+
+def run_realism(models_dir, out, scale: str = "quick", seed: int = DEFAULT_SEED, workers: int | None = None,
+                registry=REGISTRY, processes: bool = True, progress: bool = True, figure: bool = True,
+                console=None, catalog=None) -> RealismRun:
+    """Simulate the training sets of the released models in `models_dir`, test every model on every set.
+
+    Parameters
+    ----------
+    models_dir : str or Path
+        Released ``*_model.h5`` weights and their ``model_details.csv``.
+    out : str or Path
+        Output folder; finished tasks under ``out/tasks`` are reused.
+    scale : {"quick", "paper"}
+    seed : int
+        Simulation seed of the synthetic repository.
+    workers : int, optional
+        Local Dask workers (default one per core).
+    registry, processes
+        Task callables and local workers as processes (tests: fakes, threads).
+    progress : bool
+        Live progress view.
+    catalog : Catalog, optional
+        Catalog to map training sets to (default: the packaged published catalog).
+
+    Returns
+    -------
+    RealismRun
+    """
+    from temshift.studies.progress import StudyProgress
+
+    plan = resolve(models_dir, out, scale, seed, catalog=catalog)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open_client(workers, processes=processes) as (client, threads):
+        slots = max(1, sum(client.nthreads().values()))
+        runtime = {kind: {"threads": threads} for kind in plan.kinds}
+        view = StudyProgress(plan, slots, enabled=progress, console=console)
+        outcome = run_plan(plan, client, registry=registry, runtime=runtime, progress=view)
+    summary, paths = aggregate(plan, outcome, figure=figure)
+    atomic_write_text(plan.out / "run.json", json.dumps({
+        "scale": plan.scale.name, "seed": plan.seed, "tasks": len(plan.tasks), "cached": len(outcome.cached),
+        "failed": len(outcome.failed), "skipped": len(outcome.skipped), "seconds": time.perf_counter() - t0,
+        "workers": slots, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
+    return RealismRun(plan, outcome, summary, paths)

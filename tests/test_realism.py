@@ -1,0 +1,188 @@
+"""The realism benchmark: released models on synthetic datasets beside the real scores."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from temshift.realism.plan import RealismScale, resolve
+from temshift.realism.summary import cell_table, gap_summary, real_reference, reference_cells
+from temshift.realism.training_sets import RealismError, read_training_sets
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published"
+SCRIPT = Path(__file__).with_name("_published_script.py")
+HEADER = "Model Name,Fold,Dataset Trained On,Np Diameter (nm),Np Material,Pixel Scale (nm),Dosage (e/A2)\n"
+SETS = {  # file stem -> (training set name, dose)
+    "5nmAu330kX80eUTC": ("Au_5nm_330kx_80e_Std_UTC_FFCorr_Team05_Images", 80),
+    "5nmAu330kX884eUTC": ("Au_5nm_330kx_884e_Std_UTC_FFCorr_Team05_Images", 884),
+}
+TINY = RealismScale("tiny", 512, 1, "projection", 1, "projection", False, {}, patch_px=256, label_frame_size=512)
+
+
+def _write_details(folder: Path, rows) -> None:
+    (folder / "model_details.csv").write_text(HEADER + "".join(",".join(map(str, r)) + "\n" for r in rows))
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    """Two training sets (80 and 884 e/A2), one fold each: released weights when available, else a toy
+    model saved in the released format."""
+    folder = tmp_path_factory.mktemp("models")
+    toy = None
+    if not SHARED.is_dir():
+        toy = folder / "toy.h5"
+        subprocess.run([sys.executable, str(SCRIPT), str(toy), str(folder / "x.npy"), str(folder / "y.npy")],
+                       check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=folder)
+    rows = []
+    for stem, (name, dose) in SETS.items():
+        file = f"UNet_{stem}_fold0_seed962_model.h5"
+        shutil.copy(toy if toy else SHARED / file, folder / file)
+        rows.append([f"Unet_{stem}_fold0_seed962_model.h5", 0, name, 5, "Au", 0.02, dose])  # the table's spelling
+    _write_details(folder, rows)
+    if toy:
+        toy.unlink()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run(models_dir, tmp_path_factory):
+    from temshift.realism.runner import run_realism
+
+    out = tmp_path_factory.mktemp("realism")
+    return run_realism(models_dir, out, scale=TINY, seed=3, workers=2, processes=False, progress=False), out
+
+
+def test_training_sets_from_table(models_dir):
+    sets = read_training_sets(models_dir)
+    assert [t.key for t in sets] == ["Au5nm_0.020nm_80e", "Au5nm_0.020nm_884e"]
+    assert all(t.support == "UT Carbon" and len(t.models) == 1 for t in sets)
+
+
+def test_session_from_name_selects_its_catalog_rows(tmp_path):
+    from temshift.catalog import Catalog
+    from temshift.realism.training_sets import TrainingSet, catalog_query
+
+    ts = TrainingSet("Au_5nm_330kx_423e_UTC_Team05_Std_Sess0821FFCorr_Images", "Au", 5, 0.02, 423,
+                     "UT Carbon", (8, 21))
+    rows = Catalog.published().query(**catalog_query(ts, Catalog.published())).df
+    assert set(rows["date"]) == {"08/26/21"} and len(rows) == 8
+
+
+def test_end_to_end_writes_matrix_gaps_and_statistics(run):
+    res, out = run
+    assert res.outcome.ok, res.outcome.failed
+    for name in ("realism.json", "matrix.csv", "realism.png", "report.html"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "realism.json").read_text())
+    matrix = pd.DataFrame(summary["matrix"])
+    assert len(matrix) == 4 and (matrix["n_models"] == 1).all()
+    assert matrix["hard_dice_mean"].between(0, 1).all()
+    known = matrix[matrix["real_hard_dice"].notna()]
+    # 884 -> 80, 884 -> 884 (whole dataset) and 80 -> 80 are known
+    assert len(known) == 3 and summary["gaps"]["known_cells"] == 3
+    cell = known[(known.train == "Au5nm_0.020nm_884e") & (known.test == "Au5nm_0.020nm_884e")].iloc[0]
+    assert cell["real_hard_dice"] == pytest.approx(0.923)
+    assert summary["gaps"]["mean_abs_gap"] == pytest.approx(
+        float((known["hard_dice_mean"] - known["real_hard_dice"]).abs().mean()))
+    stats = summary["image_statistics"]
+    assert stats["Au5nm_0.020nm_80e"]["real_particle_contrast"] == pytest.approx(0.239)
+    assert np.isfinite(stats["Au5nm_0.020nm_884e"]["particle_contrast"])
+    labels = summary["label_statistics"]
+    assert labels["real"]["particles"] == 8 and labels["synthetic"]["frames"] == 1
+    assert labels["synthetic"]["particles_median"] >= 1
+    assert pd.read_csv(out / "matrix.csv").shape[0] == 4
+
+
+def test_resume_reuses_every_task(run, models_dir):
+    from temshift.realism.runner import run_realism
+
+    res, out = run
+    again = run_realism(models_dir, out, scale=TINY, seed=3, workers=1, processes=False, progress=False)
+    assert again.outcome.cached == set(again.plan.tasks)
+    assert again.summary["gaps"] == res.summary["gaps"]
+
+
+def test_seed_and_simulator_change_the_simulation_keys(models_dir, tmp_path):
+    from temshift.realism.plan import simulator_fingerprint
+
+    a, b = resolve(models_dir, tmp_path, TINY, seed=1), resolve(models_dir, tmp_path, TINY, seed=2)
+    assert {k for k in a.tasks if k.startswith("repo")} != {k for k in b.tasks if k.startswith("repo")}
+    # a changed simulator re-simulates: its source fingerprint is part of every repo task's key
+    repos = [t for t in a.tasks.values() if t.kind == "repo"]
+    assert len(repos) == 3 and all(t.inputs["simulator"] == simulator_fingerprint() for t in repos)
+
+
+def test_mean_abs_gap_on_hand_made_cells():
+    from temshift.realism.training_sets import TrainingSet
+
+    sets = [TrainingSet("a", "Au", 5, 0.02, 80), TrainingSet("b", "Au", 5, 0.02, 884)]
+    a, b = (t.key for t in sets)
+    evals = pd.DataFrame([
+        {"train": b, "test": a, "fold": 0, "hard_dice": 0.60, "pooled_dice": 0.6, "overseg_share": 0.5},
+        {"train": b, "test": a, "fold": 1, "hard_dice": 0.70, "pooled_dice": 0.7, "overseg_share": 0.5},
+        {"train": b, "test": b, "fold": 0, "hard_dice": 0.90, "pooled_dice": 0.9, "overseg_share": 0.5},
+        {"train": a, "test": a, "fold": 0, "hard_dice": 0.80, "pooled_dice": 0.8, "overseg_share": 0.5},
+        {"train": a, "test": b, "fold": 0, "hard_dice": 0.95, "pooled_dice": 0.9, "overseg_share": 0.9},
+    ])
+    cells = cell_table(evals, reference_cells(sets, real_reference()))
+    g = gap_summary(cells)
+    # 884 -> 80: 0.65 vs 0.464; 884 -> 884: 0.90 vs 0.923 (whole dataset); 80 -> 80: 0.80 vs 0.852
+    assert g["known_cells"] == 3
+    assert g["mean_abs_gap"] == pytest.approx((0.186 + 0.023 + 0.052) / 3)
+    assert g["worst"]["train"] == b and g["worst"]["test"] == a and g["worst"]["gap"] == pytest.approx(0.186)
+    assert g["easier_on_synthetic"] == 1
+    row = cells[(cells.train == b) & (cells.test == a)].iloc[0]
+    assert row["hard_dice_std"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
+
+
+def test_reference_statistics_definitions():
+    from temshift.datasets.statistics import reference_particle_contrast, spectral_roughness
+
+    img = np.zeros((2, 8, 8), np.float32)
+    lab = np.zeros((2, 8, 8), np.uint8)
+    img[:, :2, :2], lab[:, :2, :2] = -1.5, 1
+    img[:, 4:, :] = 0.5  # half the background at 0.5, the rest at 0
+    assert reference_particle_contrast(img, lab) == pytest.approx(np.median(img[lab == 0]) + 1.5)
+    assert spectral_roughness(np.ones((16, 16))) == 0.0
+    checker = np.indices((16, 16)).sum(0) % 2 * 2.0 - 1.0
+    assert spectral_roughness(checker) == pytest.approx(0.5)  # all power at (0.5, 0.5) cycles/px
+
+
+def test_folder_without_table_is_refused(tmp_path):
+    with pytest.raises(RealismError, match="no model_details.csv"):
+        read_training_sets(tmp_path)
+
+
+def test_unknown_training_set_is_refused(models_dir, tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for f in models_dir.glob("*.h5"):
+        shutil.copy(f, folder / f.name)
+    stem = next(iter(SETS))
+    _write_details(folder, [[f"Unet_{stem}_fold0_seed962_model.h5", 0, "Au_5nm_1234e_Images", 5, "Au", 0.02, 1234]])
+    with pytest.raises(RealismError, match="training set Au_5nm_1234e_Images: no catalog rows"):
+        resolve(folder, tmp_path / "out", TINY)
+
+
+def test_missing_model_file_names_the_row(models_dir, tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    _write_details(folder, [["Unet_x_fold0_seed962_model.h5", 0, "Au_5nm_80e", 5, "Au", 0.02, 80]])
+    with pytest.raises(RealismError, match="row 2: model file Unet_x_fold0_seed962_model.h5 not found"):
+        read_training_sets(folder)
+
+
+def test_cli_reports_one_line_error(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    p = subprocess.run([sys.executable, "-m", "temshift", "realism", "--models", str(tmp_path), "--out",
+                        str(tmp_path / "o")], capture_output=True, text=True, env=env)
+    assert p.returncode == 1
+    assert "no model_details.csv" in p.stderr and "Traceback" not in p.stderr
