@@ -192,7 +192,7 @@ def test_ci_rerun_reuses_everything(ci_run):
 def test_interrupted_training_resumes_instead_of_restarting(ci_run, monkeypatch):
     import temshift.training.trainer as trainer
     from temshift.training.pretrain import run_pretrain
-    from temshift.training.trainer import epochs_done
+    from temshift.training.fold import epochs_done
 
     out, first = ci_run
     real = trainer.train_epoch

@@ -43,9 +43,8 @@ def pretrain(
         if not isinstance(overrides, dict):
             raise PretrainError(f"{ranges}: the ranges file must hold a JSON object")
     con = _console()
-    with con.status(f"pretraining at scale {scale.value} in {out}"):
-        res = run_pretrain(out, scale.value, workers=workers, scheduler=scheduler, seed=seed, ranges=overrides,
-                           train_threads=train_threads)
+    res = run_pretrain(out, scale.value, workers=workers, scheduler=scheduler, seed=seed, ranges=overrides,
+                       train_threads=train_threads, progress=True, console=con)
     rec = res.record
     con.print(f"{len(res.plan.tasks)} tasks: {res.cached} cached, {res.ran} run; "
               f"{rec['data']['frames']} frames, {rec['data']['patches']} patches; "

@@ -92,9 +92,10 @@ SCALES: dict[str, PretrainScale] = {
         training={"epochs": 40, "batch_size": 8, "learning_rate": 1e-3, "patch_crop": 128, "dihedral": False,
                   "n_folds": 10, "samples_per_epoch": 512},
     ),
-    # GPUs: multislice frames, the paper's patch size, long training
+    # GPUs: multislice frames, the paper's patch size, long training; ~16000 patches of 512 px
+    # (16 GB as float32: the dataset task and train_fold hold them in memory)
     "paper": PretrainScale(
-        name="paper", n_frames=20000, frames_per_task=50, working_frame_px=1024, patch_size=512,
+        name="paper", n_frames=4000, frames_per_task=50, working_frame_px=1024, patch_size=512,
         sim_mode="multislice",
         training={"epochs": 250, "batch_size": 32, "learning_rate": 1e-4, "dihedral": True, "n_folds": 20,
                   "samples_per_epoch": 8192},
@@ -303,6 +304,47 @@ def plan_pretrain(run_dir, scale: str = "quick", seed: int = 0, ranges=None, tra
 # ----------------------------------------------------------------------------- run
 
 
+class PretrainProgress:
+    """A one-line live view of a run for `run_plan`: tasks of each kind done / total, elapsed time."""
+
+    def __init__(self, plan: PretrainPlan, console=None):
+        self.plan, self.console, self.live, self.cached = plan, console, None, set()
+        self.t0 = 0.0
+
+    def line(self, outcome=None, running=()) -> str:
+        import time
+
+        from temshift.studies.progress import format_seconds
+
+        parts = []
+        for kind in ("frames", "dataset", "train", "evaluate"):
+            keys = [k for k, t in self.plan.tasks.items() if t.kind == kind]
+            done = sum(k in outcome.records for k in keys) if outcome else len(self.cached & set(keys))
+            run = sum(k in running for k in keys)
+            parts.append(f"{kind} {done}/{len(keys)}" + (f" ({run} running)" if run else ""))
+        return f"pretrain {self.plan.scale.name}: " + ", ".join(parts) + \
+            f"  elapsed {format_seconds(time.perf_counter() - self.t0)}"
+
+    def start(self, cached) -> None:
+        import time
+
+        from rich.live import Live
+
+        self.cached, self.t0 = set(cached), time.perf_counter()
+        self.live = Live(self.line(), console=self.console, refresh_per_second=1, transient=False)
+        self.live.start()
+
+    def update(self, outcome, running) -> None:
+        if self.live is not None:
+            self.live.update(self.line(outcome, set(running)))
+
+    def stop(self, outcome) -> None:
+        if self.live is not None:
+            self.live.update(self.line(outcome))
+            self.live.stop()
+            self.live = None
+
+
 @dataclass
 class PretrainResult:
     """A finished pretraining run."""
@@ -344,7 +386,8 @@ def _record(plan: PretrainPlan, records: dict) -> dict:
 
 def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, scheduler: str | None = None,
                  seed: int = 0, ranges=None, training: dict | None = None, train_threads: int | None = None,
-                 processes: bool = True, registry=REGISTRY_PATH) -> PretrainResult:
+                 processes: bool = True, registry=REGISTRY_PATH, progress: bool = False,
+                 console=None) -> PretrainResult:
     """Run (or resume) a pretraining run and write ``RUN/generalist.pt`` and ``RUN/generalist.json``.
 
     Parameters
@@ -367,6 +410,8 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
         Local workers as processes (False: threads, for tests).
     registry : str or dict
         Task callables.
+    progress : bool
+        Live one-line view of the tasks (on `console`).
 
     Raises
     ------
@@ -393,7 +438,8 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
         with open_client(workers, scheduler, processes=processes) as (client, th):
             rt = {"threads": th}
             outcome = run_plan(plan, client, registry=registry,
-                               runtime={"frames": rt, "dataset": {}, "train": {}, "evaluate": rt})
+                               runtime={"frames": rt, "dataset": {}, "train": {}, "evaluate": rt},
+                               progress=PretrainProgress(plan, console) if progress else None)
     finally:
         for k, v in saved.items():
             if v is None:
