@@ -79,6 +79,35 @@ def test_plan_keys_follow_the_inputs(tmp_path):
     assert sorted(i for k in a.chunks for i in a.tasks[k].inputs["indices"]) == list(range(n))
 
 
+def test_frames_task_resamples_to_the_working_scale_and_skips_a_failing_frame(tmp_path, monkeypatch):
+    import temshift.simulate.micrograph as micrograph
+    from temshift.simulate.micrograph import SimulatedFrame
+    from temshift.training.pretrain import simulate_chunk
+
+    def fake(req):
+        if req.frame_key == "pretrain/1":
+            raise ValueError("cannot simulate this one")
+        n = req.frame_size_px
+        yy, xx = np.mgrid[:n, :n]
+        label = ((yy - n / 2) ** 2 + (xx - n / 2) ** 2 < (n / 3) ** 2).astype(np.uint8)
+        counts = np.random.default_rng(0).poisson(300.0 - 100.0 * label).astype(np.float32)
+        return SimulatedFrame(counts, label, {"n_particles": 1, "label_area_fraction": float(label.mean())})
+
+    monkeypatch.setattr(micrograph, "simulate_frame", fake)
+    plan = plan_pretrain(tmp_path, "ci", train_threads=1)
+    inputs = dict(plan.tasks[plan.chunks[0]].inputs, indices=[0, 1, 2])
+    result = simulate_chunk(inputs, tmp_path, {}, {})
+    draws = json.loads((tmp_path / "draws.json").read_text())
+    assert result["frames"] == 2 and result["failed_frames"] == 1, [d.get("error") for d in draws]
+    assert "cannot simulate this one" in draws[1]["error"]
+    with np.load(tmp_path / "patches.npz") as z:
+        sc = SCALES["ci"]
+        assert z["images"].shape[1:] == (sc.patch_size, sc.patch_size)
+        # the working frame (128 px) gives 2 x 2 patches whatever the drawn pixel scale
+        assert sorted(set(z["frame"].tolist())) == [0, 2] and len(z["frame"]) <= 8
+        assert set(np.unique(z["labels"])) <= {0, 1}
+
+
 # ----------------------------------------------------------------------------- shipped model loader
 
 
@@ -196,11 +225,11 @@ def test_interrupted_training_resumes_instead_of_restarting(ci_run, monkeypatch)
 
     out, first = ci_run
     real = trainer.train_epoch
-    calls = []
+    calls, dying_at = [], [3]
 
     def dying(model, optimizer, data, settings, seed, epoch, *a, **k):
         calls.append(epoch)
-        if epoch == 3:
+        if epoch == dying_at[0]:
             raise RuntimeError("killed at epoch 3")
         return real(model, optimizer, data, settings, seed, epoch, *a, **k)
 
@@ -215,6 +244,7 @@ def test_interrupted_training_resumes_instead_of_restarting(ci_run, monkeypatch)
     first_rows = (run_dir / "history.csv").read_text().splitlines()
 
     calls.clear()
+    dying_at[0] = None  # the machine is back
     res = run_pretrain(out, "ci", workers=1, train_threads=1, training=longer, processes=False)
     assert calls == [3, 4]  # resumed after epoch 2, no restart
     assert res.ran == 2  # train and evaluate; the frames and the dataset were cached

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -130,7 +131,9 @@ def scale_ranges(scale: PretrainScale, ranges: PretrainRanges | dict | None = No
 def simulate_chunk(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     """Simulate frames ``inputs["indices"]`` and cut them into patches (``patches.npz``, ``draws.json``).
 
-    Each frame goes through `model_input` (the prediction path) to the working scale; its
+    A frame the simulator or the preprocessing fails on (e.g. a flat-field fit that is not
+    positive everywhere on a frame of ~1 electron per pixel) is recorded in ``draws.json``
+    with its error and skipped (deterministic: it would fail again). Each frame goes through `model_input` (the prediction path) to the working scale; its
     exact label is resampled to the same grid (bilinear, threshold 0.5).
     """
     from temshift.io.atomic import atomic_path, atomic_write_text
@@ -146,11 +149,16 @@ def simulate_chunk(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> di
     pre = PreprocessSettings(**inputs["preprocess"])
     working = float(inputs["working_pixel_scale_nm"])
     images, labels, frames, rows, cols, draws = [], [], [], [], [], []
+    cpu0 = time.process_time()
     for index in inputs["indices"]:
         draw = draw_frame(ranges, inputs["seed"], index, working_pixel_scale_nm=working,
                           working_frame_px=inputs["working_frame_px"], mode=inputs["mode"])
-        sim = simulate_frame(frame_request(draw))
-        image, _ = model_input(sim.counts, pre, draw.pixel_scale_nm, working)
+        try:
+            sim = simulate_frame(frame_request(draw))
+            image, _ = model_input(sim.counts, pre, draw.pixel_scale_nm, working)
+        except Exception as exc:  # noqa: BLE001 -- a frame that cannot be made or preprocessed is recorded, skipped
+            draws.append({**draw.model_dump(), "n_patches": 0, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            continue
         label = (resample_to_shape(sim.label.astype(np.float32), image.shape) >= 0.5).astype(np.uint8)
         p_img, p_lab, coords = extract_patches(image, label, inputs["patch_size"])
         images.append(p_img)
@@ -166,7 +174,9 @@ def simulate_chunk(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> di
                  labels=np.concatenate(labels) if labels else np.empty((0, p, p), np.uint8),
                  frame=np.asarray(frames, np.int64), row=np.asarray(rows, np.int64), col=np.asarray(cols, np.int64))
     atomic_write_text(out_dir / DRAWS, json.dumps(draws, indent=1))
-    return {"frames": len(draws), "patches": int(len(frames))}
+    failed = sum("error" in d for d in draws)
+    return {"frames": len(draws) - failed, "failed_frames": failed, "patches": int(len(frames)),
+            "cpu_seconds": round(time.process_time() - cpu0, 1)}
 
 
 def assemble(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
@@ -312,8 +322,6 @@ class PretrainProgress:
         self.t0 = 0.0
 
     def line(self, outcome=None, running=()) -> str:
-        import time
-
         from temshift.studies.progress import format_seconds
 
         parts = []
@@ -326,8 +334,6 @@ class PretrainProgress:
             f"  elapsed {format_seconds(time.perf_counter() - self.t0)}"
 
     def start(self, cached) -> None:
-        import time
-
         from rich.live import Live
 
         self.cached, self.t0 = set(cached), time.perf_counter()
@@ -377,8 +383,10 @@ def _record(plan: PretrainPlan, records: dict) -> dict:
         "working_pixel_scale_nm": plan.scale.working_pixel_scale_nm,
         "training": {"settings": plan.settings, **{k: v for k, v in train.items() if k != "run_dir"}},
         "data": {"frames": sum(c["result"]["frames"] for c in chunks),
+                 "failed_frames": sum(c["result"].get("failed_frames", 0) for c in chunks),
                  "patches": records[plan.dataset_key]["result"]["patches"],
                  "simulation_seconds": round(sum(c["seconds"] for c in chunks), 1),
+                 "simulation_cpu_seconds": round(sum(c["result"].get("cpu_seconds", 0.0) for c in chunks), 1),
                  "training_seconds": round(records[plan.train_key]["seconds"], 1)},
         "held_out": {k: float(metrics[k]) for k in ("hard_dice", "soft_dice", "ce") if k in metrics},
     }
