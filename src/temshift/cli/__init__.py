@@ -43,6 +43,7 @@ def _register() -> None:
         model_cmd,
         predict_cmd,
         preprocess_cmd,
+        pretrain_cmd,
         realism_cmd,
         simulate_cmd,
         study_cmd,

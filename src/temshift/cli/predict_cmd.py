@@ -11,7 +11,8 @@ from temshift.cli.common import (FRAME_HELP, SUM_HELP, console, frame_choice, na
                                  pixel_scale_option, positive_option)
 
 _MODEL_HELP = ("Model: temshift checkpoint (model.pt), released *_model.h5 weights, a run directory (all model.pt below "
-               "it form an ensemble), or zoo:auto (per frame, the nearest released training set; see `temshift zoo`).")
+               "it form an ensemble), zoo:auto (per frame, the nearest released training set; see `temshift zoo`), or "
+               "generalist (the model shipped in the package, see `temshift pretrain`).")
 _ZOO_HELP = "Local zoo folder for zoo:auto (default: $TEMSHIFT_ZOO, else ~/.cache/temshift/zoo)."
 
 

@@ -4,8 +4,9 @@ Importing this package imports torch.
 """
 
 from temshift.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from temshift.models.pretrained import pretrained
 from temshift.models.published import load_published
 from temshift.models.unet import ModelConfig, ResidualBlock, UNet, count_parameters
 
 __all__ = ["ModelConfig", "ResidualBlock", "UNet", "count_parameters", "load_checkpoint", "load_model",
-           "load_published", "save_checkpoint"]
+           "load_published", "pretrained", "save_checkpoint"]

@@ -434,7 +434,8 @@ class ModelChooser:
     Parameters
     ----------
     model : str or Path
-        A model path, or ``"zoo:auto"``.
+        A model path, ``"zoo:auto"``, or a shipped model's name (``"generalist"``,
+        `temshift.models.pretrained`).
     ensemble : list of Path, optional
         More models averaged with `model` (not with ``zoo:auto``).
     folder : str or Path, optional
@@ -453,8 +454,11 @@ class ModelChooser:
             if not training_sets():
                 raise ZooError("the zoo manifest lists no models")
         else:
+            from temshift.models.pretrained import is_pretrained_name, pretrained_path
             from temshift.predict.pipeline import load_predictor
 
+            if is_pretrained_name(model) and not Path(model).exists():  # "generalist": the shipped model
+                model = pretrained_path(str(model))
             predictor = load_predictor([model, *(ensemble or [])])
             self._fixed = Choice(predictor, predictor.training_reference(train_dataset), str(model))
 
