@@ -428,7 +428,7 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
     """
     from temshift.io.atomic import atomic_write_text
     from temshift.models.checkpoint import load_checkpoint, save_checkpoint
-    from temshift.studies.graph import local_threads, open_client, run_plan
+    from temshift.studies.graph import check_workers_see, local_threads, open_client, run_plan
     from temshift.studies.tasks import RUN
 
     if workers and scheduler:
@@ -444,6 +444,8 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
         os.environ["TEMSHIFT_FFT_WORKERS"] = os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
         with open_client(workers, scheduler, processes=processes) as (client, th):
+            if scheduler:  # workers elsewhere must see the run folder at the same path
+                check_workers_see(client, [plan.run_dir])
             rt = {"threads": th}
             outcome = run_plan(plan, client, registry=registry,
                                runtime={"frames": rt, "dataset": {}, "train": {}, "evaluate": rt},
