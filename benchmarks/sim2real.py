@@ -19,7 +19,8 @@ Score: hard dice per frame as the project computes it (`temshift.evaluation.metr
 of the 0/1 mask, smoothing 1), mean over frames.
 
 Usage: python benchmarks/sim2real.py [--parts threshold released finetune] [--factors 1 1.5 2]
-       [--folds 0] [--freeze decoder] [--splits 4] [--epochs N] [--threads 2] [--json PATH] [--write]
+       [--folds 0] [--freeze decoder] [--splits 4] [--epochs N] [--threads 1] [--json PATH] [--write]
+       python benchmarks/sim2real.py --render A.json B.json [--write]   # one section from separate runs
 Skips (exit 0) when the data are absent.
 """
 
@@ -93,7 +94,7 @@ def _released_models(folds):
     return out
 
 
-def part_released(frames, labels, factors, folds, noise_modes=(True, False)) -> dict:
+def part_released(frames, labels, factors, folds, noise_modes=(True, False), on_row=None) -> dict:
     from temshift.predict.pipeline import load_predictor, predict_frame
 
     rows = []
@@ -109,6 +110,8 @@ def part_released(frames, labels, factors, folds, noise_modes=(True, False)) -> 
                              "mean": float(np.mean(dice)), "per_frame": dice, "seconds": time.perf_counter() - t0})
                 print(f"released {zset.name} fold {m.fold} x{factor} noise_match={noise}: "
                       f"{rows[-1]['mean']:.3f} ({rows[-1]['seconds']:.0f} s)", flush=True)
+                if on_row:
+                    on_row({"rows": rows})
     return {"rows": rows}
 
 
@@ -119,7 +122,7 @@ def splits(n: int, n_splits: int):
         yield seed, sorted(order[:N_TRAIN].tolist()), sorted(order[N_TRAIN:].tolist())
 
 
-def part_finetune(pairs, frames, labels, freezes, n_splits, epochs, threads, workdir: Path) -> dict:
+def part_finetune(pairs, frames, labels, freezes, n_splits, epochs, threads, workdir: Path, on_row=None) -> dict:
     from temshift.predict.pipeline import load_predictor, predict_frame
     from temshift.predict.zoo import training_sets
     from temshift.training.finetune import finetune, finetune_settings
@@ -145,62 +148,85 @@ def part_finetune(pairs, frames, labels, freezes, n_splits, epochs, threads, wor
                          "epochs": result.epochs_run, "best_epoch": result.best_epoch})
             print(f"finetune {freeze} split {seed}: {rows[-1]['mean']:.3f} (base {rows[-1]['base_mean']:.3f}), "
                   f"{wall:.0f} s wall, {cpu:.0f} s CPU, load {_load()}", flush=True)
-    return {"base": base.name, "rows": rows, "epochs": epochs or finetune_settings().epochs,
-            "settings": finetune_settings(epochs=epochs).model_dump(mode="json", exclude={"device", "threads",
-                                                                                          "progress"})}
+            if on_row:
+                on_row({"base": base.name, "rows": rows})
+    return {"base": base.name, "rows": rows}
 
 
 def _load() -> str:
     return "%.1f / %.1f / %.1f" % os.getloadavg()
 
 
-def markdown(res: dict) -> str:
-    lines = [f"## Real frames from another lab (`benchmarks/sim2real.py`)", "",
-             f"{res['date']}; command: `{res['command']}`; {os.cpu_count()} cores, Python {platform.python_version()}, "
-             f"torch threads {res['threads']}. Machine load average {res['load_before']} before, {res['load_after']} "
-             "after (shared with other jobs: wall times are pessimistic). Data: the 20 real 512 x 512 8-bit frames "
-             "of `../shared/data/real/tem_particles` (hand labels). Score: hard dice per frame "
-             "(`temshift.evaluation.metrics.dice_per_patch` of the mask), mean over frames.", ""]
-    if "threshold" in res:
+def _merge(runs: list[dict]) -> dict:
+    """One result from several runs of this script (parts run separately, e.g. in parallel)."""
+    out = {"threshold": None, "released": [], "finetune": [], "base": None, "runs": []}
+    for r in runs:
+        out["runs"].append({k: r.get(k) for k in ("date", "command", "threads", "load_before", "load_after")})
+        out["threshold"] = r.get("threshold") or out["threshold"]
+        out["released"] += (r.get("released") or {}).get("rows", [])
+        ft = r.get("finetune") or {}
+        out["finetune"] += ft.get("rows", [])
+        out["base"] = ft.get("base") or out["base"]
+    return out
+
+
+def markdown(runs: list[dict]) -> str:
+    res = _merge(runs)
+    lines = ["## Real frames from another lab (`benchmarks/sim2real.py`)", "",
+             f"{os.cpu_count()} cores, Python {platform.python_version()}. Data: the 20 real 512 x 512 8-bit frames "
+             "of `../shared/data/real/tem_particles` (hand labels; nothing tuned on them). Score: hard dice per frame "
+             "(`temshift.evaluation.metrics.dice_per_patch` of the mask), mean over frames. Runs (the machine was "
+             "shared with other jobs, load average far above its 2 cores: wall times are pessimistic; CPU seconds "
+             "are those of the benchmark process):", ""]
+    for r in res["runs"]:
+        lines.append(f"- {r['date']}: `{r['command']}` (torch threads {r['threads']}; load average "
+                     f"{r['load_before']} before, {r.get('load_after') or 'n/a'} after)")
+    lines.append("")
+    if res["threshold"]:
         t = res["threshold"]
         lines += [f"(a) Threshold baseline (Gaussian sigma 3 px, Otsu, particles darker; scikit-image): mean hard "
                   f"dice **{t['mean']:.3f}** over 20 frames (min {min(t['per_frame']):.3f}); REFERENCE.md: 0.973.", ""]
-    if "released" in res:
-        rows = res["released"]["rows"]
+    rows = res["released"]
+    if rows:
         lines += ["(b) The authors' released real-data models (fold 0 of each training set) through "
-                  "`predict_frame`, frame resampled by the factor (the model input is the frame upsampled); "
-                  "`noise` = the pipeline's pixel-noise restoration after resampling (default of `temshift predict`).",
+                  "`predict_frame`, frame resampled by the factor (model input = frame upsampled); `noise` = with the "
+                  "pipeline's pixel-noise restoration after resampling (the default of `temshift predict`), `plain` = "
+                  "without (`--no-noise-match`).",
                   "", "| training set | x1 | x1.5 noise | x1.5 plain | x2 noise | x2 plain |", "|---|---|---|---|---|---|"]
         for name in dict.fromkeys(r["set"] for r in rows):
-            def cell(f, noise):
+            def cell(f, noise, name=name):
                 got = [r["mean"] for r in rows if r["set"] == name and r["factor"] == f and r["noise_match"] == noise]
                 return f"{got[0]:.3f}" if got else "-"
             lines.append(f"| {name} | {cell(1.0, True)} | {cell(1.5, True)} | {cell(1.5, False)} | {cell(2.0, True)} "
                          f"| {cell(2.0, False)} |")
+        lines.append("")
         for f in sorted({r["factor"] for r in rows}):
             for noise in (True, False):
                 got = [r["mean"] for r in rows if r["factor"] == f and r["noise_match"] == noise]
                 if got and not (f == 1.0 and not noise):
-                    lines.append(f"- x{f:g} {'noise' if noise else 'plain'}: mean over sets {np.mean(got):.3f}, "
-                                 f"range {min(got):.3f}-{max(got):.3f}")
+                    lines.append(f"- x{f:g}{' noise' if noise and f != 1.0 else ' plain' if f != 1.0 else ''}: mean over "
+                                 f"{len(got)} sets {np.mean(got):.3f}, range {min(got):.3f}-{max(got):.3f}")
         lines += ["", "REFERENCE.md: 0.93-0.96 at factors 1-2.", ""]
-    if "finetune" in res:
-        ft = res["finetune"]
-        lines += [f"(c) Fine-tuned from `{ft['base']}` on 5 frames, scored on the other 15 (4 random splits, seeds "
-                  f"0-3), default `temshift finetune` settings ({ft['epochs']} epochs, batches of 8 random 256 px crops, "
-                  "lr 1e-3, dihedral expansion + flip/rotation), frames on their own grid (pixel scale unknown).", "",
-                  "| freeze | split | dice (15 test frames) | base model, same frames (x1) | wall s | CPU s | train s |",
+    ft = res["finetune"]
+    if ft:
+        lines += [f"(c) `temshift.training.finetune.finetune` from `{res['base']}` on 5 frames, scored on the other 15 "
+                  "(random splits, seeds 0-3), default fine-tuning settings except the epochs (batches of 8 random "
+                  "256 px crops, lr 1e-3, dihedral expansion + flip/rotation, seed 962), frames on their own grid "
+                  "(pixel scale unknown); `base` = the base model on the same 15 frames, not resampled.", "",
+                  "| freeze | epochs | split | dice (15 test frames) | base | wall s | CPU s |",
                   "|---|---|---|---|---|---|---|"]
-        for r in ft["rows"]:
-            lines.append(f"| {r['freeze']} | {r['split']} | {r['mean']:.3f} | {r['base_mean']:.3f} | "
-                         f"{r['wall_seconds']:.0f} | {r.get('cpu_seconds', float('nan')):.0f} | {r['train_seconds']:.0f} |")
-        for freeze in dict.fromkeys(r["freeze"] for r in ft["rows"]):
-            got = [r for r in ft["rows"] if r["freeze"] == freeze]
+        for r in ft:
+            lines.append(f"| {r['freeze']} | {r['epochs']} | {r['split']} | {r['mean']:.3f} | {r['base_mean']:.3f} | "
+                         f"{r['wall_seconds']:.0f} | {r.get('cpu_seconds', float('nan')):.0f} |")
+        lines.append("")
+        for key in dict.fromkeys((r["freeze"], r["epochs"]) for r in ft):
+            got = [r for r in ft if (r["freeze"], r["epochs"]) == key]
             means = [r["mean"] for r in got]
             spread = statistics.stdev(means) if len(means) > 1 else 0.0
-            lines.append(f"- {freeze} frozen: mean {np.mean(means):.3f}, SD over splits {spread:.3f} "
-                         f"(min {min(means):.3f}); wall time per fine-tuning {np.mean([r['wall_seconds'] for r in got]):.0f} s "
-                         f"(max {max(r['wall_seconds'] for r in got):.0f} s)")
+            lines.append(f"- {key[0]} frozen, {key[1]} epochs, {len(got)} splits: mean **{np.mean(means):.3f}**, "
+                         f"SD over splits {spread:.3f} (min {min(means):.3f}); per fine-tuning wall "
+                         f"{np.mean([r['wall_seconds'] for r in got]):.0f} s (max {max(r['wall_seconds'] for r in got):.0f}),"
+                         f" CPU {np.mean([r.get('cpu_seconds', np.nan) for r in got]):.0f} s")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -214,12 +240,20 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", nargs="+", type=int, default=[0])
     ap.add_argument("--freeze", nargs="+", default=["decoder"], choices=["decoder", "encoder", "none"])
     ap.add_argument("--splits", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=None, help="Fine-tuning epochs (default: temshift finetune's).")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=None, help="Run folders of part (c) (default: a temp folder).")
-    ap.add_argument("--json", type=Path, default=None, help="Write the raw results here.")
+    ap.add_argument("--json", type=Path, default=None, help="Write the raw results here (updated after each row).")
+    ap.add_argument("--render", type=Path, nargs="+", default=None,
+                    help="Only render the section from these --json files of earlier runs.")
     ap.add_argument("--write", action="store_true", help="Append the section to benchmarks/RESULTS.md.")
     args = ap.parse_args(argv)
+    if args.render:
+        text = markdown([json.loads(p.read_text()) for p in args.render])
+        print(text)
+        if args.write:
+            RESULTS.write_text(RESULTS.read_text().rstrip("\n") + "\n\n" + text)
+        return 0
     if not (args.data / "images").is_dir() or ("released" in args.parts or "finetune" in args.parts) \
             and not PUBLISHED.is_dir():
         print(f"skipped: {args.data} or {PUBLISHED} absent")
@@ -230,20 +264,27 @@ def main(argv=None) -> int:
     res = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "command": "python benchmarks/sim2real.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "threads": args.threads, "load_before": _load()}
+
+    def save(part=None, value=None):
+        if part:
+            res[part] = value
+        if args.json:
+            args.json.write_text(json.dumps({**res, "load_after": _load()}, indent=1))
+
     pairs, frames, labels = load_frames(args.data)
     if "threshold" in args.parts:
-        res["threshold"] = part_threshold(frames, labels)
+        save("threshold", part_threshold(frames, labels))
         print(f"threshold: {res['threshold']['mean']:.3f}", flush=True)
     if "released" in args.parts:
-        res["released"] = part_released(frames, labels, args.factors, args.folds)
+        save("released", part_released(frames, labels, args.factors, args.folds,
+                                       on_row=lambda v: save("released", v)))
     if "finetune" in args.parts:
         with tempfile.TemporaryDirectory() as tmp:
-            res["finetune"] = part_finetune(pairs, frames, labels, args.freeze, args.splits, args.epochs,
-                                            args.threads, args.workdir or Path(tmp))
+            save("finetune", part_finetune(pairs, frames, labels, args.freeze, args.splits, args.epochs,
+                                           args.threads, args.workdir or Path(tmp), on_row=lambda v: save("finetune", v)))
     res["load_after"] = _load()
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1))
-    text = markdown(res)
+    save()
+    text = markdown([res])
     print(text)
     if args.write:
         RESULTS.write_text(RESULTS.read_text().rstrip("\n") + "\n\n" + text)

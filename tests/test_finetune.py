@@ -279,3 +279,37 @@ def test_base_model_by_zoo_name_and_ensemble_refused(tmp_path, base_model, monke
     monkeypatch.setattr(zoo, "is_complete", lambda m, folder: True)  # a pulled zoo, without the download
     path, note = resolve_base(zset.name, zoo_dir=tmp_path / "zoo")
     assert path == tmp_path / "zoo" / m0.file and "fold-0" in note
+
+
+def test_frames_get_the_prediction_preprocessing_and_scale_matching(tmp_path):
+    from temshift.predict.pipeline import model_input
+    from temshift.preprocess import PreprocessSettings
+    from temshift.training.finetune import prepare_frames
+    from temshift.training.labelled_frames import read_pair
+
+    pairs = _pairs(tmp_path, n=2)
+    settings = PreprocessSettings(flatfield=False, xray_threshold=None)
+    prepared = prepare_frames(pairs, settings, 0.02, 512, 4, pixel_scale_nm=0.03)  # zoom x1.5: 64 -> 96 px
+    frame, label = read_pair(pairs[0])
+    expected, zoom = model_input(frame.data, settings, 0.03, 0.02)
+    assert zoom == pytest.approx(1.5) and expected.shape == (96, 96)
+    assert prepared.images.shape == (2, 96, 96) and prepared.labels.shape == (2, 96, 96)
+    np.testing.assert_array_equal(prepared.images[0], expected)
+    # the label follows the resampling: its particle share is kept
+    assert abs(prepared.labels[0].mean() - label.mean()) < 0.01
+    assert [f["zoom"] for f in prepared.frames] == [pytest.approx(1.5)] * 2
+    unknown = prepare_frames(pairs, settings, 0.02, 32, 4)  # no scale: own grid, 32 px tiles covering 64 px
+    assert unknown.images.shape == (8, 32, 32) and unknown.frames[0]["zoom"] == 1.0
+
+
+def test_validation_frames_are_held_out(tmp_path, base_model):
+    from temshift.models import load_model
+    from temshift.training.finetune import FinetuneError, finetune
+
+    pairs = _pairs(tmp_path, n=3)
+    result = finetune(base_model, pairs, tmp_path / "run", settings=_settings(), val_frames=1)
+    _, meta = load_model(result.model_path)
+    assert meta["frames_role"] == {"train": ["image_0.png", "image_1.png"], "val": ["image_2.png"]}
+    assert result.n_frames == 2
+    with pytest.raises(FinetuneError, match="at least one"):
+        finetune(base_model, pairs, tmp_path / "run2", settings=_settings(), val_frames=3)

@@ -47,8 +47,8 @@ def finetune(
 ):
     """Fine-tune a model on a few labelled frames of your own; an interrupted run resumes.
 
-    The frames get the base model's preprocessing and pixel-scale matching, as in `temshift
-    predict`; the result RUN/model.pt is a normal checkpoint for `temshift predict`.
+    The frames get the base model's preprocessing and pixel-scale matching, as at prediction;
+    RUN/model.pt is a normal checkpoint for `temshift predict`. Details: docs/finetune.md.
     """
     from rich.console import Console
 
