@@ -213,11 +213,14 @@ def markdown(runs: list[dict]) -> str:
                   "(random splits, seeds 0-3), default fine-tuning settings except the epochs (batches of 8 random "
                   "256 px crops, lr 1e-3, dihedral expansion + flip/rotation, seed 962), frames on their own grid "
                   "(pixel scale unknown); `base` = the base model on the same 15 frames, not resampled.", "",
-                  "| freeze | epochs | split | dice (15 test frames) | base | wall s | CPU s |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| freeze | epochs | split | dice (15 test frames) | base | threshold, same frames | wall s | CPU s |",
+                  "|---|---|---|---|---|---|---|---|"]
+        thr = (res["threshold"] or {}).get("per_frame")
         for r in ft:
+            test = next(te for seed, _, te in splits(20, r["split"] + 1) if seed == r["split"])
+            t_cell = f"{np.mean([thr[i] for i in test]):.3f}" if thr and len(thr) == 20 else "-"
             lines.append(f"| {r['freeze']} | {r['epochs']} | {r['split']} | {r['mean']:.3f} | {r['base_mean']:.3f} | "
-                         f"{r['wall_seconds']:.0f} | {r.get('cpu_seconds', float('nan')):.0f} |")
+                         f"{t_cell} | {r['wall_seconds']:.0f} | {r.get('cpu_seconds', float('nan')):.0f} |")
         lines.append("")
         for key in dict.fromkeys((r["freeze"], r["epochs"]) for r in ft):
             got = [r for r in ft if (r["freeze"], r["epochs"]) == key]
