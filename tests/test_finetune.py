@@ -313,3 +313,20 @@ def test_validation_frames_are_held_out(tmp_path, base_model):
     assert result.n_frames == 2
     with pytest.raises(FinetuneError, match="at least one"):
         finetune(base_model, pairs, tmp_path / "run2", settings=_settings(), val_frames=3)
+
+
+def test_frames_of_known_and_unknown_scale_are_not_mixed(tmp_path):
+    from temshift.errors import DatasetError
+    from temshift.io.frames import write_tiff_frame
+    from temshift.preprocess import PreprocessSettings
+    from temshift.training.finetune import prepare_frames
+    from temshift.training.labelled_frames import pair_frames, read_image
+
+    images, labels = _write_frames(tmp_path / "g", n=2)
+    write_tiff_frame(images / "image_1.tif", read_image(images / "image_1.png").data, 0.03)
+    (images / "image_1.png").unlink()
+    pairs = pair_frames(images, labels)
+    settings = PreprocessSettings(flatfield=False, xray_threshold=None)
+    with pytest.raises(DatasetError, match=r"image_0\.png: records no pixel scale while image_1\.tif"):
+        prepare_frames(pairs, settings, 0.02, 512, 4)
+    assert prepare_frames(pairs, settings, 0.02, 512, 4, pixel_scale_nm=0.02).frames[1]["zoom"] == 1.0

@@ -199,7 +199,7 @@ def prepare_frames(pairs: list[FramePair], preprocess, model_pixel_scale_nm: flo
     FrameReadError, PairingError
         Unreadable files, shape mismatches (files named).
     DatasetError
-        A frame smaller than the model's size multiple.
+        A frame smaller than the model's size multiple; frames of known and unknown pixel scale mixed.
     """
     from temshift.predict.pipeline import model_input
     from temshift.predict.scale import resample_to_shape
@@ -219,6 +219,11 @@ def prepare_frames(pairs: list[FramePair], preprocess, model_pixel_scale_nm: flo
         records.append({"image": pair.image.name, "label": pair.label.name, "image_sha256": _sha256(pair.image),
                         "label_sha256": _sha256(pair.label), "shape": list(frame.data.shape),
                         "input_shape": list(image.shape), "pixel_scale_nm": scale, "zoom": float(zoom)})
+    known = [f["pixel_scale_nm"] is not None for f in records]
+    if any(known) and not all(known):  # one model cannot hold frames on the base's grid and on their own
+        missing = next(f["image"] for f in records if f["pixel_scale_nm"] is None)
+        having = next(f["image"] for f in records if f["pixel_scale_nm"] is not None)
+        raise DatasetError(f"{missing}: records no pixel scale while {having} does; give --pixel-scale for all frames")
     smallest = min(min(im.shape) for im, _ in inputs)
     patch = min(int(patch_size), smallest // size_multiple * size_multiple)
     images, labels, index, rows, cols = [], [], [], [], []
