@@ -122,7 +122,8 @@ def splits(n: int, n_splits: int):
         yield seed, sorted(order[:N_TRAIN].tolist()), sorted(order[N_TRAIN:].tolist())
 
 
-def part_finetune(pairs, frames, labels, freezes, n_splits, epochs, threads, workdir: Path, on_row=None) -> dict:
+def part_finetune(pairs, frames, labels, freezes, n_splits, epochs, threads, workdir: Path, on_row=None,
+                  only=None) -> dict:
     from temshift.predict.pipeline import load_predictor, predict_frame
     from temshift.predict.zoo import training_sets
     from temshift.training.finetune import finetune, finetune_settings
@@ -132,6 +133,8 @@ def part_finetune(pairs, frames, labels, freezes, n_splits, epochs, threads, wor
     rows = []
     for freeze in freezes:
         for seed, train, test in splits(len(pairs), n_splits):
+            if only is not None and seed not in only:
+                continue
             run = workdir / f"{freeze}_split{seed}"
             settings = finetune_settings(epochs=epochs, threads=threads, progress=False, device="cpu")
             t0, c0 = time.perf_counter(), time.process_time()
@@ -159,13 +162,20 @@ def _load() -> str:
 
 def _merge(runs: list[dict]) -> dict:
     """One result from several runs of this script (parts run separately, e.g. in parallel)."""
-    out = {"threshold": None, "released": [], "finetune": [], "base": None, "runs": []}
+    out = {"threshold": None, "released": [], "finetune": [], "base": None, "runs": [], "repeats": []}
     for r in runs:
         out["runs"].append({k: r.get(k) for k in ("date", "command", "threads", "load_before", "load_after")})
         out["threshold"] = r.get("threshold") or out["threshold"]
         out["released"] += (r.get("released") or {}).get("rows", [])
         ft = r.get("finetune") or {}
-        out["finetune"] += ft.get("rows", [])
+        for row in ft.get("rows", []):  # a split run twice (separate runs) is listed once
+            same = [o for o in out["finetune"] if (o["freeze"], o["epochs"], o["split"]) ==
+                    (row["freeze"], row["epochs"], row["split"])]
+            if same:
+                out["repeats"].append((row["freeze"], row["epochs"], row["split"],
+                                       same[0]["per_frame"] == row["per_frame"]))
+            else:
+                out["finetune"].append(row)
         out["base"] = ft.get("base") or out["base"]
     return out
 
@@ -230,6 +240,9 @@ def markdown(runs: list[dict]) -> str:
                          f"SD over splits {spread:.3f} (min {min(means):.3f}); per fine-tuning wall "
                          f"{np.mean([r['wall_seconds'] for r in got]):.0f} s (max {max(r['wall_seconds'] for r in got):.0f}),"
                          f" CPU {np.mean([r.get('cpu_seconds', np.nan) for r in got]):.0f} s")
+        for freeze, epochs, split, same in res["repeats"]:
+            lines.append(f"- {freeze} frozen, {epochs} epochs, split {split} ran twice in separate processes: per-frame "
+                         f"scores {'identical' if same else 'DIFFERENT'}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -243,6 +256,7 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", nargs="+", type=int, default=[0])
     ap.add_argument("--freeze", nargs="+", default=["decoder"], choices=["decoder", "encoder", "none"])
     ap.add_argument("--splits", type=int, default=4)
+    ap.add_argument("--only-splits", type=int, nargs="+", default=None, help="Run only these of the splits.")
     ap.add_argument("--epochs", type=int, default=None, help="Fine-tuning epochs (default: temshift finetune's).")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=None, help="Run folders of part (c) (default: a temp folder).")
@@ -284,7 +298,8 @@ def main(argv=None) -> int:
     if "finetune" in args.parts:
         with tempfile.TemporaryDirectory() as tmp:
             save("finetune", part_finetune(pairs, frames, labels, args.freeze, args.splits, args.epochs,
-                                           args.threads, args.workdir or Path(tmp), on_row=lambda v: save("finetune", v)))
+                                           args.threads, args.workdir or Path(tmp), on_row=lambda v: save("finetune", v),
+                                           only=args.only_splits))
     res["load_after"] = _load()
     save()
     text = markdown([res])
