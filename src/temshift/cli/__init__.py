@@ -40,6 +40,7 @@ def _register() -> None:
     from temshift.cli import (  # noqa: F401  (each module adds its commands to `app`)
         catalog_cmd,
         dataset_cmd,
+        finetune_cmd,
         model_cmd,
         predict_cmd,
         preprocess_cmd,
