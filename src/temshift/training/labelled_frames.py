@@ -129,45 +129,16 @@ def pair_frames(images_dir, labels_dir) -> list[FramePair]:
     return sorted(pairs, key=natural)
 
 
-def _read_8bit_fallback(path: Path):
-    """FALLBACK (to be replaced by `temshift.io.read_frame` once it reads PNG/JPEG, branch `errors`):
-    an 8/16-bit PNG or JPEG as a float32 frame without pixel scale; grey RGB(A) gives one channel,
-    colour is averaged."""
-    from PIL import Image, UnidentifiedImageError
-
-    from temshift.io.frames import Frame
-
-    if not path.is_file():
-        raise FrameReadError(f"{path}: frame file not found")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            data = np.asarray(im.convert("RGBA") if im.mode == "P" else im)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise FrameReadError(f"{path}: cannot read frame ({msg})") from None
-    if data.ndim == 3:
-        rgb = data[..., :3] if data.shape[-1] >= 3 else data[..., :1]
-        data = rgb[..., 0] if (rgb == rgb[..., :1]).all() else rgb.mean(axis=-1)
-    if data.ndim != 2 or min(data.shape) == 0:
-        raise FrameReadError(f"{path}: not a 2D image (shape {data.shape})")
-    return Frame(data=np.ascontiguousarray(data, dtype=np.float32), pixel_scale_nm=None, path=path)
-
-
 def read_image(path):
-    """A frame in any format `temshift.io.read_frame` reads, or an 8-bit PNG/JPEG.
+    """A frame in any format `temshift.io.read_frame` reads (8-bit PNG/JPEG included).
 
     Returns
     -------
     temshift.io.Frame
     """
     from temshift.io import read_frame
-    from temshift.io.frames import FRAME_SUFFIXES
 
-    path = Path(path)
-    if path.suffix.lower() in FRAME_SUFFIXES:
-        return read_frame(path)
-    return _read_8bit_fallback(path)
+    return read_frame(Path(path))
 
 
 def read_pair(pair: FramePair):
