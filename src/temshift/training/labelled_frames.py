@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from temshift.errors import FrameReadError, TemshiftError
 
