@@ -11,11 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from temshift.errors import FrameReadError, TemshiftError
 
-#: 8-bit image formats read by the local fallback below until `temshift.io.read_frame` reads them
-EIGHT_BIT_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: files in the folders that are not frames and are skipped without complaint
 IGNORED_SUFFIXES = (".txt", ".md", ".csv", ".json", ".yaml", ".yml", ".toml")
 
@@ -33,10 +30,10 @@ class FramePair:
 
 
 def image_suffixes() -> tuple[str, ...]:
-    """Suffixes accepted as frames: those of `temshift.io.read_frame` plus 8-bit PNG/JPEG."""
+    """Suffixes accepted as frames: those of `temshift.io.read_frame` (8-bit PNG/JPEG included)."""
     from temshift.io.frames import FRAME_SUFFIXES
 
-    return tuple(dict.fromkeys((*FRAME_SUFFIXES, *EIGHT_BIT_SUFFIXES)))
+    return FRAME_SUFFIXES
 
 
 def _image_keys(stem: str) -> list[str]:
