@@ -6,7 +6,7 @@ from enum import Enum
 
 
 class RescaleChoice(str, Enum):
-    """Intensity rescaling of a preprocessed frame (PROTOCOL step 3)."""
+    """Intensity rescaling of a preprocessed frame (docs/protocol.md, step 3)."""
 
     standardize = "standardize"
     normalize = "normalize"

@@ -1,4 +1,4 @@
-"""Build a patch dataset from a catalog and raw frames (PROTOCOL.md, preprocessing 1-4)."""
+"""Build a patch dataset from a catalog and raw frames (docs/protocol.md, preprocessing 1-4)."""
 
 from __future__ import annotations
 

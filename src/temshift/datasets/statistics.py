@@ -189,7 +189,7 @@ def tile_statistics(tile: np.ndarray, mask: np.ndarray | None = None) -> dict:
            "contrast": np.nan}
     if m is not None:
         out["particle_fraction"] = float(m.mean())
-        # as for training patches (PROTOCOL step 4), a tile counts only with enough particle
+        # as for training patches (docs/protocol.md, step 4), a tile counts only with enough particle
         # pixels: a few stray mask pixels give a meaningless, near-zero contrast
         if min_particle_pixels(float(np.sqrt(m.size))) < m.sum() < m.size:
             from scipy.ndimage import binary_erosion, gaussian_filter

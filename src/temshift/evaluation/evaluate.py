@@ -1,4 +1,4 @@
-"""Same- and cross-dataset evaluation of fold models (PROTOCOL.md, "Training and testing").
+"""Same- and cross-dataset evaluation of fold models (docs/protocol.md, "Training and testing").
 
 Same dataset: the model of fold i on test block i. Other dataset: every fold model on the
 whole dataset. Each patch counts in its 8 dihedral variants, as published. Results are

@@ -1,4 +1,4 @@
-"""The paper's residual U-Net (PROTOCOL.md, "Model").
+"""The paper's residual U-Net (docs/protocol.md, "Model").
 
 Attribute names (`downs`, `ups`, `pools`, `upsamples`, `bottleneck`, `final_conv`,
 `num_blocks`; blocks `conv1`, `bn1`, `relu1`, `conv2`, `bn2`, `relu2`, `conv_add`) match the

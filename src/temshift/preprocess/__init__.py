@@ -1,4 +1,4 @@
-"""Per-frame preprocessing: x-rays, flat field, rescaling, patches (PROTOCOL.md)."""
+"""Per-frame preprocessing: x-rays, flat field, rescaling, patches (docs/protocol.md)."""
 
 from temshift.preprocess.flatfield import (
     bernstein_basis,

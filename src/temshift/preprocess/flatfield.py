@@ -1,6 +1,6 @@
 """Flat-field correction with a separable 2D Bernstein (Bezier) background.
 
-PROTOCOL.md, step 2: basis of degree (2, 2) on coordinates in [0, 1] (9 functions),
+docs/protocol.md, step 2: basis of degree (2, 2) on coordinates in [0, 1] (9 functions),
 fitted on the frame downscaled to 1/4 by weighted least squares (2 iterations, then
 ``w = exp(-3 e / (2 mean(e)))`` with ``e`` the squared residual), evaluated at full
 resolution; corrected = frame / background.

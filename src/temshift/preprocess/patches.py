@@ -1,6 +1,6 @@
 """Cutting frames into non-overlapping patches and dropping background patches.
 
-PROTOCOL.md, step 4: 512 x 512 tiles in frame order; tiles with 400 or fewer particle
+docs/protocol.md, step 4: 512 x 512 tiles in frame order; tiles with 400 or fewer particle
 pixels (~0.15 % of the area) are dropped. For other patch sizes the threshold scales
 with the area.
 """

@@ -1,6 +1,6 @@
 """Intensity rescaling of a (flat-field corrected) frame.
 
-PROTOCOL.md, step 3: normalize (min 0, max 1), standardize (mean 0, std 1; the paper's
+docs/protocol.md, step 3: normalize (min 0, max 1), standardize (mean 0, std 1; the paper's
 choice), histogram (clip to the 1st-99th percentiles, then normalize), or none.
 """
 

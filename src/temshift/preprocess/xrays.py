@@ -1,6 +1,6 @@
 """X-ray (cosmic-ray) spike removal, vectorized over the outlier pixels.
 
-PROTOCOL.md, step 1: clip negative counts to 0; pixels above ``median + threshold``
+docs/protocol.md, step 1: clip negative counts to 0; pixels above ``median + threshold``
 are outliers; each is replaced by the mean of its 8 neighbours (pixels on the image
 border by the image mean), brightest first; one more pass if any remain.
 

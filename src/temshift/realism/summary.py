@@ -2,7 +2,7 @@
 
 Every synthetic dataset is "another dataset" for a released model (the models were trained
 on real frames), so each fold model is tested on the whole synthetic set and a cell is the
-mean and standard deviation over the fold models (PROTOCOL.md, "Training and testing").
+mean and standard deviation over the fold models (docs/protocol.md, "Training and testing").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training settings; the defaults are the paper's protocol (PROTOCOL.md)."""
+"""Training settings; the defaults are the paper's protocol (docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Contiguous 5-fold splits with a validation block (PROTOCOL.md, "Splits").
+"""Contiguous 5-fold splits with a validation block (docs/protocol.md, "Splits").
 
 For fold i of k: the patch sequence is cut into k contiguous blocks (the last absorbs the
 remainder); block i is the test set. Of the remaining patches (in order), a contiguous
