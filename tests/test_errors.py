@@ -271,6 +271,8 @@ def run_unprivileged(args, cwd: Path, read_only: list[Path] = (), unreadable: li
     As root (where permission bits do not bind) the command runs as user `nobody` (setpriv), for
     whom the root-owned folders are read-only anyway; otherwise the bits bind the current user.
     """
+    import shutil
+
     for p in read_only:
         for q in [p, *p.rglob("*")]:
             q.chmod(0o555 if q.is_dir() else 0o444)
@@ -287,7 +289,12 @@ def run_unprivileged(args, cwd: Path, read_only: list[Path] = (), unreadable: li
         if which("setpriv") is None:
             pytest.skip("running as root without setpriv: cannot drop privileges")
         prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    import shutil
+        # a clone in a private folder (e.g. under /root) leaves `nobody` no way to run this python
+        probe = subprocess.run([*prefix, sys.executable, "-c", "import temshift"], cwd=home, env=env,
+                               capture_output=True, text=True, timeout=120)
+        if probe.returncode != 0:
+            shutil.rmtree(home, ignore_errors=True)
+            pytest.skip(f"user nobody cannot run {sys.executable} with temshift: {probe.stderr.strip()[-200:]}")
 
     try:
         res = subprocess.run([*prefix, sys.executable, "-m", "temshift", *map(str, args)], cwd=cwd, env=env,
