@@ -89,6 +89,14 @@ def _risk_table(reports, title: str):
     return table
 
 
+def _frame_and_models(path: Path, pixel_scale, dose, cat, which, chooser, con):
+    """Read one frame (warnings printed), resolve its metadata and the models it goes to."""
+    frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat, which)
+    for n in notes:
+        con.print(f"[yellow]warning:[/] {n}", highlight=False)
+    return frame, scale, frame_dose, _choose(chooser, path, scale, frame_dose, cat, con)
+
+
 def _failure(console, path: Path, exc: Exception) -> str:
     """Print and return the one-line reason a frame failed (its file named once)."""
     from temshift.errors import TemshiftError
@@ -175,10 +183,7 @@ def predict(
     reports, tables, refused, keys, refs, failed = [], {}, [], [], {}, []
     for path, (name, stem) in zip(frames, unique_frame_names(frames)):  # same-named frames get distinct outputs
         try:  # one bad frame does not stop the batch
-            frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat, which)
-            for n in notes:
-                con.print(f"[yellow]warning:[/] {n}", highlight=False)
-            choice = _choose(chooser, path, scale, frame_dose, cat, con)
+            frame, scale, frame_dose, choice = _frame_and_models(path, pixel_scale, dose, cat, which, chooser, con)
             predictor, ref = choice.predictor, choice.reference
             with con.status(f"segmenting {name} ({len(predictor.models)} model(s){' x 8 variants' if tta else ''})"), named(path):
                 pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise_match, tile=tile,
@@ -263,10 +268,7 @@ def check(
     reports, keys, refs, failed = [], [], {}, []
     for path, (name, _) in zip(frames, unique_frame_names(frames)):
         try:  # one bad frame does not stop the batch
-            frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat, which)
-            for n in notes:
-                con.print(f"[yellow]warning:[/] {n}", highlight=False)
-            choice = _choose(chooser, path, scale, frame_dose, cat, con)
+            frame, scale, frame_dose, choice = _frame_and_models(path, pixel_scale, dose, cat, which, chooser, con)
             predictor, ref = choice.predictor, choice.reference
             with named(path):
                 image, zoom, native = model_input(frame.data, predictor.preprocess, scale, predictor.pixel_scale_nm,

@@ -336,11 +336,10 @@ def _run_dask(tasks, workers: int, progress) -> list:
 
     from dask.distributed import Client, LocalCluster, as_completed
 
-    saved = {k: os.environ.get(k) for k in ("TEMSHIFT_FFT_WORKERS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS")}
-    for k in saved:
-        os.environ[k] = "1"  # one thread per worker process: parallel over frames
+    from temshift.threads import thread_env
+
     results = []
-    try:
+    with thread_env(1):  # one thread per worker process: parallel over frames
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                           silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
             futures = {client.submit(run_frame, t, pure=False): t for t in tasks}
@@ -355,12 +354,6 @@ def _run_dask(tasks, workers: int, progress) -> list:
                              "error": f"worker lost: {type(exc).__name__}: {exc}", "traceback": ""}
                     results.append(r)
                     bar.update(job, advance=1)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return results
 
 

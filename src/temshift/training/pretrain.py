@@ -429,6 +429,7 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
     from temshift.io.atomic import atomic_write_text
     from temshift.models.checkpoint import load_checkpoint, save_checkpoint
     from temshift.studies.graph import check_workers_see, local_threads, open_client, run_plan
+    from temshift.threads import thread_env
     from temshift.studies.tasks import RUN
 
     if workers and scheduler:
@@ -438,24 +439,15 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
         train_threads = os.cpu_count() or 1
     plan = plan_pretrain(run_dir, scale, seed, ranges, None if scheduler else train_threads, training)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in ("TEMSHIFT_FFT_WORKERS", "OMP_NUM_THREADS")}
     threads = None if scheduler else local_threads(workers)
-    if threads:
-        os.environ["TEMSHIFT_FFT_WORKERS"] = os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        with open_client(workers, scheduler, processes=processes) as (client, th):
-            if scheduler:  # workers elsewhere must see the run folder at the same path
-                check_workers_see(client, [plan.run_dir])
-            rt = {"threads": th}
-            outcome = run_plan(plan, client, registry=registry,
-                               runtime={"frames": rt, "dataset": {}, "train": {}, "evaluate": rt},
-                               progress=PretrainProgress(plan, console) if progress else None)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with thread_env(threads, ("TEMSHIFT_FFT_WORKERS", "OMP_NUM_THREADS")), \
+            open_client(workers, scheduler, processes=processes) as (client, th):
+        if scheduler:  # workers elsewhere must see the run folder at the same path
+            check_workers_see(client, [plan.run_dir])
+        rt = {"threads": th}
+        outcome = run_plan(plan, client, registry=registry,
+                           runtime={"frames": rt, "dataset": {}, "train": {}, "evaluate": rt},
+                           progress=PretrainProgress(plan, console) if progress else None)
     if outcome.failed:
         key, err = next(iter(outcome.failed.items()))
         raise PretrainError(f"{plan.tasks[key].label} failed ({err.splitlines()[0]}); "
