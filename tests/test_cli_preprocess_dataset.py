@@ -1,15 +1,14 @@
 """`temshift preprocess` and `temshift dataset build|info|import` through the real entry point."""
 
 import json
-import sys
 
 import h5py
 import numpy as np
 import pytest
 
-from temshift.cli import main
 from temshift.demo import make_synthetic_repo
 from temshift.io import write_tiff_frame
+from _cli import run
 
 GROUPS = [
     {"material": "Au", "dose_e_per_A2": 423, "pixel_scale_nm": 0.1, "folder": "2021 Au on C/UTC", "date": "08/26/21"},
@@ -17,16 +16,6 @@ GROUPS = [
 ]
 
 
-def run(monkeypatch, capsys, *args):
-    """Run `temshift ARGS`; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["temshift", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

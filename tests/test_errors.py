@@ -12,23 +12,13 @@ import numpy as np
 import pytest
 
 import temshift
-from temshift.cli import main
 from temshift.errors import CatalogError, TemshiftError
+from _cli import run
 
 SRC = Path(temshift.__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def run(monkeypatch, capsys, *args):
-    """Run `temshift ARGS` in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["temshift", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def assert_clean_error(code, err, *needles, exit_code=1):
