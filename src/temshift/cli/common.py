@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from enum import Enum
+#: `--rescale` help: the names live in one table, read when the option is parsed (so that
+#: `temshift --help` does not import numpy)
+RESCALE_HELP = "Intensity rescaling method (docs/protocol.md step 3); a wrong name lists them all."
 
 
-class RescaleChoice(str, Enum):
-    """Intensity rescaling of a preprocessed frame (docs/protocol.md, step 3)."""
+def rescale_name(value: str) -> str:
+    """Parse `--rescale`: a name in the rescale table, or a one-line usage error listing the table."""
+    import typer
 
-    standardize = "standardize"
-    normalize = "normalize"
-    histogram = "histogram"
-    none = "none"
+    from temshift.preprocess.rescale import RESCALE_METHODS
+
+    if value not in RESCALE_METHODS:
+        described = " | ".join(f"{m.name}: {m.description}" for m in RESCALE_METHODS.values())
+        raise typer.BadParameter(f"unknown rescale method {value!r}; use one of {described}")
+    return value
 
 
 def console(stderr: bool = False):

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import RescaleChoice, output_file
+from temshift.cli.common import RESCALE_HELP, output_file, rescale_name
 
 dataset_app = typer.Typer(
     help="Build patch datasets (HDF5) from a catalog and raw frames, inspect them (`info`), import published pairs.",
@@ -29,7 +29,7 @@ def build(
     ),
     patch_size: int = typer.Option(512, "--patch-size", min=8, help="Patch side in pixels."),
     seed: int = typer.Option(34522, "--seed", min=0, help="Frame shuffle seed (numpy default_rng)."),
-    rescale: RescaleChoice = typer.Option(RescaleChoice.standardize, "--rescale", help="Intensity rescaling."),
+    rescale: str = typer.Option("standardize", "--rescale", metavar="METHOD", parser=rescale_name, help=RESCALE_HELP),
     xray_threshold: float = typer.Option(1500.0, "--xray-threshold", help="X-ray threshold above the median (counts); 0 skips."),
     flatfield: bool = typer.Option(True, "--flatfield/--no-flatfield", help="Flat-field correction."),
     min_particle_pixels: float = typer.Option(
@@ -59,7 +59,7 @@ def build(
             where=parse_where(where or []),
             preprocess=PreprocessSettings(
                 xray_threshold=xray_threshold if xray_threshold > 0 else None, flatfield=flatfield,
-                rescale=rescale.value
+                rescale=rescale
             ),
             patch_size=patch_size,
             seed=seed,

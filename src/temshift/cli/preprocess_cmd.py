@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import FRAME_HELP, SUM_HELP, RescaleChoice, frame_choice, named, output_dir
+from temshift.cli.common import FRAME_HELP, RESCALE_HELP, SUM_HELP, frame_choice, named, output_dir, rescale_name
 
 
 @app.command("preprocess")
@@ -18,9 +18,7 @@ def preprocess(
         1500.0, "--xray-threshold", help="Counts above the frame median that mark an x-ray spike; 0 or less skips the step."
     ),
     flatfield: bool = typer.Option(True, "--flatfield/--no-flatfield", help="Divide by a fitted Bernstein (2,2) background."),
-    rescale: RescaleChoice = typer.Option(
-        RescaleChoice.standardize, "--rescale", help="standardize (mean 0, std 1), normalize ([0,1]), histogram (1-99th percentile clip, then [0,1]) or none."
-    ),
+    rescale: str = typer.Option("standardize", "--rescale", metavar="METHOD", parser=rescale_name, help=RESCALE_HELP),
     frame_index: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
     sum_frames: bool = typer.Option(False, "--sum", help=SUM_HELP),
 ) -> None:
@@ -39,7 +37,7 @@ def preprocess(
     from temshift.preprocess import PreprocessSettings, preprocess_frame
 
     settings = PreprocessSettings(
-        xray_threshold=xray_threshold if xray_threshold > 0 else None, flatfield=flatfield, rescale=rescale.value
+        xray_threshold=xray_threshold if xray_threshold > 0 else None, flatfield=flatfield, rescale=rescale
     )
     stems = [f.stem for f in frames]
     dup = {s for s in stems if stems.count(s) > 1}

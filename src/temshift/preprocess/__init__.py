@@ -11,12 +11,13 @@ from temshift.preprocess.flatfield import (
 )
 from temshift.preprocess.patches import extract_patches, min_particle_pixels, tile_grid
 from temshift.preprocess.pipeline import PreprocessSettings, preprocess_frame
-from temshift.preprocess.rescale import METHODS, mean_std, rescale
+from temshift.preprocess.rescale import RESCALE_METHODS, RescaleMethod, mean_std, register_rescale, rescale, rescale_method
 from temshift.preprocess.xrays import find_outliers, remove_xrays
 
 __all__ = [
-    "METHODS",
     "PreprocessSettings",
+    "RESCALE_METHODS",
+    "RescaleMethod",
     "bernstein_basis",
     "block_mean",
     "divide_background",
@@ -29,7 +30,9 @@ __all__ = [
     "mean_std",
     "min_particle_pixels",
     "preprocess_frame",
+    "register_rescale",
     "remove_xrays",
     "rescale",
+    "rescale_method",
     "tile_grid",
 ]

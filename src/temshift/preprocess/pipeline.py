@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from numpy.typing import ArrayLike
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from temshift.preprocess.flatfield import divide_background, fit_coefficients
-from temshift.preprocess.rescale import mean_std_from_moments, rescale, standardize_inplace
+from temshift.preprocess.rescale import RESCALE_METHODS, rescale_method
 from temshift.preprocess.xrays import remove_xrays
 
 
@@ -18,7 +19,8 @@ class PreprocessSettings(BaseModel):
     Attributes
     ----------
     xray_threshold : float or None
-        Counts above the frame median that mark an x-ray spike; None skips the step.
+        Counts above the frame median that mark an x-ray spike; None (or ``false``, which
+        TOML can write) skips the step.
     flatfield : bool
         Divide by a fitted Bernstein background.
     flatfield_degree : (int, int)
@@ -27,8 +29,8 @@ class PreprocessSettings(BaseModel):
         Block-mean factor of the fitting grid.
     flatfield_iterations : int
         Weighted least-squares solves.
-    rescale : {"standardize", "normalize", "histogram", "none"}
-        Final intensity scaling.
+    rescale : str
+        Final intensity scaling: a name in `temshift.preprocess.RESCALE_METHODS`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -38,10 +40,23 @@ class PreprocessSettings(BaseModel):
     flatfield_degree: tuple[int, int] = (2, 2)
     flatfield_downscale: int = Field(4, ge=1)
     flatfield_iterations: int = Field(2, ge=1)
-    rescale: Literal["standardize", "normalize", "histogram", "none"] = "standardize"
+    rescale: str = "standardize"
+
+    @field_validator("xray_threshold", mode="before")
+    @classmethod
+    def _false_is_off(cls, value: Any) -> Any:
+        # TOML has no null: `xray_threshold = false` switches the step off
+        return None if value is False else value
+
+    @field_validator("rescale")
+    @classmethod
+    def _known_rescale(cls, value: str) -> str:
+        if value not in RESCALE_METHODS:
+            raise ValueError(f"unknown rescale method {value!r} (use one of {', '.join(RESCALE_METHODS)})")
+        return value
 
 
-def preprocess_frame(img, settings: PreprocessSettings | None = None) -> np.ndarray:
+def preprocess_frame(img: ArrayLike, settings: PreprocessSettings | None = None) -> np.ndarray:
     """Run x-ray removal, flat-field correction and rescaling on one frame.
 
     Parameters
@@ -61,12 +76,13 @@ def preprocess_frame(img, settings: PreprocessSettings | None = None) -> np.ndar
         out = remove_xrays(img, s.xray_threshold)
     else:
         out = np.array(img, dtype=np.float32, copy=True)
+    method = rescale_method(s.rescale)
     if not s.flatfield:
-        return rescale(out, s.rescale, copy=False)
+        return method.apply(out)
     coef = fit_coefficients(out, s.flatfield_degree, s.flatfield_downscale, s.flatfield_iterations)
-    if s.rescale != "standardize":
-        return rescale(divide_background(out, coef, out=out), s.rescale, copy=False)
-    # standardize: collect the moments while dividing (saves one sweep over the frame)
-    moments: list = []
+    if method.from_moments is None:
+        return method.apply(divide_background(out, coef, out=out))
+    # collect the moments while dividing (saves one sweep over the frame)
+    moments: list[tuple[int, float, float, float]] = []
     divide_background(out, coef, out=out, moments=moments)
-    return standardize_inplace(out, *mean_std_from_moments(moments))
+    return method.from_moments(out, moments)

@@ -11,10 +11,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from temshift.errors import SpecError
 from temshift.studies.scales import Scale, get_scale, thin_grid
-from temshift.studies.spec import Experiment, StudySpec
+from temshift.studies.spec import Experiment, StudySpec, layered
 
 KINDS = ("repo", "dataset", "stats", "train", "evaluate")
 DATASET_SEED = 34522
@@ -126,13 +127,8 @@ def _training_settings(overrides: dict, where: str) -> dict:
         raise SpecError(f"{where}{'.' + loc if loc else ''}: {err['msg']}") from None
 
 
-def _preprocess(spec: StudySpec, name: str) -> dict:
-    merged = spec.preprocess.merged(spec.datasets[name].preprocess).model_dump(exclude_none=True)
-    try:
-        from temshift.preprocess import PreprocessSettings
-    except ImportError:
-        return merged
-    return PreprocessSettings(**merged).model_dump(mode="json")
+def _preprocess(spec: StudySpec, name: str) -> dict[str, Any]:
+    return layered(spec.preprocess, spec.datasets[name].preprocess).model_dump(mode="json")
 
 
 def _where_json(query: dict) -> dict:

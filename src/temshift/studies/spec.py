@@ -26,11 +26,22 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializationInfo,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from temshift.errors import SpecError
+from temshift.preprocess.pipeline import PreprocessSettings
 
 SCALES = ("ci", "quick", "paper")
 FINDINGS = ("dose", "flatfield", "magnification", "noise", "rescaling", "size", "material")
@@ -63,19 +74,30 @@ class Repository(_Strict):
         return self.source == "synthetic"
 
 
-class Preprocess(_Strict):
-    """Preprocessing settings (None = the preprocessing stage's default)."""
+def _legacy_nulls(value: Any) -> Any:
+    """Study folders written before preprocessing reused `PreprocessSettings` stored unwritten
+    keys as null (``flatfield: null``): drop them, so that their ``spec.json`` still loads."""
+    if isinstance(value, dict) and any(v is None for k, v in value.items() if k != "xray_threshold"):
+        return {k: v for k, v in value.items() if v is not None}
+    return value
 
-    xray_threshold: float | None = None
-    flatfield: bool | None = None
-    flatfield_degree: tuple[int, int] | None = None
-    flatfield_downscale: int | None = None
-    flatfield_iterations: int | None = None
-    rescale: Literal["standardize", "normalize", "histogram", "none"] | None = None
 
-    def merged(self, other: "Preprocess") -> "Preprocess":
-        """`other`'s set values over ours."""
-        return Preprocess(**{**self.model_dump(exclude_none=True), **other.model_dump(exclude_none=True)})
+def _written(value: PreprocessSettings, info: SerializationInfo) -> dict[str, Any]:
+    # only the keys the spec wrote: the dump of a spec layers like the spec itself
+    return value.model_dump(mode=info.mode, exclude_unset=True)
+
+
+#: Preprocessing in a spec: `PreprocessSettings` itself (same keys, checks and meaning; TOML
+#: writes ``xray_threshold = false`` for None); the keys a spec writes override the layer below.
+PreprocessLayer = Annotated[PreprocessSettings, BeforeValidator(_legacy_nulls), PlainSerializer(_written)]
+
+
+def layered(*layers: PreprocessSettings) -> PreprocessSettings:
+    """The settings of `layers`, each layer's written keys over the ones before (unwritten: the default)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer.model_dump(exclude_unset=True))
+    return PreprocessSettings(**merged)
 
 
 WhereValue = float | int | str | bool | list[float | int | str] | dict[str, float]
@@ -90,7 +112,7 @@ class DatasetDef(_Strict):
 
     label: str | None = None
     where: dict[str, WhereValue]
-    preprocess: Preprocess = Preprocess()
+    preprocess: PreprocessLayer = PreprocessSettings()
     patch_size: int | None = Field(default=None, gt=0)
 
     @field_validator("where")
@@ -175,7 +197,7 @@ class StudySpec(_Strict):
     scale: Literal[SCALES] = "quick"  # type: ignore[valid-type]
     include: list[str] = []
     repository: Repository = Repository()
-    preprocess: Preprocess = Preprocess()
+    preprocess: PreprocessLayer = PreprocessSettings()
     datasets: dict[str, DatasetDef] = {}
     experiments: dict[str, Experiment] = {}
     training: dict[str, Any] = {}
