@@ -135,3 +135,38 @@ def test_docs_describe_every_builtin_rescale_method() -> None:
     step = text[text.index("**Rescaling**"):text.index("**Patches**")]
     for name in RESCALE_METHODS:
         assert name in step
+
+
+def test_frame_readers_one_entry_per_format() -> None:
+    from temshift.io import FRAME_READERS, frame_suffixes
+
+    assert list(FRAME_READERS) == ["digitalmicrograph", "emd", "tia", "tiff", "image", "npy"]
+    suffixes = [sfx for fmt in FRAME_READERS.values() for sfx in fmt.suffixes]
+    assert len(suffixes) == len(set(suffixes)) and tuple(suffixes) == frame_suffixes()
+    assert {".dm3", ".dm4", ".emd", ".ser", ".emi", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy"} == set(suffixes)
+    assert all(fmt.name == name and fmt.description for name, fmt in FRAME_READERS.items())
+
+
+def test_a_registered_frame_reader_is_read_like_the_others(tmp_path: Path) -> None:
+    from temshift.errors import FrameReadError
+    from temshift.io import FRAME_READERS, RawFrame, frame_suffixes, read_frame, register_frame_reader
+    from temshift.io.frames import _FORMAT_OF
+
+    def read_txt(path: Path) -> RawFrame:
+        data = np.loadtxt(path, ndmin=2)
+        return RawFrame(data, [{"name": "y", "units": "Å", "scale": 0.5}, {"name": "x", "units": "Å", "scale": 0.5}], 0)
+
+    path = tmp_path / "f.frame"
+    with pytest.raises(FrameReadError, match=r"unsupported frame format '\.frame' \(use \.dm3, \.dm4"):
+        read_frame(path)
+    path.write_text("1 2\n3 4\n")
+    register_frame_reader("text", (".FRAME",), read_txt, "text grid (test)")
+    try:
+        frame = read_frame(path)
+        assert frame.data.dtype == np.float32 and frame.data.tolist() == [[1, 2], [3, 4]]
+        assert frame.pixel_scale_nm == pytest.approx(0.05)
+        assert ".frame" in frame_suffixes()
+        with pytest.raises(ValueError, match="already registered"):
+            register_frame_reader("other", (".npy",), read_txt, "clash")
+    finally:
+        del FRAME_READERS["text"], _FORMAT_OF[".frame"]

@@ -2,25 +2,33 @@
 
 from temshift.io.atomic import atomic_path, atomic_write_text
 from temshift.io.frames import (
-    FRAME_SUFFIXES,
+    FRAME_READERS,
     Frame,
+    FrameFormat,
     FrameReadWarning,
     PixelScaleMismatchWarning,
+    RawFrame,
+    frame_suffixes,
     read_frame,
+    register_frame_reader,
     write_tiff_frame,
 )
 from temshift.io.labels import LabelReadWarning, read_label, write_label_png
 
 __all__ = [
-    "FRAME_SUFFIXES",
-    "LabelReadWarning",
+    "FRAME_READERS",
     "Frame",
+    "FrameFormat",
     "FrameReadWarning",
+    "LabelReadWarning",
     "PixelScaleMismatchWarning",
+    "RawFrame",
     "atomic_path",
     "atomic_write_text",
+    "frame_suffixes",
     "read_frame",
     "read_label",
+    "register_frame_reader",
     "write_label_png",
     "write_tiff_frame",
 ]

@@ -6,31 +6,16 @@ import contextlib
 import importlib
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from temshift.errors import FrameReadError
 from temshift.io.atomic import atomic_path
 from temshift.units import length_unit_nm
-
-#: file suffix -> reader: a RosettaSciIO plugin module, or "image" (8/16-bit PNG/JPEG via Pillow)
-#: or "npy" (numpy, no pickles); one entry per format
-FRAME_READERS = {
-    ".dm3": "rsciio.digitalmicrograph",
-    ".dm4": "rsciio.digitalmicrograph",
-    ".emd": "rsciio.emd",
-    ".ser": "rsciio.tia",
-    ".emi": "rsciio.tia",
-    ".tif": "rsciio.tiff",
-    ".tiff": "rsciio.tiff",
-    ".png": "image",
-    ".jpg": "image",
-    ".jpeg": "image",
-    ".npy": "npy",
-}
-FRAME_SUFFIXES = tuple(FRAME_READERS)
 
 #: relative difference of the y and x pixel sizes below which pixels count as square
 SQUARE_PIXEL_TOLERANCE = 1e-3
@@ -68,12 +53,47 @@ class Frame:
 
 
 @dataclass
-class _Raw:
-    """What a reader found: the array, its axes (y, x last) and which lead axes are a stack."""
+class RawFrame:
+    """What a frame reader returns (the one schema every entry of `FRAME_READERS` follows).
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        The stored array, numeric, any dtype: image rows and columns are the last two axes,
+        preceded by `stack_dims` axes of frames (a stack or time series).
+    axes : list of dict
+        One per array axis, in RosettaSciIO's axis-dict form: optional ``name`` (str), ``units``
+        (a length unit such as ``"nm"`` or ``"Å"``; anything else means no real-space size) and
+        ``scale`` (the pixel size in those units). An empty dict means nothing is known.
+    stack_dims : int
+        Leading axes that are frames (navigation), not image rows/columns.
+    """
 
     data: np.ndarray
-    axes: list[dict]  # one per array dimension
-    stack_dims: int  # leading dimensions that are frames (navigation), not image rows/columns
+    axes: list[dict[str, Any]]
+    stack_dims: int
+
+
+@dataclass(frozen=True)
+class FrameFormat:
+    """One entry of `FRAME_READERS`: a file format, its suffixes and its reader.
+
+    Attributes
+    ----------
+    name : str
+        Format name (the table key).
+    suffixes : tuple of str
+        Lower-case file suffixes with the dot (``".dm3"``); each belongs to one format.
+    reader : callable
+        ``reader(path) -> RawFrame``; raises `FrameReadError` naming the file on a bad file.
+    description : str
+        One line for docs and error messages.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    reader: Callable[[Path], RawFrame]
+    description: str
 
 
 def _fail(path: Path, why: str) -> FrameReadError:
@@ -107,8 +127,8 @@ def _quiet_tifffile():
         logger.setLevel(level)
 
 
-def _signal_raw(sig: dict) -> _Raw:
-    """A RosettaSciIO signal dict as `_Raw`: size-1 axes dropped, navigation axes first."""
+def _signal_raw(sig: dict) -> RawFrame:
+    """A RosettaSciIO signal dict as `RawFrame`: size-1 axes dropped, navigation axes first."""
     data = np.asarray(sig["data"])
     axes = list(sig.get("axes") or [])
     if len(axes) != data.ndim:
@@ -124,11 +144,20 @@ def _signal_raw(sig: dict) -> _Raw:
         stack_dims = len(nav)
     else:
         stack_dims = max(0, data.ndim - 2)
-    return _Raw(data, axes, stack_dims)
+    return RawFrame(data, axes, stack_dims)
 
 
-def _read_rsciio(path: Path) -> _Raw:
-    plugin = importlib.import_module(FRAME_READERS[path.suffix.lower()])
+def _rsciio_reader(plugin_name: str) -> Callable[[Path], RawFrame]:
+    """A reader through the RosettaSciIO plugin module `plugin_name` (imported on first use)."""
+
+    def read(path: Path) -> RawFrame:
+        return _read_rsciio(path, plugin_name)
+
+    return read
+
+
+def _read_rsciio(path: Path, plugin_name: str) -> RawFrame:
+    plugin = importlib.import_module(plugin_name)
     try:
         with _quiet_tifffile(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # plugins warn about metadata they skip
@@ -145,7 +174,7 @@ def _read_rsciio(path: Path) -> _Raw:
     return raws[0]
 
 
-def _read_image(path: Path) -> _Raw:
+def _read_image(path: Path) -> RawFrame:
     """8/16-bit PNG or JPEG: grey, or colour with equal channels; other colours read as luminance."""
     from PIL import Image
 
@@ -169,18 +198,51 @@ def _read_image(path: Path) -> _Raw:
                           stacklevel=3)
             data = colour.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     axes = [{"name": "y"}, {"name": "x"}]  # PNG/JPEG carry no pixel size that temshift trusts
-    return _Raw(data, axes, 0)
+    return RawFrame(data, axes, 0)
 
 
-def _read_npy(path: Path) -> _Raw:
+def _read_npy(path: Path) -> RawFrame:
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as exc:
         raise _fail(path, f"cannot read frame ({_first_line(exc)})") from None
-    return _Raw(data, [{} for _ in range(data.ndim)], max(0, data.ndim - 2))
+    return RawFrame(data, [{} for _ in range(data.ndim)], max(0, data.ndim - 2))
 
 
-def _describe(raw: _Raw) -> str:
+#: format name -> `FrameFormat`, one entry per format; `register_frame_reader` adds one
+FRAME_READERS: dict[str, FrameFormat] = {}
+
+
+def register_frame_reader(name: str, suffixes: tuple[str, ...], reader: Callable[[Path], RawFrame],
+                          description: str) -> FrameFormat:
+    """Add a format to `FRAME_READERS` (a name or suffix already taken raises ValueError)."""
+    suffixes = tuple(sfx.lower() for sfx in suffixes)
+    taken = [sfx for sfx in suffixes if sfx in _FORMAT_OF]
+    if name in FRAME_READERS or taken or not suffixes:
+        raise ValueError(f"frame format {name!r}: name or suffix {taken or list(suffixes)} already registered")
+    fmt = FrameFormat(name, suffixes, reader, description)
+    FRAME_READERS[name] = fmt
+    _FORMAT_OF.update(dict.fromkeys(suffixes, fmt))
+    return fmt
+
+
+def frame_suffixes() -> tuple[str, ...]:
+    """Every suffix `read_frame` reads, in table order."""
+    return tuple(_FORMAT_OF)
+
+
+_FORMAT_OF: dict[str, FrameFormat] = {}  # suffix -> format, kept by register_frame_reader
+
+register_frame_reader("digitalmicrograph", (".dm3", ".dm4"), _rsciio_reader("rsciio.digitalmicrograph"),
+                      "Gatan DigitalMicrograph (RosettaSciIO)")
+register_frame_reader("emd", (".emd",), _rsciio_reader("rsciio.emd"), "Velox / Berkeley EMD (RosettaSciIO)")
+register_frame_reader("tia", (".ser", ".emi"), _rsciio_reader("rsciio.tia"), "FEI TIA (RosettaSciIO)")
+register_frame_reader("tiff", (".tif", ".tiff"), _rsciio_reader("rsciio.tiff"), "TIFF (RosettaSciIO)")
+register_frame_reader("image", (".png", ".jpg", ".jpeg"), _read_image, "8/16-bit PNG or JPEG (Pillow, no pixel size)")
+register_frame_reader("npy", (".npy",), _read_npy, "numpy array (no pickles, no pixel size)")
+
+
+def _describe(raw: RawFrame) -> str:
     """'shape (1, 2048)'-style description with what the axes say the data are."""
     n_signal = raw.data.ndim - raw.stack_dims
     if n_signal == 1:
@@ -191,7 +253,7 @@ def _describe(raw: _Raw) -> str:
     return f"not a 2D image (shape {raw.data.shape})"
 
 
-def _select(path: Path, raw: _Raw, frame) -> np.ndarray:
+def _select(path: Path, raw: RawFrame, frame) -> np.ndarray:
     """The 2D image of `raw`: itself, or frame K / the sum of a stack."""
     n_signal = raw.data.ndim - raw.stack_dims
     if n_signal != 2 or raw.data.ndim > 3:
@@ -243,7 +305,7 @@ def read_frame(path, expected_pixel_scale_nm: float | None = None, *, frame: int
     path : str or Path
         ``.dm3``, ``.dm4``, ``.emd`` (Velox, Berkeley), ``.ser``/``.emi`` (TIA),
         ``.tif``/``.tiff`` (RosettaSciIO), ``.png``/``.jpg``/``.jpeg`` (8/16 bit, Pillow) or
-        ``.npy`` (see `FRAME_READERS`).
+        ``.npy``: the formats of `FRAME_READERS`.
     expected_pixel_scale_nm : float, optional
         Pixel size in nm from the catalog; a recorded size that differs by more than 2 %
         raises a `PixelScaleMismatchWarning`.
@@ -278,14 +340,13 @@ def read_frame(path, expected_pixel_scale_nm: float | None = None, *, frame: int
     suffix = path.suffix.lower()
     if path.is_dir():
         raise _fail(path, "is a folder, not a frame file")
-    if suffix not in FRAME_READERS:
-        raise _fail(path, f"unsupported frame format {path.suffix or '(no suffix)'!r} (use {', '.join(FRAME_SUFFIXES)})")
+    if suffix not in _FORMAT_OF:
+        raise _fail(path, f"unsupported frame format {path.suffix or '(no suffix)'!r} (use {', '.join(_FORMAT_OF)})")
     if not path.is_file():
         raise _fail(path, "frame file not found")
     if path.stat().st_size == 0:
         raise _fail(path, "empty file")
-    reader = FRAME_READERS[suffix]
-    raw = _read_npy(path) if reader == "npy" else _read_image(path) if reader == "image" else _read_rsciio(path)
+    raw = _FORMAT_OF[suffix].reader(path)
     if raw.data.dtype.kind not in "biuf" or raw.data.dtype.names is not None:
         raise _fail(path, f"not a grey-level image (dtype {raw.data.dtype})")
     if raw.data.size == 0:

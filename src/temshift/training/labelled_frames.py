@@ -31,9 +31,9 @@ class FramePair:
 
 def image_suffixes() -> tuple[str, ...]:
     """Suffixes accepted as frames: those of `temshift.io.read_frame` (8-bit PNG/JPEG included)."""
-    from temshift.io.frames import FRAME_SUFFIXES
+    from temshift.io.frames import frame_suffixes
 
-    return FRAME_SUFFIXES
+    return frame_suffixes()
 
 
 def _image_keys(stem: str) -> list[str]:
