@@ -2,23 +2,35 @@
 
 Pipeline stages, one sub-package each, data flowing one way:
 catalog -> io -> simulate -> preprocess -> datasets -> models -> training
--> evaluation -> studies -> predict. Heavy dependencies (torch, abTEM, dask)
-are imported lazily so that light commands stay fast.
+-> evaluation -> studies -> predict. The names below are the top-level API; each is
+imported from its stage on first use, so `import temshift` imports no numpy or torch.
 """
+
+from temshift._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "Catalog", "Segmenter"]
+_EXPORTS = {
+    "TemshiftError": "temshift.errors",
+    "Catalog": "temshift.catalog",
+    "Frame": "temshift.io",
+    "read_frame": "temshift.io",
+    "PreprocessSettings": "temshift.preprocess",
+    "preprocess_frame": "temshift.preprocess",
+    "simulate_repository": "temshift.simulate",
+    "DatasetSpec": "temshift.datasets",
+    "build_dataset": "temshift.datasets",
+    "load_dataset": "temshift.datasets",
+    "pretrained": "temshift.models",
+    "TrainSettings": "temshift.training",
+    "train_fold": "temshift.training",
+    "Segmenter": "temshift.training",
+    "evaluate_runs": "temshift.evaluation",
+    "load_spec": "temshift.studies",
+    "run_study": "temshift.studies",
+    "run_realism": "temshift.realism",
+}
 
+__all__ = ["__version__", *_EXPORTS]
 
-def __getattr__(name):
-    # lazy: `import temshift` must not import torch
-    if name == "Catalog":
-        from temshift.catalog import Catalog
-
-        return Catalog
-    if name == "Segmenter":
-        from temshift.training.segmenter import Segmenter
-
-        return Segmenter
-    raise AttributeError(f"module 'temshift' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -17,13 +17,23 @@ from __future__ import annotations
 from math import comb
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from temshift.errors import PreprocessError
 from temshift.preprocess.rescale import chunk_moments
 
 
 def bernstein_basis(n_points: int, degree: int) -> np.ndarray:
-    """Bernstein polynomials of `degree` at ``linspace(0, 1, n_points)``, shape (n_points, degree + 1)."""
+    """Bernstein polynomials of `degree` at ``linspace(0, 1, n_points)``, shape (n_points, degree + 1).
+
+    Examples
+    --------
+    >>> from temshift.preprocess import bernstein_basis
+    >>> bernstein_basis(3, 2)  # rows sum to 1: a partition of unity
+    array([[1.  , 0.  , 0.  ],
+           [0.25, 0.5 , 0.25],
+           [0.  , 0.  , 1.  ]])
+    """
     x = np.linspace(0.0, 1.0, n_points)[:, None]
     k = np.arange(degree + 1)
     coeff = np.array([comb(degree, int(i)) for i in k], dtype=np.float64)
@@ -34,12 +44,20 @@ def bernstein_basis(n_points: int, degree: int) -> np.ndarray:
 CHUNK_ROWS = 32
 
 
-def block_mean(img: np.ndarray, factor: int) -> np.ndarray:
+def block_mean(img: ArrayLike, factor: int) -> np.ndarray:
     """Mean over `factor` x `factor` blocks, float64 (H // factor, W // factor).
 
     Trailing rows/columns that do not fill a block are dropped. Sums strided slices
     chunk by chunk (float32 within a block of at most 16 values, then float64): numpy's
     reductions over short inner axes are several times slower.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from temshift.preprocess import block_mean
+    >>> block_mean(np.arange(20.0).reshape(4, 5), 2)  # the fifth column is dropped
+    array([[ 3.,  5.],
+           [13., 15.]])
     """
     img = np.asarray(img)
     hb, wb = img.shape[0] // factor, img.shape[1] // factor
@@ -88,7 +106,7 @@ def _weighted_fit(img_small: np.ndarray, ay: np.ndarray, ax: np.ndarray, w: np.n
     return coef.reshape(py, px)
 
 
-def min_frame_shape(degree=(2, 2), downscale: int = 4) -> tuple[int, int]:
+def min_frame_shape(degree: tuple[int, int] = (2, 2), downscale: int = 4) -> tuple[int, int]:
     """Smallest frame (rows, columns) whose background can be fitted.
 
     The fitting grid needs at least ``degree + 1`` block means along each axis, one per
@@ -97,7 +115,8 @@ def min_frame_shape(degree=(2, 2), downscale: int = 4) -> tuple[int, int]:
     return downscale * (degree[0] + 1), downscale * (degree[1] + 1)
 
 
-def fit_coefficients(img, degree=(2, 2), downscale: int = 4, iterations: int = 2) -> np.ndarray:
+def fit_coefficients(img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale: int = 4,
+                     iterations: int = 2) -> np.ndarray:
     """Fit the Bernstein background of a frame.
 
     Parameters
@@ -165,7 +184,8 @@ def evaluate_background(coef: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.einsum("ik,kj->ij", left, right)
 
 
-def fit_illumination(img, degree=(2, 2), downscale: int = 4, iterations: int = 2) -> np.ndarray:
+def fit_illumination(img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale: int = 4,
+                     iterations: int = 2) -> np.ndarray:
     """Full-resolution background (illumination) of a frame, float32, same units as `img`.
 
     See `fit_coefficients` for the parameters.
@@ -174,7 +194,8 @@ def fit_illumination(img, degree=(2, 2), downscale: int = 4, iterations: int = 2
     return evaluate_background(fit_coefficients(img, degree, downscale, iterations), img.shape)
 
 
-def divide_background(img, coef: np.ndarray, out=None, moments: list | None = None) -> np.ndarray:
+def divide_background(img: ArrayLike, coef: np.ndarray, out: np.ndarray | None = None,
+                      moments: list[tuple[int, float, float, float]] | None = None) -> np.ndarray:
     """``img / (By @ C @ Bx.T)`` evaluated chunk by chunk: the background is never held in full.
 
     Parameters
@@ -213,7 +234,8 @@ def divide_background(img, coef: np.ndarray, out=None, moments: list | None = No
     return out
 
 
-def flatfield_correct(img, degree=(2, 2), downscale: int = 4, iterations: int = 2, out=None) -> np.ndarray:
+def flatfield_correct(img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale: int = 4, iterations: int = 2,
+                      out: np.ndarray | None = None) -> np.ndarray:
     """Divide a frame by its fitted background.
 
     Parameters
@@ -234,6 +256,17 @@ def flatfield_correct(img, degree=(2, 2), downscale: int = 4, iterations: int = 
     ------
     PreprocessError
         When the frame is too small to fit or the fitted background is not positive everywhere.
+
+    Examples
+    --------
+    A frame that is its own smooth illumination (a ramp) corrects to ones:
+
+    >>> import numpy as np
+    >>> from temshift.preprocess import flatfield_correct
+    >>> ramp = np.add.outer(np.linspace(100, 200, 64), np.linspace(0, 50, 64))
+    >>> out = flatfield_correct(ramp)
+    >>> out.dtype, bool(np.allclose(out, 1, atol=1e-4))
+    (dtype('float32'), True)
     """
     img = np.asarray(img)
     return divide_background(img, fit_coefficients(img, degree, downscale, iterations), out=out)

@@ -8,10 +8,18 @@ with the area.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def min_particle_pixels(patch_size: int) -> float:
-    """Particle-pixel threshold for a patch: ``400 * (patch_size / 512) ** 2`` pixels."""
+    """Particle-pixel threshold for a patch: ``400 * (patch_size / 512) ** 2`` pixels.
+
+    Examples
+    --------
+    >>> from temshift.preprocess import min_particle_pixels
+    >>> min_particle_pixels(512), min_particle_pixels(256)
+    (400.0, 100.0)
+    """
     return 400.0 * (patch_size / 512.0) ** 2
 
 
@@ -19,7 +27,14 @@ _default_threshold = min_particle_pixels
 
 
 def tile_grid(shape: tuple[int, int], patch_size: int) -> np.ndarray:
-    """Top-left (row, col) of the full tiles of a frame, row-major; partial tiles at the edges are dropped."""
+    """Top-left (row, col) of the full tiles of a frame, row-major; partial tiles at the edges are dropped.
+
+    Examples
+    --------
+    >>> from temshift.preprocess import tile_grid
+    >>> tile_grid((5, 9), 4).tolist()
+    [[0, 0], [0, 4]]
+    """
     rows = np.arange(shape[0] // patch_size) * patch_size
     cols = np.arange(shape[1] // patch_size) * patch_size
     return np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2)
@@ -37,7 +52,9 @@ def _tile_counts(label: np.ndarray, nr: int, nc: int, p: int) -> np.ndarray:
     return np.count_nonzero(label[: nr * p, : nc * p].reshape(nr, p, nc, p), axis=(1, 3)).reshape(-1)
 
 
-def extract_patches(image, label, patch_size: int = 512, min_particle_pixels: float | None = None):
+def extract_patches(
+    image: ArrayLike, label: ArrayLike, patch_size: int = 512, min_particle_pixels: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut a frame and its mask into non-overlapping patches and keep those with particles.
 
     Parameters
@@ -57,6 +74,17 @@ def extract_patches(image, label, patch_size: int = 512, min_particle_pixels: fl
     patches : (N, p, p) float32
     label_patches : (N, p, p) uint8 in {0, 1}
     coords : (N, 2) int64, top-left (row, col) of each patch in the frame, row-major order
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from temshift.preprocess import extract_patches
+    >>> image = np.arange(64, dtype=np.float32).reshape(8, 8)
+    >>> label = np.zeros((8, 8), np.uint8)
+    >>> label[5:7, 1:4] = 1  # 6 particle pixels, all in the lower-left 4 x 4 tile
+    >>> patches, label_patches, coords = extract_patches(image, label, patch_size=4, min_particle_pixels=5)
+    >>> patches.shape, coords.tolist(), int(label_patches.sum())
+    ((1, 4, 4), [[4, 0]], 6)
     """
     image = np.asarray(image)
     label = np.asarray(label)

@@ -18,6 +18,7 @@ wavefront) are finished one by one after `MAX_ROUNDS` rounds.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 #: vectorized rounds before the remaining (chained) outliers are finished sequentially
 MAX_ROUNDS = 64
@@ -179,7 +180,7 @@ def _replace_sorted(out: np.ndarray, rr: np.ndarray, cc: np.ndarray, border_valu
             out[r, c] = (win.sum() - win[1, 1]) / 8.0
 
 
-def remove_xrays(img, threshold: float = 1500.0, passes: int = 2) -> np.ndarray:
+def remove_xrays(img: ArrayLike, threshold: float = 1500.0, passes: int = 2) -> np.ndarray:
     """Remove x-ray spikes from a frame of counts.
 
     Parameters
@@ -201,6 +202,17 @@ def remove_xrays(img, threshold: float = 1500.0, passes: int = 2) -> np.ndarray:
     -----
     The limit ``median + threshold`` and the border value (the image mean, after clipping,
     before replacement) are computed once from the clipped frame.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from temshift.preprocess import remove_xrays
+    >>> img = np.full((5, 5), 100.0)
+    >>> img[2, 2] = 9000.0  # a spike: replaced by the mean of its 8 neighbours
+    >>> img[0, 0] = -3.0    # negative counts clip to 0
+    >>> out = remove_xrays(img, threshold=1500)
+    >>> float(out[2, 2]), float(out[0, 0]), out.dtype
+    (100.0, 0.0, dtype('float32'))
     """
     out, flat_idx, limit = clip_and_find_outliers(img, threshold)
     if flat_idx.size == 0:

@@ -6,14 +6,10 @@ scores, image statistics and label statistics are set beside the real ones (`sum
 `report`). Entry point: :func:`temshift.realism.runner.run_realism`, or `temshift realism`.
 """
 
-from __future__ import annotations
+from temshift._lazy import lazy_exports
 
-__all__ = ["run_realism"]
+_EXPORTS = {"run_realism": "temshift.realism.runner", "RealismRun": "temshift.realism.runner"}
 
+__all__ = list(_EXPORTS)
 
-def __getattr__(name):
-    if name == "run_realism":
-        from temshift.realism.runner import run_realism
-
-        return run_realism
-    raise AttributeError(f"module 'temshift.realism' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -18,23 +18,17 @@ one physical concept each:
 Heavy imports (abTEM, dask) happen inside the functions.
 """
 
-from __future__ import annotations
+from temshift._lazy import lazy_exports
 
-__all__ = ["FrameRequest", "SimulatedFrame", "SimulationError", "simulate_frame", "simulate_repository",
-           "write_preview"]
+_EXPORTS = {
+    "FrameRequest": "temshift.simulate.micrograph",
+    "SimulatedFrame": "temshift.simulate.micrograph",
+    "simulate_frame": "temshift.simulate.micrograph",
+    "SimulationError": "temshift.simulate.repository",
+    "simulate_repository": "temshift.simulate.repository",
+    "write_preview": "temshift.simulate.preview",
+}
 
+__all__ = list(_EXPORTS)
 
-def __getattr__(name):
-    if name in ("simulate_repository", "SimulationError"):
-        from temshift.simulate import repository
-
-        return getattr(repository, name)
-    if name in ("FrameRequest", "SimulatedFrame", "simulate_frame"):
-        from temshift.simulate import micrograph
-
-        return getattr(micrograph, name)
-    if name == "write_preview":
-        from temshift.simulate.preview import write_preview
-
-        return write_preview
-    raise AttributeError(f"module 'temshift.simulate' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

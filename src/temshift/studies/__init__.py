@@ -9,18 +9,15 @@ fold -> evaluate (model, dataset); :mod:`~temshift.studies.graph` runs them on D
 paper's findings. Entry point: :func:`run_study`.
 """
 
+from temshift._lazy import lazy_exports
 from temshift.studies.spec import StudySpec, load_spec, parse_spec, preset_names
 
-__all__ = ["StudySpec", "load_spec", "parse_spec", "preset_names", "run_study", "check_study", "plan_study"]
+_EXPORTS = {
+    "run_study": "temshift.studies.runner",
+    "plan_study": "temshift.studies.runner",
+    "check_study": "temshift.studies.check",
+}
 
+__all__ = ["StudySpec", "load_spec", "parse_spec", "preset_names", *_EXPORTS]
 
-def __getattr__(name):
-    if name in ("run_study", "plan_study"):
-        from temshift.studies import runner
-
-        return getattr(runner, name)
-    if name == "check_study":
-        from temshift.studies.check import check_study
-
-        return check_study
-    raise AttributeError(f"module 'temshift.studies' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
