@@ -9,6 +9,7 @@ hundreds (a 4096² frame at "5 nm/px" for a 0.02 nm/px model asks for 61 GiB).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from temshift.errors import TemshiftError
 
@@ -29,7 +30,7 @@ class PixelScaleError(TemshiftError):
     """A pixel scale is not positive, not finite, or outside `PIXEL_SCALE_RANGE_NM`."""
 
 
-def length_unit_nm(unit) -> float | None:
+def length_unit_nm(unit: object) -> float | None:
     """Nanometres per `unit`, or None when `unit` is not a length (``1/nm``, ``s``, ``eV``, ``px``, empty).
 
     Spellings written by DigitalMicrograph, TIA, Velox, the Berkeley EMD writer and ImageJ
@@ -51,7 +52,7 @@ def _unit_hint(value_nm: float) -> str:
     return f": was it given in µm (= {value_nm * 1000:g} nm) or in m?"
 
 
-def check_pixel_scale_nm(value, source: str, suggest_unit: bool = True) -> float:
+def check_pixel_scale_nm(value: Any, source: str, suggest_unit: bool = True) -> float:
     """Return `value` as float if it is a usable pixel scale in nm/pixel, else raise.
 
     Parameters

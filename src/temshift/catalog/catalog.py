@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,12 +75,13 @@ def _check_positive(df: pd.DataFrame, source: str) -> None:
                                f"{FIELD_TO_PUBLISHED['pixel_scale_nm']!r}{exc}") from None
 
 
-def _field(name: str, columns) -> str:
+def _field(name: str, columns: Iterable[str]) -> str:
     """Map a normalized or published column name to the normalized one."""
+    columns = list(columns)
     if name in columns:
         return name
     if name in PUBLISHED_TO_FIELD:
-        return PUBLISHED_TO_FIELD[name]
+        return str(PUBLISHED_TO_FIELD[name])
     lowered = {c.lower(): c for c in columns}
     if name.lower() in lowered:
         return lowered[name.lower()]
@@ -85,7 +89,7 @@ def _field(name: str, columns) -> str:
     raise CatalogError(f"unknown query field {name!r} (known: {known})")
 
 
-def _mask(series: pd.Series, value) -> np.ndarray:
+def _mask(series: pd.Series, value: Any) -> np.ndarray:
     """Rows of `series` equal to `value`, a `(value, tol)` pair, or any of a list of values."""
     if isinstance(value, list):
         out = np.zeros(len(series), bool)
@@ -101,10 +105,12 @@ def _mask(series: pd.Series, value) -> np.ndarray:
     numeric = pd.to_numeric(series, errors="coerce")
     if isinstance(center, (int, float, np.number)) and not isinstance(center, bool) and numeric.notna().all():
         tol = DEFAULT_ABS_TOL if tol is None else float(tol)
-        return (np.abs(numeric.to_numpy(float) - float(center)) <= tol + 1e-12).astype(bool)
+        close: np.ndarray = np.abs(numeric.to_numpy(float) - float(center)) <= tol + 1e-12
+        return close.astype(bool)
     if tol is not None:
         raise CatalogError(f"a tolerance needs a numeric field; got {center!r}±{tol!r}")
-    return (series.astype(str).str.lower() == str(center).strip().lower()).to_numpy()
+    same: np.ndarray = (series.astype(str).str.lower() == str(center).strip().lower()).to_numpy()
+    return same
 
 
 class Catalog:
@@ -120,14 +126,15 @@ class Catalog:
         Repository root that frame paths are relative to (default: the table's folder).
     """
 
-    def __init__(self, df: pd.DataFrame, source: str = "<catalog>", root: Path | None = None, *, normalized=False):
+    def __init__(self, df: pd.DataFrame, source: str = "<catalog>", root: Path | None = None, *,
+                 normalized: bool = False) -> None:
         self.source = source
         self.df = df.reset_index(drop=True) if normalized else _normalize(df.copy(), source)
         self.root = Path(root) if root is not None else None
 
     # construction
     @classmethod
-    def read(cls, path) -> "Catalog":
+    def read(cls, path: str | os.PathLike[str]) -> Catalog:
         """Read a catalog CSV in the published schema (extra columns are kept)."""
         path = Path(path)
         if not path.is_file():
@@ -141,7 +148,7 @@ class Catalog:
         return cls(df, source=str(path), root=path.parent)
 
     @classmethod
-    def published(cls) -> "Catalog":
+    def published(cls) -> Catalog:
         """The authors' published table (407 frames), shipped with the package."""
         ref = resources.files("temshift") / "data" / "published_catalog.csv"
         with resources.as_file(ref) as path:
@@ -155,11 +162,11 @@ class Catalog:
     def __repr__(self) -> str:
         return f"Catalog({len(self)} frames from {self.source})"
 
-    def rows(self):
+    def rows(self) -> Iterator[dict[str, Any]]:
         """Iterate over rows as dicts of normalized fields."""
         return (row._asdict() if hasattr(row, "_asdict") else dict(row) for _, row in self.df.iterrows())
 
-    def query(self, **conditions) -> "Catalog":
+    def query(self, **conditions: Any) -> Catalog:
         """Select frames by metadata.
 
         Each keyword is a normalized field (``dose_e_per_A2``) or a published column
@@ -184,14 +191,14 @@ class Catalog:
         return Catalog(df, source=self.source, root=self.root, normalized=True)
 
     # paths in the published layout
-    def frame_path(self, row, root=None) -> Path:
+    def frame_path(self, row: Mapping[str, Any], root: str | os.PathLike[str] | None = None) -> Path:
         """``root/<folder>/<file>`` for a row (dict or Series)."""
-        return Path(root if root is not None else self._root()) / row["folder"] / row["file"]
+        return Path(root if root is not None else self._root()) / str(row["folder"]) / str(row["file"])
 
-    def label_path(self, row, root=None) -> Path:
+    def label_path(self, row: Mapping[str, Any], root: str | os.PathLike[str] | None = None) -> Path:
         """``root/<folder>/Labels/<stem>_label.png`` for a row."""
         stem = Path(row["file"]).stem
-        return Path(root if root is not None else self._root()) / row["folder"] / "Labels" / f"{stem}_label.png"
+        return Path(root if root is not None else self._root()) / str(row["folder"]) / "Labels" / f"{stem}_label.png"
 
     def _root(self) -> Path:
         if self.root is None:
@@ -205,7 +212,7 @@ class Catalog:
         ordered = list(PUBLISHED_TO_FIELD)
         return df[ordered + [c for c in df.columns if c not in ordered]]
 
-    def to_published_csv(self, path) -> Path:
+    def to_published_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the published-schema CSV atomically."""
         from temshift.io.atomic import atomic_path
 
@@ -219,7 +226,7 @@ class Catalog:
             table.to_csv(tmp, index=False)
         return path
 
-    def records(self, fields=None) -> list[dict]:
+    def records(self, fields: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Rows as plain dicts (JSON-ready), optionally only some fields."""
         df = self.df if fields is None else self.df[list(fields)]
         return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in df.to_dict("records")]

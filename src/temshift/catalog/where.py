@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from temshift.errors import CatalogError
+
+#: a condition value: a number or a string, or a number with a tolerance
+Value = int | float | str
+Condition = Value | tuple[int | float, int | float]
 
 _TOL = re.compile(r"^(?P<value>.+?)\s*(?:±|\+-|\+/-)\s*(?P<tol>[^±+]+)$")
 
 
-def parse_value(text: str):
+def parse_value(text: str) -> Value:
     """Return `text` as int or float when it is a number, else the stripped string."""
     text = text.strip()
     for cast in (int, float):
@@ -20,7 +25,7 @@ def parse_value(text: str):
     return text
 
 
-def parse_condition(expr: str):
+def parse_condition(expr: str) -> tuple[str, Condition]:
     """Parse one ``field=value`` or ``field=value±tol`` (``+-`` also accepted).
 
     Returns
@@ -42,9 +47,9 @@ def parse_condition(expr: str):
     return field, parse_value(rhs)
 
 
-def parse_where(conditions) -> dict:
+def parse_where(conditions: Iterable[str] | None) -> dict[str, Condition]:
     """Parse a list of ``field=value[±tol]`` strings into query keyword arguments."""
-    out = {}
+    out: dict[str, Condition] = {}
     for expr in conditions or ():
         field, value = parse_condition(expr)
         if field in out:

@@ -84,8 +84,11 @@ def main() -> None:
 
         usage_errors = (click.exceptions.ClickException, _vendored_click_exception())
         if isinstance(exc, usage_errors):
-            exc.show()
-            sys.exit(exc.exit_code)
+            from typing import cast
+
+            usage = cast(click.exceptions.ClickException, exc)  # either family has show() and exit_code
+            usage.show()
+            sys.exit(usage.exit_code)
         raise
 
 

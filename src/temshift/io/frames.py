@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from temshift.errors import FrameReadError
 from temshift.io.atomic import atomic_path
@@ -105,7 +107,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _axis_nm(axis: dict) -> float | None:
+def _axis_nm(axis: dict[str, Any]) -> float | None:
     """Size of one pixel along `axis` in nm, or None when it is not a real-space length."""
     scale = axis.get("scale")
     factor = length_unit_nm(axis.get("units"))
@@ -116,7 +118,7 @@ def _axis_nm(axis: dict) -> float | None:
 
 
 @contextlib.contextmanager
-def _quiet_tifffile():
+def _quiet_tifffile() -> Iterator[None]:
     """Silence tifffile's log lines on broken files; the error we raise says it once."""
     logger = logging.getLogger("tifffile")
     level = logger.level
@@ -127,7 +129,7 @@ def _quiet_tifffile():
         logger.setLevel(level)
 
 
-def _signal_raw(sig: dict) -> RawFrame:
+def _signal_raw(sig: dict[str, Any]) -> RawFrame:
     """A RosettaSciIO signal dict as `RawFrame`: size-1 axes dropped, navigation axes first."""
     data = np.asarray(sig["data"])
     axes = list(sig.get("axes") or [])
@@ -183,9 +185,10 @@ def _read_image(path: Path) -> RawFrame:
             im.load()
             mode = im.mode
             if mode == "P":  # palette: look the colours up
-                im = im.convert("RGBA")
-                mode = im.mode
-            data = np.asarray(im)
+                data = np.asarray(im.convert("RGBA"))
+                mode = "RGBA"
+            else:
+                data = np.asarray(im)
     except Exception as exc:
         raise _fail(path, f"cannot read frame ({_first_line(exc)})") from None
     if data.ndim == 3:
@@ -253,7 +256,7 @@ def _describe(raw: RawFrame) -> str:
     return f"not a 2D image (shape {raw.data.shape})"
 
 
-def _select(path: Path, raw: RawFrame, frame) -> np.ndarray:
+def _select(path: Path, raw: RawFrame, frame: int | str | None) -> np.ndarray:
     """The 2D image of `raw`: itself, or frame K / the sum of a stack."""
     n_signal = raw.data.ndim - raw.stack_dims
     if n_signal != 2 or raw.data.ndim > 3:
@@ -269,13 +272,13 @@ def _select(path: Path, raw: RawFrame, frame) -> np.ndarray:
                     f"choose one with --frame K (0-{n - 1}, read_frame(frame=K)) or sum them with --sum "
                     f"(read_frame(frame='sum'))")
     if frame == "sum":
-        return raw.data.sum(axis=0, dtype=np.float64)
+        return np.asarray(raw.data.sum(axis=0, dtype=np.float64))
     if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)) or not -n <= frame < n:
         raise _fail(path, f"frame={frame!r} is not one of the {n} frames (0-{n - 1}) of the stack")
-    return raw.data[int(frame)]
+    return np.asarray(raw.data[int(frame)])
 
 
-def _square_pixels(path: Path, data: np.ndarray, axes: list[dict]) -> tuple[np.ndarray, float | None]:
+def _square_pixels(path: Path, data: np.ndarray, axes: list[dict[str, Any]]) -> tuple[np.ndarray, float | None]:
     """The image on square pixels and their size in nm (None when the file records no length)."""
     sy, sx = _axis_nm(axes[-2]), _axis_nm(axes[-1])
     if sy is None and sx is None:
@@ -297,7 +300,7 @@ def _square_pixels(path: Path, data: np.ndarray, axes: list[dict]) -> tuple[np.n
     return out, fine
 
 
-def read_frame(path, expected_pixel_scale_nm: float | None = None, *, frame: int | str | None = None) -> Frame:
+def read_frame(path: str | os.PathLike[str], expected_pixel_scale_nm: float | None = None, *, frame: int | str | None = None) -> Frame:
     """Read a raw frame as float32.
 
     Parameters
@@ -367,7 +370,7 @@ def read_frame(path, expected_pixel_scale_nm: float | None = None, *, frame: int
     return Frame(data=data, pixel_scale_nm=scale_nm, path=path)
 
 
-def write_tiff_frame(path, data, pixel_scale_nm: float | None = None) -> Path:
+def write_tiff_frame(path: str | os.PathLike[str], data: ArrayLike, pixel_scale_nm: float | None = None) -> Path:
     """Write a 2D frame as float32 TIFF (atomically) with its pixel size.
 
     The scale is stored the way RosettaSciIO writes it (ImageJ/DM compatible tags),
@@ -384,16 +387,16 @@ def write_tiff_frame(path, data, pixel_scale_nm: float | None = None) -> Path:
     """
     from rsciio.tiff import file_writer
 
-    path = Path(path)
-    data = np.ascontiguousarray(data, dtype=np.float32)
-    if data.ndim != 2:
-        raise ValueError(f"write_tiff_frame: expected a 2D image, got shape {data.shape}")
+    target = Path(path)
+    image = np.ascontiguousarray(data, dtype=np.float32)
+    if image.ndim != 2:
+        raise ValueError(f"write_tiff_frame: expected a 2D image, got shape {image.shape}")
     scale, units = (float(pixel_scale_nm), "nm") if pixel_scale_nm else (1.0, None)
     axes = [
         {"name": name, "size": n, "scale": scale, "offset": 0.0, "units": units, "navigate": False, "index_in_array": i}
-        for i, (name, n) in enumerate(zip(("height", "width"), data.shape))
+        for i, (name, n) in enumerate(zip(("height", "width"), image.shape))
     ]
-    signal = {"data": data, "axes": axes, "metadata": {}, "original_metadata": {}}
-    with atomic_path(path) as tmp:
+    signal = {"data": image, "axes": axes, "metadata": {}, "original_metadata": {}}
+    with atomic_path(target) as tmp:
         file_writer(str(tmp), signal)
-    return path
+    return target

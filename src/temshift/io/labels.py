@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from temshift.errors import FrameReadError
 from temshift.io.atomic import atomic_path
@@ -29,7 +31,7 @@ def _load(path: Path) -> np.ndarray:
     return tifffile.imread(path)
 
 
-def read_label(path, shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_label(path: str | os.PathLike[str], shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read a label mask as uint8 {0, 1} (1 = nanoparticle).
 
     Parameters
@@ -64,7 +66,7 @@ def read_label(path, shape: tuple[int, int] | None = None) -> np.ndarray:
         if not (colour == colour[..., :1]).all():
             warnings.warn(f"{path}: colour label (channels differ), read as particle wherever any of R, G, B "
                           "is nonzero (alpha ignored)", LabelReadWarning, stacklevel=2)
-        mask = colour.any(axis=-1)
+        mask = np.asarray(colour.any(axis=-1))
     if mask.ndim != 2:
         raise FrameReadError(f"{path}: label is not a 2D image (shape {mask.shape})")
     if shape is not None and tuple(mask.shape) != tuple(shape):
@@ -76,20 +78,21 @@ def read_label(path, shape: tuple[int, int] | None = None) -> np.ndarray:
             shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if values.size > 6 else "")
             warnings.warn(f"{path}: label values {{{shown}}} are not only 0/1/255; read every nonzero pixel as "
                           "particle", LabelReadWarning, stacklevel=2)
-    return (mask != 0).astype(np.uint8)
+    out: np.ndarray = (mask != 0).astype(np.uint8)
+    return out
 
 
-def write_label_png(path, mask) -> Path:
+def write_label_png(path: str | os.PathLike[str], mask: ArrayLike) -> Path:
     """Write a mask as an 8-bit greyscale PNG (0 background, 255 particle), atomically.
 
     Any nonzero value of `mask` is particle; 255 keeps the file viewable.
     """
     from PIL import Image
 
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"write_label_png: expected a 2D mask, got shape {mask.shape}")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8), mode="L").save(tmp, format="PNG")
-    return path
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise ValueError(f"write_label_png: expected a 2D mask, got shape {arr.shape}")
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        Image.fromarray(np.where(arr != 0, 255, 0).astype(np.uint8), mode="L").save(tmp, format="PNG")
+    return target

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import NoReturn
 
 from temshift.errors import TemshiftError
 
@@ -12,7 +13,7 @@ class UnsafePathError(TemshiftError):
     """A name from a table or a file would place output outside the folder the user named."""
 
 
-def resolve_under(root, *parts, row: str | None = None) -> Path:
+def resolve_under(root: str | os.PathLike[str], *parts: str, row: str | None = None) -> Path:
     """``root/part1/part2/...``, refused unless it lies strictly inside `root`.
 
     Each part may hold ``/``-separated sub-folders (the published layout has a folder
@@ -40,14 +41,14 @@ def resolve_under(root, *parts, row: str | None = None) -> Path:
     UnsafePathError
         One line naming `row`, the offending name and `root`.
     """
-    root = Path(root)
+    root_path = Path(root)
     where = f"{row}: " if row else ""
     joined = "/".join(str(p) for p in parts)
 
-    def refuse(why: str):
-        raise UnsafePathError(f"{where}{joined!r} {why}; refusing to write outside {root}")
+    def refuse(why: str) -> NoReturn:
+        raise UnsafePathError(f"{where}{joined!r} {why}; refusing to write outside {root_path}")
 
-    segments = []
+    segments: list[str] = []
     for part in parts:
         text = str(part)
         if "\x00" in text:
@@ -59,8 +60,8 @@ def resolve_under(root, *parts, row: str | None = None) -> Path:
         segments += [seg for seg in text.split("/") if seg and seg != "."]
     if not segments:
         refuse("names no file or folder below the root")
-    target = root.joinpath(*segments)
-    real_root = Path(os.path.realpath(root))
+    target = root_path.joinpath(*segments)
+    real_root = Path(os.path.realpath(root_path))
     real_target = Path(os.path.realpath(target))
     if real_target == real_root or not real_target.is_relative_to(real_root):
         refuse(f"resolves to {real_target} (through a link)")

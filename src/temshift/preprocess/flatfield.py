@@ -80,7 +80,7 @@ def block_mean(img: ArrayLike, factor: int) -> np.ndarray:
 
 def _block_mean_rows(basis: np.ndarray, factor: int) -> np.ndarray:
     n = (basis.shape[0] // factor) * factor
-    return basis[:n].reshape(n // factor, factor, -1).mean(axis=1)
+    return np.asarray(basis[:n].reshape(n // factor, factor, -1).mean(axis=1))
 
 
 def _weighted_fit(img_small: np.ndarray, ay: np.ndarray, ax: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -155,7 +155,7 @@ def fit_coefficients(img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale
     ax = _block_mean_rows(bernstein_basis(w, degree[1]), downscale)
     ay32, axt32 = ay.astype(np.float32), np.ascontiguousarray(ax.T, dtype=np.float32)
     weights = np.ones_like(small)
-    coef = None
+    coef: np.ndarray | None = None
     for it in range(iterations):
         coef = _weighted_fit(small, ay, ax, weights)
         if it + 1 < iterations:
@@ -167,6 +167,8 @@ def fit_coefficients(img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale
                 weights = np.exp(np.multiply(e, np.float32(-1.5 / mean_e), out=e), out=e)
             else:
                 weights = np.ones_like(small)
+    if coef is None:
+        raise ValueError(f"fit_coefficients: iterations must be at least 1, got {iterations}")
     return coef
 
 
@@ -181,7 +183,7 @@ def _background_factors(coef: np.ndarray, shape: tuple[int, int]) -> tuple[np.nd
 def evaluate_background(coef: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Background ``By @ C @ Bx.T`` at full resolution, float32 (one rank-3 matrix product)."""
     left, right = _background_factors(coef, shape)
-    return np.einsum("ik,kj->ij", left, right)
+    return np.asarray(np.einsum("ik,kj->ij", left, right))
 
 
 def fit_illumination(img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale: int = 4,
@@ -214,7 +216,7 @@ def divide_background(img: ArrayLike, coef: np.ndarray, out: np.ndarray | None =
         When the background is not positive everywhere (e.g. an empty frame).
     """
     img = np.asarray(img)
-    out = np.empty(img.shape, np.float32) if out is None else out
+    result = np.empty(img.shape, np.float32) if out is None else out
     left, right = _background_factors(coef, img.shape)
     buf = np.empty((CHUNK_ROWS, img.shape[1]), np.float32)
     # Bernstein surfaces lie within the hull of their coefficients: all > 0 means bg > 0
@@ -227,11 +229,11 @@ def divide_background(img: ArrayLike, coef: np.ndarray, out: np.ndarray | None =
         if check and not (bg.min() > 0):
             raise PreprocessError("flat-field background is not positive everywhere (empty, inverted or "
                                   "background-subtracted frame?)")
-        res = np.divide(img[r0 : r0 + n], bg, out=out[r0 : r0 + n], casting="unsafe")
+        res = np.divide(img[r0 : r0 + n], bg, out=result[r0 : r0 + n], casting="unsafe")
         if moments is not None:
             shift = float(res.mean()) if shift is None else shift  # ~ the mean: no cancellation
             moments.append(chunk_moments(res.reshape(-1), shift, buf[:n].reshape(-1)))
-    return out
+    return result
 
 
 def flatfield_correct(img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale: int = 4, iterations: int = 2,

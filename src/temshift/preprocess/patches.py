@@ -49,7 +49,7 @@ def _tile_counts(label: np.ndarray, nr: int, nc: int, p: int) -> np.ndarray:
     if nr * nc <= 256:
         return np.array([np.count_nonzero(label[i * p : (i + 1) * p, j * p : (j + 1) * p])
                          for i in range(nr) for j in range(nc)], dtype=np.int64)  # fmt: skip
-    return np.count_nonzero(label[: nr * p, : nc * p].reshape(nr, p, nc, p), axis=(1, 3)).reshape(-1)
+    return np.asarray(np.count_nonzero(label[: nr * p, : nc * p].reshape(nr, p, nc, p), axis=(1, 3))).reshape(-1)
 
 
 def extract_patches(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -19,7 +20,7 @@ from numpy.typing import ArrayLike
 _CHUNK = 1 << 17  # elements per chunk (512 kB of float32): sweeps stay in cache
 
 
-def chunk_moments(chunk: np.ndarray, shift: float, buf: np.ndarray) -> tuple[int, float, float, float]:
+def chunk_moments(chunk: np.ndarray, shift: float | np.floating[Any], buf: np.ndarray) -> tuple[int, float, float, float]:
     """``(n, shift, sum(d), sum(d^2))`` with ``d = chunk - shift`` (float32 within the chunk; `buf` is scratch)."""
     d = np.subtract(chunk, np.float32(shift), out=buf[: chunk.size])
     return chunk.size, float(shift), float(d.sum()), float(np.dot(d, d))
@@ -185,5 +186,5 @@ def rescale(img: ArrayLike, method: str = "standardize", copy: bool = True) -> n
     array([[-1.,  1.]], dtype=float32)
     """
     entry = rescale_method(method)
-    out = np.array(img, dtype=np.float32, copy=True) if copy or np.asarray(img).dtype != np.float32 else img
+    out = np.array(img, dtype=np.float32, copy=True) if copy or np.asarray(img).dtype != np.float32 else np.asarray(img)
     return entry.apply(out)

@@ -56,7 +56,7 @@ def _median_from_counts(n: int, n_below: int, values: np.ndarray, counts: np.nda
     return float(np.mean(picked))
 
 
-def clip_and_find_outliers(img, threshold: float) -> tuple[np.ndarray, np.ndarray, float]:
+def clip_and_find_outliers(img: ArrayLike, threshold: float) -> tuple[np.ndarray, np.ndarray, float]:
     """Copy `img` as float32 with negatives clipped to 0 and find its x-ray outliers.
 
     One chunked sweep does the copy, the exact median and the outlier search. A strided

@@ -23,6 +23,7 @@ Example
 
 from __future__ import annotations
 
+import os
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -117,7 +118,7 @@ class DatasetDef(_Strict):
 
     @field_validator("where")
     @classmethod
-    def _where_ok(cls, where):
+    def _where_ok(cls, where: dict[str, WhereValue]) -> dict[str, WhereValue]:
         if not where:
             raise ValueError("needs at least one condition")
         for key, value in where.items():
@@ -125,11 +126,11 @@ class DatasetDef(_Strict):
                 raise ValueError(f"condition {key!r}: a table must have exactly 'value' and 'tol'")
         return where
 
-    def query(self) -> dict:
+    def query(self) -> dict[str, Any]:
         """The filter as `Catalog.query` keyword arguments."""
         from temshift.catalog import parse_condition
 
-        out = {}
+        out: dict[str, Any] = {}
         for key, value in self.where.items():
             if isinstance(value, dict):
                 out[key] = (value["value"], value["tol"])
@@ -176,7 +177,7 @@ class Experiment(_Strict):
     order: Literal["difficulty", "spec"] = "difficulty"
 
     @model_validator(mode="after")
-    def _variants_ok(self):
+    def _variants_ok(self) -> Experiment:
         if self.variants and self.grid:
             raise ValueError("give either 'variants' or 'grid', not both")
         names = [v.name for v in self.variants]
@@ -205,13 +206,13 @@ class StudySpec(_Strict):
 
     @field_validator("folds")
     @classmethod
-    def _folds_ok(cls, folds):
+    def _folds_ok(cls, folds: list[int] | None) -> list[int] | None:
         if folds is not None and (not folds or any(f < 0 or f > 4 for f in folds) or len(set(folds)) != len(folds)):
             raise ValueError("folds are distinct integers in 0..4")
         return folds
 
     @model_validator(mode="after")
-    def _references_ok(self):
+    def _references_ok(self) -> StudySpec:
         if not self.experiments and not self.include:
             raise ValueError("a study needs at least one experiment (or an 'include')")
         for ename, exp in self.experiments.items():
@@ -226,8 +227,8 @@ class StudySpec(_Strict):
         return list(self.experiments)
 
 
-def _location(loc) -> str:
-    parts = []
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
@@ -260,14 +261,15 @@ def _preset_text(name: str) -> str:
     return ref.read_text()
 
 
-def _validate(raw: dict, source: str) -> StudySpec:
+def _validate(raw: dict[str, Any], source: str) -> StudySpec:
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(_format_error(source, exc)) from None
 
 
-def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None, _seen=()) -> StudySpec:
+def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None,
+               _seen: tuple[str, ...] = ()) -> StudySpec:
     """Validate TOML text into a StudySpec, resolving `include`.
 
     Included specs (preset names or paths relative to the spec) contribute their
@@ -299,7 +301,8 @@ def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None, 
     return _validate(data, source)
 
 
-def load_spec(preset_or_path, base_dir: Path | None = None, _seen=()) -> StudySpec:
+def load_spec(preset_or_path: str | os.PathLike[str], base_dir: Path | None = None,
+              _seen: tuple[str, ...] = ()) -> StudySpec:
     """Load a packaged preset by name, or a TOML file by path."""
     text_name = str(preset_or_path)
     path = Path(text_name)
