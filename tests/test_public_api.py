@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import doctest
 import importlib
 import re
@@ -34,7 +35,8 @@ def test_every_name_in_all_imports(package: str) -> None:
 
 
 def test_import_temshift_is_light() -> None:
-    code = "import sys, temshift; print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'torch', 'pandas', 'pydantic', 'dask', 'abtem', 'h5py'}))"
+    heavy = "{'numpy', 'torch', 'pandas', 'pydantic', 'dask', 'abtem', 'h5py'}"
+    code = f"import sys, temshift; print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -44,10 +46,8 @@ def _instance_attributes(cls: type) -> set[str]:
     import inspect
 
     names = set(getattr(cls, "model_fields", {})) | set(getattr(cls, "__dataclass_fields__", {}))
-    try:
+    with contextlib.suppress(TypeError, ValueError):
         names |= set(inspect.signature(cls).parameters)
-    except (TypeError, ValueError):
-        pass
     return names
 
 

@@ -50,7 +50,7 @@ def test_builtin_rescale_methods_come_from_the_table() -> None:
     for name, method in RESCALE_METHODS.items():
         assert method.name == name and method.description
         assert PreprocessSettings(rescale=name).rescale == name
-    with pytest.raises(ValueError, match="unknown rescale method 'toy'.*standardize, normalize, histogram, none"):
+    with pytest.raises(ValueError, match=r"unknown rescale method 'toy'.*standardize, normalize, histogram, none"):
         PreprocessSettings(rescale="toy")
     with pytest.raises(ValueError, match="unknown rescale method"):
         rescale(np.ones((4, 4)), "toy")

@@ -46,8 +46,7 @@ def length_unit_nm(unit: object) -> float | None:
 
 
 def _unit_hint(value_nm: float) -> str:
-    low, high = PIXEL_SCALE_RANGE_NM
-    if value_nm > high:
+    if value_nm > PIXEL_SCALE_RANGE_NM[1]:
         return f": was it given in Å (= {value_nm / 10:g} nm) or pm (= {value_nm / 1000:g} nm)?"
     return f": was it given in µm (= {value_nm * 1000:g} nm) or in m?"
 

@@ -4,4 +4,4 @@ from temshift.catalog.catalog import Catalog
 from temshift.catalog.columns import FIELDS, PUBLISHED_TO_FIELD
 from temshift.catalog.where import parse_condition, parse_where
 
-__all__ = ["Catalog", "FIELDS", "PUBLISHED_TO_FIELD", "parse_condition", "parse_where"]
+__all__ = ["FIELDS", "PUBLISHED_TO_FIELD", "Catalog", "parse_condition", "parse_where"]

@@ -164,7 +164,7 @@ def _read_rsciio(path: Path, plugin_name: str) -> RawFrame:
         with _quiet_tifffile(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # plugins warn about metadata they skip
             signals = plugin.file_reader(str(path))
-    except Exception as exc:  # every plugin raises its own types on bad files
+    except Exception as exc:  # noqa: BLE001  (every plugin raises its own types on bad files)
         raise _fail(path, f"cannot read frame ({_first_line(exc)})") from None
     if not signals:
         raise _fail(path, "file holds no image")
@@ -189,7 +189,7 @@ def _read_image(path: Path) -> RawFrame:
                 mode = "RGBA"
             else:
                 data = np.asarray(im)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (Pillow's many decoder errors: one line naming the file)
         raise _fail(path, f"cannot read frame ({_first_line(exc)})") from None
     if data.ndim == 3:
         colour = data[..., :3] if data.shape[-1] >= 3 else data[..., :1]
@@ -207,7 +207,7 @@ def _read_image(path: Path) -> RawFrame:
 def _read_npy(path: Path) -> RawFrame:
     try:
         data = np.load(path, allow_pickle=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (pickled, truncated or foreign files: one line naming the file)
         raise _fail(path, f"cannot read frame ({_first_line(exc)})") from None
     return RawFrame(data, [{} for _ in range(data.ndim)], max(0, data.ndim - 2))
 
@@ -300,7 +300,9 @@ def _square_pixels(path: Path, data: np.ndarray, axes: list[dict[str, Any]]) -> 
     return out, fine
 
 
-def read_frame(path: str | os.PathLike[str], expected_pixel_scale_nm: float | None = None, *, frame: int | str | None = None) -> Frame:
+def read_frame(
+    path: str | os.PathLike[str], expected_pixel_scale_nm: float | None = None, *, frame: int | str | None = None
+) -> Frame:
     """Read a raw frame as float32.
 
     Parameters
@@ -359,14 +361,13 @@ def read_frame(path: str | os.PathLike[str], expected_pixel_scale_nm: float | No
     data = np.ascontiguousarray(data, dtype=np.float32)
     if not np.isfinite(data).all():
         raise _fail(path, "frame contains NaN or infinite values")
-    if scale_nm is not None and expected_pixel_scale_nm:
-        if abs(scale_nm / float(expected_pixel_scale_nm) - 1.0) > 0.02:
-            warnings.warn(
-                f"{path}: recorded pixel scale {scale_nm:.5g} nm differs from expected "
-                f"{float(expected_pixel_scale_nm):.5g} nm by more than 2 %",
-                PixelScaleMismatchWarning,
-                stacklevel=2,
-            )
+    if scale_nm is not None and expected_pixel_scale_nm and abs(scale_nm / float(expected_pixel_scale_nm) - 1) > 0.02:
+        warnings.warn(
+            f"{path}: recorded pixel scale {scale_nm:.5g} nm differs from expected "
+            f"{float(expected_pixel_scale_nm):.5g} nm by more than 2 %",
+            PixelScaleMismatchWarning,
+            stacklevel=2,
+        )
     return Frame(data=data, pixel_scale_nm=scale_nm, path=path)
 
 
@@ -394,7 +395,7 @@ def write_tiff_frame(path: str | os.PathLike[str], data: ArrayLike, pixel_scale_
     scale, units = (float(pixel_scale_nm), "nm") if pixel_scale_nm else (1.0, None)
     axes = [
         {"name": name, "size": n, "scale": scale, "offset": 0.0, "units": units, "navigate": False, "index_in_array": i}
-        for i, (name, n) in enumerate(zip(("height", "width"), image.shape))
+        for i, (name, n) in enumerate(zip(("height", "width"), image.shape, strict=True))
     ]
     signal = {"data": image, "axes": axes, "metadata": {}, "original_metadata": {}}
     with atomic_path(target) as tmp:

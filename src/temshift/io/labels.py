@@ -28,7 +28,7 @@ def _load(path: Path) -> np.ndarray:
             return np.asarray(im)
     import tifffile
 
-    return tifffile.imread(path)
+    return np.asarray(tifffile.imread(path))
 
 
 def read_label(path: str | os.PathLike[str], shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -58,7 +58,7 @@ def read_label(path: str | os.PathLike[str], shape: tuple[int, int] | None = Non
         raise FrameReadError(f"{path}: empty file")
     try:
         mask = _load(path)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (Pillow/tifffile decoder errors: one line naming the file)
         msg = str(exc).strip().splitlines()
         raise FrameReadError(f"{path}: cannot read label ({type(exc).__name__}: {msg[0] if msg else ''})") from None
     if mask.ndim == 3 and mask.shape[-1] in (3, 4):

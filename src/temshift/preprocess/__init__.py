@@ -11,12 +11,19 @@ from temshift.preprocess.flatfield import (
 )
 from temshift.preprocess.patches import extract_patches, min_particle_pixels, tile_grid
 from temshift.preprocess.pipeline import PreprocessSettings, preprocess_frame
-from temshift.preprocess.rescale import RESCALE_METHODS, RescaleMethod, mean_std, register_rescale, rescale, rescale_method
+from temshift.preprocess.rescale import (
+    RESCALE_METHODS,
+    RescaleMethod,
+    mean_std,
+    register_rescale,
+    rescale,
+    rescale_method,
+)
 from temshift.preprocess.xrays import find_outliers, remove_xrays
 
 __all__ = [
-    "PreprocessSettings",
     "RESCALE_METHODS",
+    "PreprocessSettings",
     "RescaleMethod",
     "bernstein_basis",
     "block_mean",

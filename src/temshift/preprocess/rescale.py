@@ -20,7 +20,9 @@ from numpy.typing import ArrayLike
 _CHUNK = 1 << 17  # elements per chunk (512 kB of float32): sweeps stay in cache
 
 
-def chunk_moments(chunk: np.ndarray, shift: float | np.floating[Any], buf: np.ndarray) -> tuple[int, float, float, float]:
+def chunk_moments(
+    chunk: np.ndarray, shift: float | np.floating[Any], buf: np.ndarray
+) -> tuple[int, float, float, float]:
     """``(n, shift, sum(d), sum(d^2))`` with ``d = chunk - shift`` (float32 within the chunk; `buf` is scratch)."""
     d = np.subtract(chunk, np.float32(shift), out=buf[: chunk.size])
     return chunk.size, float(shift), float(d.sum()), float(np.dot(d, d))
