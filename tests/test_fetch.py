@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from temshift.catalog import Catalog
-from temshift.predict.fetch import FetchError, download, fetch, file_url
+from temshift.catalog.fetch import FetchError, download, fetch, file_url
 
 FOLDER = "2021_08_26 5nm Au nanoparticles on C/Ultrathin Carbon"
 

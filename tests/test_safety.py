@@ -74,7 +74,7 @@ def _url_path(folder: str, file: str) -> str:
 
 @pytest.mark.parametrize("folder,file", [("../x", "a.dm3"), (None, "a.dm3"), (FOLDER, "../../../evil.dm3")])
 def test_fetch_refuses_rows_that_escape_dest(tmp_path, folder, file):
-    from temshift.predict.fetch import fetch
+    from temshift.catalog.fetch import fetch
 
     dest = tmp_path / "dest"
     folder = str(tmp_path / "abs") if folder is None else folder  # an absolute folder outside dest
@@ -106,7 +106,7 @@ def test_cli_fetch_escape_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
 
 
 def test_fetch_never_overwrites_a_local_file_of_another_size(tmp_path):
-    from temshift.predict.fetch import FetchError, fetch
+    from temshift.catalog.fetch import FetchError, fetch
 
     cat = _one_row_catalog(FOLDER, "Au_01.dm3")
     mine = tmp_path / FOLDER / "Au_01.dm3"

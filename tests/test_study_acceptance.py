@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from temshift.predict.acceptance import acceptance_summary, hard_dice
+from temshift.studies.acceptance import acceptance_summary, hard_dice
 
 
 def test_hard_dice():
@@ -47,7 +47,7 @@ def test_summary_criteria():
 def test_scores_are_assessed_per_batch_of_one_model_and_test_set():
     import json
 
-    from temshift.predict.acceptance import assess_scores
+    from temshift.studies.acceptance import assess_scores
 
     ref = {"fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}], "fringe_period_px": {"median": 11.8, "n": 9},
            "n_frames": 9}

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from temshift.cli import _register, app
 from temshift.predict import zoo
-from temshift.predict.fetch import FetchError
+from temshift.catalog.fetch import FetchError
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published"
 SET80 = "5nmAu330kX80eUTC"

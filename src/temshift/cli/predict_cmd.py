@@ -305,7 +305,7 @@ def fetch(
 ):
     """Download raw frames (and labels) of a catalog subset; resumes, skips complete files, writes DEST/catalog.csv."""
     from temshift.catalog import Catalog, parse_where
-    from temshift.predict.fetch import DEFAULT_BASE_URL, fetch as run_fetch
+    from temshift.catalog.fetch import DEFAULT_BASE_URL, fetch as run_fetch
 
     output_dir(dest, "--dest")
     cat = Catalog.read(catalog) if catalog else Catalog.published()

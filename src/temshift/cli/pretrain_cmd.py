@@ -32,7 +32,7 @@ def pretrain(
     """Train a generalist on simulated frames drawn across wide parameter ranges; writes OUT/generalist.pt."""
     import json
 
-    from temshift.training.pretrain import PretrainError, run_pretrain
+    from temshift.studies.pretrain import PretrainError, run_pretrain
 
     overrides = None
     if ranges is not None:

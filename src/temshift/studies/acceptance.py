@@ -16,8 +16,8 @@ Criteria (issue "Acceptance on synthetic data"):
 
 Usage::
 
-    python -m temshift.predict.acceptance STUDY_DIR [--experiment NAME] [--max-frames N] [--folds 0 1] --out DIR
-    python -m temshift.predict.acceptance --from-scores DIR      # re-assess stored statistics, no inference
+    python -m temshift.studies.acceptance STUDY_DIR [--experiment NAME] [--max-frames N] [--folds 0 1] --out DIR
+    python -m temshift.studies.acceptance --from-scores DIR      # re-assess stored statistics, no inference
 """
 
 from __future__ import annotations

@@ -224,7 +224,7 @@ def _registry():
     return {"frames": simulate_chunk, "dataset": assemble, "train": tasks.train, "evaluate": tasks.evaluate}
 
 
-REGISTRY_PATH = "temshift.training.pretrain:REGISTRY"
+REGISTRY_PATH = "temshift.studies.pretrain:REGISTRY"
 
 
 def __getattr__(name):

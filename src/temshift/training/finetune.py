@@ -169,7 +169,7 @@ def _origins(n: int, patch: int) -> list[int]:
 
 
 def _sha256(path: Path) -> str:
-    from temshift.predict.fetch import sha256_file
+    from temshift.catalog.fetch import sha256_file
 
     return sha256_file(path)
 
@@ -338,7 +338,7 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
     from temshift.predict.pipeline import load_predictor
     from temshift.training.data import PatchSet, check_arrays
     from temshift.training.dihedral import expand
-    from temshift.training.fold import _dataset_statistics
+    from temshift.datasets.statistics import checkpoint_statistics
     from temshift.training.freeze import freeze as freeze_parts
     from temshift.training.runtime import resolve_device, set_threads
     from temshift.training.trainer import fit
@@ -420,7 +420,7 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
             "dataset_spec": spec, "dataset_spec_hash": info["spec_hash"],
             "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
             "train_loss_at_best": best_row["loss"], "trained_with": result.speed,
-            "training_statistics": _dataset_statistics(data_path)}
+            "training_statistics": checkpoint_statistics(data_path)}
     from temshift.models.unet import UNet
 
     plain = UNet.from_config(net.config)  # ordinary BatchNorms: the checkpoint is a normal U-Net

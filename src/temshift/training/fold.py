@@ -110,19 +110,6 @@ def build_sets(images, labels, fold: int, settings: TrainSettings):
     return train, val, split
 
 
-def _dataset_statistics(dataset_path) -> dict | None:
-    """Statistics of the training data that the model carries for shift warnings."""
-    import warnings
-
-    from temshift.datasets.statistics import training_statistics
-
-    try:
-        return training_statistics(dataset_path)
-    except (ValueError, KeyError, OSError) as exc:  # the model stays usable, only without warnings
-        warnings.warn(f"{dataset_path}: training statistics not measured ({exc})", stacklevel=2)
-        return None
-
-
 def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, out_dir=None) -> RunResult:
     """Train the model of one fold; resume an interrupted run; return at once if already finished.
 
@@ -153,6 +140,7 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
         finished run in `out_dir` with other settings or another dataset (never returned
         for this one).
     """
+    from temshift.datasets.statistics import checkpoint_statistics
     from temshift.errors import DatasetError, SpecError
     from temshift.models.checkpoint import save_checkpoint
     from temshift.models.unet import UNet
@@ -193,7 +181,7 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
             "split": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
             "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
             "train_loss_at_best": best_row["loss"], "trained_with": result.speed,
-            "training_statistics": _dataset_statistics(dataset_path)}
+            "training_statistics": checkpoint_statistics(dataset_path)}
     save_checkpoint(out_dir / MODEL_FILE, model.cpu(), meta)
     summary = {"fold": fold, "seed": seed, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                "train_loss_at_best": best_row["loss"], "epochs_run": len(result.history),
