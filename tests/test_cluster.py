@@ -114,7 +114,7 @@ def test_scheduler_address_with_nothing_behind_it_is_a_one_line_error(tmp_path):
 
 
 def test_connect_timeout_is_configurable_and_checked():
-    from temshift.studies.graph import ClusterError, connect
+    from temshift.compute import ClusterError, connect
 
     address = f"tcp://127.0.0.1:{_free_port()}"
     t0 = time.monotonic()
@@ -135,7 +135,7 @@ def test_workers_check_the_study_folder(tmp_path):
     """The folder check itself, on real worker processes: a missing folder is named."""
     from distributed import Client
 
-    from temshift.studies.graph import ClusterError, check_workers_see
+    from temshift.compute import ClusterError, check_workers_see
 
     with cluster(tmp_path, n_workers=1) as (address, _):
         with Client(address, timeout="30s") as client:

@@ -15,10 +15,10 @@ from temshift.datasets import (
     load_dataset,
     shuffled_rows,
 )
-from temshift.demo import make_synthetic_repo
 from temshift.errors import DatasetError, FrameReadError
 from temshift.io import read_frame, read_label
 from temshift.preprocess import PreprocessSettings, extract_patches, preprocess_frame
+from temshift.simulate.toy import write_toy_repository
 
 GROUPS = [
     {"material": "Au", "dose_e_per_A2": 423, "pixel_scale_nm": 0.1, "folder": "s1 Au/UTC", "date": "08/26/21"},
@@ -30,7 +30,7 @@ GROUPS = [
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
-    csv = make_synthetic_repo(root, GROUPS, frames_per_group=2, size=256)
+    csv = write_toy_repository(root, GROUPS, frames_per_group=2, size=256)
     return Catalog.read(csv)
 
 

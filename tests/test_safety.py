@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from temshift.catalog import Catalog
 from temshift.errors import TemshiftError
 from temshift.io.paths import UnsafePathError, resolve_under
+from temshift.simulate.toy import toy_patches, toy_support_frame
 
 
 def _cli():
@@ -125,12 +126,11 @@ def _served_repository(n: int = 2, size: int = 256):
     import io
 
     import tifffile
-    from _predict_synth import raw_frame
     from PIL import Image
 
     rows, files = [], {}
     for k in range(n):
-        counts, label = raw_frame(size, radius_nm=0.6, n_particles=6, seed=k)
+        counts, label = toy_support_frame(size, radius_nm=0.6, n_particles=6, seed=k)
         buf = io.BytesIO()
         tifffile.imwrite(buf, counts)
         name = f"Au_{k:02d}.tif"
@@ -241,11 +241,9 @@ def _dataset(path, seed, name="ds"):
     """A temshift dataset file (with its content hash) of 20 generated 32 px patches."""
     import json
 
-    from _temshift_synth import make_patches
-
     from temshift.datasets.store import content_hash, write_dataset_file
 
-    images, labels = make_patches(20, 32, seed=seed)
+    images, labels = toy_patches(20, 32, seed=seed)
     prov = pd.DataFrame({"file": ["f.tif"] * len(images), "row": 0, "col": 0})
     spec = {"name": name, "pixel_scale_nm": 0.02, "dose_e_per_A2": 423}
     return write_dataset_file(path, images, labels, prov,
@@ -383,7 +381,6 @@ def tiny_model(tmp_path_factory):
 
 
 def _frames(tmp_path, names, bad=()):
-    from _predict_synth import raw_frame
 
     from temshift.io import write_tiff_frame
 
@@ -394,7 +391,7 @@ def _frames(tmp_path, names, bad=()):
         if name in bad:
             path.write_bytes(b"II*\x00 this is not a TIFF")
         else:
-            counts, _ = raw_frame(192, radius_nm=1.0, n_particles=2 + k, seed=10 + k)
+            counts, _ = toy_support_frame(192, radius_nm=1.0, n_particles=2 + k, seed=10 + k)
             write_tiff_frame(path, counts, 0.02)
         paths.append(path)
     return paths
