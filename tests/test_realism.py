@@ -56,7 +56,7 @@ def run(models_dir, tmp_path_factory):
     from temshift.realism.runner import run_realism
 
     out = tmp_path_factory.mktemp("realism")
-    return run_realism(models_dir, out, scale=TINY, seed=3, workers=2, processes=False, progress=False), out
+    return run_realism(models_dir, out, scale=TINY, seed=3, workers=2, processes=False), out
 
 
 def test_training_sets_from_table(models_dir):
@@ -104,7 +104,7 @@ def test_resume_reuses_every_task(run, models_dir):
     from temshift.realism.runner import run_realism
 
     res, out = run
-    again = run_realism(models_dir, out, scale=TINY, seed=3, workers=1, processes=False, progress=False)
+    again = run_realism(models_dir, out, scale=TINY, seed=3, workers=1, processes=False)
     assert again.outcome.cached == set(again.plan.tasks)
     assert again.summary["gaps"] == res.summary["gaps"]
 

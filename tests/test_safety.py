@@ -82,7 +82,7 @@ def test_fetch_refuses_rows_that_escape_dest(tmp_path, folder, file):
     cat = _one_row_catalog(folder, file)
     with serve({_url_path(folder, file): b"x" * 1000}) as (server, base):
         with pytest.raises(UnsafePathError) as err:
-            fetch(cat, dest, base_url=base, progress=False)
+            fetch(cat, dest, base_url=base)
         assert not server.requests  # refused before anything was downloaded
     msg = str(err.value)
     assert "evil.csv" in msg and repr(file) in msg and "\n" not in msg
@@ -115,9 +115,9 @@ def test_fetch_never_overwrites_a_local_file_of_another_size(tmp_path):
     mine.write_bytes(b"my own notes")
     with serve({_url_path(FOLDER, "Au_01.dm3"): b"r" * 5000}) as (_, base):
         with pytest.raises(FetchError, match="not overwritten.*--overwrite"):
-            fetch(cat, tmp_path, base_url=base, progress=False)
+            fetch(cat, tmp_path, base_url=base)
         assert mine.read_bytes() == b"my own notes"
-        fetch(cat, tmp_path, base_url=base, progress=False, overwrite=True)
+        fetch(cat, tmp_path, base_url=base, overwrite=True)
     assert mine.read_bytes() == b"r" * 5000
 
 
@@ -171,7 +171,7 @@ def test_fetch_writes_catalog_csv_and_dataset_build_follows(tmp_path):
 
 NOISE_FOLDER = "2022_06_15 5nm Au nanoparticle on UTC noise series"
 ONE_FRAME = dict(where={"folder": NOISE_FOLDER, "dose_e_per_A2": 884}, frames_per_group=1, frame_size=256,
-                 mode="projection", seed=3, workers=1, progress=False)
+                 mode="projection", seed=3, workers=1)
 
 
 def _published_rows(tmp_path, n=1, **changes):
@@ -234,7 +234,7 @@ def test_simulate_refuses_a_row_whose_conditions_changed(one_frame_repo, tmp_pat
 
 # ----------------------------------------------------------------------------- train
 
-FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3, progress=False, threads=1)
+FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3 ,threads=1)
 
 
 def _dataset(path, seed, name="ds"):

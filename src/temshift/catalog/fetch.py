@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from temshift.errors import TemshiftError
+from temshift.progress import Reporter
 
 DEFAULT_BASE_URL = "https://portal.nersc.gov/project/m3795/hrtem-generalization/"
 """Raw-data portal named in the paper's data availability section."""
@@ -241,7 +242,7 @@ def _stream(resp, part: Path, offset: int, url: str, on_bytes) -> None:
 
 
 def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = False, timeout: float = 60.0,
-          progress: bool = True, console=None, overwrite: bool = False) -> FetchReport:
+          reporter: Reporter | None = None, overwrite: bool = False) -> FetchReport:
     """Download the raw frames (and labels) of a catalog subset into the published layout.
 
     Parameters
@@ -256,10 +257,8 @@ def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = Fal
         Also fetch label PNGs.
     timeout : float
         Socket timeout, seconds.
-    progress : bool
-        Show a rich progress bar (bytes, rate, files).
-    console : rich.console.Console, optional
-        Where the bar is drawn.
+    reporter : temshift.progress.Reporter, optional
+        Receives the progress (job ``"fetch"`` in bytes, a note ``"k/n files"``); default: logging.
     overwrite : bool
         Replace local files whose size differs from the server's (default: refuse).
 
@@ -276,20 +275,20 @@ def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = Fal
     FetchError
         On the first failing file (files completed before it stay in place).
     """
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from temshift.progress import reporter_or_log
 
     items = plan_fetch(catalog, dest, base_url, labels)
     report = FetchReport()
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
-        task = bar.add_task(f"0/{len(items)} files", total=None)
+    rep = reporter_or_log(reporter)
+    rep.start("fetch", None, unit="bytes")
+    rep.note("fetch", f"0/{len(items)} files")
+    try:
         for k, item in enumerate(items, 1):
-            done_before = bar.tasks[0].completed
+            counted = [0]  # bytes reported for this file: a restarted download reports some twice
 
-            def on_bytes(n):
-                bar.advance(task, n)
+            def on_bytes(n: int) -> None:
+                counted[0] += n
+                rep.advance("fetch", n)
 
             status = download(item.url, item.dest, timeout=timeout, on_bytes=on_bytes, overwrite=overwrite)
             got = item.dest.stat().st_size
@@ -298,7 +297,10 @@ def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = Fal
             else:
                 (report.resumed if status == "resumed" else report.downloaded).append(item.dest)
                 report.bytes_downloaded += got
-            bar.update(task, completed=done_before + got, description=f"{k}/{len(items)} files")
+            rep.advance("fetch", got - counted[0])  # the bar ends at the sum of the file sizes
+            rep.note("fetch", f"{k}/{len(items)} files")
+    finally:
+        rep.stop("fetch")
     report.catalog_path = write_fetched_catalog(catalog, dest)
     return report
 

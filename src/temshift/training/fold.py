@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from temshift.progress import Reporter
 from temshift.training.settings import TrainSettings
 
 MODEL_FILE = "model.pt"
@@ -110,7 +111,8 @@ def build_sets(images, labels, fold: int, settings: TrainSettings):
     return train, val, split
 
 
-def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, out_dir=None) -> RunResult:
+def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, out_dir=None,
+               reporter: Reporter | None = None) -> RunResult:
     """Train the model of one fold; resume an interrupted run; return at once if already finished.
 
     Parameters
@@ -124,6 +126,8 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
         Defaults are the paper's protocol.
     out_dir : str or Path
         Run directory (created).
+    reporter : temshift.progress.Reporter, optional
+        Receives the training progress (see `trainer.fit`); default: logging.
 
     Returns
     -------
@@ -171,7 +175,7 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
     out_dir.mkdir(parents=True, exist_ok=True)
     result = fit(model, train, val, settings, seed, device, state_path=out_dir / STATE_FILE,
                  history_path=out_dir / "history.csv", fingerprint=fingerprint,
-                 description=f"{info['name']} fold {fold}")
+                 description=f"{info['name']} fold {fold}", reporter=reporter)
     model.load_state_dict(result.best_state)
     best_row = next(r for r in result.history if r["epoch"] == result.best_epoch)
     meta = {"kind": "fold", "fold": fold, "seed": seed, "n_folds": settings.n_folds,
