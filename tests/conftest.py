@@ -96,3 +96,16 @@ def published_script() -> Path:
     Run it as ``python SCRIPT OUT_MODEL OUT_INPUT_NPY OUT_OUTPUT_NPY [cuda]``.
     """
     return Path(__file__).with_name("published_script.py")
+
+
+@pytest.fixture(scope="session")
+def ci_dose_study(tmp_path_factory):
+    """The ``dose`` study at ``ci`` scale on 2 local workers, run once per session: ``(folder, StudyRun)``.
+
+    Shared by the slow end-to-end test (which re-runs it from its cache) and the cluster test
+    (which compares a run on a Dask cluster with it), so the suite runs it once, not twice.
+    """
+    from temshift.studies.runner import run_study
+
+    out = tmp_path_factory.mktemp("ci-dose") / "dose"
+    return out, run_study("dose", out, scale="ci", workers=2)

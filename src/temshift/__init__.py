@@ -1,8 +1,8 @@
 """temshift: how HRTEM nanoparticle segmentation models generalize across imaging and sample parameters.
 
 Pipeline stages, one sub-package each, data flowing one way:
-catalog -> io -> simulate -> preprocess -> datasets -> models -> training
--> evaluation -> studies -> predict. Heavy dependencies (torch, abTEM, dask)
+io -> catalog -> preprocess -> simulate -> datasets -> models -> training
+-> evaluation -> studies -> predict -> cli (tests/test_import_direction.py). Heavy dependencies (torch, abTEM, dask)
 are imported lazily so that light commands stay fast.
 """
 
