@@ -24,10 +24,14 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from temshift.errors import TemshiftError
 from temshift.progress import Reporter
+
+if TYPE_CHECKING:
+    from temshift.catalog import Catalog
 
 DEFAULT_BASE_URL = "https://portal.nersc.gov/project/m3795/hrtem-generalization/"
 """Raw-data portal named in the paper's data availability section."""
@@ -66,7 +70,8 @@ def file_url(base_url: str, *parts: str) -> str:
     return base_url.rstrip("/") + "/" + "/".join(segments)
 
 
-def plan_fetch(catalog, dest, base_url: str = DEFAULT_BASE_URL, labels: bool = False) -> list[FetchItem]:
+def plan_fetch(catalog: Catalog, dest: str | Path, base_url: str = DEFAULT_BASE_URL,
+               labels: bool = False) -> list[FetchItem]:
     """List the files of a catalog subset with their URLs and destinations.
 
     Parameters
@@ -125,7 +130,7 @@ def remote_size(url: str, timeout: float = 60.0) -> int | None:
     return int(n) if n is not None and n.isdigit() else None
 
 
-def sha256_file(path) -> str:
+def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 digest of a file."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -134,7 +139,7 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest, *, timeout: float = 60.0, on_bytes: Callable[[int], None] | None = None,
+def download(url: str, dest: str | Path, *, timeout: float = 60.0, on_bytes: Callable[[int], None] | None = None,
              on_size: Callable[[int | None], None] | None = None, sha256: str | None = None,
              overwrite: bool = False) -> str:
     """Download one file to `dest` via ``dest.part``, resuming and verifying its size (and hash).
@@ -241,7 +246,7 @@ def _stream(resp, part: Path, offset: int, url: str, on_bytes) -> None:
                              "run again to resume") from None
 
 
-def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = False, timeout: float = 60.0,
+def fetch(catalog: Catalog, dest: str | Path, *, base_url: str = DEFAULT_BASE_URL, labels: bool = False, timeout: float = 60.0,
           reporter: Reporter | None = None, overwrite: bool = False) -> FetchReport:
     """Download the raw frames (and labels) of a catalog subset into the published layout.
 
@@ -305,7 +310,7 @@ def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = Fal
     return report
 
 
-def write_fetched_catalog(catalog, dest) -> Path:
+def write_fetched_catalog(catalog: Catalog, dest: str | Path) -> Path:
     """Write `catalog`'s rows to ``<dest>/catalog.csv`` (published schema, atomically).
 
     Rows already listed there by an earlier fetch are kept (a row of `catalog` with the same

@@ -155,8 +155,10 @@ def acceptance(
     default_only: bool = typer.Option(False, "--default-only",
                                       help="Score only the default mode (matching with noise restoration), 3x faster."),
 ) -> None:
-    """Full-frame acceptance of prediction on a finished study: dice with and without pixel-scale matching,
-    and whether shift warnings flag the frames models fail on (docs/predict.md). Prints the summary JSON."""
+    """Score a finished study's models on whole frames (with and without pixel-scale matching) and its shift warnings.
+
+    Prints the summary JSON (criteria in docs/predict.md); --out also keeps the per-frame scores.
+    """
     import json
 
     from temshift.cli.model_cmd import _parse_folds

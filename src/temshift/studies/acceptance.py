@@ -23,12 +23,17 @@ The functions return tables and records; ``temshift study acceptance`` prints th
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from temshift.progress import Reporter
+
+if TYPE_CHECKING:
+    from temshift.catalog import Catalog
 
 
 MODES = ((True, True), (True, False), (False, False))
@@ -46,7 +51,7 @@ def _tasks(study_dir: Path) -> dict:
     return {t["key"]: t for t in json.loads((study_dir / "plan.json").read_text())["tasks"]}
 
 
-def dataset_frames(tasks: dict, dataset_key: str):
+def dataset_frames(tasks: dict, dataset_key: str) -> tuple[Catalog, Path, Path]:
     """(catalog of a dataset's raw frames, repository root, dataset file) from its study task."""
     from temshift.catalog import Catalog
     from temshift.studies.plan import where_from_json
@@ -81,9 +86,9 @@ def fold_test_frames(dataset_path: Path, fold: int, n_folds: int = 5) -> set[str
     return full or set(share[share >= 0.5].index)
 
 
-def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: int | None = None,
-                       folds=None, tile: int = 1024, reporter: Reporter | None = None,
-                       modes=MODES) -> pd.DataFrame:
+def study_frame_scores(study_dir: str | Path, experiment: str | None = None, *, max_frames: int | None = None,
+                       folds: Sequence[int] | None = None, tile: int = 1024, reporter: Reporter | None = None,
+                       modes: Sequence[tuple[bool, bool]] = MODES) -> pd.DataFrame:
     """Score every (fold model, frame) pair of an experiment, with and without rescaling.
 
     Parameters
@@ -169,7 +174,7 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
     return assess_scores(pd.DataFrame(rows), refs)
 
 
-def write_acceptance(scores: pd.DataFrame, summary: dict, out) -> None:
+def write_acceptance(scores: pd.DataFrame, summary: dict, out: str | Path) -> None:
     """Write ``frame_scores.csv``, ``acceptance.json`` and ``references.json`` into `out` (created)."""
     from temshift.io.atomic import atomic_write_text
 
@@ -180,7 +185,7 @@ def write_acceptance(scores: pd.DataFrame, summary: dict, out) -> None:
     atomic_write_text(out / "references.json", json.dumps(scores.attrs.get("references", {}), indent=2))
 
 
-def read_scores(folder) -> pd.DataFrame:
+def read_scores(folder: str | Path) -> pd.DataFrame:
     """Re-assess the scores of an earlier :func:`write_acceptance` folder (no inference)."""
     folder = Path(folder)
     refs = json.loads((folder / "references.json").read_text())
