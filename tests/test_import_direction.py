@@ -165,3 +165,18 @@ def test_the_checker_sees_lazy_relative_and_registry_imports(tmp_path):
             ("temshift.models.x", "temshift.cli.common")}
     finally:
         SRC = saved
+
+
+def test_only_the_entry_points_draw_with_rich():
+    """Library code reports progress through `temshift.progress.Reporter`; rich is the CLI's."""
+    drawing = []
+    for path in sorted(SRC.rglob("*.py")):
+        module = _module_name(path)
+        if _layer(module) == len(LAYERS) - 1:
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            drawing += [f"{module}:{node.lineno} imports {n}" for n in names if n == "rich" or n.startswith("rich.")]
+    assert not drawing, "\n".join(drawing)
