@@ -9,7 +9,7 @@ Two measurements per configuration (one model; a 5-model ensemble):
   library functions of each stage wrapped by timers (import, model load, read, preprocess,
   inference, statistics, outputs, other = the rest: rich tables, catalog, arg parsing).
 
-The frame is :func:`temshift.demo.synthetic_frame` (4096 px, 40 particles, seed 1); the models are
+The frame is :func:`temshift.simulate.toy.toy_frame` (4096 px, 40 particles, seed 1); the models are
 randomly initialised paper U-Nets saved with :func:`temshift.models.save_checkpoint` (speed does
 not depend on the weights). Medians of `--repeats` runs, configurations interleaved.
 
@@ -57,9 +57,9 @@ def make_inputs(folder: Path, size: int, n_models: int) -> tuple[Path, list[Path
     folder.mkdir(parents=True, exist_ok=True)
     frame = folder / f"frame{size}.npy"
     if not frame.exists():
-        from temshift.demo import synthetic_frame
+        from temshift.simulate.toy import toy_frame
 
-        data, _ = synthetic_frame(size, n_particles=40, seed=1)
+        data, _ = toy_frame(size, n_particles=40, seed=1)
         np.save(frame, data)
     models = [folder / f"model{k}.pt" for k in range(n_models)]
     if not all(m.exists() for m in models):

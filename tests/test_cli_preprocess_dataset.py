@@ -6,9 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from temshift.demo import make_synthetic_repo
 from temshift.io import write_tiff_frame
-from _cli import run
+from temshift.simulate.toy import write_toy_repository
 
 GROUPS = [
     {"material": "Au", "dose_e_per_A2": 423, "pixel_scale_nm": 0.1, "folder": "2021 Au on C/UTC", "date": "08/26/21"},
@@ -20,15 +19,15 @@ GROUPS = [
 
 @pytest.fixture(scope="module")
 def catalog_csv(tmp_path_factory):
-    return make_synthetic_repo(tmp_path_factory.mktemp("repo"), GROUPS, frames_per_group=2, size=256)
+    return write_toy_repository(tmp_path_factory.mktemp("repo"), GROUPS, frames_per_group=2, size=256)
 
 
-def test_preprocess_writes_npy_and_sidecar(tmp_path, monkeypatch, capsys):
+def test_preprocess_writes_npy_and_sidecar(cli, tmp_path):
     frame = np.random.default_rng(0).poisson(500, (64, 96)).astype(np.float32)
     frame[10, 10] = 60000
     src = write_tiff_frame(tmp_path / "f1.tif", frame, 0.02)
     np.save(tmp_path / "f2.npy", frame)
-    code, _, err = run(monkeypatch, capsys, "preprocess", src, tmp_path / "f2.npy", "--out", tmp_path / "out",
+    code, _, err = cli("preprocess", src, tmp_path / "f2.npy", "--out", tmp_path / "out",
                        "--rescale", "normalize")  # fmt: skip
     assert code == 0, err
     out = np.load(tmp_path / "out" / "f1.npy")
@@ -39,25 +38,25 @@ def test_preprocess_writes_npy_and_sidecar(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "out" / "f2.npy").exists()
 
 
-def test_preprocess_options(tmp_path, monkeypatch, capsys):
+def test_preprocess_options(cli, tmp_path):
     frame = np.random.default_rng(1).poisson(500, (32, 32)).astype(np.float32)
     np.save(tmp_path / "f.npy", frame)
-    code, _, _ = run(monkeypatch, capsys, "preprocess", tmp_path / "f.npy", "--out", tmp_path,
+    code, _, _ = cli("preprocess", tmp_path / "f.npy", "--out", tmp_path,
                      "--no-flatfield", "--rescale", "none", "--xray-threshold", "0")  # fmt: skip
     assert code == 0
     np.testing.assert_array_equal(np.load(tmp_path / "f.npy"), frame)  # untouched round trip
 
 
-def test_preprocess_bad_frame_one_line_error(tmp_path, monkeypatch, capsys):
+def test_preprocess_bad_frame_one_line_error(cli, tmp_path):
     (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
-    code, out, err = run(monkeypatch, capsys, "preprocess", tmp_path / "bad.tif", "--out", tmp_path / "o")
+    code, out, err = cli("preprocess", tmp_path / "bad.tif", "--out", tmp_path / "o")
     assert code == 1 and "bad.tif" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o" / "bad.npy").exists()
 
 
-def test_dataset_build_info_import(catalog_csv, tmp_path, monkeypatch, capsys):
+def test_dataset_build_info_import(cli, catalog_csv, tmp_path):
     out = tmp_path / "au.h5"
-    code, stdout, err = run(monkeypatch, capsys, "dataset", "build", catalog_csv, "--where", "material=Au",
+    code, stdout, err = cli("dataset", "build", catalog_csv, "--where", "material=Au",
                             "--where", "dose_e_per_A2=423+-20", "--name", "au", "--patch-size", "64",
                             "--out", out, "--workers", "1")  # fmt: skip
     assert code == 0, err
@@ -66,14 +65,14 @@ def test_dataset_build_info_import(catalog_csv, tmp_path, monkeypatch, capsys):
         assert f["images"].shape[1:] == (64, 64) and f["labels"].dtype == np.uint8
         spec = json.loads(f.attrs["spec"])
         assert spec["where"] == {"material": "Au", "dose_e_per_A2": {"value": 423, "tol": 20}}
-    code, stdout, _ = run(monkeypatch, capsys, "dataset", "info", out)
+    code, stdout, _ = cli("dataset", "info", out)
     assert code == 0 and "content_hash" in stdout and "423" in stdout
 
     with h5py.File(tmp_path / "Pub_423e_Images.h5", "w") as f:
         f["images"] = np.zeros((3, 16, 16))
     with h5py.File(tmp_path / "Pub_423e_Labels.h5", "w") as f:
         f["labels"] = np.ones((3, 16, 16))
-    code, stdout, err = run(monkeypatch, capsys, "dataset", "import", tmp_path / "Pub_423e_Images.h5",
+    code, stdout, err = cli("dataset", "import", tmp_path / "Pub_423e_Images.h5",
                             "--out", tmp_path / "pub.h5")  # fmt: skip
     assert code == 0, err
     assert (tmp_path / "pub.h5").exists() and "3 x 16 x 16" in stdout
@@ -87,23 +86,23 @@ def test_dataset_build_info_import(catalog_csv, tmp_path, monkeypatch, capsys):
         (["--root", "/nonexistent"], "not found"),
     ],
 )
-def test_dataset_build_errors(catalog_csv, tmp_path, monkeypatch, capsys, args, match):
-    code, _, err = run(monkeypatch, capsys, "dataset", "build", catalog_csv, "--name", "x", "--out",
+def test_dataset_build_errors(cli, catalog_csv, tmp_path, args, match):
+    code, _, err = cli("dataset", "build", catalog_csv, "--name", "x", "--out",
                        tmp_path / "x.h5", *args)  # fmt: skip
     assert code == 1 and match in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.h5").exists()
 
 
-def test_dataset_info_and_import_errors(tmp_path, monkeypatch, capsys):
-    code, _, err = run(monkeypatch, capsys, "dataset", "info", tmp_path / "none.h5")
+def test_dataset_info_and_import_errors(cli, tmp_path):
+    code, _, err = cli("dataset", "info", tmp_path / "none.h5")
     assert code == 1 and "none.h5: dataset file not found" in err
-    code, _, err = run(monkeypatch, capsys, "dataset", "import", tmp_path / "plain.h5")
+    code, _, err = cli("dataset", "import", tmp_path / "plain.h5")
     assert code == 1 and "not a published pair" in err
 
 
-def test_usage_errors_print_usage_not_a_traceback(monkeypatch, capsys):
-    code, out, err = run(monkeypatch, capsys, "catalog", "summary")
+def test_usage_errors_print_usage_not_a_traceback(cli):
+    code, out, err = cli("catalog", "summary")
     assert code == 2
     assert "Missing argument" in err and "Traceback" not in err
-    code, out, err = run(monkeypatch, capsys, "dataset", "build", "--no-such-option")
+    code, out, err = cli("dataset", "build", "--no-such-option")
     assert code == 2 and "No such option" in err

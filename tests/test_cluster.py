@@ -114,7 +114,7 @@ def test_scheduler_address_with_nothing_behind_it_is_a_one_line_error(tmp_path):
 
 
 def test_connect_timeout_is_configurable_and_checked():
-    from temshift.studies.graph import ClusterError, connect
+    from temshift.compute import ClusterError, connect
 
     address = f"tcp://127.0.0.1:{_free_port()}"
     t0 = time.monotonic()
@@ -135,7 +135,7 @@ def test_workers_check_the_study_folder(tmp_path):
     """The folder check itself, on real worker processes: a missing folder is named."""
     from distributed import Client
 
-    from temshift.studies.graph import ClusterError, check_workers_see
+    from temshift.compute import ClusterError, check_workers_see
 
     with cluster(tmp_path, n_workers=1) as (address, _):
         with Client(address, timeout="30s") as client:
@@ -169,8 +169,9 @@ def _done_count(study: Path) -> int:
 
 
 @pytest.mark.slow
-def test_ci_dose_study_on_a_cluster_survives_a_killed_worker_and_matches_local(tmp_path):
-    """Two worker processes, one SIGKILLed mid-run: the study completes with the local results."""
+def test_ci_dose_study_on_a_cluster_survives_a_killed_worker_and_matches_local(tmp_path, ci_dose_study):
+    """Two worker processes, one SIGKILLed mid-run: the study completes with the local results
+    (the local run on 2 workers is the session's `ci_dose_study`, shared with test_study_e2e)."""
     study = tmp_path / "cluster"
     with cluster(tmp_path, n_workers=2) as (address, workers):
         proc = subprocess.Popen([sys.executable, "-m", "temshift", "study", "run", "dose", "--scale", "ci",
@@ -192,14 +193,15 @@ def test_ci_dose_study_on_a_cluster_survives_a_killed_worker_and_matches_local(t
     assert proc.returncode == 0, stdout + stderr
     assert "0 failed, 0 skipped" in stdout + stderr
 
-    local = tmp_path / "local"
-    r = _study_cli("dose", "--scale", "ci", "--out", str(local), "--workers", "2", "--no-progress", timeout=900)
-    assert r.returncode == 0, r.stdout + r.stderr
+    local, run = ci_dose_study
+    assert run.outcome.ok, run.outcome.failed
     a = pd.read_parquet(study / "results.parquet")
     b = pd.read_parquet(local / "results.parquet")
     assert len(a) == len(b) == 3 * 3 * 2
     # everything but where the files are (task folders under each study directory) and timings
-    paths = {c for c in a.columns if a[c].astype(str).str.startswith(str(tmp_path)).any()}
+    paths = {c for c in a.columns
+             if any(a[c].astype(str).str.startswith(str(d)).any() or b[c].astype(str).str.startswith(str(d)).any()
+                    for d in (tmp_path, local.parent))}
     # task keys differ: local training keys record the torch threads (cores / workers), cluster ones do not
     cols = [c for c in a.columns if c not in paths and not any(w in c for w in ("key", "thread", "seconds", "host", "pid"))]
     assert len(cols) > 10 and "hard_dice" in cols

@@ -15,10 +15,10 @@ from temshift.datasets import (
     load_dataset,
     shuffled_rows,
 )
-from temshift.demo import make_synthetic_repo
 from temshift.errors import DatasetError, FrameReadError
 from temshift.io import read_frame, read_label
 from temshift.preprocess import PreprocessSettings, extract_patches, preprocess_frame
+from temshift.simulate.toy import write_toy_repository
 
 GROUPS = [
     {"material": "Au", "dose_e_per_A2": 423, "pixel_scale_nm": 0.1, "folder": "s1 Au/UTC", "date": "08/26/21"},
@@ -30,7 +30,7 @@ GROUPS = [
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
-    csv = make_synthetic_repo(root, GROUPS, frames_per_group=2, size=256)
+    csv = write_toy_repository(root, GROUPS, frames_per_group=2, size=256)
     return Catalog.read(csv)
 
 
@@ -40,7 +40,7 @@ SPEC = DatasetSpec(name="au", where={"material": "Au", "dose_e_per_A2": (425, 10
 @pytest.fixture(scope="module")
 def built(repo, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds") / "au.h5"
-    return build_dataset(repo, None, SPEC, out, workers=2, progress=False)
+    return build_dataset(repo, None, SPEC, out, workers=2)
 
 
 def test_spec_hash_and_json_round_trip():
@@ -88,10 +88,10 @@ def test_frames_shuffled_with_seed_and_patches_in_frame_order(repo, built):
 
 
 def test_build_is_deterministic_and_thread_independent(repo, built, tmp_path):
-    again = build_dataset(repo, None, SPEC, tmp_path / "again.h5", workers=1, progress=False)
+    again = build_dataset(repo, None, SPEC, tmp_path / "again.h5", workers=1)
     assert load_dataset(again).attrs["content_hash"] == load_dataset(built).attrs["content_hash"]
     other = SPEC.model_copy(update={"seed": 2})  # 34522 and 1 both give the identity on 4 frames
-    p = build_dataset(repo, None, other, tmp_path / "seed1.h5", workers=2, progress=False)
+    p = build_dataset(repo, None, other, tmp_path / "seed1.h5", workers=2)
     assert load_dataset(p).attrs["content_hash"] != load_dataset(built).attrs["content_hash"]
 
 
@@ -105,17 +105,17 @@ def test_failed_build_leaves_no_file(repo, tmp_path):
     bad.write_bytes(bad.read_bytes()[:300])
     out = tmp_path / "out" / "ds.h5"
     with pytest.raises(FrameReadError, match="cannot read frame") as exc:
-        build_dataset(repo, root, SPEC, out, workers=2, progress=False)
+        build_dataset(repo, root, SPEC, out, workers=2)
     assert str(bad) in str(exc.value)
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
 def test_missing_label_and_no_patches(repo, tmp_path):
     with pytest.raises(DatasetError, match="not found"):
-        build_dataset(repo, tmp_path, SPEC, tmp_path / "x.h5", progress=False)
+        build_dataset(repo, tmp_path, SPEC, tmp_path / "x.h5")
     strict = SPEC.model_copy(update={"min_particle_pixels": 1e9})
     with pytest.raises(DatasetError, match="no patch"):
-        build_dataset(repo, None, strict, tmp_path / "x.h5", progress=False)
+        build_dataset(repo, None, strict, tmp_path / "x.h5")
     assert not (tmp_path / "x.h5").exists()
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import temshift
 from temshift.errors import CatalogError, TemshiftError
-from _cli import run
+from temshift.simulate.toy import toy_patches
 
 SRC = Path(temshift.__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -58,13 +58,13 @@ def frame_npy(tmp_path):
 
 @pytest.mark.parametrize("shape", [(1, 1), (2, 300), (8, 8)])
 @pytest.mark.parametrize("command", ["preprocess", "predict", "check"])
-def test_frames_smaller_than_the_flatfield_grid(monkeypatch, capsys, tmp_path, model_pt, shape, command):
+def test_frames_smaller_than_the_flatfield_grid(cli, tmp_path, model_pt, shape, command):
     path = tmp_path / "tiny.npy"
     np.save(path, np.random.default_rng(1).poisson(400, shape).astype(np.float32))
     args = {"preprocess": ["preprocess", path, "--out", tmp_path / "o"],
             "predict": ["predict", model_pt, path, "--out", tmp_path / "o", "--pixel-scale", "0.02"],
             "check": ["check", model_pt, path, "--pixel-scale", "0.02"]}[command]
-    code, _, err = run(monkeypatch, capsys, *args)
+    code, _, err = cli(*args)
     assert_clean_error(code, err, path, f"{shape[0]}x{shape[1]}", "12x12")
 
 
@@ -101,9 +101,9 @@ def _out_cases(tmp_path, model_pt, frame_npy):
 
 @pytest.mark.parametrize("case", ["predict", "preprocess", "simulate", "dataset build", "dataset build below a file",
                                   "train", "evaluate", "model import", "check --json", "study run"])
-def test_out_of_the_wrong_kind(monkeypatch, capsys, tmp_path, model_pt, frame_npy, case):
+def test_out_of_the_wrong_kind(cli, tmp_path, model_pt, frame_npy, case):
     args, culprit = _out_cases(tmp_path, model_pt, frame_npy)[case]
-    code, _, err = run(monkeypatch, capsys, *args)
+    code, _, err = cli(*args)
     assert_clean_error(code, err, culprit)
     assert "is a file" in err or "is a folder" in err
 
@@ -117,25 +117,25 @@ def test_out_of_the_wrong_kind(monkeypatch, capsys, tmp_path, model_pt, frame_np
      (["--batch-size", "0"], "--batch-size"), (["--dose", "-5"], "--dose"), (["--dose", "0"], "--dose"),
      (["--tile", "0"], "--tile"), (["--threads", "0"], "--threads"), (["--frame", "-1"], "--frame")],
 )
-def test_predict_numeric_options_are_range_checked(monkeypatch, capsys, tmp_path, model_pt, frame_npy, flags, needle):
-    code, _, err = run(monkeypatch, capsys, "predict", model_pt, frame_npy, "--out", tmp_path / "o", *flags)
+def test_predict_numeric_options_are_range_checked(cli, tmp_path, model_pt, frame_npy, flags, needle):
+    code, _, err = cli("predict", model_pt, frame_npy, "--out", tmp_path / "o", *flags)
     assert_clean_error(code, err, needle, exit_code=2)
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
-def test_pixel_scale_that_would_resample_to_an_absurd_size(monkeypatch, capsys, tmp_path, model_pt):
+def test_pixel_scale_that_would_resample_to_an_absurd_size(cli, tmp_path, model_pt):
     path = tmp_path / "big.npy"  # 5 nm/px for a 0.02 nm/px model: 250x, 128000^2 pixels
     np.save(path, np.random.default_rng(0).poisson(400, (512, 512)).astype(np.float32))
-    code, _, err = run(monkeypatch, capsys, "predict", model_pt, path, "--out", tmp_path / "o", "--pixel-scale", "5")
+    code, _, err = cli("predict", model_pt, path, "--out", tmp_path / "o", "--pixel-scale", "5")
     assert_clean_error(code, err, path, "250x", "Å")
 
 
-def test_check_pixel_scale_range_is_also_checked(monkeypatch, capsys, model_pt, frame_npy):
-    code, _, err = run(monkeypatch, capsys, "check", model_pt, frame_npy, "--pixel-scale", "0.0001")
+def test_check_pixel_scale_range_is_also_checked(cli, model_pt, frame_npy):
+    code, _, err = cli("check", model_pt, frame_npy, "--pixel-scale", "0.0001")
     assert_clean_error(code, err, "--pixel-scale", "outside 0.001-10 nm/px", exit_code=2)
 
 
-def test_pixel_scale_recorded_in_a_file_outside_the_range(monkeypatch, capsys, tmp_path, model_pt):
+def test_pixel_scale_recorded_in_a_file_outside_the_range(cli, tmp_path, model_pt):
     from rsciio.tiff import file_writer
 
     path = tmp_path / "survey.tif"  # a low-magnification survey image, 0.1687 µm per pixel
@@ -143,10 +143,10 @@ def test_pixel_scale_recorded_in_a_file_outside_the_range(monkeypatch, capsys, t
             for n in ("height", "width")]
     file_writer(str(path), {"data": np.full((64, 64), 400, np.float32), "axes": axes, "metadata": {},
                             "original_metadata": {}})
-    code, _, err = run(monkeypatch, capsys, "check", model_pt, path)
+    code, _, err = cli("check", model_pt, path)
     assert_clean_error(code, err, path, "168.7 nm/px", "recorded in the file", "--pixel-scale")
     assert "Å" not in err  # a calibration read from a file is in a known unit: no unit guess
-    code, _, err = run(monkeypatch, capsys, "check", model_pt, path, "--pixel-scale", "0.02")
+    code, _, err = cli("check", model_pt, path, "--pixel-scale", "0.02")
     assert code == 0, err  # the flag overrides the metadata
 
 
@@ -190,27 +190,26 @@ def test_catalog_rows_with_non_positive_scale_or_dose_are_refused(tmp_path, colu
     assert "row 3" in msg and "b.tif" in msg and column in msg and str(path) in msg
 
 
-def test_train_on_a_device_that_is_not_there(monkeypatch, capsys, tmp_path):
+def test_train_on_a_device_that_is_not_there(cli, write_dataset, tmp_path):
     import torch
-    from _temshift_synth import make_patches, write_dataset
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    ds = write_dataset(tmp_path / "d.h5", *make_patches(8, 32))
+    ds = write_dataset(tmp_path / "d.h5", *toy_patches(8, 32))
     for device, needle in (("cuda", "no CUDA GPU"), ("gpu9", "unknown device")):
-        code, _, err = run(monkeypatch, capsys, "train", ds, "--out", tmp_path / "run", "--epochs", "1",
+        code, _, err = cli("train", ds, "--out", tmp_path / "run", "--epochs", "1",
                            "--device", device)
         assert_clean_error(code, err, "--device", needle)
 
 
-def test_dataset_info_on_a_4d_dataset(monkeypatch, capsys, tmp_path):
+def test_dataset_info_on_a_4d_dataset(cli, tmp_path):
     import h5py
 
     path = tmp_path / "d4.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("images", data=np.zeros((2, 3, 8, 8), np.float32))
         f.create_dataset("labels", data=np.zeros((2, 3, 8, 8), np.uint8))
-    code, _, err = run(monkeypatch, capsys, "dataset", "info", path)
+    code, _, err = cli("dataset", "info", path)
     assert_clean_error(code, err, path, "(2, 3, 8, 8)")
 
 
@@ -314,14 +313,13 @@ def test_unreadable_catalog(shared_tmp):
     assert_clean_error(code, err, path, "cannot read")
 
 
-def test_evaluate_on_a_read_only_run_folder(shared_tmp):
+def test_evaluate_on_a_read_only_run_folder(write_dataset, shared_tmp):
     import torch
-    from _temshift_synth import make_patches, write_dataset
 
     from temshift.training import TrainSettings, train_fold
 
     torch.set_num_threads(1)
-    ds = write_dataset(shared_tmp / "A.h5", *make_patches(10, 32, seed=3),
+    ds = write_dataset(shared_tmp / "A.h5", *toy_patches(10, 32, seed=3),
                        spec={"name": "A", "dose_e_per_A2": 423, "pixel_scale_nm": 0.02})
     settings = TrainSettings(epochs=1, batch_size=8, progress=False, threads=1)
     run_dir = train_fold(ds, 0, settings, shared_tmp / "run").run_dir
@@ -365,9 +363,9 @@ def test_evaluate_cache_write_failure_is_not_an_error(tmp_path, monkeypatch):
      (["simulate", "--out", "s", "--where", "material=Unobtainium"], "Unobtainium"),
      (["preprocess", ".", "--out", "o"], "is a folder, not a frame file")],
 )
-def test_commands_with_bad_input(monkeypatch, capsys, tmp_path, args, needle):
+def test_commands_with_bad_input(cli, monkeypatch, tmp_path, args, needle):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run(monkeypatch, capsys, *args)
+    code, _, err = cli(*args)
     assert_clean_error(code, err, needle)
 
 
@@ -380,14 +378,14 @@ def test_temshift_errors_are_subclassed():
 
 
 @pytest.mark.parametrize("command", ["check", "predict"])
-def test_stacks_in_predict_and_check_need_frame_or_sum(monkeypatch, capsys, tmp_path, model_pt, command):
+def test_stacks_in_predict_and_check_need_frame_or_sum(cli, tmp_path, model_pt, command):
     path = tmp_path / "series.npy"
     np.save(path, np.random.default_rng(0).poisson(400, (2, 64, 64)).astype(np.float32))
     base = [command, model_pt, path, "--pixel-scale", "0.02"] + (["--out", tmp_path / "o"] if command == "predict" else [])
-    code, _, err = run(monkeypatch, capsys, *base)
+    code, _, err = cli(*base)
     assert_clean_error(code, err, path, "stack of 2 frames", "--frame K", "--sum")
     for flags in (["--frame", "1"], ["--sum"]):
-        code, _, err = run(monkeypatch, capsys, *base, *flags)
+        code, _, err = cli(*base, *flags)
         assert code == 0, err
-    code, _, err = run(monkeypatch, capsys, *base, "--frame", "1", "--sum")
+    code, _, err = cli(*base, "--frame", "1", "--sum")
     assert_clean_error(code, err, "--frame K or --sum")

@@ -4,21 +4,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _temshift_synth import make_patches, use_fallback_loader, write_dataset
 
 from temshift.errors import CheckpointError
 from temshift.evaluation import evaluate_model, evaluate_runs, summarize
 from temshift.training import TrainSettings, train_fold
+from temshift.simulate.toy import toy_patches
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture
-def runs(tmp_path, monkeypatch):
-    use_fallback_loader(monkeypatch)
-    a = write_dataset(tmp_path / "A.h5", *make_patches(20, 32, seed=10),
+def runs(write_dataset, tmp_path):
+    a = write_dataset(tmp_path / "A.h5", *toy_patches(20, 32, seed=10),
                       spec={"name": "A", "dose_e_per_A2": 884, "pixel_scale_nm": 0.02})
-    b = write_dataset(tmp_path / "B.h5", *make_patches(12, 32, seed=11, noise=1.0),
+    b = write_dataset(tmp_path / "B.h5", *toy_patches(12, 32, seed=11, noise=1.0),
                       spec={"name": "B", "dose_e_per_A2": 80, "pixel_scale_nm": 0.02})
     settings = TrainSettings(epochs=1, batch_size=16, learning_rate=3e-3, progress=False, threads=1)
     dirs = [train_fold(a, f, settings, tmp_path / "runs" / f"fold{f}").run_dir for f in (0, 3)]
@@ -59,7 +58,7 @@ def test_evaluate_model_dihedral_counts_and_no_dihedral(runs):
 
     a, b, dirs = runs
     model, _ = load_model(dirs[0] / "model.pt")
-    images, labels = make_patches(3, 32, seed=12)
+    images, labels = toy_patches(3, 32, seed=12)
     assert evaluate_model(model, images, labels)["n_patches"] == 24
     assert evaluate_model(model, images, labels, dihedral=False)["n_patches"] == 3
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from temshift.catalog import Catalog
-from temshift.predict.fetch import FetchError, download, fetch, file_url
+from temshift.catalog.fetch import FetchError, download, fetch, file_url
 
 FOLDER = "2021_08_26 5nm Au nanoparticles on C/Ultrathin Carbon"
 
@@ -96,14 +96,14 @@ def test_url_quotes_each_segment():
 def test_fetch_layout_labels_and_skip(tmp_path):
     files = _files()
     with serve(files) as (server, base):
-        report = fetch(_catalog(), tmp_path, base_url=base, labels=True, progress=False)
+        report = fetch(_catalog(), tmp_path, base_url=base, labels=True)
         assert len(report.downloaded) == 4 and not report.skipped
         for url_path, data in files.items():
             local = tmp_path / url_path.removeprefix("/repo/")
             assert local.read_bytes() == data
         assert (tmp_path / "2021_08_26 5nm Au nanoparticles on C" / "Ultrathin Carbon" / "Labels").is_dir()
         server.requests.clear()
-        again = fetch(_catalog(), tmp_path, base_url=base, labels=True, progress=False)
+        again = fetch(_catalog(), tmp_path, base_url=base, labels=True)
         assert len(again.skipped) == 4 and not again.downloaded
         assert all(method == "HEAD" for method, _, _ in server.requests)
     assert not list(tmp_path.rglob("*.part"))
@@ -136,7 +136,7 @@ def test_server_without_range_support_restarts_cleanly(tmp_path):
 def test_http_404_is_one_clear_error(tmp_path):
     with serve({}) as (_, base):
         with pytest.raises(FetchError, match="HTTP 404"):
-            fetch(_catalog(), tmp_path, base_url=base, progress=False)
+            fetch(_catalog(), tmp_path, base_url=base)
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
 

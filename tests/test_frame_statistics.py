@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from _predict_synth import raw_frame
+from temshift.simulate.toy import toy_support_frame
 
 
 def test_local_maxima_match_scipy_find_peaks():
@@ -51,7 +50,7 @@ def test_image_statistics_do_not_depend_on_the_thread_count(monkeypatch, with_ma
     from temshift.datasets import statistics as st
     from temshift.preprocess import PreprocessSettings, preprocess_frame
 
-    raw, label = raw_frame(512, n_particles=8, seed=2)
+    raw, label = toy_support_frame(512, n_particles=8, seed=2)
     image = preprocess_frame(raw, PreprocessSettings())
     mask = label if with_mask else None
     threaded = st.image_statistics(image, mask, tile=128)

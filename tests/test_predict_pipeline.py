@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from _predict_synth import raw_frame, write_training_dataset
 from typer.testing import CliRunner
 
 from temshift.errors import CheckpointError
 from temshift.io import write_tiff_frame
 from temshift.models import UNet, save_checkpoint
 from temshift.predict.pipeline import load_predictor, model_files, predict_frame, predict_probabilities
+from temshift.simulate.toy import toy_patches, toy_support_frame
 
 SPEC = {"name": "synth", "preprocess": {"xray_threshold": None, "rescale": "standardize"}, "patch_size": 256,
         "pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0}
@@ -46,7 +46,7 @@ def test_load_predictor_reads_meta(ckpts):
 
 
 def test_predict_frame_rescales_and_returns_frame_grid(ckpts):
-    raw, _ = raw_frame(200, pixel_scale_nm=0.033, radius_nm=1.5, seed=1)
+    raw, _ = toy_support_frame(200, pixel_scale_nm=0.033, radius_nm=1.5, seed=1)
     p = load_predictor(ckpts[0])
     pred = predict_frame(p, raw, 0.033, tile=384)
     assert pred.zoom == pytest.approx(1.65)
@@ -60,7 +60,7 @@ def test_predict_frame_rescales_and_returns_frame_grid(ckpts):
 
 
 def test_ensemble_averages_probabilities(ckpts):
-    raw, _ = raw_frame(128, radius_nm=0.8, seed=2)
+    raw, _ = toy_support_frame(128, radius_nm=0.8, seed=2)
     singles = [predict_frame(load_predictor(c), raw, 0.02).probabilities for c in ckpts]
     both = predict_frame(load_predictor(ckpts), raw, 0.02).probabilities
     np.testing.assert_allclose(both, (singles[0] + singles[1]) / 2, atol=1e-5)
@@ -95,8 +95,8 @@ def _cli():
 
 def test_cli_predict_writes_outputs_and_strict_refuses(tmp_path, ckpts):
     app = _cli()
-    good, _ = raw_frame(192, radius_nm=1.0, seed=4)
-    low, _ = raw_frame(192, radius_nm=1.0, dose_e_per_A2=80, seed=5)
+    good, _ = toy_support_frame(192, radius_nm=1.0, seed=4)
+    low, _ = toy_support_frame(192, radius_nm=1.0, dose_e_per_A2=80, seed=5)
     write_tiff_frame(tmp_path / "good.tif", good, 0.02)
     np.save(tmp_path / "low.npy", low)
     out = tmp_path / "out"
@@ -114,13 +114,13 @@ def test_cli_predict_writes_outputs_and_strict_refuses(tmp_path, ckpts):
     assert risk[0]["level"] == "high" and "under-segmentation" in risk[0]["reasons"][0]
 
 
-def test_cli_check_reports_without_predicting(tmp_path):
+def test_cli_check_reports_without_predicting(write_training_dataset, tmp_path):
     app = _cli()
-    frames = [raw_frame(512, seed=s) for s in range(4)]
+    frames = [toy_support_frame(512, seed=s) for s in range(4)]
     ds = write_training_dataset(tmp_path / "train.h5", [f for f, _ in frames], [lab for _, lab in frames])
     ckpt = tiny_checkpoint(tmp_path / "m.pt", dataset_path=ds)
-    ok, _ = raw_frame(512, seed=9)
-    low, _ = raw_frame(512, dose_e_per_A2=60, seed=8)
+    ok, _ = toy_support_frame(512, seed=9)
+    low, _ = toy_support_frame(512, dose_e_per_A2=60, seed=8)
     write_tiff_frame(tmp_path / "ok.tif", ok, 0.02)
     write_tiff_frame(tmp_path / "low.tif", low, 0.02)
     res = CliRunner().invoke(app, ["check", str(ckpt), str(tmp_path / "ok.tif"), str(tmp_path / "low.tif"),
@@ -134,13 +134,12 @@ def test_cli_check_reports_without_predicting(tmp_path):
 
 def test_bf16_inference_gives_the_same_masks_as_float32():
     """The fast default (bf16 autocast) must not change what a trained model segments."""
-    from _temshift_synth import make_patches
 
     from temshift import Segmenter
 
-    images, labels = make_patches(32, 64, seed=1)
+    images, labels = toy_patches(32, 64, seed=1)
     seg = Segmenter(epochs=7, learning_rate=1e-2, batch_size=16, progress=False, threads=1).fit(images, labels)
-    test_images, test_labels = make_patches(8, 64, seed=2)
+    test_images, test_labels = toy_patches(8, 64, seed=2)
     frame = np.concatenate(list(test_images), axis=1)  # one 64 x 512 strip of particles
     p32 = predict_probabilities(seg.model, frame, tile=256, overlap=96, margin=16, bf16=False)
     p16 = predict_probabilities(seg.model, frame, tile=256, overlap=96, margin=16, bf16=True)
@@ -148,15 +147,15 @@ def test_bf16_inference_gives_the_same_masks_as_float32():
     assert ((p16 >= 0.5) != (p32 >= 0.5)).mean() < 0.005
 
 
-def test_cli_check_flags_a_batch_of_low_snr_frames_once_below_the_table(tmp_path):
+def test_cli_check_flags_a_batch_of_low_snr_frames_once_below_the_table(write_training_dataset, tmp_path):
     """Frames that each look like a training frame can still, as a batch, be noisier than training."""
     app = _cli()
-    frames = [raw_frame(512, seed=s) for s in range(4)]
+    frames = [toy_support_frame(512, seed=s) for s in range(4)]
     ds = write_training_dataset(tmp_path / "train.h5", [f for f, _ in frames], [lab for _, lab in frames])
     ckpt = tiny_checkpoint(tmp_path / "m.pt", dataset_path=ds)
     paths = []
     for s in range(3):
-        low, _ = raw_frame(512, dose_e_per_A2=60, seed=20 + s)
+        low, _ = toy_support_frame(512, dose_e_per_A2=60, seed=20 + s)
         paths.append(tmp_path / f"low{s}.tif")
         write_tiff_frame(paths[-1], low, 0.02)
     res = CliRunner().invoke(app, ["check", str(ckpt), *map(str, paths), "--json", str(tmp_path / "risk.json")])

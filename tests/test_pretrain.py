@@ -13,7 +13,7 @@ import pytest
 
 from temshift.errors import CheckpointError
 from temshift.training.domain import FrameDraw, PretrainRanges, draw_frame
-from temshift.training.pretrain import SCALES, PretrainError, plan_pretrain, scale_ranges
+from temshift.studies.pretrain import SCALES, PretrainError, plan_pretrain, scale_ranges
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -82,7 +82,7 @@ def test_plan_keys_follow_the_inputs(tmp_path):
 def test_frames_task_resamples_to_the_working_scale_and_skips_a_failing_frame(tmp_path, monkeypatch):
     import temshift.simulate.micrograph as micrograph
     from temshift.simulate.micrograph import SimulatedFrame
-    from temshift.training.pretrain import simulate_chunk
+    from temshift.studies.pretrain import simulate_chunk
 
     def fake(req):
         if req.frame_key == "pretrain/1":
@@ -153,7 +153,7 @@ def test_pretrained_refuses_a_pickle_that_runs_code(tmp_path):
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory):
     """`temshift pretrain --scale ci` on local Dask worker processes (2 workers)."""
-    from temshift.training.pretrain import run_pretrain
+    from temshift.studies.pretrain import run_pretrain
 
     out = tmp_path_factory.mktemp("pretrain") / "run"
     res = run_pretrain(out, "ci", workers=2, train_threads=1)
@@ -209,7 +209,7 @@ def test_predict_generalist_uses_the_working_scale(ci_run, monkeypatch):
 
 @pytest.mark.slow
 def test_ci_rerun_reuses_everything(ci_run):
-    from temshift.training.pretrain import run_pretrain
+    from temshift.studies.pretrain import run_pretrain
 
     out, first = ci_run
     again = run_pretrain(out, "ci", workers=1, train_threads=1, processes=False)
@@ -220,7 +220,7 @@ def test_ci_rerun_reuses_everything(ci_run):
 @pytest.mark.slow
 def test_interrupted_training_resumes_instead_of_restarting(ci_run, monkeypatch):
     import temshift.training.trainer as trainer
-    from temshift.training.pretrain import run_pretrain
+    from temshift.studies.pretrain import run_pretrain
     from temshift.training.fold import epochs_done
 
     out, first = ci_run

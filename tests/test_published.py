@@ -14,16 +14,15 @@ from temshift.errors import CheckpointError
 from temshift.models import load_model, load_published
 
 torch.set_num_threads(1)
-SCRIPT = Path(__file__).with_name("_published_script.py")
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory):
+def published(published_script, tmp_path_factory):
     """A released-style file built by a script whose classes live in `__main__`, tagged cuda:0."""
     folder = tmp_path_factory.mktemp("published")
     model = folder / "UNet_5nmAu330kX423eUTC_fold2_seed621_model.h5"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(SCRIPT), str(model), str(folder / "x.npy"), str(folder / "y.npy"), "cuda"],
+    subprocess.run([sys.executable, str(published_script), str(model), str(folder / "x.npy"), str(folder / "y.npy"), "cuda"],
                    check=True, env=env, cwd=folder)
     return model, np.load(folder / "x.npy"), np.load(folder / "y.npy")
 

@@ -18,7 +18,6 @@ from temshift.realism.summary import cell_table, gap_summary, real_reference, re
 from temshift.realism.training_sets import RealismError, read_training_sets
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published"
-SCRIPT = Path(__file__).with_name("_published_script.py")
 HEADER = "Model Name,Fold,Dataset Trained On,Np Diameter (nm),Np Material,Pixel Scale (nm),Dosage (e/A2)\n"
 SETS = {  # file stem -> (training set name, dose)
     "5nmAu330kX80eUTC": ("Au_5nm_330kx_80e_Std_UTC_FFCorr_Team05_Images", 80),
@@ -32,14 +31,14 @@ def _write_details(folder: Path, rows) -> None:
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
+def models_dir(published_script, tmp_path_factory):
     """Two training sets (80 and 884 e/A2), one fold each: released weights when available, else a toy
     model saved in the released format."""
     folder = tmp_path_factory.mktemp("models")
     toy = None
     if not SHARED.is_dir():
         toy = folder / "toy.h5"
-        subprocess.run([sys.executable, str(SCRIPT), str(toy), str(folder / "x.npy"), str(folder / "y.npy")],
+        subprocess.run([sys.executable, str(published_script), str(toy), str(folder / "x.npy"), str(folder / "y.npy")],
                        check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=folder)
     rows = []
     for stem, (name, dose) in SETS.items():
@@ -57,7 +56,7 @@ def run(models_dir, tmp_path_factory):
     from temshift.realism.runner import run_realism
 
     out = tmp_path_factory.mktemp("realism")
-    return run_realism(models_dir, out, scale=TINY, seed=3, workers=2, processes=False, progress=False), out
+    return run_realism(models_dir, out, scale=TINY, seed=3, workers=2, processes=False), out
 
 
 def test_training_sets_from_table(models_dir):
@@ -105,7 +104,7 @@ def test_resume_reuses_every_task(run, models_dir):
     from temshift.realism.runner import run_realism
 
     res, out = run
-    again = run_realism(models_dir, out, scale=TINY, seed=3, workers=1, processes=False, progress=False)
+    again = run_realism(models_dir, out, scale=TINY, seed=3, workers=1, processes=False)
     assert again.outcome.cached == set(again.plan.tasks)
     assert again.summary["gaps"] == res.summary["gaps"]
 

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from temshift.catalog import Catalog
 from temshift.errors import TemshiftError
 from temshift.io.paths import UnsafePathError, resolve_under
+from temshift.simulate.toy import toy_patches, toy_support_frame
 
 
 def _cli():
@@ -74,14 +75,14 @@ def _url_path(folder: str, file: str) -> str:
 
 @pytest.mark.parametrize("folder,file", [("../x", "a.dm3"), (None, "a.dm3"), (FOLDER, "../../../evil.dm3")])
 def test_fetch_refuses_rows_that_escape_dest(tmp_path, folder, file):
-    from temshift.predict.fetch import fetch
+    from temshift.catalog.fetch import fetch
 
     dest = tmp_path / "dest"
     folder = str(tmp_path / "abs") if folder is None else folder  # an absolute folder outside dest
     cat = _one_row_catalog(folder, file)
     with serve({_url_path(folder, file): b"x" * 1000}) as (server, base):
         with pytest.raises(UnsafePathError) as err:
-            fetch(cat, dest, base_url=base, progress=False)
+            fetch(cat, dest, base_url=base)
         assert not server.requests  # refused before anything was downloaded
     msg = str(err.value)
     assert "evil.csv" in msg and repr(file) in msg and "\n" not in msg
@@ -106,7 +107,7 @@ def test_cli_fetch_escape_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
 
 
 def test_fetch_never_overwrites_a_local_file_of_another_size(tmp_path):
-    from temshift.predict.fetch import FetchError, fetch
+    from temshift.catalog.fetch import FetchError, fetch
 
     cat = _one_row_catalog(FOLDER, "Au_01.dm3")
     mine = tmp_path / FOLDER / "Au_01.dm3"
@@ -114,9 +115,9 @@ def test_fetch_never_overwrites_a_local_file_of_another_size(tmp_path):
     mine.write_bytes(b"my own notes")
     with serve({_url_path(FOLDER, "Au_01.dm3"): b"r" * 5000}) as (_, base):
         with pytest.raises(FetchError, match="not overwritten.*--overwrite"):
-            fetch(cat, tmp_path, base_url=base, progress=False)
+            fetch(cat, tmp_path, base_url=base)
         assert mine.read_bytes() == b"my own notes"
-        fetch(cat, tmp_path, base_url=base, progress=False, overwrite=True)
+        fetch(cat, tmp_path, base_url=base, overwrite=True)
     assert mine.read_bytes() == b"r" * 5000
 
 
@@ -125,12 +126,11 @@ def _served_repository(n: int = 2, size: int = 256):
     import io
 
     import tifffile
-    from _predict_synth import raw_frame
     from PIL import Image
 
     rows, files = [], {}
     for k in range(n):
-        counts, label = raw_frame(size, radius_nm=0.6, n_particles=6, seed=k)
+        counts, label = toy_support_frame(size, radius_nm=0.6, n_particles=6, seed=k)
         buf = io.BytesIO()
         tifffile.imwrite(buf, counts)
         name = f"Au_{k:02d}.tif"
@@ -171,7 +171,7 @@ def test_fetch_writes_catalog_csv_and_dataset_build_follows(tmp_path):
 
 NOISE_FOLDER = "2022_06_15 5nm Au nanoparticle on UTC noise series"
 ONE_FRAME = dict(where={"folder": NOISE_FOLDER, "dose_e_per_A2": 884}, frames_per_group=1, frame_size=256,
-                 mode="projection", seed=3, workers=1, progress=False)
+                 mode="projection", seed=3, workers=1)
 
 
 def _published_rows(tmp_path, n=1, **changes):
@@ -234,18 +234,16 @@ def test_simulate_refuses_a_row_whose_conditions_changed(one_frame_repo, tmp_pat
 
 # ----------------------------------------------------------------------------- train
 
-FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3, progress=False, threads=1)
+FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3 ,threads=1)
 
 
 def _dataset(path, seed, name="ds"):
     """A temshift dataset file (with its content hash) of 20 generated 32 px patches."""
     import json
 
-    from _temshift_synth import make_patches
-
     from temshift.datasets.store import content_hash, write_dataset_file
 
-    images, labels = make_patches(20, 32, seed=seed)
+    images, labels = toy_patches(20, 32, seed=seed)
     prov = pd.DataFrame({"file": ["f.tif"] * len(images), "row": 0, "col": 0})
     spec = {"name": name, "pixel_scale_nm": 0.02, "dose_e_per_A2": 423}
     return write_dataset_file(path, images, labels, prov,
@@ -383,7 +381,6 @@ def tiny_model(tmp_path_factory):
 
 
 def _frames(tmp_path, names, bad=()):
-    from _predict_synth import raw_frame
 
     from temshift.io import write_tiff_frame
 
@@ -394,7 +391,7 @@ def _frames(tmp_path, names, bad=()):
         if name in bad:
             path.write_bytes(b"II*\x00 this is not a TIFF")
         else:
-            counts, _ = raw_frame(192, radius_nm=1.0, n_particles=2 + k, seed=10 + k)
+            counts, _ = toy_support_frame(192, radius_nm=1.0, n_particles=2 + k, seed=10 + k)
             write_tiff_frame(path, counts, 0.02)
         paths.append(path)
     return paths

@@ -19,7 +19,7 @@ def _findings(tmp_path_factory, preset: str) -> dict:
     from temshift.studies.runner import run_study
 
     out = tmp_path_factory.mktemp(preset)
-    run = run_study(preset, out, scale="quick", workers=2, progress=False, figures=False)
+    run = run_study(preset, out, scale="quick", workers=2, figures=False)
     assert run.outcome.ok, run.outcome.failed
     return {f.name: f for f in check_study(out)}
 

@@ -5,26 +5,26 @@ from __future__ import annotations
 import json
 
 import pytest
-from _predict_synth import raw_frame, write_training_dataset
 
 from temshift.predict.pipeline import model_input
 from temshift.predict.shift import (ShiftReport, assess_batch, assess_shift, batch_groups, frame_statistics,
                                     model_training_statistics, training_statistics, train_reference)
 from temshift.preprocess import PreprocessSettings
+from temshift.simulate.toy import toy_support_frame
 
 SETTINGS = PreprocessSettings(xray_threshold=None)
 
 
 @pytest.fixture(scope="module")
-def train(tmp_path_factory):
-    frames = [raw_frame(512, seed=s) for s in range(6)]
+def train(write_training_dataset, tmp_path_factory):
+    frames = [toy_support_frame(512, seed=s) for s in range(6)]
     path = write_training_dataset(tmp_path_factory.mktemp("ds") / "synth.h5", [f for f, _ in frames],
                                   [lab for _, lab in frames])
     return path, training_statistics(path)
 
 
 def report(train_stats, *, dose=423.0, scale=0.02, spacing=0.235, seed=10, rescale=True, tell_dose=True) -> ShiftReport:
-    raw, _ = raw_frame(512, dose_e_per_A2=dose, pixel_scale_nm=scale, spacing_nm=spacing, seed=seed)
+    raw, _ = toy_support_frame(512, dose_e_per_A2=dose, pixel_scale_nm=scale, spacing_nm=spacing, seed=seed)
     image, zoom, native = model_input(raw, SETTINGS, scale, 0.02, rescale, return_native=True)
     stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=scale / zoom, rescaled=zoom != 1.0,
                              dose_e_per_A2=dose if tell_dose else None, tile=256, native_image=native, zoom=zoom)
@@ -76,7 +76,7 @@ def test_pixel_scale_shift_flagged_unless_resampled(train):
 
 def test_wrong_pixel_scale_metadata_caught_by_fringes(train):
     # the frame is really at 0.033 nm/px but claims 0.02: no resampling, fringes too fine
-    raw, _ = raw_frame(512, pixel_scale_nm=0.033, seed=3)
+    raw, _ = toy_support_frame(512, pixel_scale_nm=0.033, seed=3)
     image, zoom = model_input(raw, SETTINGS, 0.02, 0.02)
     stats = frame_statistics(image, pixel_scale_nm=0.02, input_pixel_scale_nm=0.02, rescaled=False, tile=256)
     r = assess_shift(stats, train[1])

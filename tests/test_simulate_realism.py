@@ -123,7 +123,7 @@ def test_repository_refuses_unknown_labeling_options(tmp_path):
 
     with pytest.raises(SimulationError, match="labeling options"):
         simulate_repository(tmp_path / "repo", where={"material": "Au", "dose_e_per_A2": 80}, frames_per_group=1,
-                            labeling={"enabled": True, "boundary_wobble": 1.0}, progress=False)
+                            labeling={"enabled": True, "boundary_wobble": 1.0})
     assert not (tmp_path / "repo").exists()
 
 

@@ -15,7 +15,7 @@ from temshift.simulate.repository import SimulationError, simulate_repository
 
 NOISE_FOLDER = "2022_06_15 5nm Au nanoparticle on UTC noise series"
 SMALL = dict(where={"folder": NOISE_FOLDER}, frames_per_group=1, frame_size=256, mode="projection",
-             seed=3, progress=False)
+             seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_bad_rows_refused_up_front(tmp_path, column, value, needle):
     bad = _bad_catalog(tmp_path, column, value)
     # non-positive doses / pixel scales are refused by the catalog reader itself (CatalogError)
     with pytest.raises(TemshiftError) as err:
-        simulate_repository(tmp_path / "r", catalog=bad, frame_size=256, progress=False)
+        simulate_repository(tmp_path / "r", catalog=bad, frame_size=256)
     msg = str(err.value)
     assert "row 3" in msg and needle in msg and "\n" not in msg
     assert not (tmp_path / "r").exists()
@@ -128,7 +128,7 @@ def test_builds_a_dataset_with_the_foundation_builder(repo, tmp_path):
     out, _ = repo
     cat = Catalog.read(out / "catalog.csv")
     spec = datasets.DatasetSpec(name="sim", where={"dose_e_per_A2": 884}, patch_size=128, min_particle_pixels=50)
-    path = datasets.build_dataset(cat, out, spec, tmp_path / "sim.h5", workers=1, progress=False)
+    path = datasets.build_dataset(cat, out, spec, tmp_path / "sim.h5", workers=1)
     ds = datasets.load_dataset(path)
     assert ds.images.shape[1:] == (128, 128) and len(ds.images) >= 1
     assert ds.labels.max() == 1

@@ -11,11 +11,10 @@ from typer.testing import CliRunner
 
 
 @pytest.mark.slow
-def test_ci_dose_study_end_to_end_and_cached_rerun(tmp_path):
+def test_ci_dose_study_end_to_end_and_cached_rerun(ci_dose_study):
     from temshift.studies.runner import run_study
 
-    out = tmp_path / "dose"
-    run = run_study("dose", out, scale="ci", workers=2, progress=False)
+    out, run = ci_dose_study
     assert run.outcome.ok, run.outcome.failed
     res = pd.read_parquet(out / "results.parquet")
     assert len(res) == 3 * 3 * 2
@@ -28,7 +27,7 @@ def test_ci_dose_study_end_to_end_and_cached_rerun(tmp_path):
         assert (out / "figures" / name).stat().st_size > 1000
     assert "data:image/png;base64" in (out / "report.html").read_text()
 
-    again = run_study("dose", out, scale="ci", workers=2, progress=False)
+    again = run_study("dose", out, scale="ci", workers=2)
     assert again.outcome.cached == set(run.plan.tasks)
     pd.testing.assert_frame_equal(res, pd.read_parquet(out / "results.parquet"))
 

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from temshift.studies.graph import read_done
 from temshift.studies.plan import resolve, where_from_json
@@ -76,7 +77,7 @@ REGISTRY = {"repo": fake_repo, "dataset": fake_dataset, "stats": fake_stats, "tr
 
 def _run(out, spec="dose", **kw):
     CALLS.clear()
-    return run_study(spec, out, scale="ci", workers=2, registry=REGISTRY, processes=False, progress=False, **kw)
+    return run_study(spec, out, scale="ci", workers=2, registry=REGISTRY, processes=False, **kw)
 
 
 def test_fake_study_runs_and_aggregates(tmp_path):
@@ -186,19 +187,50 @@ def test_noise_and_rescaling_presets_with_fakes(tmp_path):
 def test_progress_view_renders(tmp_path):
     from rich.console import Console
 
+    from temshift.cli.progress import RichReporter, graph_line, graph_table
+    from temshift.progress import format_seconds
     from temshift.studies.graph import RunOutcome
-    from temshift.studies.progress import StudyProgress, format_seconds
+    from temshift.studies.progress import PlanProgress
+
+    class Recorder:  # a Reporter that keeps the snapshots
+        def __init__(self):
+            self.snapshots, self.stopped = [], []
+
+        def snapshot(self, job, status):
+            self.snapshots.append((job, status))
+
+        def stop(self, job):
+            self.stopped.append(job)
 
     plan = resolve(load_spec("dose"), tmp_path, "ci")
     keys = list(plan.tasks)
-    view = StudyProgress(plan, slots=2, enabled=False)
+    rec = Recorder()
+    view = PlanProgress(plan, slots=2, reporter=rec)
     view.start(cached=keys[:2])
     out = RunOutcome(records={k: {"seconds": 2.0} for k in keys[:5]}, cached=set(keys[:2]),
                      failed={keys[5]: "boom"})
     view.update(out, running={keys[6]})
+    status = rec.snapshots[-1][1]
+    assert rec.snapshots[-1][0] == "study" and status.title == "study dose (ci)"
+    assert sum(s.total for s in status.stages) == len(keys)
+    assert sum(s.cached for s in status.stages) == 2 and sum(s.done for s in status.stages) == 3
+    assert sum(s.failed for s in status.stages) == 1 and sum(s.running for s in status.stages) == 1
+    assert status.running == (plan.tasks[keys[6]].label,)
+    assert view.eta_s() > 0 and status.eta_s == pytest.approx(view.eta_s(), rel=0.01)
     console = Console(record=True, width=150)
-    console.print(view.table())
+    console.print(graph_table(status))
     text = console.export_text()
     assert "train" in text and "evaluate" in text and "ETA" in text and "running:" in text
-    assert view.eta_s() > 0
+    assert graph_line(status).startswith("study dose (ci): ") and "(1 running)" in graph_line(status)
+    view.stop(out)
+    assert rec.stopped == ["study"]
     assert format_seconds(3725) == "1h02m" and format_seconds(65) == "1m05s" and format_seconds(None) == "-"
+    # the rich reporter draws bars and snapshots without a terminal
+    rich = RichReporter(Console(record=True, width=150, force_terminal=False))
+    rich.start("job", 4, unit="frames")
+    rich.advance("job", 2)
+    rich.note("job", "halfway")
+    rich.stop("job")
+    rich.snapshot("study", status)
+    rich.stop("study")
+    assert "job" in rich.console.export_text()

@@ -6,13 +6,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from _temshift_synth import make_patches, use_fallback_loader, write_dataset
 
 from temshift.errors import CheckpointError, DatasetError
 from temshift.training import Segmenter, TrainSettings, split_fold, train_fold
 from temshift.training import augment
 from temshift.training.dihedral import dihedral, expand, inverse_dihedral
 from temshift.training import splits
+from temshift.simulate.toy import toy_patches
 
 torch.set_num_threads(1)  # the machine is shared: one thread avoids oversubscription stalls
 FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3, progress=False, threads=1)
@@ -128,8 +128,8 @@ def test_settings_defaults_are_the_paper():
 def test_learns_generated_particles_to_high_dice():
     from temshift.evaluation import evaluate_model
 
-    images, labels = make_patches(32, 64, seed=1)
-    test_images, test_labels = make_patches(16, 64, seed=2)
+    images, labels = toy_patches(32, 64, seed=1)
+    test_images, test_labels = toy_patches(16, 64, seed=2)
     seg = Segmenter(epochs=7, learning_rate=1e-2, batch_size=16, progress=False, threads=1).fit(images, labels)
     metrics = evaluate_model(seg.model, test_images, test_labels)
     assert metrics["hard_dice"] >= 0.9, seg.history[-1]
@@ -139,9 +139,8 @@ def test_learns_generated_particles_to_high_dice():
 
 
 @pytest.fixture
-def small_dataset(tmp_path, monkeypatch):
-    use_fallback_loader(monkeypatch)
-    images, labels = make_patches(20, 32, seed=3)
+def small_dataset(write_dataset, tmp_path):
+    images, labels = toy_patches(20, 32, seed=3)
     return write_dataset(tmp_path / "small.h5", images, labels)
 
 
@@ -207,7 +206,7 @@ def test_channel_mismatch_is_named():
     from temshift.models import ModelConfig
     from temshift.training.data import check_arrays
 
-    images, labels = make_patches(2, 32, seed=6)
+    images, labels = toy_patches(2, 32, seed=6)
     with pytest.raises(DatasetError, match="x.h5: images have 3 channels, the model expects 1"):
         check_arrays(np.repeat(images[:, None], 3, axis=1), labels, ModelConfig(), "x.h5")
     with pytest.raises(DatasetError, match="patch crop 48 exceeds"):
@@ -218,9 +217,8 @@ def test_channel_mismatch_is_named():
     ("nan", "NaN"), ("labels", "0/1|0 or 1"), ("size", "multiple of 16"), ("channels", "channels|shape"),
     ("missing", "no such|not found"),
 ])
-def test_bad_datasets_give_one_line_errors(tmp_path, monkeypatch, case, message):
-    use_fallback_loader(monkeypatch)
-    images, labels = make_patches(10, 32, seed=4)
+def test_bad_datasets_give_one_line_errors(write_dataset, tmp_path, case, message):
+    images, labels = toy_patches(10, 32, seed=4)
     if case == "nan":
         images[3, 4, 5] = np.nan
     elif case == "labels":
@@ -251,7 +249,7 @@ def test_patch_crop_and_cli_train(small_dataset, tmp_path):
 
 
 def test_segmenter_save_load(tmp_path):
-    images, labels = make_patches(8, 32, seed=5)
+    images, labels = toy_patches(8, 32, seed=5)
     seg = Segmenter(epochs=1, batch_size=8, progress=False, threads=1).fit(images, labels)
     seg.save(tmp_path / "seg.pt")
     again = Segmenter.load(tmp_path / "seg.pt")
@@ -272,11 +270,9 @@ def test_early_stopping_keeps_best_epoch(small_dataset, tmp_path, monkeypatch):
     assert result.best_val_loss == pytest.approx(0.4)
 
 
-def test_fold_out_of_range_and_too_few_patches(tmp_path, monkeypatch):
+def test_fold_out_of_range_and_too_few_patches(write_dataset, tmp_path):
     from temshift.errors import SpecError
-
-    use_fallback_loader(monkeypatch)
-    path = write_dataset(tmp_path / "tiny.h5", *make_patches(3, 32, seed=7))
+    path = write_dataset(tmp_path / "tiny.h5", *toy_patches(3, 32, seed=7))
     with pytest.raises(SpecError, match="fold 5"):
         train_fold(path, 5, TrainSettings(**FAST), tmp_path / "run")
     with pytest.raises(DatasetError, match="tiny.h5: 3 patches cannot be split"):

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _predict_synth import raw_frame
 from torch import nn
 from typer.testing import CliRunner
 
@@ -16,6 +15,7 @@ from temshift.predict import particles as parts
 from temshift.predict.pipeline import predict_frame, predict_probabilities
 from temshift.predict.uncertainty import MemberMasks, member_probabilities, member_spread
 from temshift.preprocess import PreprocessSettings
+from temshift.simulate.toy import toy_support_frame
 
 PRE = PreprocessSettings(xray_threshold=None)
 
@@ -72,7 +72,7 @@ def test_ensemble_spread_is_the_members_disagreement():
 def test_predict_frame_default_is_unchanged_and_tta_adds_the_spread():
     torch.manual_seed(2)
     model = UNet(filters=(4, 8), bottleneck=16).eval()
-    raw, _ = raw_frame(200, pixel_scale_nm=0.033, radius_nm=1.5, seed=1)
+    raw, _ = toy_support_frame(200, pixel_scale_nm=0.033, radius_nm=1.5, seed=1)
     plain = predict_frame(model, raw, 0.033, preprocess=PRE, model_pixel_scale_nm=0.02, tile=256)
     assert plain.std is None and plain.members is None
     image = plain.model_input
@@ -173,10 +173,10 @@ def test_cli_predict_tta_writes_std_tiff_confidence_and_intervals(tmp_path):
     net = UNet(filters=(4, 8), bottleneck=16).eval()
     frames = []
     for k in range(2):
-        raw, _ = raw_frame(160, radius_nm=0.8, seed=k)
+        raw, _ = toy_support_frame(160, radius_nm=0.8, seed=k)
         frames.append(write_tiff_frame(tmp_path / f"frame{k}.tif", raw, 0.02))
     # shift the untrained net's particle logit so that 30 % of the first frame's pixels are particle
-    p0 = predict_frame(net, raw_frame(160, radius_nm=0.8, seed=0)[0], 0.02, preprocess=PRE, tile=256).probabilities
+    p0 = predict_frame(net, toy_support_frame(160, radius_nm=0.8, seed=0)[0], 0.02, preprocess=PRE, tile=256).probabilities
     with torch.no_grad():
         net.final_conv.bias[1] -= float(np.quantile(np.log(p0 / (1 - p0)), 0.7))
     model = save_checkpoint(tmp_path / "m" / "model.pt", net, {"dataset_spec": spec})

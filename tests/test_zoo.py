@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from temshift.cli import _register, app
 from temshift.predict import zoo
-from temshift.predict.fetch import FetchError
+from temshift.catalog.fetch import FetchError
+from temshift.simulate.toy import toy_support_frame
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published"
 SET80 = "5nmAu330kX80eUTC"
@@ -173,9 +174,8 @@ def zoo80(tmp_path):
 
 
 def _frame(tmp_path, name="f.npy", n=256):
-    from _predict_synth import raw_frame
 
-    raw, _ = raw_frame(n, dose_e_per_A2=80.0, pixel_scale_nm=0.02, seed=3)
+    raw, _ = toy_support_frame(n, dose_e_per_A2=80.0, pixel_scale_nm=0.02, seed=3)
     np.save(tmp_path / name, raw)
     return tmp_path / name
 

@@ -1,9 +1,9 @@
 """temshift: how HRTEM nanoparticle segmentation models generalize across imaging and sample parameters.
 
 Pipeline stages, one sub-package each, data flowing one way:
-catalog -> io -> simulate -> preprocess -> datasets -> models -> training
--> evaluation -> studies -> predict. The names below are the top-level API; each is
-imported from its stage on first use, so `import temshift` imports no numpy or torch.
+io -> catalog -> preprocess -> simulate -> datasets -> models -> training
+-> evaluation -> studies -> predict -> cli (tests/test_import_direction.py). The names below are the
+top-level API; each is imported from its stage on first use, so `import temshift` imports no numpy or torch.
 """
 
 from temshift._lazy import lazy_exports

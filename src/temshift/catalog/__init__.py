@@ -1,4 +1,4 @@
-"""Catalog: the metadata table of raw frames and queries on it."""
+"""Catalog: the metadata table of raw frames, queries on it, and downloads of its frames (`fetch`)."""
 
 from temshift.catalog.catalog import Catalog
 from temshift.catalog.columns import FIELDS, PUBLISHED_TO_FIELD

@@ -44,6 +44,7 @@ def build(
     from rich.console import Console
 
     from temshift.catalog import Catalog, parse_where
+    from temshift.cli.progress import RichReporter
     from temshift.datasets import DatasetSpec, build_dataset
     from temshift.preprocess import PreprocessSettings
 
@@ -68,7 +69,8 @@ def build(
     except ValidationError as exc:
         err = exc.errors()[0]
         raise SpecError(f"invalid dataset setting {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    path = build_dataset(cat, root if root is not None else catalog.parent, spec, out, workers=workers)
+    path = build_dataset(cat, root if root is not None else catalog.parent, spec, out, workers=workers,
+                         reporter=RichReporter())
     print_summary(path, Console())
 
 

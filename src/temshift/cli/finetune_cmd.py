@@ -53,6 +53,7 @@ def finetune(
     from rich.console import Console
 
     from temshift.cli.model_cmd import _settings
+    from temshift.cli.progress import RichReporter
     from temshift.training import TrainSettings
     from temshift.training.finetune import FINETUNE_DEFAULTS, STATE_FILE, finetune as run, resolve_base
     from temshift.training.fold import epochs_done
@@ -74,7 +75,7 @@ def finetune(
                   + f", {freeze.value} frozen, {settings.epochs} epochs -> {out}", highlight=False, soft_wrap=True)
     try:
         result = run(base, pairs, out, freeze=freeze.value, settings=settings, pixel_scale_nm=pixel_scale,
-                     val_frames=val_frames, zoo_dir=zoo_dir)
+                     val_frames=val_frames, zoo_dir=zoo_dir, reporter=RichReporter(console))
     except KeyboardInterrupt:
         Console(stderr=True).print(
             f"[yellow]interrupted:[/] {epochs_done(out)} of {settings.epochs} epochs saved in {out / STATE_FILE}; "

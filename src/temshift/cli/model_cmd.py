@@ -59,6 +59,7 @@ def train(
     """
     from rich.console import Console
 
+    from temshift.cli.progress import RichReporter
     from temshift.training import TrainSettings, train_fold
     from temshift.training.fold import STATE_FILE, epochs_done
 
@@ -74,7 +75,7 @@ def train(
     for f in chosen:
         run_dir = out / f"fold{f}" if folds is not None else out
         try:
-            result = train_fold(dataset, f, settings, run_dir)
+            result = train_fold(dataset, f, settings, run_dir, reporter=RichReporter(console))
         except KeyboardInterrupt:
             Console(stderr=True).print(
                 f"[yellow]interrupted:[/] fold {f} has {epochs_done(run_dir)} of {settings.epochs} epochs saved in "

@@ -305,7 +305,8 @@ def fetch(
 ):
     """Download raw frames (and labels) of a catalog subset; resumes, skips complete files, writes DEST/catalog.csv."""
     from temshift.catalog import Catalog, parse_where
-    from temshift.predict.fetch import DEFAULT_BASE_URL, fetch as run_fetch
+    from temshift.catalog.fetch import DEFAULT_BASE_URL, fetch as run_fetch
+    from temshift.cli.progress import RichReporter
 
     output_dir(dest, "--dest")
     cat = Catalog.read(catalog) if catalog else Catalog.published()
@@ -313,8 +314,8 @@ def fetch(
     if cond:
         cat = cat.query(**cond)
     con = _console()
-    report = run_fetch(cat, dest, base_url=base_url or DEFAULT_BASE_URL, labels=labels, timeout=timeout, console=con,
-                       overwrite=overwrite)
+    report = run_fetch(cat, dest, base_url=base_url or DEFAULT_BASE_URL, labels=labels, timeout=timeout,
+                       reporter=RichReporter(con), overwrite=overwrite)
     con.print(f"{len(report.downloaded)} downloaded, {len(report.resumed)} resumed, {len(report.skipped)} already "
               f"complete ({report.bytes_downloaded / 1e6:.1f} MB) in {dest}; catalog: {report.catalog_path}",
               highlight=False)

@@ -32,7 +32,8 @@ def pretrain(
     """Train a generalist on simulated frames drawn across wide parameter ranges; writes OUT/generalist.pt."""
     import json
 
-    from temshift.training.pretrain import PretrainError, run_pretrain
+    from temshift.cli.progress import RichReporter
+    from temshift.studies.pretrain import PretrainError, run_pretrain
 
     overrides = None
     if ranges is not None:
@@ -44,7 +45,7 @@ def pretrain(
             raise PretrainError(f"{ranges}: the ranges file must hold a JSON object")
     con = _console()
     res = run_pretrain(out, scale.value, workers=workers, scheduler=scheduler, seed=seed, ranges=overrides,
-                       train_threads=train_threads, progress=True, console=con)
+                       train_threads=train_threads, reporter=RichReporter(con, graph="line"))
     rec = res.record
     con.print(f"{len(res.plan.tasks)} tasks: {res.cached} cached, {res.ran} run; "
               f"{rec['data']['frames']} frames, {rec['data']['patches']} patches; "

@@ -30,11 +30,12 @@ def realism(
 ) -> None:
     """Run released real-data models on synthetic datasets simulated like their training sets;
     compare scores, image and label statistics with the real ones."""
+    from temshift.cli.progress import RichReporter
     from temshift.realism.runner import run_realism
 
     console = _console()
-    res = run_realism(models, out, scale=scale.value, seed=seed, workers=workers, progress=not no_progress,
-                      console=console)
+    res = run_realism(models, out, scale=scale.value, seed=seed, workers=workers,
+                      reporter=None if no_progress else RichReporter(console))
     o, g = res.outcome, res.summary["gaps"]
     console.print(f"{len(res.plan.tasks)} tasks: {len(o.cached)} cached, {len(o.records) - len(o.cached)} run, "
                   f"{len(o.failed)} failed, {len(o.skipped)} skipped in {o.seconds:.1f} s")

@@ -28,6 +28,7 @@ def simulate(
     """Simulate raw HRTEM frames and exact labels in the published repository layout."""
     from rich.console import Console
 
+    from temshift.cli.progress import RichReporter
     from temshift.simulate.repository import simulate_repository
 
     output_dir(out)
@@ -35,7 +36,8 @@ def simulate(
         output_file(preview, "--preview")
     console = Console(stderr=True)
     result = simulate_repository(out, catalog=catalog, where=where, frames_per_group=frames_per_group,
-                                 frame_size=frame_size, mode=mode, seed=seed, workers=workers, density=density)
+                                 frame_size=frame_size, mode=mode, seed=seed, workers=workers, density=density,
+                                 reporter=RichReporter())
     console.print(f"{len(result)} frames in {out} (catalog: {out / 'catalog.csv'})", highlight=False)
     if preview is not None:
         from temshift.simulate.preview import write_preview

@@ -35,6 +35,7 @@ def run(
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress view."),
 ) -> None:
     """Run a study: simulate/build data, build datasets, train fold models, evaluate, report."""
+    from temshift.cli.progress import RichReporter
     from temshift.errors import SpecError
     from temshift.studies.runner import run_study
 
@@ -43,7 +44,7 @@ def run(
     output_dir(out)
     console = _console()
     result = run_study(spec, out, scale=scale.value if scale else None, workers=workers, scheduler=scheduler,
-                       progress=not no_progress, console=console, connect_timeout_s=connect_timeout)
+                       reporter=None if no_progress else RichReporter(console), connect_timeout_s=connect_timeout)
     o = result.outcome
     console.print(f"{len(result.plan.tasks)} tasks: {len(o.cached)} cached, "
                   f"{len(o.records) - len(o.cached)} run, {len(o.failed)} failed, {len(o.skipped)} skipped "
@@ -70,7 +71,7 @@ def show(
 
     from rich.table import Table
 
-    from temshift.studies.progress import format_seconds
+    from temshift.progress import format_seconds
     from temshift.studies.runner import cached_keys, plan_study
 
     plan = plan_study(spec, out or Path(".temshift-study-preview"), scale.value if scale else None, workers)
@@ -139,3 +140,44 @@ def presets() -> None:
 
     for name in preset_names():
         typer.echo(f"{name:14s} {load_spec(name).description}")
+
+
+@study_app.command("acceptance")
+def acceptance(
+    study_dir: Path = typer.Argument(None, help="A finished study (omit with --from-scores)."),
+    from_scores: Path = typer.Option(None, "--from-scores", metavar="DIR",
+                                     help="Re-assess an earlier --out folder (frame_scores.csv, references.json) "
+                                          "without inference."),
+    experiment: str = typer.Option(None, "--experiment", help="Experiment name (default: the first)."),
+    max_frames: int = typer.Option(None, "--max-frames", min=1, help="At most N frames per other test dataset."),
+    folds: str = typer.Option(None, "--folds", help="Fold models to use, comma-separated (default: all trained)."),
+    out: Path = typer.Option(None, "--out", help="Write frame_scores.csv, acceptance.json, references.json here."),
+    default_only: bool = typer.Option(False, "--default-only",
+                                      help="Score only the default mode (matching with noise restoration), 3x faster."),
+) -> None:
+    """Score a finished study's models on whole frames (with and without pixel-scale matching) and its shift warnings.
+
+    Prints the summary JSON (criteria in docs/predict.md); --out also keeps the per-frame scores.
+    """
+    import json
+
+    from temshift.cli.model_cmd import _parse_folds
+    from temshift.cli.progress import RichReporter
+    from temshift.errors import SpecError
+    from temshift.studies import acceptance as acc
+
+    if out is not None:
+        output_dir(out)
+    if from_scores is not None:
+        scores = acc.read_scores(from_scores)
+    elif study_dir is not None:
+        chosen = None if folds in (None, "all") else _parse_folds(None, folds, 0)
+        scores = acc.study_frame_scores(study_dir, experiment, max_frames=max_frames, folds=chosen,
+                                        modes=acc.MODES[:1] if default_only else acc.MODES,
+                                        reporter=RichReporter(_console(stderr=True)))
+    else:
+        raise SpecError("give a study directory or --from-scores DIR")
+    summary = acc.acceptance_summary(scores)
+    if out is not None:
+        acc.write_acceptance(scores, summary, out)
+    typer.echo(json.dumps(summary, indent=2))

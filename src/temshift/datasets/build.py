@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 from temshift.datasets.spec import DatasetSpec
 from temshift.datasets.store import FORMAT, FORMAT_VERSION, write_provenance
 from temshift.errors import DatasetError
+from temshift.progress import Reporter
 
 
 @dataclass
@@ -59,34 +59,13 @@ def _process(sub, row, root, spec: DatasetSpec) -> _FramePatches:
     return _FramePatches(f"{row['folder']}/{row['file']}", patches, labels, coords, frame.pixel_scale_nm)
 
 
-def _ordered(fn, items, workers: int):
-    """``map(fn, items)`` in order, with at most 2 * workers results in flight (bounded memory)."""
-    if workers <= 1:
-        yield from map(fn, items)
-        return
-    items = list(items)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(fn, it) for it in items[: 2 * workers]]
-        nxt = len(futures)
-        try:
-            for i in range(len(items)):
-                yield futures[i].result()
-                futures[i] = None  # drop the reference: patches are written already
-                if nxt < len(items):
-                    futures.append(pool.submit(fn, items[nxt]))
-                    nxt += 1
-        finally:
-            for fut in futures:
-                if fut is not None:
-                    fut.cancel()
-
-
 def _median(values) -> float:
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     return float(np.median(v)) if v.size else float("nan")
 
 
-def build_dataset(catalog, root, spec: DatasetSpec, out_path, workers: int | None = None, progress: bool = True) -> Path:
+def build_dataset(catalog, root, spec: DatasetSpec, out_path, workers: int | None = None,
+                  reporter: Reporter | None = None) -> Path:
     """Build a dataset file from raw frames.
 
     Selects frames with ``catalog.query(**spec.where)``, shuffles them with ``spec.seed``,
@@ -103,8 +82,8 @@ def build_dataset(catalog, root, spec: DatasetSpec, out_path, workers: int | Non
         Output ``.h5``; nothing appears under this name unless the build succeeds.
     workers : int, optional
         Frames processed concurrently (default ``min(4, cpu count)``; 1 = no threads).
-    progress : bool
-        Show a rich progress bar.
+    reporter : temshift.progress.Reporter, optional
+        Receives the progress (job ``"building NAME"``, one step per frame); default: logging.
 
     Returns
     -------
@@ -118,7 +97,9 @@ def build_dataset(catalog, root, spec: DatasetSpec, out_path, workers: int | Non
     import h5py
 
     from temshift import __version__
+    from temshift.compute import map_ordered
     from temshift.io.atomic import atomic_path
+    from temshift.progress import reporter_or_log
 
     out_path = Path(out_path)
     sub, rows = shuffled_rows(catalog, spec)
@@ -135,13 +116,15 @@ def build_dataset(catalog, root, spec: DatasetSpec, out_path, workers: int | Non
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(atomic_path(out_path))
         f = stack.enter_context(h5py.File(tmp, "w"))
-        advance = stack.enter_context(_progress(progress, len(rows), spec.name))
+        rep, job = reporter_or_log(reporter), f"building {spec.name}"
+        rep.start(job, len(rows), unit="frames")
+        stack.callback(rep.stop, job)
         images = f.create_dataset("images", (0, p, p), np.float32, maxshape=(None, p, p), chunks=(1, p, p))
         labels = f.create_dataset(
             "labels", (0, p, p), np.uint8, maxshape=(None, p, p), chunks=(1, p, p), compression="gzip", compression_opts=1
         )
         # closing(): on failure, stop the pool now (not when the traceback is freed)
-        results = stack.enter_context(contextlib.closing(_ordered(lambda r: _process(sub, r, root, spec), rows, workers)))
+        results = stack.enter_context(contextlib.closing(map_ordered(lambda r: _process(sub, r, root, spec), rows, workers)))
         for res in results:
             n0, k = images.shape[0], len(res.patches)
             if k:
@@ -155,7 +138,7 @@ def build_dataset(catalog, root, spec: DatasetSpec, out_path, workers: int | Non
                 prow += res.coords[:, 0].tolist()
                 pcol += res.coords[:, 1].tolist()
             scales.append(res.pixel_scale_nm)
-            advance()
+            rep.advance(job)
         if not files:
             raise DatasetError(
                 f"{out_path}: no patch of the {len(rows)} frames has more than {spec.particle_threshold:g} "
@@ -190,31 +173,6 @@ def _attrs(spec, sub, rows, scales, hi, hl, version, catalog) -> dict:
         "catalog": str(getattr(catalog, "source", "")),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-class _progress:
-    """Context manager yielding an ``advance()`` callable (a rich bar, or a no-op)."""
-
-    def __init__(self, enabled: bool, total: int, name: str):
-        self.enabled, self.total, self.name = enabled, total, name
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            transient=False,
-        )  # fmt: skip
-        self._bar.__enter__()
-        task = self._bar.add_task(f"building {self.name}", total=self.total)
-        return lambda: self._bar.advance(task)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._bar.__exit__(*exc)
-        return False
 
 
 __all__ = ["build_dataset", "shuffled_rows"]

@@ -478,3 +478,19 @@ def spectral_roughness(patch: np.ndarray) -> float:
     k2 = ky[:, None] ** 2 + kx[None, :] ** 2
     total = power.sum()
     return float((power * k2).sum() / total) if total > 0 else float("nan")
+
+
+def checkpoint_statistics(dataset_path) -> dict | None:
+    """:func:`training_statistics` of a model's training data, or None with a warning.
+
+    What a checkpoint carries for shift warnings: a dataset whose statistics cannot be
+    measured leaves the model usable, only without warnings, so the failure is a
+    `UserWarning` naming the file instead of an error.
+    """
+    import warnings
+
+    try:
+        return training_statistics(dataset_path)
+    except (ValueError, KeyError, OSError) as exc:
+        warnings.warn(f"{dataset_path}: training statistics not measured ({exc})", stacklevel=2)
+        return None

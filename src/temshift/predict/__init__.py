@@ -1,8 +1,8 @@
 """Using trained models on new micrographs.
 
 Whole-frame prediction with blended tiles and pixel-scale matching (`pipeline`, `tiling`,
-`scale`), dataset-shift warnings (`shift`, `stats`), particle statistics (`particles`) and
-downloads from the published raw-data repository (`fetch`). Importing this package does not
+`scale`), dataset-shift warnings (`shift`, `stats`), particle statistics (`particles`); downloads from the
+published raw-data repository are `temshift.catalog.fetch`. Importing this package does not
 import torch; the heavy modules import it on use.
 """
 

@@ -168,7 +168,7 @@ class PullReport:
 
 def is_complete(model: ZooModel, dest) -> bool:
     """Whether `dest` holds this model's file with the right size and SHA-256."""
-    from temshift.predict.fetch import sha256_file
+    from temshift.catalog.fetch import sha256_file
 
     path = Path(dest) / model.file
     return path.is_file() and path.stat().st_size == model.size_bytes and sha256_file(path) == model.sha256
@@ -204,7 +204,7 @@ def pull(names, dest, *, base_url: str = DEFAULT_BASE_URL, timeout: float = 60.0
         under its final name; a short ``.part`` is kept for resuming).
     """
     from temshift.io.atomic import atomic_write_text
-    from temshift.predict.fetch import download, file_url
+    from temshift.catalog.fetch import download, file_url
 
     models = resolve(names)
     dest = Path(dest)
@@ -380,7 +380,7 @@ def build_manifest(model_details_csv, weights_dir, catalog=None):
     import pandas as pd
 
     from temshift.catalog import Catalog
-    from temshift.predict.fetch import sha256_file
+    from temshift.catalog.fetch import sha256_file
 
     details = pd.read_csv(model_details_csv)
     files = {p.name.lower(): p for p in Path(weights_dir).glob("*_model.h5")}

@@ -79,7 +79,7 @@ def file_sha256(path) -> str:
 @dataclass
 class RealismPlan:
     """Tasks (dependency order) and what they stand for; duck-types the studies' Plan for
-    `run_plan` and `StudyProgress`."""
+    `run_plan` and `PlanProgress`."""
 
     scale: RealismScale
     out: Path

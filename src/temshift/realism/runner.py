@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from temshift.io.atomic import atomic_write_text
+from temshift.progress import Reporter
 from temshift.realism.plan import DEFAULT_SEED, RealismPlan, resolve
-from temshift.studies.graph import RunOutcome, open_client, run_plan
+from temshift.compute import open_client
+from temshift.studies.graph import RunOutcome, run_plan
 
 REGISTRY = "temshift.realism.tasks:REGISTRY"
 
@@ -49,8 +51,8 @@ def aggregate(plan: RealismPlan, outcome: RunOutcome, figure: bool = True) -> tu
 
 
 def run_realism(models_dir, out, scale: str = "quick", seed: int = DEFAULT_SEED, workers: int | None = None,
-                registry=REGISTRY, processes: bool = True, progress: bool = True, figure: bool = True,
-                console=None, catalog=None) -> RealismRun:
+                registry=REGISTRY, processes: bool = True, reporter: Reporter | None = None, figure: bool = True,
+                catalog=None) -> RealismRun:
     """Simulate the training sets of the released models in `models_dir`, test every model on every set.
 
     Parameters
@@ -66,8 +68,8 @@ def run_realism(models_dir, out, scale: str = "quick", seed: int = DEFAULT_SEED,
         Local Dask workers (default one per core).
     registry, processes
         Task callables and local workers as processes (tests: fakes, threads).
-    progress : bool
-        Live progress view.
+    reporter : temshift.progress.Reporter, optional
+        Receives snapshots of the task graph (job ``"realism"``); default: logging.
     catalog : Catalog, optional
         Catalog to map training sets to (default: the packaged published catalog).
 
@@ -75,7 +77,7 @@ def run_realism(models_dir, out, scale: str = "quick", seed: int = DEFAULT_SEED,
     -------
     RealismRun
     """
-    from temshift.studies.progress import StudyProgress
+    from temshift.studies.progress import PlanProgress
 
     plan = resolve(models_dir, out, scale, seed, catalog=catalog)
     plan.out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +85,7 @@ def run_realism(models_dir, out, scale: str = "quick", seed: int = DEFAULT_SEED,
     with open_client(workers, processes=processes) as (client, threads):
         slots = max(1, sum(client.nthreads().values()))
         runtime = {kind: {"threads": threads} for kind in plan.kinds}
-        view = StudyProgress(plan, slots, enabled=progress, console=console)
+        view = PlanProgress(plan, slots, reporter, job="realism")
         outcome = run_plan(plan, client, registry=registry, runtime=runtime, progress=view)
     summary, paths = aggregate(plan, outcome, figure=figure)
     atomic_write_text(plan.out / "run.json", json.dumps({

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from temshift.errors import TemshiftError
+from temshift.progress import Reporter
 
 SIDECAR_DIR = "Simulation"
 FAILURES_FILE = "simulation_failures.csv"
@@ -310,50 +311,28 @@ def run_frame(task: dict) -> dict:
 # ----------------------------------------------------------------------------- running
 
 
-def _progress(total: int, enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]simulate[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.description}"),
-        disable=not enabled, transient=False,
-    )
+def _lost(task: dict, exc: BaseException) -> dict:
+    """The result of a frame whose worker died (e.g. out of memory)."""
+    return {"ok": False, "key": (task["folder"], task["file"]),
+            "error": f"worker lost: {type(exc).__name__}: {exc}", "traceback": ""}
 
 
-def _run_local(tasks, progress) -> list:
-    results = []
-    with _progress(len(tasks), progress) as bar:
-        job = bar.add_task("", total=len(tasks))
-        for t in tasks:
-            r = run_frame(t)
+def _run(tasks: list[dict], workers: int, reporter: Reporter | None) -> list[dict]:
+    """Simulate `tasks` here (1 worker) or on local worker processes; one result per task."""
+    from temshift.compute import fan_out
+    from temshift.progress import reporter_or_log
+
+    rep = reporter_or_log(reporter)
+    rep.start("simulate", len(tasks), unit="frames")
+    results: list[dict] = []
+    try:
+        for task, r in fan_out(run_frame, tasks, workers, lost=_lost):
             results.append(r)
-            bar.update(job, advance=1, description=("" if r["ok"] else f"[red]{len(results)} done, failure in {t['file']}"))
-    return results
-
-
-def _run_dask(tasks, workers: int, progress) -> list:
-    import logging
-
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    from temshift.threads import thread_env
-
-    results = []
-    with thread_env(1):  # one thread per worker process: parallel over frames
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-            futures = {client.submit(run_frame, t, pure=False): t for t in tasks}
-            with _progress(len(tasks), progress) as bar:
-                job = bar.add_task("", total=len(tasks))
-                for fut in as_completed(futures):
-                    t = futures[fut]
-                    try:
-                        r = fut.result()
-                    except Exception as exc:  # worker died (e.g. out of memory)
-                        r = {"ok": False, "key": (t["folder"], t["file"]),
-                             "error": f"worker lost: {type(exc).__name__}: {exc}", "traceback": ""}
-                    results.append(r)
-                    bar.update(job, advance=1)
+            rep.advance("simulate")
+            if not r["ok"]:
+                rep.note("simulate", f"[red]{len(results)} done, failure in {task['file']}")
+    finally:
+        rep.stop("simulate")
     return results
 
 
@@ -365,7 +344,7 @@ def _summary(params: dict) -> dict:
 
 def simulate_repository(out, catalog=None, where=None, frames_per_group=None, frame_size=None,
                         mode="multislice", seed=0, workers=None, *, density: float = 1.0,
-                        labeling: dict | None = None, progress: bool = True):
+                        labeling: dict | None = None, reporter: Reporter | None = None):
     """Write a synthetic raw repository mirroring a catalog.
 
     Parameters
@@ -394,8 +373,8 @@ def simulate_repository(out, catalog=None, where=None, frames_per_group=None, fr
         `labels.LabelingModel` fields, e.g. ``{"enabled": True, "boundary_jitter_nm": 0.2}``:
         write hand-label-like labels instead of exact ones (the sidecar keeps the exact area
         fraction and which particles were labelled).
-    progress : bool
-        Show a progress bar.
+    reporter : temshift.progress.Reporter, optional
+        Receives the progress (job ``"simulate"``, one step per frame); default: logging.
 
     Returns
     -------
@@ -437,7 +416,7 @@ def simulate_repository(out, catalog=None, where=None, frames_per_group=None, fr
     n_workers = max(1, min(n_workers, len(pending)))
     out.mkdir(parents=True, exist_ok=True)
     if pending:
-        results = _run_dask(pending, n_workers, progress) if n_workers > 1 else _run_local(pending, progress)
+        results = _run(pending, n_workers, reporter)
     else:
         results = []
     failures = [r for r in results if not r["ok"]]

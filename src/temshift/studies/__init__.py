@@ -6,7 +6,9 @@ resolved at a scale (:mod:`~temshift.studies.scales`) into tasks
 fold -> evaluate (model, dataset); :mod:`~temshift.studies.graph` runs them on Dask,
 :mod:`~temshift.studies.results`, :mod:`~temshift.studies.figures` and
 :mod:`~temshift.studies.report` aggregate, :mod:`~temshift.studies.check` tests the
-paper's findings. Entry point: :func:`run_study`.
+paper's findings. Entry point: :func:`run_study`. Built on the same graph:
+:mod:`~temshift.studies.pretrain` (the generalist on domain-randomized frames); and
+:mod:`~temshift.studies.acceptance` scores prediction on a finished study.
 """
 
 from temshift._lazy import lazy_exports

@@ -23,20 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from temshift.errors import TemshiftError
 from temshift.io.atomic import atomic_write_text
 
 DONE = "done.json"
 DEFAULT_REGISTRY = "temshift.studies.tasks:REGISTRY"
-CONNECT_TIMEOUT_S = 10.0
-"""Default wait for an external scheduler to answer (and for its first worker), seconds."""
-
-
-class ClusterError(TemshiftError):
-    """An external Dask scheduler cannot be reached, has no workers, or its workers cannot
-    see the study folder."""
-
-
 def read_done(out_dir) -> dict | None:
     """The completion record of a task folder, or None when it has not finished."""
     path = Path(out_dir) / DONE
@@ -144,8 +134,8 @@ def run_plan(plan, client, registry=DEFAULT_REGISTRY, runtime=None, progress=Non
         Task callables (see :func:`execute`).
     runtime : dict, optional
         Kind -> runtime settings passed to the task callables.
-    progress : StudyProgress, optional
-        Live view updated while waiting.
+    progress : temshift.studies.progress.PlanProgress, optional
+        Told ``start(cached)``, ``update(outcome, running)`` while waiting and ``stop(outcome)``.
     retries : int
         Extra attempts of a failing task.
 
@@ -204,121 +194,3 @@ def run_plan(plan, client, registry=DEFAULT_REGISTRY, runtime=None, progress=Non
             fut.release()
     out.seconds = time.perf_counter() - t0
     return out
-
-
-def local_threads(workers: int | None) -> int:
-    """Torch threads per task for `workers` local workers: the cores divided among them."""
-    cores = os.cpu_count() or 1
-    return max(1, cores // (workers or cores))
-
-
-def _probe_folder(path: str) -> str:
-    """On a worker: why `path` is unusable there ("" when it is a writable folder)."""
-    import tempfile
-
-    p = Path(path)
-    if not p.is_dir():
-        return "not found"
-    try:
-        with tempfile.NamedTemporaryFile(dir=p, prefix=".worker-probe-"):
-            pass
-    except OSError as exc:
-        return f"not writable ({exc.strerror or exc})"
-    return ""
-
-
-def check_workers_see(client, folders) -> None:
-    """Check that every worker of `client` sees each folder, writable, at the same path.
-
-    Workers on other machines need the study folder on a shared filesystem; without it a
-    task would write its output on the worker's own disk, where no other task finds it.
-
-    Raises
-    ------
-    ClusterError
-        Naming the folder, the workers and what they found.
-    """
-    for folder in dict.fromkeys(str(f) for f in folders):
-        try:
-            found = client.run(_probe_folder, folder)
-        except Exception as exc:  # noqa: BLE001 (whatever the worker raised, e.g. temshift not importable)
-            raise ClusterError(f"the workers cannot run temshift's folder check for {folder}: "
-                               f"{type(exc).__name__}: {exc}") from None
-        bad = {addr: why for addr, why in found.items() if why}
-        if bad:
-            why = "; ".join(f"{addr}: {w}" for addr, w in sorted(bad.items()))
-            raise ClusterError(f"study folder {folder} is not usable on {len(bad)} of {len(found)} worker(s) ({why}): "
-                               "workers need it at the same path on a shared filesystem")
-
-
-def connect(scheduler: str, timeout_s: float = CONNECT_TIMEOUT_S):
-    """A client of the Dask scheduler at `scheduler` that has at least one worker.
-
-    Raises
-    ------
-    ClusterError
-        Nothing answers at the address within `timeout_s` seconds, the address is malformed,
-        or no worker joins within `timeout_s`.
-    """
-    from distributed import Client
-
-    try:
-        client = Client(scheduler, timeout=f"{timeout_s}s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterError(f"no Dask scheduler answers at {scheduler} within {timeout_s:g} s "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no reply'}); "
-                           "start one with `dask scheduler` or check the address") from None
-    try:
-        client.wait_for_workers(1, timeout=timeout_s)
-    except (OSError, TimeoutError) as exc:
-        client.close()
-        raise ClusterError(f"the Dask scheduler at {scheduler} has no workers (waited {timeout_s:g} s); "
-                           "start some with `dask worker " + scheduler + "`") from exc
-    return client
-
-
-@contextlib.contextmanager
-def open_client(workers: int | None = None, scheduler: str | None = None, processes: bool = True,
-                connect_timeout_s: float = CONNECT_TIMEOUT_S):
-    """A Dask client on an existing scheduler or on a new local cluster.
-
-    Parameters
-    ----------
-    workers : int, optional
-        Local workers, one thread each (default: one per core).
-    scheduler : str, optional
-        Address ``tcp://HOST:PORT`` of a running scheduler; `workers` is then ignored.
-    processes : bool
-        Local workers as processes (True) or threads in this process (tests).
-    connect_timeout_s : float
-        How long to wait for the external `scheduler` to answer and to have a worker, seconds.
-
-    Yields
-    ------
-    (client, threads_per_task)
-        `threads_per_task` is the torch thread count for each task (cores divided among
-        local workers; None on an external cluster, where each worker decides).
-    """
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        client = connect(scheduler, connect_timeout_s)
-        try:
-            yield client, None
-        finally:
-            client.close()
-        return
-    n = workers or os.cpu_count() or 1
-    threads = local_threads(n)
-    cluster = LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=":0",
-        silence_logs=logging.CRITICAL,
-    )
-    client = Client(cluster)
-    try:
-        yield client, threads
-    finally:
-        client.close()
-        cluster.close()

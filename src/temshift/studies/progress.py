@@ -1,54 +1,59 @@
-"""One live view of a running study: tasks done / running / failed, with time estimates."""
+"""Progress of a running task graph: tasks done / running / failed per kind, with a time estimate.
+
+:class:`PlanProgress` is what :func:`temshift.studies.graph.run_plan` calls while it waits; it
+turns the run's state into :class:`temshift.progress.GraphStatus` snapshots for a
+`temshift.progress.Reporter` (the CLI draws them as a live table or line). Nothing is drawn here.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+from temshift.progress import GraphStatus, Reporter, StageCounts, reporter_or_log
 from temshift.studies.plan import KINDS
 
 
-def format_seconds(seconds: float | None) -> str:
-    """``1h02m``, ``3m05s``, ``12s`` or ``-``."""
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
-
-
-class StudyProgress:
-    """A rich live table, one row per task kind, refreshed by :func:`run_plan`.
+class PlanProgress:
+    """Snapshots of a plan's run for a reporter.
 
     Parameters
     ----------
     plan : Plan
-        The study being run (task kinds and the scale's cost model).
+        The plan being run (its tasks; ``plan.scale.cost_s`` when present gives the estimate).
     slots : int
         Tasks that can run at once (for the time estimate).
-    enabled : bool
-        False: no live view (summary still available through :meth:`table`).
-    console : rich.console.Console, optional
+    reporter : Reporter, optional
+        Receives ``snapshot(job, GraphStatus)`` on every update and ``stop(job)`` at the end
+        (default: the ``temshift.progress`` logger).
+    job : str
+        Job name given to the reporter.
+    title : str, optional
+        Status title (default ``"study NAME (SCALE)"``).
+    kinds : sequence of str, optional
+        Task kinds in display order (default ``plan.kinds`` or the study kinds).
     """
 
-    def __init__(self, plan, slots: int, enabled: bool = True, console=None):
-        self.plan, self.slots, self.enabled = plan, max(1, slots), enabled
-        self.console = console
-        self.live = None
+    def __init__(self, plan: Any, slots: int, reporter: Reporter | None = None, job: str = "study",
+                 title: str | None = None, kinds: Sequence[str] | None = None):
+        self.plan, self.slots = plan, max(1, slots)
+        self.reporter = reporter_or_log(reporter)
+        self.job = job
+        self.title = title or f"study {plan.spec.name} ({plan.scale.name})"
+        self.kinds = tuple(kinds or getattr(plan, "kinds", KINDS))
         self.t0 = time.perf_counter()
         self.cached: set = set()
-        self.outcome = None
+        self.outcome: Any = None
         self.running: set = set()
 
-    # estimates
-    def _cost(self, key) -> float:
-        return self.plan.scale.cost_s.get(self.plan.tasks[key].kind, 1.0)
+    def _cost(self, key: str) -> float:
+        cost = getattr(self.plan.scale, "cost_s", None) or {}
+        return cost.get(self.plan.tasks[key].kind, 1.0)
 
     def eta_s(self) -> float | None:
         """Remaining seconds: remaining estimated cost, corrected by the observed/estimated ratio."""
-        if self.outcome is None:
+        if self.outcome is None or getattr(self.plan.scale, "cost_s", None) is None:
             return None
         new = [k for k in self.outcome.records if k not in self.cached]
         est_done = sum(self._cost(k) for k in new)
@@ -58,53 +63,35 @@ class StudyProgress:
         remaining = sum(self._cost(k) * (0.5 if k in self.running else 1.0) for k in self.plan.tasks if k not in finished)
         return remaining * ratio / self.slots
 
-    # view
-    def table(self):
-        from rich.table import Table
-
+    def status(self) -> GraphStatus:
+        """The run's state now."""
         out = self.outcome
-        elapsed = time.perf_counter() - self.t0
-        eta = self.eta_s()
-        title = f"study {self.plan.spec.name} ({self.plan.scale.name})  elapsed {format_seconds(elapsed)}  ETA {format_seconds(eta)}"
-        table = Table(title=title, title_justify="left")
-        for col in ("stage", "total", "cached", "done", "running", "queued", "failed", "skipped"):
-            table.add_column(col, justify="left" if col == "stage" else "right")
-        for kind in getattr(self.plan, "kinds", KINDS):
+        stages = []
+        for kind in self.kinds:
             keys = [k for k, t in self.plan.tasks.items() if t.kind == kind]
             if not keys:
                 continue
             cached = sum(k in self.cached for k in keys)
-            done = sum(k in out.records for k in keys) - cached if out else 0
-            failed = sum(k in out.failed for k in keys) if out else 0
-            skipped = sum(k in out.skipped for k in keys) if out else 0
-            running = sum(k in self.running for k in keys)
-            queued = len(keys) - cached - done - failed - skipped - running
-            table.add_row(kind, str(len(keys)), str(cached), str(done), str(running), str(queued),
-                          f"[red]{failed}[/]" if failed else "0", f"[yellow]{skipped}[/]" if skipped else "0")
-        labels = [self.plan.tasks[k].label for k in sorted(self.running)][:4]
-        if labels:
-            table.caption = "running: " + "; ".join(labels)
-            table.caption_justify = "left"
-        return table
+            stages.append(StageCounts(
+                kind, len(keys), cached,
+                done=sum(k in out.records for k in keys) - cached if out else 0,
+                running=sum(k in self.running for k in keys),
+                failed=sum(k in out.failed for k in keys) if out else 0,
+                skipped=sum(k in out.skipped for k in keys) if out else 0))
+        labels = tuple(self.plan.tasks[k].label for k in sorted(self.running))
+        return GraphStatus(self.title, tuple(stages), labels, time.perf_counter() - self.t0, self.eta_s())
 
-    def start(self, cached) -> None:
+    # called by run_plan
+    def start(self, cached: Iterable[str]) -> None:
         self.cached = set(cached)
         self.t0 = time.perf_counter()
-        if not self.enabled:
-            return
-        from rich.live import Live
+        self.reporter.snapshot(self.job, self.status())
 
-        self.live = Live(self.table(), console=self.console, refresh_per_second=2, transient=False)
-        self.live.start()
-
-    def update(self, outcome, running) -> None:
+    def update(self, outcome: Any, running: Iterable[str]) -> None:
         self.outcome, self.running = outcome, set(running)
-        if self.live is not None:
-            self.live.update(self.table())
+        self.reporter.snapshot(self.job, self.status())
 
-    def stop(self, outcome) -> None:
+    def stop(self, outcome: Any) -> None:
         self.outcome, self.running = outcome, set()
-        if self.live is not None:
-            self.live.update(self.table())
-            self.live.stop()
-            self.live = None
+        self.reporter.snapshot(self.job, self.status())
+        self.reporter.stop(self.job)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from temshift.io.atomic import atomic_write_text
-from temshift.studies.graph import (CONNECT_TIMEOUT_S, DEFAULT_REGISTRY, RunOutcome, check_workers_see, open_client,
-                                    read_done, run_plan)
+from temshift.progress import Reporter
+from temshift.compute import CONNECT_TIMEOUT_S, check_workers_see, local_threads, open_client
+from temshift.studies.graph import DEFAULT_REGISTRY, RunOutcome, read_done, run_plan
 from temshift.studies.plan import Plan, resolve
 from temshift.studies.spec import StudySpec, load_spec
 
@@ -33,8 +34,6 @@ def plan_study(spec_or_name, out, scale: str | None = None, workers: int | None 
     The worker count fixes the torch threads of training tasks (part of their keys);
     on an external `scheduler` each worker uses its default.
     """
-    from temshift.studies.graph import local_threads
-
     spec = spec_or_name if isinstance(spec_or_name, StudySpec) else load_spec(spec_or_name)
     return resolve(spec, out, scale, train_threads=None if scheduler else local_threads(workers))
 
@@ -85,8 +84,8 @@ def aggregate(plan: Plan, outcome: RunOutcome, figures: bool = True) -> Path | N
 
 
 def run_study(spec_or_name, out, scale: str | None = None, workers: int | None = None, scheduler: str | None = None,
-              registry=DEFAULT_REGISTRY, processes: bool = True, progress: bool = True, figures: bool = True,
-              console=None, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> StudyRun:
+              registry=DEFAULT_REGISTRY, processes: bool = True, reporter: Reporter | None = None,
+              figures: bool = True, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> StudyRun:
     """Run a study end to end.
 
     Parameters
@@ -105,8 +104,8 @@ def run_study(spec_or_name, out, scale: str | None = None, workers: int | None =
         Task callables (tests inject fakes).
     processes : bool
         Local workers as processes (False: threads, for tests).
-    progress : bool
-        Live progress view.
+    reporter : temshift.progress.Reporter, optional
+        Receives snapshots of the task graph (job ``"study"``); default: logging.
     figures : bool
         Draw figures and write the report.
     connect_timeout_s : float
@@ -116,7 +115,7 @@ def run_study(spec_or_name, out, scale: str | None = None, workers: int | None =
     -------
     StudyRun
     """
-    from temshift.studies.progress import StudyProgress
+    from temshift.studies.progress import PlanProgress
 
     plan = plan_study(spec_or_name, out, scale, workers, scheduler)
     _write_plan(plan)
@@ -129,7 +128,7 @@ def run_study(spec_or_name, out, scale: str | None = None, workers: int | None =
             "repo": {"threads": threads}, "dataset": {"threads": threads},
             "train": {"threads": threads}, "evaluate": {"threads": threads}, "stats": {},
         }
-        view = StudyProgress(plan, slots, enabled=progress, console=console)
+        view = PlanProgress(plan, slots, reporter)
         outcome = run_plan(plan, client, registry=registry, runtime=runtime, progress=view)
     t0 = time.perf_counter()
     report = aggregate(plan, outcome, figures=figures)

@@ -28,7 +28,7 @@ def simulate_repo(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dic
     rows = Catalog(pd.DataFrame(inputs["rows"]), source="study rows", normalized=True)
     cat = simulate_repository(
         out_dir / REPO, catalog=rows, frames_per_group=inputs["frames_per_group"], frame_size=inputs["frame_size"],
-        mode=inputs["mode"], seed=inputs["seed"], workers=1, progress=False,
+        mode=inputs["mode"], seed=inputs["seed"], workers=1,
     )
     return {"frames": len(cat), "repo": str(out_dir / REPO)}
 
@@ -54,7 +54,7 @@ def build(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
         name=runtime.get("name", "dataset"), where=where_from_json(inputs["where"]),
         preprocess=PreprocessSettings(**inputs["preprocess"]), patch_size=inputs["patch_size"], seed=inputs["seed"],
     )
-    path = build_dataset(catalog, root, spec, out_dir / DATASET, workers=runtime.get("threads") or 1, progress=False)
+    path = build_dataset(catalog, root, spec, out_dir / DATASET, workers=runtime.get("threads") or 1)
     return {"path": str(path), "spec_hash": spec.hash()}
 
 

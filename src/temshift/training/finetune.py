@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from temshift.errors import CheckpointError, DatasetError, TemshiftError
+from temshift.progress import Reporter
 from temshift.training.freeze import FREEZE_MODES
 from temshift.training.labelled_frames import FramePair
 
@@ -169,7 +170,7 @@ def _origins(n: int, patch: int) -> list[int]:
 
 
 def _sha256(path: Path) -> str:
-    from temshift.predict.fetch import sha256_file
+    from temshift.catalog.fetch import sha256_file
 
     return sha256_file(path)
 
@@ -298,7 +299,8 @@ def _describe(identity: dict) -> str:
 
 
 def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder", settings=None,
-             pixel_scale_nm: float | None = None, val_frames: int = 0, zoo_dir=None) -> FinetuneResult:
+             pixel_scale_nm: float | None = None, val_frames: int = 0, zoo_dir=None,
+             reporter: Reporter | None = None) -> FinetuneResult:
     """Fine-tune `model` on labelled frames into the run folder `out_dir`; resume an interrupted run.
 
     Parameters
@@ -322,6 +324,8 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
         training loss picks it.
     zoo_dir : path, optional
         Local zoo folder for zoo names.
+    reporter : temshift.progress.Reporter, optional
+        Receives the training progress (see `trainer.fit`); default: logging.
 
     Returns
     -------
@@ -338,7 +342,7 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
     from temshift.predict.pipeline import load_predictor
     from temshift.training.data import PatchSet, check_arrays
     from temshift.training.dihedral import expand
-    from temshift.training.fold import _dataset_statistics
+    from temshift.datasets.statistics import checkpoint_statistics
     from temshift.training.freeze import freeze as freeze_parts
     from temshift.training.runtime import resolve_device, set_threads
     from temshift.training.trainer import fit
@@ -403,7 +407,7 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
     start = time.perf_counter()
     result = fit(net, train, val, settings, seed, device, state_path=out_dir / STATE_FILE,
                  history_path=out_dir / HISTORY_FILE, fingerprint=fingerprint,
-                 description=f"fine-tune {base_path.name} ({freeze} frozen)")
+                 description=f"fine-tune {base_path.name} ({freeze} frozen)", reporter=reporter)
     net.load_state_dict(result.best_state)
     seconds = sum(float(r["seconds"]) for r in result.history)
     best_row = next(r for r in result.history if r["epoch"] == result.best_epoch)
@@ -420,7 +424,7 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
             "dataset_spec": spec, "dataset_spec_hash": info["spec_hash"],
             "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
             "train_loss_at_best": best_row["loss"], "trained_with": result.speed,
-            "training_statistics": _dataset_statistics(data_path)}
+            "training_statistics": checkpoint_statistics(data_path)}
     from temshift.models.unet import UNet
 
     plain = UNet.from_config(net.config)  # ordinary BatchNorms: the checkpoint is a normal U-Net

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from temshift.progress import Reporter
 from temshift.training.settings import TrainSettings
 
 MODEL_FILE = "model.pt"
@@ -110,20 +111,8 @@ def build_sets(images, labels, fold: int, settings: TrainSettings):
     return train, val, split
 
 
-def _dataset_statistics(dataset_path) -> dict | None:
-    """Statistics of the training data that the model carries for shift warnings."""
-    import warnings
-
-    from temshift.datasets.statistics import training_statistics
-
-    try:
-        return training_statistics(dataset_path)
-    except (ValueError, KeyError, OSError) as exc:  # the model stays usable, only without warnings
-        warnings.warn(f"{dataset_path}: training statistics not measured ({exc})", stacklevel=2)
-        return None
-
-
-def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, out_dir=None) -> RunResult:
+def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, out_dir=None,
+               reporter: Reporter | None = None) -> RunResult:
     """Train the model of one fold; resume an interrupted run; return at once if already finished.
 
     Parameters
@@ -137,6 +126,8 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
         Defaults are the paper's protocol.
     out_dir : str or Path
         Run directory (created).
+    reporter : temshift.progress.Reporter, optional
+        Receives the training progress (see `trainer.fit`); default: logging.
 
     Returns
     -------
@@ -153,6 +144,7 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
         finished run in `out_dir` with other settings or another dataset (never returned
         for this one).
     """
+    from temshift.datasets.statistics import checkpoint_statistics
     from temshift.errors import DatasetError, SpecError
     from temshift.models.checkpoint import save_checkpoint
     from temshift.models.unet import UNet
@@ -183,7 +175,7 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
     out_dir.mkdir(parents=True, exist_ok=True)
     result = fit(model, train, val, settings, seed, device, state_path=out_dir / STATE_FILE,
                  history_path=out_dir / "history.csv", fingerprint=fingerprint,
-                 description=f"{info['name']} fold {fold}")
+                 description=f"{info['name']} fold {fold}", reporter=reporter)
     model.load_state_dict(result.best_state)
     best_row = next(r for r in result.history if r["epoch"] == result.best_epoch)
     meta = {"kind": "fold", "fold": fold, "seed": seed, "n_folds": settings.n_folds,
@@ -193,7 +185,7 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
             "split": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
             "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
             "train_loss_at_best": best_row["loss"], "trained_with": result.speed,
-            "training_statistics": _dataset_statistics(dataset_path)}
+            "training_statistics": checkpoint_statistics(dataset_path)}
     save_checkpoint(out_dir / MODEL_FILE, model.cpu(), meta)
     summary = {"fold": fold, "seed": seed, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                "train_loss_at_best": best_row["loss"], "epochs_run": len(result.history),

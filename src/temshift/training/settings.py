@@ -59,7 +59,7 @@ class TrainSettings(BaseModel):
     threads : int or None
         torch threads for this run (not part of the fingerprint).
     progress : bool
-        Show a rich progress bar (not part of the fingerprint).
+        Report training progress to the reporter given to `train_fold` / `fit` (not part of the fingerprint).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from temshift.errors import CheckpointError, TemshiftError
 from temshift.evaluation.metrics import MetricSums
+from temshift.progress import Reporter, reporter_or_log
 from temshift.training import augment
 from temshift.training.data import PatchSet
 from temshift.training.settings import TrainSettings
@@ -177,18 +178,9 @@ def write_history(path: Path, history: list) -> None:
         writer.writerows(history)
 
 
-def _progress(enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    TextColumn("{task.fields[status]}"), transient=False)
-
-
 def fit(model, train: PatchSet, val: PatchSet, settings: TrainSettings, seed: int, device: torch.device, *,
         state_path: Path | None = None, history_path: Path | None = None, fingerprint: dict | None = None,
-        description: str = "train") -> FitResult:
+        description: str = "train", reporter: Reporter | None = None) -> FitResult:
     """Train `model` in place and return the history and the best-validation weights.
 
     Parameters
@@ -210,7 +202,10 @@ def fit(model, train: PatchSet, val: PatchSet, settings: TrainSettings, seed: in
     fingerprint : dict, optional
         What must match for a resume (settings, data, fold).
     description : str
-        Progress bar label.
+        Progress job name.
+    reporter : temshift.progress.Reporter, optional
+        Receives the progress (samples trained; a note per epoch) when ``settings.progress``;
+        default: logging.
     """
     from temshift.training.runtime import resolve_speed
 
@@ -225,11 +220,13 @@ def fit(model, train: PatchSet, val: PatchSet, settings: TrainSettings, seed: in
         result, done = _load_state(Path(state_path), model, optimizer, fingerprint)
     stale = done - result.best_epoch if result.history else 0
     result.speed = {"channels_last": channels_last, "bf16": bf16, "device": str(device)}
-    with _progress(settings.progress) as bar:
+    rep = reporter_or_log(reporter) if settings.progress else None
+    with contextlib.ExitStack() as stack:
         per_epoch = epoch_samples(len(train), settings)
-        task = bar.add_task(description, total=settings.epochs * per_epoch, completed=done * per_epoch,
-                            status="") if bar else None
-        advance = (lambda n: bar.advance(task, n)) if bar else None
+        if rep is not None:
+            rep.start(description, settings.epochs * per_epoch, completed=done * per_epoch, unit="samples")
+            stack.callback(rep.stop, description)
+        advance = (lambda n: rep.advance(description, n)) if rep is not None else None
         for epoch in range(done + 1, settings.epochs + 1):
             if settings.early_stopping_patience and stale >= settings.early_stopping_patience:
                 result.stopped_early = True
@@ -251,8 +248,8 @@ def fit(model, train: PatchSet, val: PatchSet, settings: TrainSettings, seed: in
                 write_history(Path(history_path), result.history)
             if state_path is not None:
                 _save_state(Path(state_path), model, optimizer, result, fingerprint, epoch)
-            if bar:
-                bar.update(task, status=f"epoch {epoch} val {row['val_loss']:.4f} dice {row['val_hard_dice']:.3f}")
+            if rep is not None:
+                rep.note(description, f"epoch {epoch} val {row['val_loss']:.4f} dice {row['val_hard_dice']:.3f}")
     if result.best_state is None:
         raise TemshiftError(f"{description}: training diverged (validation loss never finite); lower the learning rate")
     return result

@@ -24,9 +24,14 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from temshift.errors import TemshiftError
+from temshift.progress import Reporter
+
+if TYPE_CHECKING:
+    from temshift.catalog import Catalog
 
 DEFAULT_BASE_URL = "https://portal.nersc.gov/project/m3795/hrtem-generalization/"
 """Raw-data portal named in the paper's data availability section."""
@@ -65,7 +70,8 @@ def file_url(base_url: str, *parts: str) -> str:
     return base_url.rstrip("/") + "/" + "/".join(segments)
 
 
-def plan_fetch(catalog, dest, base_url: str = DEFAULT_BASE_URL, labels: bool = False) -> list[FetchItem]:
+def plan_fetch(catalog: Catalog, dest: str | Path, base_url: str = DEFAULT_BASE_URL,
+               labels: bool = False) -> list[FetchItem]:
     """List the files of a catalog subset with their URLs and destinations.
 
     Parameters
@@ -124,7 +130,7 @@ def remote_size(url: str, timeout: float = 60.0) -> int | None:
     return int(n) if n is not None and n.isdigit() else None
 
 
-def sha256_file(path) -> str:
+def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 digest of a file."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -133,7 +139,7 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest, *, timeout: float = 60.0, on_bytes: Callable[[int], None] | None = None,
+def download(url: str, dest: str | Path, *, timeout: float = 60.0, on_bytes: Callable[[int], None] | None = None,
              on_size: Callable[[int | None], None] | None = None, sha256: str | None = None,
              overwrite: bool = False) -> str:
     """Download one file to `dest` via ``dest.part``, resuming and verifying its size (and hash).
@@ -240,8 +246,8 @@ def _stream(resp, part: Path, offset: int, url: str, on_bytes) -> None:
                              "run again to resume") from None
 
 
-def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = False, timeout: float = 60.0,
-          progress: bool = True, console=None, overwrite: bool = False) -> FetchReport:
+def fetch(catalog: Catalog, dest: str | Path, *, base_url: str = DEFAULT_BASE_URL, labels: bool = False, timeout: float = 60.0,
+          reporter: Reporter | None = None, overwrite: bool = False) -> FetchReport:
     """Download the raw frames (and labels) of a catalog subset into the published layout.
 
     Parameters
@@ -256,10 +262,8 @@ def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = Fal
         Also fetch label PNGs.
     timeout : float
         Socket timeout, seconds.
-    progress : bool
-        Show a rich progress bar (bytes, rate, files).
-    console : rich.console.Console, optional
-        Where the bar is drawn.
+    reporter : temshift.progress.Reporter, optional
+        Receives the progress (job ``"fetch"`` in bytes, a note ``"k/n files"``); default: logging.
     overwrite : bool
         Replace local files whose size differs from the server's (default: refuse).
 
@@ -276,20 +280,20 @@ def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = Fal
     FetchError
         On the first failing file (files completed before it stay in place).
     """
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from temshift.progress import reporter_or_log
 
     items = plan_fetch(catalog, dest, base_url, labels)
     report = FetchReport()
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
-        task = bar.add_task(f"0/{len(items)} files", total=None)
+    rep = reporter_or_log(reporter)
+    rep.start("fetch", None, unit="bytes")
+    rep.note("fetch", f"0/{len(items)} files")
+    try:
         for k, item in enumerate(items, 1):
-            done_before = bar.tasks[0].completed
+            counted = [0]  # bytes reported for this file: a restarted download reports some twice
 
-            def on_bytes(n):
-                bar.advance(task, n)
+            def on_bytes(n: int) -> None:
+                counted[0] += n
+                rep.advance("fetch", n)
 
             status = download(item.url, item.dest, timeout=timeout, on_bytes=on_bytes, overwrite=overwrite)
             got = item.dest.stat().st_size
@@ -298,12 +302,15 @@ def fetch(catalog, dest, *, base_url: str = DEFAULT_BASE_URL, labels: bool = Fal
             else:
                 (report.resumed if status == "resumed" else report.downloaded).append(item.dest)
                 report.bytes_downloaded += got
-            bar.update(task, completed=done_before + got, description=f"{k}/{len(items)} files")
+            rep.advance("fetch", got - counted[0])  # the bar ends at the sum of the file sizes
+            rep.note("fetch", f"{k}/{len(items)} files")
+    finally:
+        rep.stop("fetch")
     report.catalog_path = write_fetched_catalog(catalog, dest)
     return report
 
 
-def write_fetched_catalog(catalog, dest) -> Path:
+def write_fetched_catalog(catalog: Catalog, dest: str | Path) -> Path:
     """Write `catalog`'s rows to ``<dest>/catalog.csv`` (published schema, atomically).
 
     Rows already listed there by an earlier fetch are kept (a row of `catalog` with the same

@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from temshift.errors import TemshiftError
+from temshift.progress import Reporter
 from temshift.training.domain import PretrainRanges
 
 RECIPE_VERSION = 1
@@ -224,7 +225,7 @@ def _registry():
     return {"frames": simulate_chunk, "dataset": assemble, "train": tasks.train, "evaluate": tasks.evaluate}
 
 
-REGISTRY_PATH = "temshift.training.pretrain:REGISTRY"
+REGISTRY_PATH = "temshift.studies.pretrain:REGISTRY"
 
 
 def __getattr__(name):
@@ -314,43 +315,6 @@ def plan_pretrain(run_dir, scale: str = "quick", seed: int = 0, ranges=None, tra
 # ----------------------------------------------------------------------------- run
 
 
-class PretrainProgress:
-    """A one-line live view of a run for `run_plan`: tasks of each kind done / total, elapsed time."""
-
-    def __init__(self, plan: PretrainPlan, console=None):
-        self.plan, self.console, self.live, self.cached = plan, console, None, set()
-        self.t0 = 0.0
-
-    def line(self, outcome=None, running=()) -> str:
-        from temshift.studies.progress import format_seconds
-
-        parts = []
-        for kind in ("frames", "dataset", "train", "evaluate"):
-            keys = [k for k, t in self.plan.tasks.items() if t.kind == kind]
-            done = sum(k in outcome.records for k in keys) if outcome else len(self.cached & set(keys))
-            run = sum(k in running for k in keys)
-            parts.append(f"{kind} {done}/{len(keys)}" + (f" ({run} running)" if run else ""))
-        return f"pretrain {self.plan.scale.name}: " + ", ".join(parts) + \
-            f"  elapsed {format_seconds(time.perf_counter() - self.t0)}"
-
-    def start(self, cached) -> None:
-        from rich.live import Live
-
-        self.cached, self.t0 = set(cached), time.perf_counter()
-        self.live = Live(self.line(), console=self.console, refresh_per_second=1, transient=False)
-        self.live.start()
-
-    def update(self, outcome, running) -> None:
-        if self.live is not None:
-            self.live.update(self.line(outcome, set(running)))
-
-    def stop(self, outcome) -> None:
-        if self.live is not None:
-            self.live.update(self.line(outcome))
-            self.live.stop()
-            self.live = None
-
-
 @dataclass
 class PretrainResult:
     """A finished pretraining run."""
@@ -394,8 +358,8 @@ def _record(plan: PretrainPlan, records: dict) -> dict:
 
 def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, scheduler: str | None = None,
                  seed: int = 0, ranges=None, training: dict | None = None, train_threads: int | None = None,
-                 processes: bool = True, registry=REGISTRY_PATH, progress: bool = False,
-                 console=None) -> PretrainResult:
+                 processes: bool = True, registry=REGISTRY_PATH,
+                 reporter: Reporter | None = None) -> PretrainResult:
     """Run (or resume) a pretraining run and write ``RUN/generalist.pt`` and ``RUN/generalist.json``.
 
     Parameters
@@ -418,8 +382,8 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
         Local workers as processes (False: threads, for tests).
     registry : str or dict
         Task callables.
-    progress : bool
-        Live one-line view of the tasks (on `console`).
+    reporter : temshift.progress.Reporter, optional
+        Receives snapshots of the task graph (job ``"pretrain"``); default: logging.
 
     Raises
     ------
@@ -428,7 +392,9 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
     """
     from temshift.io.atomic import atomic_write_text
     from temshift.models.checkpoint import load_checkpoint, save_checkpoint
-    from temshift.studies.graph import check_workers_see, local_threads, open_client, run_plan
+    from temshift.compute import check_workers_see, local_threads, open_client
+    from temshift.studies.graph import run_plan
+    from temshift.studies.progress import PlanProgress
     from temshift.threads import thread_env
     from temshift.studies.tasks import RUN
 
@@ -447,7 +413,8 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
         rt = {"threads": th}
         outcome = run_plan(plan, client, registry=registry,
                            runtime={"frames": rt, "dataset": {}, "train": {}, "evaluate": rt},
-                           progress=PretrainProgress(plan, console) if progress else None)
+                           progress=PlanProgress(plan, 1, reporter, job="pretrain", title=f"pretrain {plan.scale.name}",
+                                                 kinds=("frames", "dataset", "train", "evaluate")))
     if outcome.failed:
         key, err = next(iter(outcome.failed.items()))
         raise PretrainError(f"{plan.tasks[key].label} failed ({err.splitlines()[0]}); "

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from temshift.predict.acceptance import acceptance_summary, hard_dice
+from temshift.studies.acceptance import acceptance_summary, hard_dice
 
 
 def test_hard_dice():
@@ -47,7 +47,7 @@ def test_summary_criteria():
 def test_scores_are_assessed_per_batch_of_one_model_and_test_set():
     import json
 
-    from temshift.predict.acceptance import assess_scores
+    from temshift.studies.acceptance import assess_scores
 
     ref = {"fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}], "fringe_period_px": {"median": 11.8, "n": 9},
            "n_frames": 9}
@@ -61,3 +61,28 @@ def test_scores_are_assessed_per_batch_of_one_model_and_test_set():
     assert not scored[scored["test"] == "A"]["flagged"].any()
     assert scored[scored["test"] == "B"]["flagged"].all()
     assert scored[scored["test"] == "B"]["reasons"].str.contains("4 of 4 frames").all()
+
+
+def test_acceptance_command_reassesses_stored_scores(cli, tmp_path):
+    """`temshift study acceptance --from-scores` prints the summary and writes it with --out (library records)."""
+    import json
+
+    from temshift.studies.acceptance import write_acceptance
+
+    ref = {"fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}], "fringe_period_px": {"median": 11.8, "n": 9},
+           "n_frames": 9}
+    rows = [{"train": "A", "fold": 0, "test": test, "frame": f"{test}{k}", "diagonal": test == "A",
+             "rescale": True, "noise_match": True, "hard_dice": 0.9 if test == "A" else 0.5,
+             "stats": json.dumps({"fringe_period_px": 11.8 if test == "A" else None, "rescaled": False})}
+            for test in ("A", "B") for k in range(3)]
+    scores = pd.DataFrame(rows)
+    scores.attrs["references"] = {"A": ref}
+    write_acceptance(scores, {}, tmp_path / "acc")
+    code, out, err = cli("study", "acceptance", "--from-scores", tmp_path / "acc", "--out", tmp_path / "again")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["rescaled"]["diag"] == pytest.approx(0.9) and summary["rescaled"]["offdiag"] == pytest.approx(0.5)
+    assert summary["warnings_flag_all_failing"] and summary["warnings_quiet_in_distribution"]
+    assert json.loads((tmp_path / "again" / "acceptance.json").read_text()) == summary
+    code, _, err = cli("study", "acceptance")
+    assert code == 1 and "--from-scores" in err

@@ -14,19 +14,26 @@ Criteria (issue "Acceptance on synthetic data"):
 - warnings: every frame of a (train, test) pair whose off-diagonal dice is > 0.1 below the
   training dataset's diagonal is flagged; no diagonal (in-distribution) frame is flagged.
 
-Usage::
+The functions return tables and records; ``temshift study acceptance`` prints them::
 
-    python -m temshift.predict.acceptance STUDY_DIR [--experiment NAME] [--max-frames N] [--folds 0 1] --out DIR
-    python -m temshift.predict.acceptance --from-scores DIR      # re-assess stored statistics, no inference
+    temshift study acceptance STUDY_DIR [--experiment NAME] [--max-frames N] [--folds 0 1] --out DIR
+    temshift study acceptance --from-scores DIR      # re-assess stored statistics, no inference
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from temshift.progress import Reporter
+
+if TYPE_CHECKING:
+    from temshift.catalog import Catalog
 
 
 MODES = ((True, True), (True, False), (False, False))
@@ -44,7 +51,7 @@ def _tasks(study_dir: Path) -> dict:
     return {t["key"]: t for t in json.loads((study_dir / "plan.json").read_text())["tasks"]}
 
 
-def dataset_frames(tasks: dict, dataset_key: str):
+def dataset_frames(tasks: dict, dataset_key: str) -> tuple[Catalog, Path, Path]:
     """(catalog of a dataset's raw frames, repository root, dataset file) from its study task."""
     from temshift.catalog import Catalog
     from temshift.studies.plan import where_from_json
@@ -79,8 +86,9 @@ def fold_test_frames(dataset_path: Path, fold: int, n_folds: int = 5) -> set[str
     return full or set(share[share >= 0.5].index)
 
 
-def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: int | None = None,
-                       folds=None, tile: int = 1024, progress: bool = True, modes=MODES) -> pd.DataFrame:
+def study_frame_scores(study_dir: str | Path, experiment: str | None = None, *, max_frames: int | None = None,
+                       folds: Sequence[int] | None = None, tile: int = 1024, reporter: Reporter | None = None,
+                       modes: Sequence[tuple[bool, bool]] = MODES) -> pd.DataFrame:
     """Score every (fold model, frame) pair of an experiment, with and without rescaling.
 
     Parameters
@@ -95,8 +103,9 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
         Fold models to use (default: all trained).
     tile : int
         Largest tile edge, pixels.
-    progress : bool
-        Print one line per model.
+    reporter : temshift.progress.Reporter, optional
+        Receives the progress (job ``"acceptance"``, one step per model, a note with its score
+        count); default: logging.
     modes : sequence of (bool, bool)
         (pixel-scale matching, noise restoration) combinations to score (default: :data:`MODES`).
 
@@ -109,6 +118,8 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
     from temshift.io import read_frame, read_label
     from temshift.predict.pipeline import load_predictor, predict_frame
     from temshift.predict.shift import frame_statistics, jsonable
+
+    from temshift.progress import reporter_or_log
 
     study_dir = Path(study_dir).expanduser().resolve()
     tasks = _tasks(study_dir)
@@ -125,6 +136,8 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
     tests = sorted(keys)
     frames = {name: dataset_frames(tasks, key) for name, key in keys.items()}
     refs, rows = {}, []
+    rep = reporter_or_log(reporter)
+    rep.start("acceptance", len(models), unit="models")
     for train, fold, run, _ in models:
         predictor = load_predictor(Path(run) / "model.pt")
         if train not in refs:
@@ -154,10 +167,29 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
                                  "hard_dice": hard_dice(pred.mask, label),
                                  "pred_fraction": float(pred.mask.mean()), "label_fraction": float((label != 0).mean()),
                                  "stats": json.dumps(jsonable(stats))})
-        if progress:
-            print(f"{train} fold {fold}: {sum(1 for x in rows if x['train'] == train and x['fold'] == fold)} scores",
-                  flush=True)
+        rep.advance("acceptance")
+        rep.note("acceptance", f"{train} fold {fold}: "
+                               f"{sum(1 for x in rows if x['train'] == train and x['fold'] == fold)} scores")
+    rep.stop("acceptance")
     return assess_scores(pd.DataFrame(rows), refs)
+
+
+def write_acceptance(scores: pd.DataFrame, summary: dict, out: str | Path) -> None:
+    """Write ``frame_scores.csv``, ``acceptance.json`` and ``references.json`` into `out` (created)."""
+    from temshift.io.atomic import atomic_write_text
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "frame_scores.csv", scores.to_csv(index=False))
+    atomic_write_text(out / "acceptance.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "references.json", json.dumps(scores.attrs.get("references", {}), indent=2))
+
+
+def read_scores(folder: str | Path) -> pd.DataFrame:
+    """Re-assess the scores of an earlier :func:`write_acceptance` folder (no inference)."""
+    folder = Path(folder)
+    refs = json.loads((folder / "references.json").read_text())
+    return assess_scores(pd.read_csv(folder / "frame_scores.csv"), refs)
 
 
 def assess_scores(scores: pd.DataFrame, references: dict) -> pd.DataFrame:
@@ -258,40 +290,3 @@ def warning_criteria(s: pd.DataFrame, warn_gap: float = 0.1) -> dict:
     out["in_distribution_flagged_share"] = float(in_dist["flagged"].mean()) if len(in_dist) else None
     out["warnings_quiet_in_distribution"] = bool(len(in_dist) and not in_dist["flagged"].any())
     return out
-
-
-def main(argv=None) -> None:
-    import argparse
-
-    ap = argparse.ArgumentParser(description="Full-frame acceptance of prediction on a finished study.")
-    ap.add_argument("study_dir", type=Path, nargs="?", help="A finished study (omit with --from-scores).")
-    ap.add_argument("--from-scores", type=Path, metavar="DIR",
-                    help="Re-assess an earlier --out folder (frame_scores.csv, references.json) without inference.")
-    ap.add_argument("--experiment")
-    ap.add_argument("--max-frames", type=int)
-    ap.add_argument("--folds", type=int, nargs="*")
-    ap.add_argument("--out", type=Path, help="Write scores CSV and summary JSON here.")
-    ap.add_argument("--default-only", action="store_true",
-                    help="Score only the default mode (matching with noise restoration), 3x faster.")
-    a = ap.parse_args(argv)
-    if a.from_scores:
-        refs = json.loads((a.from_scores / "references.json").read_text())
-        scores = assess_scores(pd.read_csv(a.from_scores / "frame_scores.csv"), refs)
-    elif a.study_dir:
-        scores = study_frame_scores(a.study_dir, a.experiment, max_frames=a.max_frames, folds=a.folds,
-                                    modes=MODES[:1] if a.default_only else MODES)
-    else:
-        ap.error("give a study directory or --from-scores DIR")
-    summary = acceptance_summary(scores)
-    if a.out:
-        a.out.mkdir(parents=True, exist_ok=True)
-        from temshift.io.atomic import atomic_write_text
-
-        atomic_write_text(a.out / "frame_scores.csv", scores.to_csv(index=False))
-        atomic_write_text(a.out / "acceptance.json", json.dumps(summary, indent=2))
-        atomic_write_text(a.out / "references.json", json.dumps(scores.attrs.get("references", {}), indent=2))
-    print(json.dumps(summary, indent=2))
-
-
-if __name__ == "__main__":
-    main()
