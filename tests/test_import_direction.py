@@ -18,7 +18,7 @@ import temshift
 SRC = Path(temshift.__file__).resolve().parent
 
 LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(x) for x in (
-    {"errors", "units", "threads", "compute", "progress"},  # helpers everything may use
+    {"errors", "units", "threads", "compute", "progress", "_lazy"},  # helpers everything may use
     {"io"},
     {"catalog"},
     {"preprocess"},
