@@ -129,7 +129,7 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
         predictor = load_predictor(Path(run) / "model.pt")
         if train not in refs:
             refs[train] = predictor.training_reference(frames[train][2])
-        n_folds = int(predictor.metas[0].get("n_folds") or 5)
+        n_folds = predictor.metas[0].n_folds or 5
         own = fold_test_frames(frames[train][2], fold, n_folds)
         for test in tests:
             cat, root, _ = frames[test]

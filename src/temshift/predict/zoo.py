@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -479,8 +479,8 @@ class ModelChooser:
             predictor = load_predictor(local_files(zset, self.folder))
             # the manifest is the authority on what the released models were trained on
             predictor.pixel_scale_nm, predictor.dose_e_per_A2 = zset.pixel_scale_nm, zset.dose_e_per_A2
-            ref = predictor.training_reference()
-            ref.update(pixel_scale_nm=zset.pixel_scale_nm, dose_e_per_A2=zset.dose_e_per_A2)
+            ref = replace(predictor.training_reference(), pixel_scale_nm=zset.pixel_scale_nm,
+                          dose_e_per_A2=zset.dose_e_per_A2)
             self._cache[zset.name] = Choice(predictor, ref, zset.name)
         base = self._cache[zset.name]
         return Choice(base.predictor, base.reference, base.key,

@@ -99,6 +99,7 @@ def _evaluate_train_split(run_dir: Path, dataset_path: Path, threads, dihedral: 
     """Metrics of a fold model on its own training split (dihedral, no augmentation)."""
     import pandas as pd
 
+    from temshift.errors import CheckpointError
     from temshift.evaluation import evaluate_model
     from temshift.models.checkpoint import load_model
     from temshift.models.unet import ModelConfig
@@ -107,9 +108,11 @@ def _evaluate_train_split(run_dir: Path, dataset_path: Path, threads, dihedral: 
 
     set_threads(threads)
     model, meta = load_model(run_dir / "model.pt")
-    images, labels, info = load_patches(dataset_path, ModelConfig.model_validate(meta["config"]))
-    split = split_fold(info["n_patches"], int(meta["fold"]), int(meta.get("n_folds", 5)),
-                       float(meta.get("val_fraction", 0.125)))
+    if meta.fold is None:
+        raise CheckpointError(f"{run_dir / 'model.pt'}: the model records no fold")
+    images, labels, info = load_patches(dataset_path, ModelConfig.model_validate(meta.config))
+    split = split_fold(info["n_patches"], meta.fold, meta.n_folds or 5,
+                       0.125 if meta.val_fraction is None else meta.val_fraction)
     metrics = evaluate_model(model, images[split.train], labels[split.train], dihedral=dihedral)
     return pd.DataFrame([{"run": str(run_dir), "test_path": info["path"], **metrics}])
 

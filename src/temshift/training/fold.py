@@ -12,10 +12,15 @@ resuming or returning the finished model.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temshift.training.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from temshift.datasets.records import TrainingStatistics
 
 MODEL_FILE = "model.pt"
 HISTORY_FILE = "history.csv"
@@ -110,7 +115,7 @@ def build_sets(images, labels, fold: int, settings: TrainSettings):
     return train, val, split
 
 
-def _dataset_statistics(dataset_path) -> dict | None:
+def _dataset_statistics(dataset_path: str | os.PathLike[str]) -> TrainingStatistics | None:
     """Statistics of the training data that the model carries for shift warnings."""
     import warnings
 
@@ -154,7 +159,9 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
         for this one).
     """
     from temshift.errors import DatasetError, SpecError
+    from temshift.datasets.records import StoredSpec
     from temshift.models.checkpoint import save_checkpoint
+    from temshift.models.records import CheckpointMeta, TrainedDataset
     from temshift.models.unet import UNet
     from temshift.training.data import load_patches
     from temshift.training.runtime import resolve_device, set_threads
@@ -186,18 +193,19 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
                  description=f"{info['name']} fold {fold}")
     model.load_state_dict(result.best_state)
     best_row = next(r for r in result.history if r["epoch"] == result.best_epoch)
-    meta = {"kind": "fold", "fold": fold, "seed": seed, "n_folds": settings.n_folds,
-            "val_fraction": settings.val_fraction, "settings": settings.fingerprint(),
-            "dataset": {k: info[k] for k in ("path", "name", "spec_hash", "content_hash", "n_patches", "patch_size")},
-            "dataset_spec": info["spec"], "dataset_spec_hash": info["spec_hash"],
-            "split": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
-            "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-            "train_loss_at_best": best_row["loss"], "trained_with": result.speed,
-            "training_statistics": _dataset_statistics(dataset_path)}
+    dataset = {k: info[k] for k in ("path", "name", "spec_hash", "content_hash", "n_patches", "patch_size")}
+    meta = CheckpointMeta(kind="fold", fold=fold, seed=seed, n_folds=settings.n_folds,
+                          val_fraction=settings.val_fraction, settings=settings.fingerprint(),
+                          dataset=TrainedDataset.model_validate(dataset),
+                          dataset_spec=StoredSpec.from_stored(info["spec"]), dataset_spec_hash=info["spec_hash"],
+                          split={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+                          best_epoch=result.best_epoch, best_val_loss=result.best_val_loss,
+                          train_loss_at_best=best_row["loss"], trained_with=result.speed,
+                          training_statistics=_dataset_statistics(dataset_path))
     save_checkpoint(out_dir / MODEL_FILE, model.cpu(), meta)
     summary = {"fold": fold, "seed": seed, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                "train_loss_at_best": best_row["loss"], "epochs_run": len(result.history),
-               "stopped_early": result.stopped_early, "dataset": meta["dataset"],
+               "stopped_early": result.stopped_early, "dataset": dataset,
                "fingerprint": {"settings": settings.fingerprint(), "seed": seed, "fold": fold}}
     from temshift.io.atomic import atomic_write_text
 
