@@ -21,7 +21,8 @@ from torch import nn
 from temshift.errors import CheckpointError
 from temshift.models.records import DEFAULT_ARCHITECTURE
 
-__all__ = ["ARCHITECTURES", "Architecture", "architecture_of", "get_architecture", "register_architecture"]
+__all__ = ["ARCHITECTURES", "Architecture", "architecture_of", "fold_batchnorm", "get_architecture",
+           "register_architecture"]
 
 
 def _no_folding(model: nn.Module) -> None:
@@ -97,6 +98,17 @@ def architecture_of(model: nn.Module) -> Architecture:
         raise CheckpointError(f"{type(model).__name__} is not a registered model architecture "
                               f"(see temshift.models.architectures.register_architecture)")
     return max(matches, key=lambda a: len(a.module_type.__mro__))
+
+
+def fold_batchnorm(model: nn.Module) -> None:
+    """Fold the BatchNorms of an eval-mode copy, in place, as its registered architecture does.
+
+    A module of no registered architecture (a bare network handed to prediction) is left
+    as it is: folding is an optimisation, never needed for correct output.
+    """
+    matches = [a for a in ARCHITECTURES.values() if isinstance(model, a.module_type)]
+    if matches:
+        architecture_of(model).fold_batchnorm(model)
 
 
 def _unet() -> Architecture:

@@ -24,9 +24,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from temshift.predict.shift import TrainingReference
 
 
 MODES = ((True, True), (True, False), (False, False))
@@ -160,7 +164,7 @@ def study_frame_scores(study_dir, experiment: str | None = None, *, max_frames: 
     return assess_scores(pd.DataFrame(rows), refs)
 
 
-def assess_scores(scores: pd.DataFrame, references: dict) -> pd.DataFrame:
+def assess_scores(scores: pd.DataFrame, references: dict[str, TrainingReference]) -> pd.DataFrame:
     """Shift reports of scored frames from their stored statistics (no inference).
 
     Each (model, test dataset, mode) group is one batch, as when a user predicts a dataset's
@@ -275,7 +279,10 @@ def main(argv=None) -> None:
                     help="Score only the default mode (matching with noise restoration), 3x faster.")
     a = ap.parse_args(argv)
     if a.from_scores:
-        refs = json.loads((a.from_scores / "references.json").read_text())
+        from temshift.predict.shift import TrainingReference
+
+        refs = {k: TrainingReference.from_stored(v)
+                for k, v in json.loads((a.from_scores / "references.json").read_text()).items()}
         scores = assess_scores(pd.read_csv(a.from_scores / "frame_scores.csv"), refs)
     elif a.study_dir:
         scores = study_frame_scores(a.study_dir, a.experiment, max_frames=a.max_frames, folds=a.folds,
@@ -289,7 +296,7 @@ def main(argv=None) -> None:
 
         atomic_write_text(a.out / "frame_scores.csv", scores.to_csv(index=False))
         atomic_write_text(a.out / "acceptance.json", json.dumps(summary, indent=2))
-        atomic_write_text(a.out / "references.json", json.dumps(scores.attrs.get("references", {}), indent=2))
+        atomic_write_text(a.out / "references.json", json.dumps({k: v.to_stored() for k, v in scores.attrs.get("references", {}).items()}, indent=2))
     print(json.dumps(summary, indent=2))
 
 

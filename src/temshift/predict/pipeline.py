@@ -282,10 +282,10 @@ def inference_model(model, channels_last: bool = True):
     """
     import copy
 
-    from temshift.models.architectures import architecture_of
+    from temshift.models.architectures import fold_batchnorm
 
     fast = copy.deepcopy(model).eval()
-    architecture_of(fast).fold_batchnorm(fast)
+    fold_batchnorm(fast)
     if channels_last:
         import torch
 

@@ -65,11 +65,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from temshift.datasets.records import TrainingStatistics, positive_or_none
-from temshift.datasets.statistics import jsonable, training_statistics
+from temshift.datasets.statistics import STATS_VERSION, jsonable, training_statistics
 from temshift.models.records import CheckpointMeta
 from temshift.predict.scale import SCALE_TOLERANCE
 
@@ -103,6 +104,17 @@ class TrainingReference:
     pixel_scale_nm: float | None = None
     dose_e_per_A2: float | None = None
     statistics: TrainingStatistics | None = None
+
+    def to_stored(self) -> dict[str, Any]:
+        """Flat JSON: the statistics' keys with this scale and dose (as references files hold it)."""
+        stats = self.statistics.to_stored() if self.statistics else {}
+        return {**stats, "pixel_scale_nm": self.pixel_scale_nm, "dose_e_per_A2": self.dose_e_per_A2}
+
+    @classmethod
+    def from_stored(cls, value: dict[str, Any]) -> TrainingReference:
+        """Inverse of :meth:`to_stored` (statistics of other definitions are left out)."""
+        return cls(positive_or_none(value.get("pixel_scale_nm")), positive_or_none(value.get("dose_e_per_A2")),
+                   TrainingStatistics.from_stored(value, STATS_VERSION))
 
 
 @dataclass
