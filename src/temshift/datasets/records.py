@@ -166,7 +166,7 @@ class DatasetAttrs(_Record):
     format: str | None = None
     format_version: int | None = None
     name: str | None = None
-    spec: StoredSpec = Field(default_factory=StoredSpec)
+    spec: StoredSpec = Field(default_factory=lambda: StoredSpec.model_validate({}))
     spec_hash: str | None = None
     content_hash: str | None = None
     preprocess: PreprocessSettings | None = None

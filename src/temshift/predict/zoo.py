@@ -19,8 +19,12 @@ import os
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temshift.errors import TemshiftError
+
+if TYPE_CHECKING:
+    from temshift.predict.shift import TrainingReference
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/ScottLabUCB/HRTEM-Generalization/HEAD/trained_models/"
 """Where the authors host the released weights (``HEAD`` = the default branch)."""
@@ -418,7 +422,7 @@ class Choice:
     """The models for one frame: predictor, shift reference, and what was picked and why."""
 
     predictor: object
-    reference: dict
+    reference: TrainingReference
     key: str
     note: str | None = None
 

@@ -115,10 +115,10 @@ def _evaluate_train_split(run_dir: Path, dataset_path: Path, threads, dihedral: 
     if meta.fold is None:
         raise CheckpointError(f"{run_dir / 'model.pt'}: the model records no fold")
     images, labels, info = load_patches(dataset_path, ModelConfig.model_validate(meta.config))
-    split = split_fold(info["n_patches"], meta.fold, meta.n_folds or 5,
+    split = split_fold(info.n_patches, meta.fold, meta.n_folds or 5,
                        0.125 if meta.val_fraction is None else meta.val_fraction)
     metrics = evaluate_model(model, images[split.train], labels[split.train], dihedral=dihedral)
-    return pd.DataFrame([{"run": str(run_dir), "test_path": info["path"], **metrics}])
+    return pd.DataFrame([{"run": str(run_dir), "test_path": info.path, **metrics}])
 
 
 def evaluate(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:

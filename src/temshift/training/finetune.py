@@ -381,7 +381,7 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
         try:
             from temshift.datasets import load_dataset
 
-            there = load_dataset(data_path).attrs.get("content_hash")
+            there = load_dataset(data_path).record.content_hash
         except Exception as exc:  # noqa: BLE001  (damaged file: say so rather than train on it)
             raise CheckpointError(f"{data_path}: unreadable fine-tuning data ({exc}); delete {out_dir} to start over") from None
         if there != identity["content_hash"]:
