@@ -258,3 +258,15 @@ def test_toy_architecture_trains_and_predicts_without_stage_changes(tmp_path, tw
     code, out, err = run(monkeypatch, capsys, "predict", path, frame, "--out", tmp_path / "out")
     assert code == 0, err
     assert any((tmp_path / "out").iterdir())
+
+
+def test_records_keep_nan_and_unknown_keys_in_their_json():
+    from temshift.models.records import CheckpointMeta
+    from temshift.studies.records import TrainResult
+
+    stored = {"best_val_loss": float("inf"), "pretrain": {"held_out": {"hard_dice": float("nan")}},
+              "written_by_a_newer_version": [1, 2]}
+    back = CheckpointMeta.model_validate(stored).to_stored()
+    assert back["best_val_loss"] == float("inf") and np.isnan(back["pretrain"]["held_out"]["hard_dice"])
+    assert back["written_by_a_newer_version"] == [1, 2]
+    assert np.isnan(TrainResult(run_dir="r", train_hard_dice=float("nan")).to_stored()["train_hard_dice"])

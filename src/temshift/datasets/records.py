@@ -49,7 +49,8 @@ def _first_error(exc: ValidationError) -> str:
 class _Record(BaseModel):
     """Frozen record read from stored JSON and written back under the stored key names."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="allow")
+    # NaN and infinities stay themselves in the JSON (as json.dumps wrote them before the records)
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="allow", ser_json_inf_nan="constants")
 
     def to_stored(self) -> dict[str, Any]:
         """JSON-ready dict with the stored key names (fields never set are left out)."""

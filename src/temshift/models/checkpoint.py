@@ -193,6 +193,6 @@ def published_meta(path: str | PathLike[str], config: dict[str, Any]) -> Checkpo
     from temshift.models.published import published_name_info
 
     path = Path(path)
-    info = published_name_info(path)
-    return CheckpointMeta(source="published", file=path.name, config=config, dataset_spec=None,
-                          fold=info.get("fold"), seed=info.get("seed"))
+    # fold and seed only when the name has them (as stored before the record)
+    return CheckpointMeta.model_validate({"source": "published", "file": path.name, "config": config,
+                                          "dataset_spec": None, **published_name_info(path)})

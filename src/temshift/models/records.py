@@ -22,7 +22,8 @@ DEFAULT_ARCHITECTURE = "unet"
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="allow")
+    # NaN and infinities stay themselves in the JSON (as json.dumps wrote them before the records)
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="allow", ser_json_inf_nan="constants")
 
 
 class TrainedDataset(_Record):

@@ -57,7 +57,8 @@ class TaskRecord(BaseModel):
 
 
 class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # NaN (e.g. a dice not recorded) stays NaN in done.json, as json.dumps writes it
+    model_config = ConfigDict(frozen=True, extra="ignore", ser_json_inf_nan="constants")
 
     def to_stored(self) -> dict[str, Any]:
         """The JSON the task returns (stored as ``result`` in ``done.json``)."""
