@@ -219,8 +219,9 @@ def test_unknown_architecture_is_a_checkpoint_error(tmp_path, two_conv):
 def test_toy_architecture_trains_and_predicts_without_stage_changes(tmp_path, two_conv, monkeypatch, capsys):
     from _cli import run
     from _predict_synth import raw_frame
-    from _temshift_synth import make_patches
 
+    from temshift.datasets import load_dataset
+    from temshift.datasets.records import StoredSpec
     from temshift.io import write_tiff_frame
     from temshift.models import load_model, save_checkpoint
     from temshift.models.records import CheckpointMeta
@@ -230,18 +231,17 @@ def test_toy_architecture_trains_and_predicts_without_stage_changes(tmp_path, tw
     from temshift.training.dihedral import expand
     from temshift.training.trainer import fit
 
-    images, labels = make_patches(16, 32, seed=3)
+    ds = load_dataset(LEGACY_DATASET)  # a tiny dataset file: 21 patches of 32 px at 0.1 nm/px
+    images, labels = ds.images, ds.labels
     settings = TrainSettings(epochs=1, batch_size=8, progress=False, threads=1, device="cpu")
     torch.manual_seed(0)
     net = TwoConv()
-    result = fit(net, PatchSet(images[:12], labels[:12], expand(np.arange(12), 1, False)),
-                 PatchSet(images[12:], labels[12:], expand(np.arange(4), 2, False)), settings, 7, torch.device("cpu"))
+    result = fit(net, PatchSet(images[:16], labels[:16], expand(np.arange(16), 1, False)),
+                 PatchSet(images[16:], labels[16:], expand(np.arange(5), 2, False)), settings, 7, torch.device("cpu"))
     assert len(result.history) == 1
     net.load_state_dict(result.best_state)
-    spec = {"name": "toy", "preprocess": {"xray_threshold": None}, "patch_size": 32, "pixel_scale_nm": 0.02,
-            "dose_e_per_A2": 423.0}
     path = save_checkpoint(tmp_path / "toy" / "model.pt", net,
-                           CheckpointMeta.model_validate({"kind": "toy", "dataset_spec": spec}))
+                           CheckpointMeta(kind="toy", dataset_spec=StoredSpec.from_stored(ds.spec)))
 
     model, meta = load_model(path)
     assert isinstance(model, TwoConv) and meta.architecture == "two-conv" and meta.config == {"width": 4}
@@ -251,13 +251,18 @@ def test_toy_architecture_trains_and_predicts_without_stage_changes(tmp_path, tw
         assert FOLDED and isinstance(fast.bn, nn.Identity)  # folded through the registry
         torch.testing.assert_close(fast(x), model(x), atol=1e-4, rtol=1e-4)
 
-    raw, _ = raw_frame(160, radius_nm=0.8, seed=1)
-    pred = predict_frame(load_predictor(path), raw, 0.02, tile=64)
-    assert pred.mask.shape == raw.shape and np.isfinite(pred.probabilities).all()
-    frame = write_tiff_frame(tmp_path / "frame.tif", raw, 0.02)
+    predictor = load_predictor(path)
+    assert (predictor.pixel_scale_nm, predictor.patch_size) == (0.1, 32)
+    raw, _ = raw_frame(160, pixel_scale_nm=0.1, radius_nm=1.2, seed=1)
+    pred = predict_frame(predictor, raw, 0.1, tile=64)
+    assert pred.zoom == 1.0 and pred.mask.shape == raw.shape and np.isfinite(pred.probabilities).all()
+    frame = write_tiff_frame(tmp_path / "frame.tif", raw, 0.1)
     code, out, err = run(monkeypatch, capsys, "predict", path, frame, "--out", tmp_path / "out")
     assert code == 0, err
-    assert any((tmp_path / "out").iterdir())
+    from temshift.io import read_frame
+
+    written = read_frame(tmp_path / "out" / "frame_mask.tif").data
+    np.testing.assert_array_equal(written != 0, pred.mask != 0)  # the CLI gives what predict_frame gives
 
 
 def test_records_keep_nan_and_unknown_keys_in_their_json():
