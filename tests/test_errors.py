@@ -40,11 +40,13 @@ def model_pt(tmp_path_factory):
     import torch
 
     from temshift.models import UNet, save_checkpoint
+    from temshift.models.records import CheckpointMeta
 
     torch.manual_seed(0)
     spec = {"name": "synth", "preprocess": {"xray_threshold": None, "rescale": "standardize"}, "patch_size": 256,
             "pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0}
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", UNet(), {"dataset_spec": spec})
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", UNet(),
+                           CheckpointMeta.model_validate({"dataset_spec": spec}))
 
 
 @pytest.fixture

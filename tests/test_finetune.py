@@ -49,11 +49,12 @@ def _write_frames(folder, n=3, seed=0, rgba=True, label_name="label_{k}.png", im
 def base_model(tmp_path):
     from temshift.models import UNet
     from temshift.models.checkpoint import save_checkpoint
+    from temshift.models.records import CheckpointMeta
 
     model = UNet(filters=(2, 4), bottleneck=4, generator=torch.Generator().manual_seed(0))
     meta = {"kind": "fold", "dataset_spec": {"name": "tiny", "patch_size": SIZE,
                                              "preprocess": {"flatfield": False, "xray_threshold": None}}}
-    return save_checkpoint(tmp_path / "base.pt", model, meta)
+    return save_checkpoint(tmp_path / "base.pt", model, CheckpointMeta.model_validate(meta))
 
 
 def _settings(**kw):
@@ -125,12 +126,12 @@ def test_checkpoint_records_its_origin_and_predict_accepts_it(tmp_path, base_mod
     assert res.exit_code == 0, res.output
     assert "decoder frozen" in res.output and "own pixel grid" in res.output
     _, meta = load_model(out / "model.pt")
-    assert meta["kind"] == "finetune" and meta["freeze"]["mode"] == "decoder"
-    assert meta["base_model"]["file"] == "base.pt" and len(meta["base_model"]["sha256"]) == 64
-    assert [f["image"] for f in meta["frames"]] == ["image_0.png", "image_1.png", "image_2.png"]
-    assert meta["frames"][0]["label"] == "label_0.png"
-    assert meta["dataset_spec"]["preprocess"]["flatfield"] is False  # the base model's preprocessing, kept
-    assert meta["training_statistics"] is not None
+    assert meta.kind == "finetune" and meta.freeze["mode"] == "decoder"
+    assert meta.base_model["file"] == "base.pt" and len(meta.base_model["sha256"]) == 64
+    assert [f["image"] for f in meta.frames] == ["image_0.png", "image_1.png", "image_2.png"]
+    assert meta.frames[0]["label"] == "label_0.png"
+    assert meta.dataset_spec.preprocess.flatfield is False  # the base model's preprocessing, kept
+    assert meta.training_statistics is not None
     predictor = load_predictor(out / "model.pt")
     assert predictor.preprocess.flatfield is False and predictor.patch_size == SIZE
     frame = tmp_path / "frame.tif"
@@ -309,7 +310,7 @@ def test_validation_frames_are_held_out(tmp_path, base_model):
     pairs = _pairs(tmp_path, n=3)
     result = finetune(base_model, pairs, tmp_path / "run", settings=_settings(), val_frames=1)
     _, meta = load_model(result.model_path)
-    assert meta["frames_role"] == {"train": ["image_0.png", "image_1.png"], "val": ["image_2.png"]}
+    assert meta.frames_role == {"train": ["image_0.png", "image_1.png"], "val": ["image_2.png"]}
     assert result.n_frames == 2
     with pytest.raises(FinetuneError, match="at least one"):
         finetune(base_model, pairs, tmp_path / "run2", settings=_settings(), val_frames=3)

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from temshift.errors import CheckpointError
 from temshift.io import write_tiff_frame
 from temshift.models import UNet, save_checkpoint
+from temshift.models.records import CheckpointMeta
 from temshift.predict.pipeline import load_predictor, model_files, predict_frame, predict_probabilities
 from temshift.simulate.toy import toy_patches, toy_support_frame
 
@@ -27,7 +28,7 @@ def tiny_checkpoint(path, seed=0, spec=SPEC, dataset_path=None):
     if dataset_path:
         meta["dataset"] = {"path": str(dataset_path)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    return save_checkpoint(path, model, meta)
+    return save_checkpoint(path, model, CheckpointMeta.model_validate(meta))
 
 
 @pytest.fixture(scope="module")

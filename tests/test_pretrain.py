@@ -168,14 +168,14 @@ def test_ci_run_writes_a_model_that_records_its_ranges(ci_run):
     out, res = ci_run
     assert res.ran == len(res.plan.tasks) and res.cached == 0
     model, meta = load_checkpoint(out / "generalist.pt")
-    ranges = PretrainRanges.model_validate(meta["pretrain"]["ranges"])
+    ranges = PretrainRanges.model_validate(meta.pretrain["ranges"])
     assert ranges == scale_ranges(SCALES["ci"])
     assert ranges.diameter_nm_log == (1.5, 3.0)
-    assert meta["dataset_spec"]["pixel_scale_nm"] == SCALES["ci"].working_pixel_scale_nm
-    assert meta["dataset_spec"]["preprocess"]["rescale"] == "standardize"
-    assert meta["training_statistics"] is not None
+    assert meta.dataset_spec.pixel_scale_nm == SCALES["ci"].working_pixel_scale_nm
+    assert meta.dataset_spec.preprocess.rescale == "standardize"
+    assert meta.training_statistics is not None and meta.kind == "generalist"
     record = json.loads((out / "generalist.json").read_text())
-    assert record == json.loads(json.dumps(meta["pretrain"]))
+    assert record == json.loads(json.dumps(meta.pretrain))
     assert record["data"]["frames"] == SCALES["ci"].n_frames and record["data"]["patches"] > 0
     assert 0 <= record["held_out"]["hard_dice"] <= 1
     assert record["recipe"]["command"].startswith("temshift pretrain")
@@ -187,7 +187,7 @@ def test_ci_run_writes_a_model_that_records_its_ranges(ci_run):
                                 working_frame_px=sc.working_frame_px) for i in range(sc.n_frames)]
     # the loading path of a shipped model, from a package-like folder
     loaded, lmeta = pretrained("generalist", folder=out)
-    assert lmeta["pretrain"]["ranges"] == meta["pretrain"]["ranges"]
+    assert lmeta.pretrain["ranges"] == meta.pretrain["ranges"]
     assert all(np.array_equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
 

@@ -51,14 +51,14 @@ def test_load_model_and_cli_import_round_trip(published, tmp_path):
 
     path, x, y = published
     model, meta = load_model(path)
-    assert meta["source"] == "published" and meta["fold"] == 2 and meta["seed"] == 621
-    assert meta["config"]["filters"] == (4, 8, 16, 32)
+    assert meta.source == "published" and meta.fold == 2 and meta.seed == 621
+    assert meta.config["filters"] == (4, 8, 16, 32) and meta.architecture == "unet" and meta.dataset_spec is None
     _register()
     out = tmp_path / "imported.pt"
     result = CliRunner().invoke(app, ["model", "import", str(path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     again, meta2 = load_model(out)
-    assert meta2["source"] == "published" and meta2["fold"] == 2
+    assert meta2.source == "published" and meta2.fold == 2 and meta2.file == path.name
     with torch.no_grad():
         np.testing.assert_array_equal(again(torch.from_numpy(x)).numpy(), y)
 

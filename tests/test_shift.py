@@ -6,9 +6,13 @@ import json
 
 import pytest
 
+from temshift.datasets.records import TrainingStatistics
+from temshift.datasets.statistics import STATS_VERSION
+from temshift.models.records import CheckpointMeta
 from temshift.predict.pipeline import model_input
-from temshift.predict.shift import (ShiftReport, assess_batch, assess_shift, batch_groups, frame_statistics,
-                                    model_training_statistics, training_statistics, train_reference)
+from temshift.predict.shift import (ShiftReport, TrainingReference, assess_batch, assess_shift, batch_groups,
+                                    frame_statistics, model_training_statistics, training_statistics,
+                                    train_reference)
 from temshift.preprocess import PreprocessSettings
 from temshift.simulate.toy import toy_support_frame
 
@@ -23,26 +27,43 @@ def train(write_training_dataset, tmp_path_factory):
     return path, training_statistics(path)
 
 
+def reference(pixel_scale_nm=None, dose_e_per_A2=None, **stats) -> TrainingReference:
+    """A training reference; with statistics when any is given (the others: neutral defaults)."""
+    if not stats:
+        return TrainingReference(pixel_scale_nm, dose_e_per_A2)
+    base = {"version": STATS_VERSION, "tile": 256, "n_frames": 10, "n_patches": 40, "dataset": "synth.h5"}
+    return TrainingReference(pixel_scale_nm, dose_e_per_A2, TrainingStatistics.model_validate({**base, **stats}))
+
+
+def of_stats(ts: TrainingStatistics) -> TrainingReference:
+    return train_reference(CheckpointMeta(), ts)
+
+
 def report(train_stats, *, dose=423.0, scale=0.02, spacing=0.235, seed=10, rescale=True, tell_dose=True) -> ShiftReport:
     raw, _ = toy_support_frame(512, dose_e_per_A2=dose, pixel_scale_nm=scale, spacing_nm=spacing, seed=seed)
     image, zoom, native = model_input(raw, SETTINGS, scale, 0.02, rescale, return_native=True)
     stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=scale / zoom, rescaled=zoom != 1.0,
                              dose_e_per_A2=dose if tell_dose else None, tile=256, native_image=native, zoom=zoom)
-    return assess_shift(stats, train_stats, f"frame{seed}", rescale_requested=rescale)
+    return assess_shift(stats, of_stats(train_stats), f"frame{seed}", rescale_requested=rescale)
 
 
 def test_training_statistics_content(train):
     path, ts = train
-    assert ts["pixel_scale_nm"] == 0.02 and ts["dose_e_per_A2"] == 423.0
-    assert ts["n_frames"] == 6 and ts["tile"] == 256
-    assert ts["fringe_peaks"][0]["period_px"] == pytest.approx(0.235 / 0.02, rel=0.03)
-    assert ts["snr"]["min"] <= ts["snr"]["median"] <= ts["snr"]["max"]
-    assert ts["contrast"]["median"] > 0
-    json.dumps(ts)  # JSON-ready, so checkpoints can carry it
+    assert ts.pixel_scale_nm == 0.02 and ts.dose_e_per_A2 == 423.0
+    assert ts.n_frames == 6 and ts.tile_px == 256
+    assert ts.fringe_peaks[0].period_px == pytest.approx(0.235 / 0.02, rel=0.03)
+    assert ts.snr.min <= ts.snr.median <= ts.snr.max
+    assert ts.contrast.median > 0
+    stored = ts.to_stored()
+    assert stored["tile"] == 256 and TrainingStatistics.model_validate(json.loads(json.dumps(stored))) == ts
     # carried in the meta: used as is; otherwise computed from the dataset path in the meta
-    assert model_training_statistics({"training_statistics": ts}) is ts
-    assert model_training_statistics({"dataset": {"path": str(path)}})["n_frames"] == 6
-    assert model_training_statistics({"dataset": {"path": "/nonexistent.h5"}}) is None
+    assert model_training_statistics(CheckpointMeta(training_statistics=ts)) is ts
+    assert model_training_statistics(CheckpointMeta.model_validate({"dataset": {"path": str(path)}})).n_frames == 6
+    assert model_training_statistics(CheckpointMeta.model_validate({"dataset": {"path": "/nonexistent.h5"}})) is None
+    # statistics of other definitions are measured again, not used
+    old = CheckpointMeta.model_validate({"training_statistics": {**stored, "version": STATS_VERSION - 1},
+                                         "dataset": {"path": str(path)}})
+    assert old.training_statistics is None and model_training_statistics(old) == ts
 
 
 def test_in_distribution_frames_not_flagged(train):
@@ -79,7 +100,7 @@ def test_wrong_pixel_scale_metadata_caught_by_fringes(train):
     raw, _ = toy_support_frame(512, pixel_scale_nm=0.033, seed=3)
     image, zoom = model_input(raw, SETTINGS, 0.02, 0.02)
     stats = frame_statistics(image, pixel_scale_nm=0.02, input_pixel_scale_nm=0.02, rescaled=False, tile=256)
-    r = assess_shift(stats, train[1])
+    r = assess_shift(stats, of_stats(train[1]))
     assert any(f.key == "fringe" and f.level == "high" for f in r.findings)
 
 
@@ -89,7 +110,9 @@ def test_other_material_fringes_flagged(train):
 
 
 def test_reference_from_spec_only():
-    ref = train_reference({"dataset_spec": {"pixel_scale_nm": 0.02, "dose_e_per_A2": 884}}, None)
+    ref = train_reference(CheckpointMeta.model_validate({"dataset_spec": {"pixel_scale_nm": 0.02, "dose_e_per_A2": 884}}),
+                          None)
+    assert ref == TrainingReference(0.02, 884.0)
     stats = {"pixel_scale_nm": 0.02, "dose_e_per_A2": 80.0, "rescaled": False}
     r = assess_shift(stats, ref, "x")
     assert r.level == "high" and r.reasons == ["dose 80 e/A2 vs trained 884: expect under-segmentation"]
@@ -102,7 +125,7 @@ def test_reference_from_spec_only():
 def test_faint_mask_contrast_is_a_mask_doubt_not_a_shift():
     # contrast under the *predicted* mask says the mask is doubtful (it is as low on
     # in-distribution frames the model fails on), so it never flags a frame on its own
-    ref = {"contrast": {"median": 0.6, "spread": 0.1, "min": 0.3, "max": 0.9, "n": 8}}
+    ref = reference(contrast={"median": 0.6, "spread": 0.1, "min": 0.3, "max": 0.9, "n": 8})
     seen = assess_shift({"contrast": 0.35, "rescaled": False}, ref, "seen")  # faint but like a training frame
     assert not seen.flagged and not seen.doubts
     slightly = assess_shift({"contrast": 0.25, "rescaled": False}, ref, "slightly")  # 0.83 of the faintest
@@ -115,7 +138,7 @@ def test_faint_mask_contrast_is_a_mask_doubt_not_a_shift():
 
 
 def test_snr_measured_from_the_nearest_training_frame():
-    ref = {"snr": {"median": 2.0, "spread": 0.3, "min": 1.6, "max": 2.6, "n": 12}}
+    ref = reference(snr={"median": 2.0, "spread": 0.3, "min": 1.6, "max": 2.6, "n": 12})
     assert assess_shift({"snr": 1.5}, ref).level == "low"  # (1.5 / 1.6)^2 = 0.88: like a training frame
     low = assess_shift({"snr": 0.6}, ref)  # dose-equivalent x0.14 of the noisiest training frame
     assert low.level == "high" and "under-segmentation" in " ".join(low.reasons)
@@ -142,8 +165,9 @@ def test_contrast_needs_as_many_particle_pixels_as_a_training_patch():
 
 def test_one_frame_without_fringes_is_noted_not_flagged():
     peaks = [{"period_px": 11.8, "prominence": 3.0}]
-    all_had = {"fringe_peaks": peaks, "fringe_period_px": {"median": 11.8, "n": 10}, "n_frames": 10}
-    some_lacked = {**all_had, "fringe_period_px": {"median": 11.8, "n": 7}}
+    period = {"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8}
+    all_had = reference(fringe_peaks=peaks, fringe_period_px={**period, "n": 10}, n_frames=10)
+    some_lacked = reference(fringe_peaks=peaks, fringe_period_px={**period, "n": 7}, n_frames=10)
     frame = {"fringe_period_px": None, "input_pixel_scale_nm": 0.02}
     alone = assess_shift(frame, all_had)
     assert not alone.flagged and "no lattice fringes detected in this frame" in alone.findings[-1].message
@@ -151,14 +175,14 @@ def test_one_frame_without_fringes_is_noted_not_flagged():
     assert lacking.level == "low" and "3 of 10 training frames" in lacking.findings[-1].message
 
 
-def _batch(frames: list[dict], ref: dict):
+def _batch(frames: list[dict], ref: TrainingReference):
     reports = [assess_shift({"rescaled": False, **f}, ref, f"f{i}") for i, f in enumerate(frames)]
     return reports, assess_batch(reports, ref)
 
 
 def test_batch_without_fringes_flags_every_frame():
-    ref = {"fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}], "fringe_period_px": {"median": 11.8, "n": 10},
-           "n_frames": 10}
+    ref = reference(fringe_peaks=[{"period_px": 11.8, "prominence": 3.0}], n_frames=10,
+                    fringe_period_px={"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8, "n": 10})
     none = {"fringe_period_px": None}
     seen = {"fringe_period_px": 11.7}
     # 1 of 3 fringe-less frames happens in distribution (rate ~1/12 from 10 of 10 training frames)
@@ -173,7 +197,7 @@ def test_batch_without_fringes_flags_every_frame():
 
 
 def test_batch_contrast_below_every_training_frame_flags_the_batch():
-    ref = {"contrast": {"median": 0.6, "spread": 0.1, "min": 0.3, "max": 0.9, "n": 8}}
+    ref = reference(contrast={"median": 0.6, "spread": 0.1, "min": 0.3, "max": 0.9, "n": 8})
     reports, found = _batch([{"contrast": c} for c in (0.1, 0.5, 0.62)], ref)  # one failed frame
     assert not any(r.flagged for r in reports) and reports[0].doubts
     reports, found = _batch([{"contrast": c} for c in (0.1, 0.2, 0.62)], ref)  # most frames fainter than any seen
@@ -181,7 +205,7 @@ def test_batch_contrast_below_every_training_frame_flags_the_batch():
 
 
 def test_batch_snr_like_another_dose():
-    ref = {"snr": {"median": 2.0, "spread": 0.3, "min": 1.2, "max": 2.6, "n": 12}}
+    ref = reference(snr={"median": 2.0, "spread": 0.3, "min": 1.2, "max": 2.6, "n": 12})
     same, _ = _batch([{"snr": v} for v in (1.3, 2.0, 2.1)], ref)
     assert not any(r.flagged for r in same)
     noisy, found = _batch([{"snr": v} for v in (1.3, 1.35, 1.4)], ref)  # each inside the range, the batch not
@@ -189,13 +213,13 @@ def test_batch_snr_like_another_dose():
 
 
 def test_batches_grouped_by_recorded_conditions():
-    reports = [assess_shift({"pixel_scale_nm": s, "dose_e_per_A2": d}, {}, f"f{i}")
+    reports = [assess_shift({"pixel_scale_nm": s, "dose_e_per_A2": d}, reference(), f"f{i}")
                for i, (s, d) in enumerate([(0.02, 80), (0.02, 884), (0.02, 80.0), (0.033, 80)])]
     assert [[r.frame for r in g] for g in batch_groups(reports)] == [["f0", "f2"], ["f1"], ["f3"]]
 
 
 def test_snr_not_compared_across_pixel_scales_but_dose_is():
-    ref = {"snr": {"median": 2.0, "spread": 0.3, "min": 1.6, "max": 2.6, "n": 12}, "dose_e_per_A2": 884.0}
+    ref = reference(dose_e_per_A2=884.0, snr={"median": 2.0, "spread": 0.3, "min": 1.6, "max": 2.6, "n": 12})
     rep = assess_shift({"snr": 6.0, "rescaled": True, "dose_e_per_A2": 884.0}, ref)
     assert rep.level == "low" and "not compared" in rep.findings[-1].message
     low = assess_shift({"snr": 6.0, "rescaled": True, "dose_e_per_A2": 80.0}, ref)
@@ -204,20 +228,20 @@ def test_snr_not_compared_across_pixel_scales_but_dose_is():
 
 def test_unknown_dose_is_said_not_compared():
     # a frame outside the catalog without --dose: the report says the dose was not compared
-    ref = {"pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0}
+    ref = reference(0.02, 423.0)
     r = assess_shift({"pixel_scale_nm": 0.02, "dose_e_per_A2": None, "rescaled": False}, ref, "x")
     assert r.level == "low"
     assert any("dose not compared" in m and "--dose" in m for m in r.not_compared)
     assert r.to_dict()["not_compared"] == r.not_compared
     untrained = assess_shift({"pixel_scale_nm": 0.02, "dose_e_per_A2": 80.0, "rescaled": False},
-                             {"pixel_scale_nm": 0.02}, "y")
+                             reference(0.02), "y")
     assert any("dose not compared" in m and "training dose unknown" in m for m in untrained.not_compared)
     known = assess_shift({"pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0, "rescaled": False}, ref, "z")
     assert not known.not_compared
 
 
 def test_equal_pixel_scale_is_not_called_the_wrong_size():
-    ref = {"pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0}
+    ref = reference(0.02, 423.0)
     same = assess_shift({"pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0, "rescaled": False}, ref, "same")
     msgs = [f.message for f in same.findings]
     assert not any("wrong size" in m for m in msgs), msgs
@@ -235,7 +259,7 @@ def test_risk_csv_lists_what_was_not_compared(tmp_path):
 
     from temshift.predict.outputs import write_risk_reports
 
-    r = assess_shift({"pixel_scale_nm": 0.02, "rescaled": False}, {"pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0}, "a")
+    r = assess_shift({"pixel_scale_nm": 0.02, "rescaled": False}, reference(0.02, 423.0), "a")
     _, csv = write_risk_reports(tmp_path, [r])
     row = pd.read_csv(csv).iloc[0]
     assert "dose not compared" in row["not_compared"]

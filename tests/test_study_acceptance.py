@@ -47,10 +47,15 @@ def test_summary_criteria():
 def test_scores_are_assessed_per_batch_of_one_model_and_test_set():
     import json
 
+    from temshift.datasets.records import TrainingStatistics
     from temshift.studies.acceptance import assess_scores
+    from temshift.predict.shift import TrainingReference
 
-    ref = {"fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}], "fringe_period_px": {"median": 11.8, "n": 9},
-           "n_frames": 9}
+    ref = TrainingReference(statistics=TrainingStatistics.model_validate(
+        {"version": 2, "tile": 256, "n_patches": 36, "dataset": "a.h5", "n_frames": 9,
+         "fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}],
+         "fringe_period_px": {"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8, "n": 9}}))
+    assert TrainingReference.from_stored(json.loads(json.dumps(ref.to_stored()))) == ref  # references.json
     rows = []
     for test, period in (("A", 11.8), ("B", None)):  # set B shows no fringes in any frame
         for k in range(4):
@@ -69,8 +74,13 @@ def test_acceptance_command_reassesses_stored_scores(cli, tmp_path):
 
     from temshift.studies.acceptance import write_acceptance
 
-    ref = {"fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}], "fringe_period_px": {"median": 11.8, "n": 9},
-           "n_frames": 9}
+    from temshift.datasets.records import TrainingStatistics
+    from temshift.predict.shift import TrainingReference
+
+    ref = TrainingReference(statistics=TrainingStatistics.model_validate(
+        {"version": 2, "tile": 256, "n_patches": 36, "dataset": "a.h5", "n_frames": 9,
+         "fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}],
+         "fringe_period_px": {"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8, "n": 9}}))
     rows = [{"train": "A", "fold": 0, "test": test, "frame": f"{test}{k}", "diagonal": test == "A",
              "rescale": True, "noise_match": True, "hard_dice": 0.9 if test == "A" else 0.5,
              "stats": json.dumps({"fringe_period_px": 11.8 if test == "A" else None, "rescaled": False})}

@@ -161,8 +161,8 @@ def test_same_seed_gives_identical_history_and_checkpoint_meta(small_dataset, tm
     assert read_history(a.history_path) == read_history(b.history_path)
     assert len(read_history(a.history_path)) == 2 and a.seed == 1662
     model, meta = load_model(a.model_path)
-    assert meta["fold"] == 1 and meta["dataset_spec"]["dose_e_per_A2"] == 423
-    assert meta["settings"]["noise_rho_max"] == 0.5 and meta["dataset_spec_hash"]
+    assert meta.fold == 1 and meta.dataset_spec.dose_e_per_A2 == 423
+    assert meta.settings["noise_rho_max"] == 0.5 and meta.dataset_spec_hash
     assert not (tmp_path / "a" / "state.pt").exists()
     assert train_fold(small_dataset, 1, settings, tmp_path / "a") == a  # finished: returned at once
     with pytest.raises(CheckpointError, match="other settings"):
@@ -255,7 +255,7 @@ def test_segmenter_save_load(tmp_path):
     again = Segmenter.load(tmp_path / "seg.pt")
     # same weights; the fitted model may run channels-last, so equal up to float rounding
     np.testing.assert_allclose(again.predict_proba(images[:2]), seg.predict_proba(images[:2]), atol=1e-5)
-    assert again.meta["trained_with"]["device"] == "cpu"
+    assert again.meta.trained_with["device"] == "cpu"
 
 
 def test_early_stopping_keeps_best_epoch(small_dataset, tmp_path, monkeypatch):
@@ -306,4 +306,4 @@ def test_model_carries_its_training_statistics(small_dataset, tmp_path):
     small_dataset.unlink()  # the dataset is gone: the warnings still have their reference
     ref = load_predictor(run.model_path).training_reference()
     assert ref == expected
-    assert ref["snr"]["n"] >= 1 and ref["tile"] == 32 and ref["dose_e_per_A2"] == 423
+    assert ref.statistics.snr.n >= 1 and ref.statistics.tile_px == 32 and ref.dose_e_per_A2 == 423

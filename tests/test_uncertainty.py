@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from temshift.io import read_frame, write_tiff_frame
 from temshift.models import UNet, save_checkpoint
+from temshift.models.records import CheckpointMeta
 from temshift.predict import particles as parts
 from temshift.predict.pipeline import predict_frame, predict_probabilities
 from temshift.predict.uncertainty import MemberMasks, member_probabilities, member_spread
@@ -179,7 +180,7 @@ def test_cli_predict_tta_writes_std_tiff_confidence_and_intervals(tmp_path):
     p0 = predict_frame(net, toy_support_frame(160, radius_nm=0.8, seed=0)[0], 0.02, preprocess=PRE, tile=256).probabilities
     with torch.no_grad():
         net.final_conv.bias[1] -= float(np.quantile(np.log(p0 / (1 - p0)), 0.7))
-    model = save_checkpoint(tmp_path / "m" / "model.pt", net, {"dataset_spec": spec})
+    model = save_checkpoint(tmp_path / "m" / "model.pt", net, CheckpointMeta.model_validate({"dataset_spec": spec}))
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["predict", str(model), *map(str, frames), "--out", str(out), "--tta", "--tile", "272"])
     assert res.exit_code == 0, res.output

@@ -160,7 +160,7 @@ def test_released_file_uses_the_manifest_metadata():
     p = load_predictor(PUBLISHED / "UNet_5nmAu205kX420eUTC_fold0_seed962_model.h5")
     assert (p.pixel_scale_nm, p.dose_e_per_A2) == (0.033, 420)
     ref = p.training_reference()
-    assert (ref["pixel_scale_nm"], ref["dose_e_per_A2"]) == (0.033, 420)
+    assert (ref.pixel_scale_nm, ref.dose_e_per_A2) == (0.033, 420)
 
 
 @pytest.fixture

@@ -172,10 +172,9 @@ def import_published(
 ):
     """Convert the authors' released weights into a temshift checkpoint, without running code from the file."""
     from temshift.models import load_published, save_checkpoint
-    from temshift.models.published import published_name_info
+    from temshift.models.checkpoint import published_meta
 
     output_file(out)
     model = load_published(published)
-    meta = {"source": "published", "file": published.name, "dataset_spec": None, **published_name_info(published)}
-    save_checkpoint(out, model, meta)
+    save_checkpoint(out, model, published_meta(published, model.config.model_dump()))
     typer.echo(f"imported {published} -> {out}")

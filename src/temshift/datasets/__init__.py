@@ -1,6 +1,7 @@
 """Datasets: spec, builder (catalog + raw frames -> HDF5 patches), loader, import of published pairs."""
 
 from temshift.datasets.build import build_dataset, shuffled_rows
+from temshift.datasets.records import DatasetAttrs, StoredSpec, TrainingStatistics
 from temshift.datasets.spec import DatasetSpec
 from temshift.datasets.store import (
     Dataset,
@@ -13,7 +14,10 @@ from temshift.datasets.store import (
 
 __all__ = [
     "Dataset",
+    "DatasetAttrs",
     "DatasetSpec",
+    "StoredSpec",
+    "TrainingStatistics",
     "build_dataset",
     "content_hash",
     "dataset_summary",

@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import warnings
 
 import numpy as np
 
+from temshift.datasets.records import TrainingStatistics, positive_or_none
 from temshift.preprocess.patches import min_particle_pixels
 
 STATS_VERSION = 2
@@ -338,30 +338,9 @@ def _spread(values) -> dict | None:
             "max": float(v.max()), "n": int(len(v))}
 
 
-def find_key(obj, key: str):
-    """First value of `key` in nested dicts/lists/JSON strings (None when absent)."""
-    if isinstance(obj, str) and obj[:1] in "{[":
-        try:
-            obj = json.loads(obj)
-        except ValueError:
-            return None
-    if isinstance(obj, dict):
-        if obj.get(key) is not None:
-            return obj[key]
-        for v in obj.values():
-            found = find_key(v, key)
-            if found is not None:
-                return found
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            found = find_key(v, key)
-            if found is not None:
-                return found
-    return None
-
-
-def training_statistics(dataset_path, *, max_frames: int = 32, patches_per_frame: int = 4, seed: int = 0) -> dict:
-    """Statistics of a training dataset, for the model to carry (JSON-ready).
+def training_statistics(dataset_path: str | os.PathLike[str], *, max_frames: int = 32, patches_per_frame: int = 4,
+                        seed: int = 0) -> TrainingStatistics:
+    """Statistics of a training dataset, for the model to carry.
 
     Parameters
     ----------
@@ -377,11 +356,10 @@ def training_statistics(dataset_path, *, max_frames: int = 32, patches_per_frame
 
     Returns
     -------
-    dict
-        ``version``, ``tile`` (patch size, pixels), ``pixel_scale_nm``, ``dose_e_per_A2``,
-        ``fringe_peaks`` (``[{"period_px", "prominence"}]`` of all measured patches),
-        ``fringe_period_px``, ``snr``, ``median``, ``contrast`` (each ``{"median", "spread",
-        "min", "max", "n"}`` over frames), ``n_frames``, ``n_patches``, ``dataset``.
+    TrainingStatistics
+        Version, tile size, pixel scale and dose (of the dataset's spec, else its file
+        attributes), the fringe peaks of all measured patches, and the spread over frames
+        of the fringe period, SNR, median and contrast (``to_stored()`` gives the JSON form).
     """
     from temshift.datasets import load_dataset
 
@@ -416,26 +394,17 @@ def training_statistics(dataset_path, *, max_frames: int = 32, patches_per_frame
         baseline = np.median(np.array([t["logpower"] for t in all_tiles])[low], axis=0)
     per_frame = [summarize_tiles(tiles, n, baseline) for tiles in frame_tiles]
     overall = summarize_tiles(all_tiles, n, baseline)
-    meta = {"spec": getattr(ds, "spec", None), "attrs": getattr(ds, "attrs", None)}
-    return jsonable({
+    return TrainingStatistics.model_validate(jsonable({
         "version": STATS_VERSION, "tile": n,
-        "pixel_scale_nm": positive_float(find_key(meta, "pixel_scale_nm")),
-        "dose_e_per_A2": positive_float(find_key(meta, "dose_e_per_A2")),
+        "pixel_scale_nm": positive_or_none(ds.pixel_scale_nm),
+        "dose_e_per_A2": positive_or_none(ds.dose_e_per_A2),
         "fringe_peaks": overall["fringe_peaks"],
         "fringe_period_px": _spread(f["fringe_period_px"] for f in per_frame),
         "snr": _spread(f["snr"] for f in per_frame),
         "median": _spread(f["median"] for f in per_frame),
         "contrast": _spread(f["contrast"] for f in per_frame),
         "n_frames": len(per_frame), "n_patches": len(all_tiles), "dataset": str(dataset_path),
-    })
-
-
-def positive_float(v) -> float | None:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) and v > 0 else None
+    }))
 
 
 def reference_particle_contrast(images: np.ndarray, labels: np.ndarray) -> float:
@@ -480,7 +449,7 @@ def spectral_roughness(patch: np.ndarray) -> float:
     return float((power * k2).sum() / total) if total > 0 else float("nan")
 
 
-def checkpoint_statistics(dataset_path) -> dict | None:
+def checkpoint_statistics(dataset_path: str | os.PathLike[str]) -> TrainingStatistics | None:
     """:func:`training_statistics` of a model's training data, or None with a warning.
 
     What a checkpoint carries for shift warnings: a dataset whose statistics cannot be

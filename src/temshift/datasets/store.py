@@ -9,15 +9,18 @@ Published pair: ``<name>_Images.h5`` with ``images`` and ``<name>_Labels.h5`` wi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from temshift.datasets.records import DatasetAttrs
 from temshift.errors import DatasetError
 
 FORMAT = "temshift-dataset"
@@ -39,43 +42,54 @@ class Dataset:
     images : (N, H, W) float32
     labels : (N, H, W) uint8 in {0, 1}
     spec : dict
-        The dataset spec (plus ``pixel_scale_nm``, ``dose_e_per_A2`` medians when known).
+        The dataset spec as stored (plus ``pixel_scale_nm``, ``dose_e_per_A2`` medians when
+        known): the JSON that spec hashes digest. Read it through `record`.
     provenance : pandas.DataFrame
         Columns ``file``, ``row``, ``col`` (pixels) per patch; ``row = col = -1`` when unknown.
     attrs : dict
-        All file attributes.
+        All file attributes as stored. Read them through `record`.
     path : Path
     """
 
     images: np.ndarray
     labels: np.ndarray
-    spec: dict = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)
     provenance: pd.DataFrame | None = None
-    attrs: dict = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    @functools.cached_property
+    def record(self) -> DatasetAttrs:
+        """The file attributes with the spec as a typed record.
+
+        Raises
+        ------
+        DatasetError
+            An attribute or spec field of the wrong type (named).
+        """
+        try:
+            return DatasetAttrs.from_attrs({**self.attrs, "spec": self.spec})
+        except ValueError as exc:
+            raise DatasetError(f"{self.path or 'dataset'}: {exc}") from None
+
     @property
     def name(self) -> str:
-        return str(self.spec.get("name") or (self.path.stem if self.path else "dataset"))
+        return str(self.record.spec.name or (self.path.stem if self.path else "dataset"))
 
     @property
     def pixel_scale_nm(self) -> float | None:
-        return _finite_or_none(self.spec.get("pixel_scale_nm", self.attrs.get("pixel_scale_nm")))
+        """Median pixel scale, nm/pixel: the spec's, else the file attribute's (None if unknown)."""
+        rec = self.record
+        return rec.spec.pixel_scale_nm if "pixel_scale_nm" in self.spec else rec.pixel_scale_nm
 
     @property
     def dose_e_per_A2(self) -> float | None:
-        return _finite_or_none(self.spec.get("dose_e_per_A2", self.attrs.get("dose_e_per_A2")))
-
-
-def _finite_or_none(v):
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if np.isfinite(v) else None
+        """Median dose, e/A^2: the spec's, else the file attribute's (None if unknown)."""
+        rec = self.record
+        return rec.spec.dose_e_per_A2 if "dose_e_per_A2" in self.spec else rec.dose_e_per_A2
 
 
 def content_hash(images: np.ndarray, labels: np.ndarray) -> str:
@@ -170,7 +184,9 @@ def _load_ours(path: Path) -> Dataset:
         spec = json.loads(attrs.get("spec", "{}"))
     except json.JSONDecodeError:
         raise DatasetError(f"{path}: attribute 'spec' is not valid JSON") from None
-    return Dataset(images, labels, spec, prov, attrs, path)
+    ds = Dataset(images, labels, spec, prov, attrs, path)
+    ds.record  # noqa: B018  (checks the attributes: a bad one is named now, not when first read)
+    return ds
 
 
 _DOSE_IN_NAME = re.compile(r"_(\d+(?:p\d+)?)e_", re.IGNORECASE)

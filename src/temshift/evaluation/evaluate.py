@@ -11,10 +11,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from temshift.evaluation.metrics import METRICS, MetricSums
+from temshift.models.records import CheckpointMeta, TrainedDataset
+
+if TYPE_CHECKING:
+    from temshift.training.data import PatchSource
 
 CACHE_FILE = "evaluations.json"
 
@@ -120,26 +125,28 @@ def _write_cache(run: Path, cache: dict) -> None:
             pass
 
 
-def _is_same(meta: dict, info: dict) -> bool:
-    own = meta.get("dataset") or {}
-    if own.get("content_hash") and info.get("content_hash"):
-        return own["content_hash"] == info["content_hash"]
-    if meta.get("dataset_spec_hash") and info["spec_hash"]:
-        return meta["dataset_spec_hash"] == info["spec_hash"] and own.get("n_patches") == info["n_patches"]
-    return bool(own.get("path")) and own.get("path") == info["path"]
+def _is_same(meta: CheckpointMeta, info: PatchSource) -> bool:
+    own = meta.dataset or TrainedDataset()
+    if own.content_hash and info.content_hash:
+        return own.content_hash == info.content_hash
+    if meta.dataset_spec_hash and info.spec_hash:
+        return meta.dataset_spec_hash == info.spec_hash and own.n_patches == info.n_patches
+    return bool(own.path) and own.path == info.path
 
 
-def _test_indices(meta: dict, info: dict, same: bool, run: Path) -> np.ndarray:
+def _test_indices(meta: CheckpointMeta, info: PatchSource, same: bool, run: Path) -> np.ndarray:
     from temshift.errors import DatasetError
     from temshift.training.splits import test_block
 
-    n = info["n_patches"]
+    n = info.n_patches
     if not same:
         return np.arange(n)
-    if meta.get("dataset", {}).get("n_patches") != n:
-        raise DatasetError(f"{info['path']}: has {n} patches, the run {run} was trained on "
-                           f"{meta.get('dataset', {}).get('n_patches')}")
-    return test_block(n, int(meta["fold"]), int(meta.get("n_folds", 5)))
+    trained_on = meta.dataset.n_patches if meta.dataset else None
+    if trained_on != n:
+        raise DatasetError(f"{info.path}: has {n} patches, the run {run} was trained on {trained_on}")
+    if meta.fold is None:
+        raise DatasetError(f"{run}: the model records no fold, so its test block of {info.path} is unknown")
+    return test_block(n, meta.fold, meta.n_folds or 5)
 
 
 def evaluate_runs(run_dirs, dataset_path, *, dihedral: bool = True, batch_size: int = 16, device: str = "auto",
@@ -185,7 +192,7 @@ def evaluate_runs(run_dirs, dataset_path, *, dihedral: bool = True, batch_size: 
     for path in paths:
         loaded = {}
         for run, (model, meta) in models.items():
-            config = ModelConfig.model_validate(meta["config"])
+            config = ModelConfig.model_validate(meta.config)
             key_cfg = (config.in_channels, config.size_multiple)
             if key_cfg not in loaded:
                 loaded[key_cfg] = load_patches(path, config)
@@ -194,7 +201,7 @@ def evaluate_runs(run_dirs, dataset_path, *, dihedral: bool = True, batch_size: 
             idx = _test_indices(meta, info, same, run)
             model_file = _model_file(run)
             stat = model_file.stat()
-            key = f"{info['spec_hash'] or info['path']}|n={info['n_patches']}|same={same}|dihedral={dihedral}"
+            key = f"{info.spec_hash or info.path}|n={info.n_patches}|same={same}|dihedral={dihedral}"
             stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
             cache = _read_cache(run) if use_cache else {}
             hit = cache.get(key)
@@ -206,11 +213,11 @@ def evaluate_runs(run_dirs, dataset_path, *, dihedral: bool = True, batch_size: 
                 if use_cache:
                     cache[key] = {"model_stamp": stamp, "same": same, "metrics": metrics}
                     _write_cache(run, cache)
-            train_loss = meta.get("train_loss_at_best", math.nan)
-            val_loss = meta.get("best_val_loss", math.nan)
-            rows.append({"run": str(run), "fold": meta.get("fold"), "seed": meta.get("seed"),
-                         "train_dataset": (meta.get("dataset") or {}).get("name") or meta.get("file"),
-                         "test_dataset": info["name"], "test_path": info["path"], "same_dataset": same,
+            train_loss = math.nan if meta.train_loss_at_best is None else meta.train_loss_at_best
+            val_loss = math.nan if meta.best_val_loss is None else meta.best_val_loss
+            rows.append({"run": str(run), "fold": meta.fold, "seed": meta.seed,
+                         "train_dataset": (meta.dataset.name if meta.dataset else None) or meta.file,
+                         "test_dataset": info.name, "test_path": info.path, "same_dataset": same,
                          **{m: metrics[m] for m in METRICS}, "n_patches": metrics["n_patches"],
                          "train_loss": train_loss, "val_loss": val_loss, "id_gap": val_loss - train_loss,
                          "own_test_ce": _own_ce(run, cache if use_cache else {}, same, metrics)})

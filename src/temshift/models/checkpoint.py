@@ -1,51 +1,63 @@
-"""temshift checkpoints: state dict + model config + metadata, read with `weights_only`.
+"""temshift checkpoints: state dict + architecture name and config + metadata, read with `weights_only`.
 
-A checkpoint is a torch file holding ``{"format": "temshift.checkpoint", "version": 1,
-"config": ModelConfig dict, "state_dict": ..., "meta": {...}}``. The meta dict carries
-what downstream tools need: the training dataset's spec (preprocessing settings,
-``pixel_scale_nm``, ``dose_e_per_A2``), its hash, the training settings, fold and seed.
+A checkpoint is a torch file holding ``{"format": "temshift.checkpoint", "version": 2,
+"architecture": name, "config": architecture config dict, "state_dict": ..., "meta": {...}}``.
+The meta is a :class:`~temshift.models.records.CheckpointMeta` as JSON: what downstream
+tools need, i.e. the training dataset's spec (preprocessing settings, ``pixel_scale_nm``,
+``dose_e_per_A2``), its hash, the training settings, fold, seed and training statistics.
+Version 1 files (no ``architecture``: a residual U-Net) load the same way.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
 import zipfile
+from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from temshift.errors import CheckpointError
+from temshift.models.records import CheckpointMeta
+
+if TYPE_CHECKING:
+    from torch import nn
 
 FORMAT = "temshift.checkpoint"
-VERSION = 1
+VERSION = 2
+"""Checkpoint format version: 2 names the architecture; 1 (a residual U-Net) still loads."""
 
 
-def save_checkpoint(path, model, meta: dict | None = None) -> Path:
-    """Write `model` (a temshift `UNet`) and `meta` atomically to `path`.
+def save_checkpoint(path: str | PathLike[str], model: nn.Module, meta: CheckpointMeta | None = None) -> Path:
+    """Write `model` (of a registered architecture) and `meta` atomically to `path`.
 
     Parameters
     ----------
     path : str or Path
         Destination, conventionally ``*.pt``.
-    model : UNet
-        Model whose state dict and config are saved (tensors moved to CPU).
-    meta : dict, optional
-        JSON-like metadata (str, int, float, bool, None, lists, dicts).
+    model : torch.nn.Module
+        Model of an architecture in :mod:`temshift.models.architectures`; its state dict
+        (tensors moved to CPU), architecture name and config are saved.
+    meta : CheckpointMeta, optional
+        Metadata (its ``architecture`` and ``config`` are taken from `model`).
     """
-    import json
-
     import torch
 
     from temshift.io.atomic import atomic_path
+    from temshift.models.architectures import architecture_of
 
+    arch = architecture_of(model)
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "version": VERSION, "config": model.config.model_dump(),
-               "state_dict": state, "meta": json.loads(json.dumps(meta or {}, default=_jsonable))}
+    stored = json.loads(json.dumps((meta or CheckpointMeta()).to_stored(), default=_jsonable))
+    payload = {"format": FORMAT, "version": VERSION, "architecture": arch.name, "config": arch.config_of(model),
+               "state_dict": state, "meta": stored}
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     if hasattr(value, "tolist"):
@@ -53,7 +65,12 @@ def _jsonable(value):
     return str(value)
 
 
-def read_checkpoint_payload(path) -> dict:
+def _first_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return msg[:200]
+
+
+def read_checkpoint_payload(path: str | PathLike[str]) -> dict[str, Any]:
     """Read a temshift checkpoint's raw payload safely (``weights_only=True``).
 
     Raises
@@ -70,34 +87,62 @@ def read_checkpoint_payload(path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
             AttributeError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({msg[:200]})") from None
+        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({_first_line(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a temshift checkpoint")
+    version = payload.get("version", 1)
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version!r} is newer than this temshift "
+                              f"reads ({VERSION}); update temshift")
     return payload
 
 
-def load_checkpoint(path):
+def checkpoint_meta(path: str | PathLike[str], payload: dict[str, Any]) -> CheckpointMeta:
+    """The metadata record of a checkpoint payload (version 1 files: a ``"unet"``).
+
+    Raises
+    ------
+    CheckpointError
+        A metadata field of the wrong type (named).
+    """
+    config = payload.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: checkpoint has no model config")
+    try:
+        return CheckpointMeta.from_payload(payload.get("meta"), config=config, architecture=payload.get("architecture"))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def load_checkpoint(path: str | PathLike[str]) -> tuple[nn.Module, CheckpointMeta]:
     """Load a temshift checkpoint.
 
     Returns
     -------
-    model : UNet
-        In eval mode, on CPU.
-    meta : dict
-        The saved metadata plus ``"config"`` (the model config dict).
+    model : torch.nn.Module
+        Of the stored architecture, in eval mode, on CPU.
+    meta : CheckpointMeta
+        The saved metadata with the architecture name and config.
+
+    Raises
+    ------
+    CheckpointError
+        Unreadable file, invalid metadata, unknown architecture, or weights that do not fit.
     """
-    from temshift.models.unet import UNet
+    from temshift.models.architectures import get_architecture
 
     payload = read_checkpoint_payload(path)
+    meta = checkpoint_meta(path, payload)
     try:
-        model = UNet.from_config(payload["config"])
+        arch = get_architecture(meta.architecture)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    try:
+        model = arch.build(meta.config)
         model.load_state_dict(payload["state_dict"], strict=True)
     except Exception as exc:  # noqa: BLE001
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: checkpoint does not fit the residual U-Net ({msg[:200]})") from None
-    meta = dict(payload.get("meta") or {})
-    meta["config"] = dict(payload["config"])
+        raise CheckpointError(f"{path}: checkpoint does not fit the {arch.name} architecture "
+                              f"({_first_line(exc)})") from None
     return model.eval(), meta
 
 
@@ -110,7 +155,7 @@ def _is_temshift(path: Path) -> bool:
         return False
 
 
-def load_model(path):
+def load_model(path: str | PathLike[str]) -> tuple[nn.Module, CheckpointMeta]:
     """Load a temshift checkpoint or the authors' released weights.
 
     Parameters
@@ -120,28 +165,34 @@ def load_model(path):
 
     Returns
     -------
-    model : UNet
+    model : torch.nn.Module
         Eval mode, CPU.
-    meta : dict
-        ``config`` (model config dict), ``dataset_spec`` (training dataset spec dict, incl.
-        preprocessing, ``pixel_scale_nm``, ``dose_e_per_A2``; None for released weights),
-        ``source`` (``"temshift"`` or ``"published"``) and training details when known.
+    meta : CheckpointMeta
+        Architecture and config, ``dataset_spec`` (the training dataset's spec: preprocessing,
+        ``pixel_scale_nm``, ``dose_e_per_A2``; None for released weights), ``source``
+        (``"temshift"`` or ``"published"``) and training details when known.
 
     Raises
     ------
     CheckpointError
         Missing, corrupt or unsafe file.
     """
-    from temshift.models.published import load_published, published_name_info
+    from temshift.models.published import load_published
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file")
     if _is_temshift(path):
-        model, meta = load_checkpoint(path)
-        meta.setdefault("source", "temshift")
-        return model, meta
+        return load_checkpoint(path)
     model = load_published(path)
-    meta = {"source": "published", "file": path.name, "config": model.config.model_dump(),
-            "dataset_spec": None, **published_name_info(path)}
-    return model, meta
+    return model, published_meta(path, model.config.model_dump())
+
+
+def published_meta(path: str | PathLike[str], config: dict[str, Any]) -> CheckpointMeta:
+    """Metadata of released weights: file name, fold and seed from the name, no dataset spec."""
+    from temshift.models.published import published_name_info
+
+    path = Path(path)
+    # fold and seed only when the name has them (as stored before the record)
+    return CheckpointMeta.model_validate({"source": "published", "file": path.name, "config": config,
+                                          "dataset_spec": None, **published_name_info(path)})

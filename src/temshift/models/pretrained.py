@@ -79,8 +79,8 @@ def pretrained(name: str = "generalist", folder=None):
     -------
     model : UNet
         Eval mode, CPU.
-    meta : dict
-        Checkpoint meta; ``meta["pretrain"]`` holds the recipe, the parameter ranges
+    meta : CheckpointMeta
+        Checkpoint meta; ``meta.pretrain`` holds the recipe, the parameter ranges
         (`PretrainRanges`), the working pixel scale and the training record.
 
     Raises
@@ -92,6 +92,6 @@ def pretrained(name: str = "generalist", folder=None):
 
     path = pretrained_path(name, folder)
     model, meta = load_checkpoint(path)
-    if "pretrain" not in meta:
+    if meta.pretrain is None:
         raise CheckpointError(f"{path}: not a pretrained model (its meta has no 'pretrain' record)")
     return model, meta

@@ -13,9 +13,14 @@ import pickle
 import re
 import types
 from collections import OrderedDict
+from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temshift.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from temshift.models.unet import UNet
 
 _MODULE_CLASSES = {
     ("__main__", "UNet"),
@@ -170,7 +175,7 @@ def _check_layers(root, path: Path) -> float:
     return eps.pop() if eps else 1e-5
 
 
-def load_published(path):
+def load_published(path: str | PathLike[str]) -> UNet:
     """Load released weights into an eval-mode temshift `UNet` on CPU.
 
     Parameters
@@ -216,9 +221,9 @@ def load_published(path):
     return model.eval()
 
 
-def published_name_info(path) -> dict:
+def published_name_info(path: str | PathLike[str]) -> dict[str, int]:
     """Fold and seed from a released file name like ``UNet_..._fold0_seed962_model.h5``."""
-    info = {}
+    info: dict[str, int] = {}
     name = Path(path).name
     for key in ("fold", "seed"):
         match = re.search(rf"_{key}(\d+)", name)

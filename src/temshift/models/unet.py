@@ -158,3 +158,19 @@ class UNet(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def fold_batchnorm(model: nn.Module) -> None:
+    """Fold each ``convN`` followed by a ``bnN`` BatchNorm (the residual blocks) into one conv, in place.
+
+    Exact in eval mode, up to float rounding; call it on an eval-mode copy (the folded
+    model no longer trains its BatchNorm statistics).
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for mod in model.modules():
+        for k in (1, 2, 3):
+            conv, bn = getattr(mod, f"conv{k}", None), getattr(mod, f"bn{k}", None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(mod, f"conv{k}", fuse_conv_bn_eval(conv, bn))
+                setattr(mod, f"bn{k}", nn.Identity())

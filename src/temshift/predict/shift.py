@@ -65,11 +65,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from temshift.datasets.statistics import (STATS_VERSION, jsonable, positive_float, find_key,  # noqa: F401
-                                         training_statistics)
+from temshift.datasets.records import TrainingStatistics, positive_or_none
+from temshift.datasets.statistics import STATS_VERSION, jsonable, training_statistics
+from temshift.models.records import CheckpointMeta
 from temshift.predict.scale import SCALE_TOLERANCE
 
 LEVELS = ("low", "medium", "high")
@@ -83,6 +85,36 @@ BATCH_MIN_FRAMES = 3
 """Fewest frames for batch findings."""
 BATCH_P = 0.01
 """Binomial tail probability below which a batch's missing fringes are flagged."""
+
+
+@dataclass(frozen=True)
+class TrainingReference:
+    """What new frames are compared with (:func:`train_reference`).
+
+    Attributes
+    ----------
+    pixel_scale_nm : float or None
+        Training pixel scale, nm/pixel (None: unknown, not compared).
+    dose_e_per_A2 : float or None
+        Training dose, e/A^2 (None: unknown, not compared).
+    statistics : TrainingStatistics or None
+        Statistics of the training data (None: only scale and dose are compared).
+    """
+
+    pixel_scale_nm: float | None = None
+    dose_e_per_A2: float | None = None
+    statistics: TrainingStatistics | None = None
+
+    def to_stored(self) -> dict[str, Any]:
+        """Flat JSON: the statistics' keys with this scale and dose (as references files hold it)."""
+        stats = self.statistics.to_stored() if self.statistics else {}
+        return {**stats, "pixel_scale_nm": self.pixel_scale_nm, "dose_e_per_A2": self.dose_e_per_A2}
+
+    @classmethod
+    def from_stored(cls, value: dict[str, Any]) -> TrainingReference:
+        """Inverse of :meth:`to_stored` (statistics of other definitions are left out)."""
+        return cls(positive_or_none(value.get("pixel_scale_nm")), positive_or_none(value.get("dose_e_per_A2")),
+                   TrainingStatistics.from_stored(value, STATS_VERSION))
 
 
 @dataclass
@@ -156,17 +188,18 @@ def _level(value: float, limits: tuple[float, float]) -> str:
     return "high" if value > limits[1] else "medium" if value > limits[0] else "low"
 
 
-def model_training_statistics(meta: dict, dataset_path=None) -> dict | None:
+def model_training_statistics(meta: CheckpointMeta, dataset_path: str | Path | None = None
+                              ) -> TrainingStatistics | None:
     """Training statistics for a loaded model: carried in its meta, else computed lazily.
 
-    Looks for ``meta["training_statistics"]``; otherwise measures the training dataset
-    (`dataset_path`, or ``meta["dataset"]["path"]`` when that file exists). Returns None
-    when neither is available (then only pixel scale and dose, from the spec, are compared).
+    Takes ``meta.training_statistics`` (present only when of the current definitions);
+    otherwise measures the training dataset (`dataset_path`, or ``meta.dataset.path`` when
+    that file exists). Returns None when neither is available (then only pixel scale and
+    dose, from the spec, are compared).
     """
-    stats = meta.get("training_statistics")
-    if isinstance(stats, dict) and stats.get("version") == STATS_VERSION:
-        return stats
-    path = dataset_path or (meta.get("dataset") or {}).get("path")
+    if meta.training_statistics is not None:
+        return meta.training_statistics
+    path = dataset_path or (meta.dataset.path if meta.dataset else None)
     if path and Path(path).is_file():
         return training_statistics(path)
     return None
@@ -214,16 +247,17 @@ def _fmt_period(px: float, scale: float | None) -> str:
     return f"{px * scale:.3g} nm" if scale else f"{px:.3g} px"
 
 
-def assess_shift(frame_stats: dict, train: dict, name: str = "", *, rescale_requested: bool = True) -> ShiftReport:
+def assess_shift(frame_stats: dict, train: TrainingReference, name: str = "", *,
+                 rescale_requested: bool = True) -> ShiftReport:
     """Compare frame statistics with training statistics; risk level and reasons.
 
     Parameters
     ----------
     frame_stats : dict
         From :func:`frame_statistics`.
-    train : dict
-        From :func:`training_statistics` (or a partial dict with only ``pixel_scale_nm`` and
-        ``dose_e_per_A2`` when the training dataset is unavailable).
+    train : TrainingReference
+        From :func:`train_reference` (without statistics when the training dataset is
+        unavailable: then only pixel scale and dose are compared).
     name : str
         Frame name for the report.
     rescale_requested : bool
@@ -234,7 +268,8 @@ def assess_shift(frame_stats: dict, train: dict, name: str = "", *, rescale_requ
     ShiftReport
     """
     out: list[Finding] = []
-    s, s0 = frame_stats.get("pixel_scale_nm"), train.get("pixel_scale_nm")
+    st = train.statistics
+    s, s0 = frame_stats.get("pixel_scale_nm"), train.pixel_scale_nm
     if s0 is None:
         out.append(Finding("pixel_scale", "low", "pixel scale not compared: training pixel scale unknown",
                            kind="unchecked"))
@@ -259,7 +294,7 @@ def assess_shift(frame_stats: dict, train: dict, name: str = "", *, rescale_requ
                    "features have the wrong size for the model")
         out.append(Finding("pixel_scale", lvl, msg))
 
-    d, d0 = frame_stats.get("dose_e_per_A2"), train.get("dose_e_per_A2")
+    d, d0 = frame_stats.get("dose_e_per_A2"), train.dose_e_per_A2
     if d and d0:
         r = d / d0
         lvl = _level(abs(math.log2(r)), DOSE_LOG2)
@@ -272,30 +307,30 @@ def assess_shift(frame_stats: dict, train: dict, name: str = "", *, rescale_requ
         out.append(Finding("dose", "low", f"dose not compared: training dose unknown (frame {d:.3g} e/A2)",
                            kind="unchecked"))
 
-    snr, snr0 = frame_stats.get("snr"), train.get("snr")
-    if snr is not None and snr0 and snr0.get("median") and frame_stats.get("rescaled"):
+    snr, snr0 = frame_stats.get("snr"), st.snr if st else None
+    if snr is not None and snr0 and snr0.median and frame_stats.get("rescaled"):
         # the structure part of the SNR (support texture, fringes) changes with resolution, so
         # SNRs at two pixel scales are not comparable; the dose comparison still applies
-        out.append(Finding("snr", "low", f"image SNR {snr:.3g} vs trained {snr0['median']:.3g} "
+        out.append(Finding("snr", "low", f"image SNR {snr:.3g} vs trained {snr0.median:.3g} "
                            "(not compared: frame resampled from another pixel scale)"))
-    elif snr is not None and snr0 and snr0.get("median"):
-        q = (snr / snr0["median"]) ** 2 if snr0["median"] > 0 else 1.0
+    elif snr is not None and snr0 and snr0.median:
+        q = (snr / snr0.median) ** 2 if snr0.median > 0 else 1.0
         # distance to the nearest training frame, not to the median: the model has seen
         # every SNR inside the training range
-        bound = min(max(snr, snr0["min"]), snr0["max"])
+        bound = min(max(snr, snr0.min), snr0.max)
         q_edge = (snr / bound) ** 2 if bound > 0 else 1.0
         lvl = "low" if q <= 0 else _level(abs(math.log2(max(q_edge, 1e-6))), DOSE_LOG2)
         effect = "expect under-segmentation" if q < 1 else "expect over-segmentation"
-        out.append(Finding("snr", lvl, f"image SNR {snr:.3g} vs trained {snr0['median']:.3g} (like a dose "
+        out.append(Finding("snr", lvl, f"image SNR {snr:.3g} vs trained {snr0.median:.3g} (like a dose "
                            f"x{q:.2g})" + (f": {effect}" if lvl != "low" else "")))
 
-    peaks0 = train.get("fringe_peaks")
-    if peaks0:
+    peaks0 = st.fringe_peaks if st else ()
+    if st and peaks0:
         sc = frame_stats.get("input_pixel_scale_nm")
         p = frame_stats.get("fringe_period_px")
-        fp0 = train.get("fringe_period_px")
-        with_fringes = fp0.get("n") if fp0 else (0 if "fringe_period_px" in train else None)
-        n_train = train.get("n_frames")
+        fp0 = st.fringe_period_px
+        with_fringes = fp0.n if fp0 else 0
+        n_train = st.n_frames
         if p is None and with_fringes is not None and n_train and with_fringes < n_train:
             # some training frames had no detectable fringes either (few particles, low dose)
             out.append(Finding("fringe", "low", f"no lattice fringes detected (nor in {n_train - with_fringes} of "
@@ -303,30 +338,30 @@ def assess_shift(frame_stats: dict, train: dict, name: str = "", *, rescale_requ
         elif p is None:
             # one frame without fringes is not evidence of a shift (few particles); a batch is
             out.append(Finding("fringe", "low", "no lattice fringes detected in this frame (trained frames show "
-                               f"{_fmt_period(peaks0[0]['period_px'], s0)})"))
+                               f"{_fmt_period(peaks0[0].period_px, s0)})"))
         else:
-            ref = min((q["period_px"] for q in peaks0), key=lambda q0: abs(p / q0 - 1))
+            ref = min((q.period_px for q in peaks0), key=lambda q0: abs(p / q0 - 1))
             rel = abs(p / ref - 1)
             lvl = _level(rel, FRINGE_REL)
             out.append(Finding("fringe", lvl, f"fringe spacing {_fmt_period(p, sc)} ({p:.3g} px) vs trained "
                                f"{_fmt_period(ref, s0)} ({ref:.3g} px)"
                                + (f": differs by {rel:.0%} on the model's pixel grid" if lvl != "low" else "")))
 
-    c, c_train = frame_stats.get("contrast"), train.get("contrast") or {}
-    c0 = c_train.get("median")
-    if c is not None and c0:
+    c, c_train = frame_stats.get("contrast"), st.contrast if st else None
+    c0 = c_train.median if c_train else None
+    if c is not None and c_train and c0:
         # as for SNR, measured from the faintest training frame
-        ratio = c / min(c0, c_train.get("min", c0))
+        ratio = c / min(c0, c_train.min)
         lvl = "high" if ratio < CONTRAST_RATIO[1] else "medium" if ratio < CONTRAST_RATIO[0] else "low"
         out.append(Finding("contrast", lvl, f"particle contrast under the mask {c:.2g} vs trained {c0:.2g}"
                            + (": doubtful mask (particles missed, or background taken for particles)"
                               if lvl != "low" else ""), kind="quality"))
 
-    m, m0 = frame_stats.get("median"), train.get("median")
+    m, m0 = frame_stats.get("median"), st.median if st else None
     if m is not None and m0:
-        z = abs(m - m0["median"]) / max(m0.get("spread") or 0.0, MEDIAN_MIN_SPREAD)
+        z = abs(m - m0.median) / max(m0.spread or 0.0, MEDIAN_MIN_SPREAD)
         lvl = _level(z, MEDIAN_Z)
-        out.append(Finding("median", lvl, f"histogram median after preprocessing {m:.3g} vs trained {m0['median']:.3g}"
+        out.append(Finding("median", lvl, f"histogram median after preprocessing {m:.3g} vs trained {m0.median:.3g}"
                            + (": intensity distribution differs (mostly crystalline frame? other preprocessing?)"
                               if lvl != "low" else "")))
 
@@ -338,7 +373,8 @@ def _binomial_tail(m: int, n: int, p: float) -> float:
     return float(sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(m, n + 1)))
 
 
-def assess_batch(reports: list[ShiftReport], train: dict, *, min_frames: int = BATCH_MIN_FRAMES) -> list[Finding]:
+def assess_batch(reports: list[ShiftReport], train: TrainingReference, *,
+                 min_frames: int = BATCH_MIN_FRAMES) -> list[Finding]:
     """Compare a batch of frames with the training frames; add the batch findings to every report.
 
     Parameters
@@ -346,8 +382,8 @@ def assess_batch(reports: list[ShiftReport], train: dict, *, min_frames: int = B
     reports : list of ShiftReport
         Reports of frames recorded under the same conditions (same pixel scale and dose),
         from :func:`assess_shift` (their ``stats`` are used).
-    train : dict
-        Training statistics, as for :func:`assess_shift`.
+    train : TrainingReference
+        As for :func:`assess_shift`.
     min_frames : int
         Batches with fewer frames get no batch findings.
 
@@ -357,15 +393,16 @@ def assess_batch(reports: list[ShiftReport], train: dict, *, min_frames: int = B
         The batch findings (kind ``"batch"``, level low or medium), also appended to each
         report, whose level is recomputed.
     """
+    st = train.statistics
     if len(reports) < min_frames:
         return []
     out: list[Finding] = []
     stats = [r.stats for r in reports]
     b = len(stats)
 
-    n_train, fp0 = train.get("n_frames"), train.get("fringe_period_px")
-    if train.get("fringe_peaks") and n_train:
-        k = int(fp0.get("n") or 0) if fp0 else 0
+    n_train, fp0 = (st.n_frames, st.fringe_period_px) if st else (0, None)
+    if st and st.fringe_peaks and n_train:
+        k = fp0.n if fp0 else 0
         measured = [s for s in stats if "fringe_period_px" in s]
         m = sum(1 for s in measured if s.get("fringe_period_px") is None)
         if measured and m:
@@ -376,24 +413,24 @@ def assess_batch(reports: list[ShiftReport], train: dict, *, min_frames: int = B
                                f"fringes (training frames without fringes: {n_train - k} of {n_train})"
                                + (": low dose, defocus or other material?" if lvl != "low" else ""), kind="batch"))
 
-    c_train = train.get("contrast") or {}
+    c_train = st.contrast if st else None
     contrasts = [s["contrast"] for s in stats if s.get("contrast") is not None]
-    if len(contrasts) >= min_frames and c_train.get("min"):
+    if len(contrasts) >= min_frames and c_train and c_train.min:
         med = float(np.median(contrasts))
-        lvl = "medium" if med < c_train["min"] else "low"
+        lvl = "medium" if med < c_train.min else "low"
         out.append(Finding("batch_contrast", lvl, f"median particle contrast of the batch {med:.2g} vs training "
-                           f"frames {c_train['min']:.2g}-{c_train.get('max', c_train['min']):.2g}"
+                           f"frames {c_train.min:.2g}-{c_train.max:.2g}"
                            + (": fainter than every training frame, expect missed particles or false detections"
                               if lvl != "low" else ""), kind="batch"))
 
-    snr0 = train.get("snr") or {}
+    snr0 = st.snr if st else None
     snrs = [s["snr"] for s in stats if s.get("snr") is not None and not s.get("rescaled")]
-    if len(snrs) >= min_frames and snr0.get("median"):
-        q = (float(np.median(snrs)) / snr0["median"]) ** 2
+    if len(snrs) >= min_frames and snr0 and snr0.median:
+        q = (float(np.median(snrs)) / snr0.median) ** 2
         lvl = "medium" if q > 0 and abs(math.log2(q)) > DOSE_LOG2[0] else "low"
         effect = "expect under-segmentation" if q < 1 else "expect over-segmentation"
         out.append(Finding("batch_snr", lvl, f"median image SNR of the batch {np.median(snrs):.3g} vs trained "
-                           f"{snr0['median']:.3g} (like a dose x{q:.2g})" + (f": {effect}" if lvl != "low" else ""),
+                           f"{snr0.median:.3g} (like a dose x{q:.2g})" + (f": {effect}" if lvl != "low" else ""),
                            kind="batch"))
     for r in reports:
         r.add(out)
@@ -410,11 +447,9 @@ def batch_groups(reports: list[ShiftReport]) -> list[list[ShiftReport]]:
     return list(groups.values())
 
 
-def train_reference(meta: dict, stats: dict | None) -> dict:
-    """Training reference for :func:`assess_shift`: `stats`, completed with the spec's scale and dose."""
-    ref = dict(stats or {})
-    spec = meta.get("dataset_spec") or {}
-    for key in ("pixel_scale_nm", "dose_e_per_A2"):
-        if not ref.get(key):
-            ref[key] = positive_float(find_key(spec, key)) or positive_float(meta.get(key))
-    return ref
+def train_reference(meta: CheckpointMeta, stats: TrainingStatistics | None) -> TrainingReference:
+    """Training reference for :func:`assess_shift`: `stats`, with the spec's scale and dose where they have none."""
+    spec = meta.dataset_spec
+    scale = (stats.pixel_scale_nm if stats else None) or (positive_or_none(spec.pixel_scale_nm) if spec else None)
+    dose = (stats.dose_e_per_A2 if stats else None) or (positive_or_none(spec.dose_e_per_A2) if spec else None)
+    return TrainingReference(scale, dose, stats)

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temshift.errors import TemshiftError
+
+if TYPE_CHECKING:
+    from temshift.predict.shift import TrainingReference
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/ScottLabUCB/HRTEM-Generalization/HEAD/trained_models/"
 """Where the authors host the released weights (``HEAD`` = the default branch)."""
@@ -418,7 +422,7 @@ class Choice:
     """The models for one frame: predictor, shift reference, and what was picked and why."""
 
     predictor: object
-    reference: dict
+    reference: TrainingReference
     key: str
     note: str | None = None
 
@@ -479,8 +483,8 @@ class ModelChooser:
             predictor = load_predictor(local_files(zset, self.folder))
             # the manifest is the authority on what the released models were trained on
             predictor.pixel_scale_nm, predictor.dose_e_per_A2 = zset.pixel_scale_nm, zset.dose_e_per_A2
-            ref = predictor.training_reference()
-            ref.update(pixel_scale_nm=zset.pixel_scale_nm, dose_e_per_A2=zset.dose_e_per_A2)
+            ref = replace(predictor.training_reference(), pixel_scale_nm=zset.pixel_scale_nm,
+                          dose_e_per_A2=zset.dose_e_per_A2)
             self._cache[zset.name] = Choice(predictor, ref, zset.name)
         base = self._cache[zset.name]
         return Choice(base.predictor, base.reference, base.key,

@@ -34,6 +34,7 @@ from temshift.progress import Reporter
 
 if TYPE_CHECKING:
     from temshift.catalog import Catalog
+    from temshift.predict.shift import TrainingReference
 
 
 MODES = ((True, True), (True, False), (False, False))
@@ -142,7 +143,7 @@ def study_frame_scores(study_dir: str | Path, experiment: str | None = None, *, 
         predictor = load_predictor(Path(run) / "model.pt")
         if train not in refs:
             refs[train] = predictor.training_reference(frames[train][2])
-        n_folds = int(predictor.metas[0].get("n_folds") or 5)
+        n_folds = predictor.metas[0].n_folds or 5
         own = fold_test_frames(frames[train][2], fold, n_folds)
         for test in tests:
             cat, root, _ = frames[test]
@@ -180,19 +181,23 @@ def write_acceptance(scores: pd.DataFrame, summary: dict, out: str | Path) -> No
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    refs = {k: v.to_stored() for k, v in scores.attrs.get("references", {}).items()}
     atomic_write_text(out / "frame_scores.csv", scores.to_csv(index=False))
     atomic_write_text(out / "acceptance.json", json.dumps(summary, indent=2))
-    atomic_write_text(out / "references.json", json.dumps(scores.attrs.get("references", {}), indent=2))
+    atomic_write_text(out / "references.json", json.dumps(refs, indent=2))
 
 
 def read_scores(folder: str | Path) -> pd.DataFrame:
     """Re-assess the scores of an earlier :func:`write_acceptance` folder (no inference)."""
+    from temshift.predict.shift import TrainingReference
+
     folder = Path(folder)
-    refs = json.loads((folder / "references.json").read_text())
+    refs = {k: TrainingReference.from_stored(v)
+            for k, v in json.loads((folder / "references.json").read_text()).items()}
     return assess_scores(pd.read_csv(folder / "frame_scores.csv"), refs)
 
 
-def assess_scores(scores: pd.DataFrame, references: dict) -> pd.DataFrame:
+def assess_scores(scores: pd.DataFrame, references: dict[str, TrainingReference]) -> pd.DataFrame:
     """Shift reports of scored frames from their stored statistics (no inference).
 
     Each (model, test dataset, mode) group is one batch, as when a user predicts a dataset's

@@ -423,8 +423,7 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
         raise PretrainError(f"{len(outcome.skipped)} task(s) skipped after a failure; re-run to resume")
     record = _record(plan, outcome.records)
     model, meta = load_checkpoint(Path(outcome.records[plan.train_key]["dir"]) / RUN / "model.pt")
-    meta.pop("config", None)
-    meta.update(kind=MODEL_NAME, pretrain=record)
+    meta = meta.model_copy(update={"kind": MODEL_NAME, "pretrain": record})
     model_path = save_checkpoint(plan.run_dir / f"{MODEL_NAME}.pt", model, meta)
     record_path = plan.run_dir / f"{MODEL_NAME}.json"
     atomic_write_text(record_path, json.dumps(record, indent=1, default=str))

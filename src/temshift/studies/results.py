@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from temshift.studies.records import TaskRecord, TrainResult
+
 METRICS = ("hard_dice", "soft_dice", "ce", "pooled_dice", "fp_rate", "fn_rate", "overseg_share")
 ID_COLUMNS = ("study", "scale", "experiment", "variant", "train_dataset", "fold", "test_dataset", "split",
               "same_dataset")
@@ -39,7 +41,7 @@ def collect(plan, records: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         if rec is None:
             continue
         metrics = pd.read_parquet(Path(rec["dir"]) / "metrics.parquet")
-        train_rec = records.get(cell.train_key, {}).get("result", {})
+        trained = TrainResult.from_task(records.get(cell.train_key))
         ids = {
             "study": plan.spec.name, "scale": plan.scale.name, "experiment": cell.experiment,
             "variant": cell.variant, "train_dataset": cell.train, "fold": cell.fold, "test_dataset": cell.test,
@@ -48,8 +50,10 @@ def collect(plan, records: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         over = plan.variants.get((cell.experiment, cell.variant), {})
         extra = {
             "noise_rho": over.get("noise_rho"), "noise_rho_max": over.get("noise_rho_max"),
-            "train_hard_dice": train_rec.get("train_hard_dice"), "train_loss": train_rec.get("train_loss"),
-            "best_epoch": train_rec.get("best_epoch"), "best_val_loss": train_rec.get("best_val_loss"),
+            "train_hard_dice": trained.train_hard_dice if trained else None,
+            "train_loss": trained.train_loss if trained else None,
+            "best_epoch": trained.best_epoch if trained else None,
+            "best_val_loss": trained.best_val_loss if trained else None,
             "train_key": cell.train_key, "eval_key": cell.eval_key,
             "train_dataset_key": plan.datasets[cell.train], "test_dataset_key": plan.datasets[cell.test],
         }
@@ -160,7 +164,8 @@ def difficulty_order(mean: pd.DataFrame) -> list[str]:
 
 def timings(plan, records: dict) -> pd.DataFrame:
     """Seconds per task (from the completion records), with kind and label."""
-    rows = [{"key": k, "kind": t.kind, "label": t.label, "seconds": records[k].get("seconds"),
-             "started": records[k].get("started"), "finished": records[k].get("finished")}
-            for k, t in plan.tasks.items() if k in records]
+    done = {k: TaskRecord.model_validate(records[k]) for k in plan.tasks if k in records}
+    rows = [{"key": k, "kind": t.kind, "label": t.label, "seconds": done[k].seconds,
+             "started": done[k].started, "finished": done[k].finished}
+            for k, t in plan.tasks.items() if k in done]
     return pd.DataFrame(rows, columns=["key", "kind", "label", "seconds", "started", "finished"])

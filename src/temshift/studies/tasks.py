@@ -3,13 +3,16 @@
 Each has the signature ``fn(inputs, out_dir, deps, runtime) -> dict``: `inputs` are the
 task's hashed inputs, `out_dir` its own folder, `deps` the output folders of the tasks
 it depends on (by role), `runtime` settings that do not change the result. The returned
-dict is stored in the task's ``done.json``. Heavy stages are imported inside.
+dict (the JSON of a result record of :mod:`temshift.studies.records`) is stored in the
+task's ``done.json``. Heavy stages are imported inside.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from temshift.studies.records import (BuildResult, DatasetStatistics, EvaluateResult, SimulateResult,
+                                      TrainResult)
 
 REPO = "repo"
 DATASET = "dataset.h5"
@@ -30,7 +33,7 @@ def simulate_repo(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dic
         out_dir / REPO, catalog=rows, frames_per_group=inputs["frames_per_group"], frame_size=inputs["frame_size"],
         mode=inputs["mode"], seed=inputs["seed"], workers=1,
     )
-    return {"frames": len(cat), "repo": str(out_dir / REPO)}
+    return SimulateResult(frames=len(cat), repo=str(out_dir / REPO)).to_stored()
 
 
 def _catalog_and_root(inputs: dict, deps: dict):
@@ -55,7 +58,7 @@ def build(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
         preprocess=PreprocessSettings(**inputs["preprocess"]), patch_size=inputs["patch_size"], seed=inputs["seed"],
     )
     path = build_dataset(catalog, root, spec, out_dir / DATASET, workers=runtime.get("threads") or 1)
-    return {"path": str(path), "spec_hash": spec.hash()}
+    return BuildResult(path=str(path), spec_hash=spec.hash()).to_stored()
 
 
 def statistics(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
@@ -73,6 +76,7 @@ def statistics(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
         out[key] = float(value) if value is not None else None
     prov = ds.provenance
     out["frames"] = int(prov["file"].nunique()) if prov is not None and len(prov) and "file" in prov else None
+    DatasetStatistics.model_validate(out)  # the record checks the types; the dict keeps the column order
     atomic_write_text(out_dir / STATS, json.dumps(out, indent=1))
     return out
 
@@ -88,17 +92,18 @@ def train(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     res = train_fold(Path(deps["dataset"]) / DATASET, inputs["fold"], settings, out_dir / RUN)
     hist = pd.read_csv(res.history_path)
     best = hist[hist["epoch"] == res.best_epoch].iloc[0]
-    return {
-        "run_dir": str(res.run_dir), "best_epoch": int(res.best_epoch), "best_val_loss": float(res.best_val_loss),
-        "epochs_run": int(res.epochs_run), "train_hard_dice": float(best.get("hard_dice", float("nan"))),
-        "train_loss": float(best.get("loss", float("nan"))), "val_hard_dice": float(best.get("val_hard_dice", float("nan"))),
-    }
+    return TrainResult(
+        run_dir=str(res.run_dir), best_epoch=int(res.best_epoch), best_val_loss=float(res.best_val_loss),
+        epochs_run=int(res.epochs_run), train_hard_dice=float(best.get("hard_dice", float("nan"))),
+        train_loss=float(best.get("loss", float("nan"))), val_hard_dice=float(best.get("val_hard_dice", float("nan"))),
+    ).to_stored()
 
 
 def _evaluate_train_split(run_dir: Path, dataset_path: Path, threads, dihedral: bool = True):
     """Metrics of a fold model on its own training split (dihedral, no augmentation)."""
     import pandas as pd
 
+    from temshift.errors import CheckpointError
     from temshift.evaluation import evaluate_model
     from temshift.models.checkpoint import load_model
     from temshift.models.unet import ModelConfig
@@ -107,11 +112,13 @@ def _evaluate_train_split(run_dir: Path, dataset_path: Path, threads, dihedral: 
 
     set_threads(threads)
     model, meta = load_model(run_dir / "model.pt")
-    images, labels, info = load_patches(dataset_path, ModelConfig.model_validate(meta["config"]))
-    split = split_fold(info["n_patches"], int(meta["fold"]), int(meta.get("n_folds", 5)),
-                       float(meta.get("val_fraction", 0.125)))
+    if meta.fold is None:
+        raise CheckpointError(f"{run_dir / 'model.pt'}: the model records no fold")
+    images, labels, info = load_patches(dataset_path, ModelConfig.model_validate(meta.config))
+    split = split_fold(info.n_patches, meta.fold, meta.n_folds or 5,
+                       0.125 if meta.val_fraction is None else meta.val_fraction)
     metrics = evaluate_model(model, images[split.train], labels[split.train], dihedral=dihedral)
-    return pd.DataFrame([{"run": str(run_dir), "test_path": info["path"], **metrics}])
+    return pd.DataFrame([{"run": str(run_dir), "test_path": info.path, **metrics}])
 
 
 def evaluate(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
@@ -128,7 +135,7 @@ def evaluate(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
                            dihedral=inputs.get("dihedral", True))
     with atomic_path(out_dir / METRICS) as tmp:
         df.to_parquet(tmp, index=False)
-    return {"rows": int(len(df))}
+    return EvaluateResult(rows=int(len(df))).to_stored()
 
 
 REGISTRY = {"repo": simulate_repo, "dataset": build, "stats": statistics, "train": train, "evaluate": evaluate}

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from temshift.errors import DatasetError, TemshiftError
+
+if TYPE_CHECKING:
+    from temshift.models.records import TrainedDataset
+    from temshift.models.unet import ModelConfig
 from temshift.training.dihedral import dihedral
 
 
@@ -79,17 +86,54 @@ def spec_hash(spec: dict | None, attrs: dict | None = None) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def load_patches(path, config, patch_crop: int | None = None):
+@dataclass(frozen=True)
+class PatchSource:
+    """The dataset file patches were loaded from (:func:`load_patches`).
+
+    Attributes
+    ----------
+    path : str
+        Absolute path of the file.
+    name : str
+        Dataset name (the spec's, else the file name).
+    spec : dict
+        The spec as stored (the JSON its hash digests; typed: ``StoredSpec.from_stored(spec)``).
+    spec_hash, content_hash : str or None
+        Hash of the spec and SHA-256 of patches and labels (None when the file has none).
+    n_patches : int
+        Patches in the file.
+    patch_size_px : tuple of int
+        Patch height and width, pixels.
+    """
+
+    path: str
+    name: str
+    spec: dict[str, Any]
+    spec_hash: str | None
+    content_hash: str | None
+    n_patches: int
+    patch_size_px: tuple[int, int]
+
+    def trained_dataset(self) -> TrainedDataset:
+        """The checkpoint's record of this dataset (meta key ``dataset``)."""
+        from temshift.models.records import TrainedDataset
+
+        return TrainedDataset(path=self.path, name=self.name, spec_hash=self.spec_hash,
+                              content_hash=self.content_hash, n_patches=self.n_patches,
+                              patch_size=self.patch_size_px)
+
+
+def load_patches(path: str | os.PathLike[str], config: ModelConfig,
+                 patch_crop: int | None = None) -> tuple[np.ndarray, np.ndarray, PatchSource]:
     """Load and check a dataset file for a model.
 
     Returns
     -------
     images, labels : ndarray
         (N, H, W) float32 and uint8.
-    info : dict
-        ``path``, ``name``, ``spec`` (the dataset's spec dict, incl. preprocessing,
-        ``pixel_scale_nm``, ``dose_e_per_A2``), ``spec_hash``, ``content_hash`` (None if the file has
-        none), ``n_patches``, ``patch_size``.
+    info : PatchSource
+        The file, its spec (incl. preprocessing, ``pixel_scale_nm``, ``dose_e_per_A2``), hashes and
+        patch count and size.
     """
     from temshift.datasets import load_dataset
 
@@ -103,12 +147,11 @@ def load_patches(path, config, patch_crop: int | None = None):
     except Exception as exc:  # noqa: BLE001  (h5py/OS errors of a damaged file)
         raise DatasetError(f"{path}: cannot read dataset ({type(exc).__name__}: {exc})") from None
     images, labels = check_arrays(ds.images, ds.labels, config, source=str(path), patch_crop=patch_crop)
-    spec = dict(getattr(ds, "spec", None) or {})
-    attrs = dict(getattr(ds, "attrs", None) or {})
-    name = spec.get("name") or path.name.removesuffix("_Images.h5").removesuffix(".h5")
-    info = {"path": str(path.resolve()), "name": name, "spec": spec, "spec_hash": spec_hash(spec, attrs),
-            "content_hash": attrs.get("content_hash"), "n_patches": int(len(images)),
-            "patch_size": [int(s) for s in images.shape[1:]]}
+    spec = dict(ds.spec)
+    name = ds.record.spec.name or path.name.removesuffix("_Images.h5").removesuffix(".h5")
+    h, w = (int(s) for s in images.shape[1:])
+    info = PatchSource(str(path.resolve()), name, spec, spec_hash(spec, ds.attrs), ds.record.content_hash,
+                       int(len(images)), (h, w))
     return images, labels, info
 
 

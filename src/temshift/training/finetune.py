@@ -338,7 +338,9 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
     """
     import time
 
+    from temshift.datasets.records import StoredSpec
     from temshift.models.checkpoint import save_checkpoint
+    from temshift.models.records import CheckpointMeta, TrainedDataset
     from temshift.predict.pipeline import load_predictor
     from temshift.training.data import PatchSet, check_arrays
     from temshift.training.dihedral import expand
@@ -383,7 +385,7 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
         try:
             from temshift.datasets import load_dataset
 
-            there = load_dataset(data_path).attrs.get("content_hash")
+            there = load_dataset(data_path).record.content_hash
         except Exception as exc:  # noqa: BLE001  (damaged file: say so rather than train on it)
             raise CheckpointError(f"{data_path}: unreadable fine-tuning data ({exc}); delete {out_dir} to start over") from None
         if there != identity["content_hash"]:
@@ -412,19 +414,20 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
     seconds = sum(float(r["seconds"]) for r in result.history)
     best_row = next(r for r in result.history if r["epoch"] == result.best_epoch)
     base = {"path": str(base_path.resolve()), "file": base_path.name, "sha256": base_sha,
-            "source": base_meta.get("source"), "kind": base_meta.get("kind"),
-            "dataset_spec_hash": base_meta.get("dataset_spec_hash"),
+            "source": base_meta.source, "kind": base_meta.kind,
+            "dataset_spec_hash": base_meta.dataset_spec_hash,
             "pixel_scale_nm": predictor.pixel_scale_nm, "dose_e_per_A2": predictor.dose_e_per_A2}
-    meta = {"kind": "finetune", "seed": seed, "settings": settings.fingerprint(), "freeze": frozen,
-            "base_model": base, "frames": prepared.frames,
-            "frames_role": {"train": [f["image"] for f in prepared.frames[:n_train]],
-                            "val": [f["image"] for f in prepared.frames[n_train:]]},
-            "dataset": {"path": str(data_path.resolve()), "name": "finetune", **info,
-                        "patch_size": list(prepared.images.shape[1:])},
-            "dataset_spec": spec, "dataset_spec_hash": info["spec_hash"],
-            "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-            "train_loss_at_best": best_row["loss"], "trained_with": result.speed,
-            "training_statistics": checkpoint_statistics(data_path)}
+    meta = CheckpointMeta(
+        kind="finetune", seed=seed, settings=settings.fingerprint(), freeze=frozen, base_model=base,
+        frames=prepared.frames,
+        frames_role={"train": [f["image"] for f in prepared.frames[:n_train]],
+                     "val": [f["image"] for f in prepared.frames[n_train:]]},
+        dataset=TrainedDataset.model_validate({"path": str(data_path.resolve()), "name": "finetune", **info,
+                                               "patch_size": list(prepared.images.shape[1:])}),
+        dataset_spec=StoredSpec.from_stored(spec), dataset_spec_hash=info["spec_hash"],
+        best_epoch=result.best_epoch, best_val_loss=result.best_val_loss,
+        train_loss_at_best=best_row["loss"], trained_with=result.speed,
+        training_statistics=checkpoint_statistics(data_path))
     from temshift.models.unet import UNet
 
     plain = UNet.from_config(net.config)  # ordinary BatchNorms: the checkpoint is a normal U-Net

@@ -12,11 +12,17 @@ resuming or returning the finished model.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temshift.progress import Reporter
 from temshift.training.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from temshift.datasets.records import TrainingStatistics
+    from temshift.training.data import PatchSource
 
 MODEL_FILE = "model.pt"
 HISTORY_FILE = "history.csv"
@@ -72,7 +78,7 @@ def _describe_dataset(d: dict) -> str:
             f"content hash {str(d.get('content_hash'))[:16]}, {d.get('n_patches')} patches)")
 
 
-def _finished(out_dir: Path, fingerprint: dict, info: dict) -> RunResult:
+def _finished(out_dir: Path, fingerprint: dict, info: PatchSource) -> RunResult:
     """The finished run in `out_dir` if it was trained with these settings on this dataset."""
     from temshift.errors import CheckpointError
 
@@ -84,9 +90,9 @@ def _finished(out_dir: Path, fingerprint: dict, info: dict) -> RunResult:
     if stored != json.loads(json.dumps(fingerprint)):
         raise CheckpointError(f"{out_dir}: holds a finished run with other settings; use another output folder")
     trained_on = summary.get("dataset") or {}
-    if any(trained_on.get(k) != info.get(k) for k in DATASET_KEYS):
+    if any(trained_on.get(k) != getattr(info, k) for k in DATASET_KEYS):
         raise CheckpointError(f"{out_dir}: holds a finished run trained on {_describe_dataset(trained_on)}, not on "
-                              f"{_describe_dataset(info)}; use another output folder")
+                              f"{_describe_dataset(vars(info))}; use another output folder")
     return RunResult.read(out_dir)
 
 
@@ -146,7 +152,9 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
     """
     from temshift.datasets.statistics import checkpoint_statistics
     from temshift.errors import DatasetError, SpecError
+    from temshift.datasets.records import StoredSpec
     from temshift.models.checkpoint import save_checkpoint
+    from temshift.models.records import CheckpointMeta
     from temshift.models.unet import UNet
     from temshift.training.data import load_patches
     from temshift.training.runtime import resolve_device, set_threads
@@ -170,26 +178,27 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
     device = resolve_device(settings.device)
     model = UNet.from_config(settings.model, generator=torch_generator(seed, 0, 0)).to(device)
     fingerprint = {"settings": settings.fingerprint(), "seed": seed, "fold": fold,
-                   "dataset_hash": info["spec_hash"], "content_hash": info["content_hash"],
-                   "n_patches": info["n_patches"]}
+                   "dataset_hash": info.spec_hash, "content_hash": info.content_hash,
+                   "n_patches": info.n_patches}
     out_dir.mkdir(parents=True, exist_ok=True)
     result = fit(model, train, val, settings, seed, device, state_path=out_dir / STATE_FILE,
                  history_path=out_dir / "history.csv", fingerprint=fingerprint,
-                 description=f"{info['name']} fold {fold}", reporter=reporter)
+                 description=f"{info.name} fold {fold}", reporter=reporter)
     model.load_state_dict(result.best_state)
     best_row = next(r for r in result.history if r["epoch"] == result.best_epoch)
-    meta = {"kind": "fold", "fold": fold, "seed": seed, "n_folds": settings.n_folds,
-            "val_fraction": settings.val_fraction, "settings": settings.fingerprint(),
-            "dataset": {k: info[k] for k in ("path", "name", "spec_hash", "content_hash", "n_patches", "patch_size")},
-            "dataset_spec": info["spec"], "dataset_spec_hash": info["spec_hash"],
-            "split": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
-            "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-            "train_loss_at_best": best_row["loss"], "trained_with": result.speed,
-            "training_statistics": checkpoint_statistics(dataset_path)}
+    trained = info.trained_dataset()
+    dataset = trained.model_dump(mode="json", by_alias=True)  # path, name, spec_hash, content_hash, n_patches, patch_size
+    meta = CheckpointMeta(kind="fold", fold=fold, seed=seed, n_folds=settings.n_folds,
+                          val_fraction=settings.val_fraction, settings=settings.fingerprint(), dataset=trained,
+                          dataset_spec=StoredSpec.from_stored(info.spec), dataset_spec_hash=info.spec_hash,
+                          split={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+                          best_epoch=result.best_epoch, best_val_loss=result.best_val_loss,
+                          train_loss_at_best=best_row["loss"], trained_with=result.speed,
+                          training_statistics=checkpoint_statistics(dataset_path))
     save_checkpoint(out_dir / MODEL_FILE, model.cpu(), meta)
     summary = {"fold": fold, "seed": seed, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                "train_loss_at_best": best_row["loss"], "epochs_run": len(result.history),
-               "stopped_early": result.stopped_early, "dataset": meta["dataset"],
+               "stopped_early": result.stopped_early, "dataset": dataset,
                "fingerprint": {"settings": settings.fingerprint(), "seed": seed, "fold": fold}}
     from temshift.io.atomic import atomic_write_text
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from temshift.models.records import CheckpointMeta
+
 
 class Segmenter:
     """A residual U-Net nanoparticle segmenter trained with the paper's protocol.
@@ -33,7 +35,7 @@ class Segmenter:
         base.update(overrides)
         self.settings = TrainSettings.model_validate(base)
         self.model = None
-        self.meta: dict = {}
+        self.meta = CheckpointMeta()
         self.history: list = []
 
     def fit(self, images, labels, val_images=None, val_labels=None, seed: int | None = None) -> Segmenter:
@@ -66,8 +68,8 @@ class Segmenter:
         self.model.load_state_dict(result.best_state)
         self.model.eval()
         self.history = result.history
-        self.meta = {"kind": "segmenter", "seed": seed, "settings": s.fingerprint(), "best_epoch": result.best_epoch,
-                     "best_val_loss": result.best_val_loss, "dataset_spec": None, "trained_with": result.speed}
+        self.meta = CheckpointMeta(kind="segmenter", seed=seed, settings=s.fingerprint(), best_epoch=result.best_epoch,
+                                   best_val_loss=result.best_val_loss, dataset_spec=None, trained_with=result.speed)
         return self
 
     def _require(self):
@@ -99,6 +101,6 @@ class Segmenter:
         from temshift.models.unet import ModelConfig
 
         model, meta = load_model(path)
-        seg = cls(model=ModelConfig.model_validate(meta["config"]))
+        seg = cls(model=ModelConfig.model_validate(meta.config))
         seg.model, seg.meta = model, meta
         return seg
