@@ -1,7 +1,9 @@
-"""Datasets: spec, builder (catalog + raw frames -> HDF5 patches), loader, import of published pairs."""
+"""Datasets: spec, builder (catalog + raw frames -> HDF5 patches), loader, import of published pairs,
+fold splits, patches checked for a model."""
 
 from temshift.datasets.build import build_dataset, shuffled_rows
 from temshift.datasets.spec import DatasetSpec
+from temshift.datasets.splits import Split, split_fold, test_block
 from temshift.datasets.store import (
     Dataset,
     content_hash,
@@ -14,6 +16,7 @@ from temshift.datasets.store import (
 __all__ = [
     "Dataset",
     "DatasetSpec",
+    "Split",
     "build_dataset",
     "content_hash",
     "dataset_summary",
@@ -21,4 +24,6 @@ __all__ = [
     "load_dataset",
     "published_pair",
     "shuffled_rows",
+    "split_fold",
+    "test_block",
 ]
