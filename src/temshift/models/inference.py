@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from temshift.models.dihedral import N_VARIANTS, dihedral, inverse_dihedral
-from temshift.models.runtime import autocast
+from temshift.models.runtime import autocast, native_bf16
 
 THRESHOLD = 0.5
 """Particle probability above which a pixel is particle (argmax of the two-class softmax)."""
@@ -132,7 +132,7 @@ class ConvReLU(nn.Module):
     oneDNN applies the ReLU to the float32 accumulator before rounding to bfloat16; the ReLU
     commutes with that rounding, so the output equals the two separate ops bit for bit (checked
     in tests/test_predict_pipeline.py), and one pass over the activation is saved. Other dtypes,
-    devices or builds without oneDNN run the two ops as they are.
+    devices and CPUs without native bfloat16 kernels run the two ops as they are.
     """
 
     def __init__(self, conv: nn.Conv2d):
@@ -142,7 +142,7 @@ class ConvReLU(nn.Module):
 
     def _fusable(self, x: torch.Tensor) -> bool:
         c = self.conv
-        return (x.device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.is_autocast_enabled("cpu")
+        return (x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and native_bf16()
                 and torch.get_autocast_dtype("cpu") == torch.bfloat16 and not torch.is_grad_enabled()
                 and c.padding_mode == "zeros" and isinstance(c.padding, tuple) and x.dim() == 4)
 

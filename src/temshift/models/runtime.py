@@ -10,6 +10,7 @@ which code path ran a model.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,6 +64,7 @@ def resolve_device(device: str = "auto") -> Any:
     return dev
 
 
+@functools.lru_cache(maxsize=1)
 def native_bf16() -> bool:
     """True when this CPU has native bfloat16 kernels (oneDNN; e.g. AVX512-BF16 or AMX)."""
     import torch
