@@ -9,11 +9,10 @@ import torch
 from _temshift_synth import make_patches, use_fallback_loader, write_dataset
 
 from temshift.errors import CheckpointError, DatasetError
-from temshift.datasets import splits
-from temshift.datasets.splits import split_fold
 from temshift.models.dihedral import dihedral, inverse_dihedral
-from temshift.training import Segmenter, TrainSettings, train_fold
+from temshift.training import Segmenter, TrainSettings, split_fold, train_fold
 from temshift.training import augment
+from temshift.training import splits
 from temshift.training.data import expand
 
 torch.set_num_threads(1)  # the machine is shared: one thread avoids oversubscription stalls
@@ -207,7 +206,7 @@ def test_corrupt_state_never_restarts(small_dataset, tmp_path):
 
 def test_channel_mismatch_is_named():
     from temshift.models import ModelConfig
-    from temshift.datasets.arrays import check_arrays
+    from temshift.training.data import check_arrays
 
     images, labels = make_patches(2, 32, seed=6)
     with pytest.raises(DatasetError, match="x.h5: images have 3 channels, the model expects 1"):

@@ -1,9 +1,7 @@
-"""Datasets: spec, builder (catalog + raw frames -> HDF5 patches), loader, import of published pairs,
-fold splits, patches checked for a model."""
+"""Datasets: spec, builder (catalog + raw frames -> HDF5 patches), loader, import of published pairs."""
 
 from temshift.datasets.build import build_dataset, shuffled_rows
 from temshift.datasets.spec import DatasetSpec
-from temshift.datasets.splits import Split, split_fold, test_block
 from temshift.datasets.store import (
     Dataset,
     content_hash,
@@ -16,7 +14,6 @@ from temshift.datasets.store import (
 __all__ = [
     "Dataset",
     "DatasetSpec",
-    "Split",
     "build_dataset",
     "content_hash",
     "dataset_summary",
@@ -24,6 +21,4 @@ __all__ = [
     "load_dataset",
     "published_pair",
     "shuffled_rows",
-    "split_fold",
-    "test_block",
 ]

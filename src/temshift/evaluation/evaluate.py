@@ -129,7 +129,7 @@ def _is_same(meta: dict, info: dict) -> bool:
 
 def _test_indices(meta: dict, info: dict, same: bool, run: Path) -> np.ndarray:
     from temshift.errors import DatasetError
-    from temshift.datasets.splits import test_block
+    from temshift.training.splits import test_block
 
     n = info["n_patches"]
     if not same:
@@ -171,8 +171,8 @@ def evaluate_runs(run_dirs, dataset_path, *, dihedral: bool = True, batch_size: 
 
     from temshift.models.checkpoint import load_model
     from temshift.models.unet import ModelConfig
-    from temshift.datasets.arrays import load_patches
     from temshift.models.runtime import resolve_device, set_threads
+    from temshift.training.data import load_patches
 
     set_threads(threads)
     dev = resolve_device(device)

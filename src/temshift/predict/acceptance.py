@@ -63,7 +63,7 @@ def fold_test_frames(dataset_path: Path, fold: int, n_folds: int = 5) -> set[str
     of their patches in the test block are used (partly seen in training: optimistic).
     """
     from temshift.datasets import load_dataset
-    from temshift.datasets.splits import test_block
+    from temshift.training.splits import test_block
 
     prov = load_dataset(dataset_path).provenance
     test = np.zeros(len(prov), bool)

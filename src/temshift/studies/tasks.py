@@ -102,9 +102,9 @@ def _evaluate_train_split(run_dir: Path, dataset_path: Path, threads, dihedral: 
     from temshift.evaluation import evaluate_model
     from temshift.models.checkpoint import load_model
     from temshift.models.unet import ModelConfig
-    from temshift.datasets.arrays import load_patches
-    from temshift.datasets.splits import split_fold
     from temshift.models.runtime import set_threads
+    from temshift.training.data import load_patches
+    from temshift.training.splits import split_fold
 
     set_threads(threads)
     model, meta = load_model(run_dir / "model.pt")

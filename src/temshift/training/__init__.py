@@ -1,6 +1,6 @@
-"""The paper's training protocol: dihedral expansion, augmentation, the loop, fold runs.
+"""The paper's training protocol: splits, dihedral expansion, augmentation, the loop, fold runs.
 
-Splits are `temshift.datasets.splits`; threads and device `temshift.models.runtime`.
+Threads, device and the speed policy are `temshift.models.runtime`.
 
 Importing this package imports torch.
 """
@@ -8,5 +8,6 @@ Importing this package imports torch.
 from temshift.training.fold import RunResult, train_fold
 from temshift.training.segmenter import Segmenter
 from temshift.training.settings import TrainSettings
+from temshift.training.splits import Split, split_fold
 
-__all__ = ["RunResult", "Segmenter", "TrainSettings", "train_fold"]
+__all__ = ["RunResult", "Segmenter", "Split", "TrainSettings", "split_fold", "train_fold"]

@@ -256,7 +256,7 @@ def _write_data(path: Path, prepared: PreparedFrames, spec: dict) -> dict:
     import pandas as pd
 
     from temshift.datasets.store import content_hash, write_dataset_file
-    from temshift.datasets.arrays import spec_hash
+    from temshift.training.data import spec_hash
 
     info = {"spec_hash": spec_hash(spec), "content_hash": content_hash(prepared.images, prepared.labels),
             "n_patches": int(len(prepared.images))}
@@ -336,9 +336,8 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
 
     from temshift.models.checkpoint import save_checkpoint
     from temshift.predict.pipeline import load_predictor
-    from temshift.datasets.arrays import check_arrays
     from temshift.models.runtime import resolve_device, set_threads
-    from temshift.training.data import PatchSet, expand
+    from temshift.training.data import PatchSet, check_arrays, expand
     from temshift.training.fold import _dataset_statistics
     from temshift.training.freeze import freeze as freeze_parts
     from temshift.training.trainer import fit

@@ -100,8 +100,8 @@ def epochs_done(run_dir) -> int:
 
 def build_sets(images, labels, fold: int, settings: TrainSettings):
     """Training and validation `PatchSet`s and the split of `fold`."""
-    from temshift.datasets.splits import split_fold
     from temshift.training.data import PatchSet, expand
+    from temshift.training.splits import split_fold
 
     split = split_fold(len(images), fold, settings.n_folds, settings.val_fraction)
     train = PatchSet(images, labels, expand(split.train, settings.train_shuffle_seed, settings.dihedral))
@@ -155,8 +155,8 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
     from temshift.errors import DatasetError, SpecError
     from temshift.models.checkpoint import save_checkpoint
     from temshift.models.unet import UNet
-    from temshift.datasets.arrays import load_patches
     from temshift.models.runtime import resolve_device, set_threads
+    from temshift.training.data import load_patches
     from temshift.training.trainer import fit, torch_generator
 
     settings = settings or TrainSettings()

@@ -40,7 +40,7 @@ def estimate_cpu_seconds(n_patches: int, patch_px: int, settings: TrainSettings,
     ``samples_per_epoch``) and the validation samples, at `CPU_TRAIN_PATCHES_PER_S_256` and
     `CPU_INFER_PATCHES_PER_S_256` scaled by the patch (or crop) area; early stopping is ignored.
     """
-    from temshift.datasets.splits import split_fold
+    from temshift.training.splits import split_fold
     from temshift.training.trainer import epoch_samples
 
     split = split_fold(n_patches, fold, settings.n_folds, settings.val_fraction)

@@ -43,9 +43,8 @@ class Segmenter:
         block) is held out for choosing the best epoch.
         """
         from temshift.models.unet import UNet
-        from temshift.datasets.arrays import check_arrays
         from temshift.models.runtime import resolve_device, set_threads
-        from temshift.training.data import PatchSet, expand
+        from temshift.training.data import PatchSet, check_arrays, expand
         from temshift.training.trainer import fit, torch_generator
 
         s = self.settings
