@@ -168,6 +168,33 @@ def _is_plain_pool(mod: nn.Module) -> bool:
             and not mod.return_indices)
 
 
+def _fold_batchnorm(model: nn.Module) -> None:
+    """Fold each ``convN`` followed by a ``bnN`` BatchNorm into one convolution, in place (eval mode)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for mod in model.modules():
+        for k in (1, 2, 3):
+            conv, bn = getattr(mod, f"conv{k}", None), getattr(mod, f"bn{k}", None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(mod, f"conv{k}", fuse_conv_bn_eval(conv, bn))
+                setattr(mod, f"bn{k}", nn.Identity())
+
+
+def _fuse_for_cpu(model: nn.Module) -> None:
+    """The bit-identical CPU speed-ups of :func:`inference_model`, in place (after BatchNorm folding)."""
+    from temshift.models.unet import ResidualBlock
+
+    for mod in list(model.modules()):
+        if isinstance(mod, ResidualBlock):
+            if isinstance(mod.bn1, nn.Identity) and isinstance(mod.relu1, nn.ReLU):
+                mod.conv1, mod.relu1 = ConvReLU(mod.conv1), nn.Identity()
+            if isinstance(mod.relu2, nn.ReLU):
+                mod.relu2.inplace = True
+        for name, child in list(mod.named_children()):
+            if _is_plain_pool(child):
+                setattr(mod, name, StridedMaxPool2d())
+
+
 def inference_model(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """A copy of `model` for fast CPU inference; the original is left untouched.
 
@@ -185,25 +212,9 @@ def inference_model(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """
     import copy
 
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    from temshift.models.unet import ResidualBlock
-
     fast = copy.deepcopy(model).eval()
-    for mod in list(fast.modules()):
-        for k in (1, 2, 3):
-            conv, bn = getattr(mod, f"conv{k}", None), getattr(mod, f"bn{k}", None)
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                setattr(mod, f"conv{k}", fuse_conv_bn_eval(conv, bn))
-                setattr(mod, f"bn{k}", nn.Identity())
-        if isinstance(mod, ResidualBlock):
-            if isinstance(mod.bn1, nn.Identity) and isinstance(mod.relu1, nn.ReLU):
-                mod.conv1, mod.relu1 = ConvReLU(mod.conv1), nn.Identity()
-            if isinstance(mod.relu2, nn.ReLU):
-                mod.relu2.inplace = True
-        for name, child in list(mod.named_children()):
-            if _is_plain_pool(child):
-                setattr(mod, name, StridedMaxPool2d())
+    _fold_batchnorm(fast)
+    _fuse_for_cpu(fast)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
     return fast
