@@ -158,13 +158,15 @@ def _plain_copy(fast):
     """`fast` with the speed-ups of `inference_model` undone (BatchNorm stays folded)."""
     import copy
 
-    from temshift.models.inference import ConvReLU, StridedMaxPool2d
+    from temshift.models.inference import ChannelsLastOutput, ConvReLU, StridedMaxPool2d
 
     plain = copy.deepcopy(fast)
     for mod in list(plain.modules()):
         for name, child in list(mod.named_children()):
             if isinstance(child, ConvReLU):
                 setattr(mod, name, torch.nn.Sequential(child.conv, torch.nn.ReLU()))
+            elif isinstance(child, ChannelsLastOutput):
+                setattr(mod, name, child.module)
             elif isinstance(child, StridedMaxPool2d):
                 setattr(mod, name, torch.nn.MaxPool2d(2, 2))
             elif isinstance(child, torch.nn.ReLU):
@@ -174,12 +176,13 @@ def _plain_copy(fast):
 
 def test_fast_inference_copy_is_bit_identical_to_the_folded_model(trained_strip):
     """Fused conv + ReLU, in-place ReLU and strided max pooling change speed only, not one bit."""
-    from temshift.models.inference import ConvReLU, StridedMaxPool2d, batch_fn, inference_model
+    from temshift.models.inference import ChannelsLastOutput, ConvReLU, StridedMaxPool2d, batch_fn, inference_model
 
     model, frame = trained_strip
     fast = inference_model(model)
     assert any(isinstance(m, ConvReLU) for m in fast.modules())
     assert any(isinstance(m, StridedMaxPool2d) for m in fast.modules())
+    assert isinstance(fast.downs[0].conv_add, ChannelsLastOutput)
     plain = _plain_copy(fast)
     tiles = np.stack([frame[:, :256], frame[:, 256:]])
     noise = np.random.default_rng(0).standard_normal((1, 96, 160)).astype(np.float32)
