@@ -96,7 +96,10 @@ def _run(args, n_models: int, frame_scale: float, threads: int, bf16: bool = Tru
            str(args.repeats), "--frame-scale", str(frame_scale), "--tile", str(args.tile), "--batch", str(args.batch),
            "--threads", str(threads)] + (["--bf16"] if bf16 else [])
     env = dict(os.environ, PYTHONPATH=str(Path(src).resolve())) if src else None
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        tail = (out.stderr.strip().splitlines() or ["?"])[-1]
+        raise RuntimeError(f"worker {' '.join(cmd[2:])} ({src or 'this version'}) failed: {tail}")
     row = json.loads(out.stdout.strip().splitlines()[-1])
     row["baseline"] = bool(src)
     return row
@@ -171,11 +174,10 @@ def write_section(text: str) -> None:
     content = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     pattern = re.compile(r"^## Prediction.*?(?=^## |\Z)", re.S | re.M)
     found = pattern.search(content)
-    if found:
-        from predict_process import SUBSECTION  # keep the whole-process figures
-
-        kept = found.group(0).partition(SUBSECTION)
-        text = text.rstrip("\n") + ("\n\n" + kept[1] + kept[2].rstrip("\n") if kept[1] else "") + "\n"
+    if found:  # keep the subsections (whole-process figures of benchmarks/predict_process.py and notes)
+        old = found.group(0)
+        sub = re.search(r"^### ", old, re.M)
+        text = text.rstrip("\n") + ("\n\n" + old[sub.start():].rstrip("\n") if sub else "") + "\n"
         content = pattern.sub(lambda _: text + "\n", content, count=1)
     else:
         content = content.rstrip("\n") + "\n\n" + text + "\n"
