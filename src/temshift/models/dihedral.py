@@ -6,16 +6,14 @@ evaluation (test patches in their 8 variants) and prediction (test-time augmenta
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any
 
 import numpy as np
-
-Array = TypeVar("Array")  # numpy.ndarray or torch.Tensor
 
 N_VARIANTS = 8
 
 
-def dihedral(x: Array, k: int) -> Array:
+def dihedral(x: Any, k: int) -> Any:
     """Variant `k` (0-7) of `x` on its last two axes; works for numpy arrays and torch tensors.
 
     ``k % 4`` quarter turns counter-clockwise, preceded by a transpose when ``k >= 4``.
@@ -32,7 +30,7 @@ def dihedral(x: Array, k: int) -> Array:
     return x
 
 
-def inverse_dihedral(x: Array, k: int) -> Array:
+def inverse_dihedral(x: Any, k: int) -> Any:
     """Undo `dihedral(., k)` on the last two axes."""
     if not 0 <= k < N_VARIANTS:
         raise ValueError(f"dihedral variant must be in 0..7, got {k}")

@@ -205,11 +205,12 @@ def _fuse_for_cpu(model: nn.Module, channels_last: bool) -> None:
     for mod in list(model.modules()):
         if isinstance(mod, ResidualBlock):
             if isinstance(mod.bn1, nn.Identity) and isinstance(mod.relu1, nn.ReLU):
-                mod.conv1, mod.relu1 = ConvReLU(mod.conv1), nn.Identity()
+                setattr(mod, "conv1", ConvReLU(mod.conv1))
+                setattr(mod, "relu1", nn.Identity())
             if isinstance(mod.relu2, nn.ReLU):
                 mod.relu2.inplace = True
             if channels_last and isinstance(mod.conv_add, nn.Conv2d) and mod.conv_add.in_channels == 1:
-                mod.conv_add = ChannelsLastOutput(mod.conv_add)
+                setattr(mod, "conv_add", ChannelsLastOutput(mod.conv_add))
         for name, child in list(mod.named_children()):
             if _is_plain_pool(child):
                 setattr(mod, name, StridedMaxPool2d())
@@ -237,7 +238,7 @@ def inference_model(model: nn.Module, channels_last: bool = True) -> nn.Module:
     _fold_batchnorm(fast)
     _fuse_for_cpu(fast, channels_last)
     if channels_last:
-        fast = fast.to(memory_format=torch.channels_last)
+        fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing in torch's stubs
     return fast
 
 
