@@ -15,7 +15,7 @@ them; only part (c) trains, on 5 frames of a split, and scores the other 15.
     with the default fine-tuning settings, scored on the other 15, for 4 random splits
     (seeds 0-3); wall time of each fine-tuning.
 
-Score: hard dice per frame as the project computes it (`temshift.evaluation.metrics.dice_per_patch`
+Score: hard dice per frame as the project computes it (`temshift.models.metrics.dice_per_patch`
 of the 0/1 mask, smoothing 1), mean over frames.
 
 Usage: python benchmarks/sim2real.py [--parts threshold released finetune] [--factors 1 1.5 2]
@@ -63,7 +63,7 @@ def hard_dice(mask: np.ndarray, label: np.ndarray) -> float:
     """The project's hard dice of one frame (0/1 mask vs 0/1 label)."""
     import torch
 
-    from temshift.evaluation.metrics import dice_per_patch
+    from temshift.models.metrics import dice_per_patch
 
     return float(dice_per_patch(torch.from_numpy(mask[None].astype(np.uint8)),
                                 torch.from_numpy(label[None].astype(np.uint8)))[0])

@@ -28,9 +28,8 @@ import torch.nn.functional as F
 
 from temshift.models import UNet
 from temshift.training import TrainSettings
-from temshift.training.data import PatchSet
-from temshift.training.dihedral import expand
-from temshift.training.runtime import set_threads
+from temshift.models.runtime import set_threads
+from temshift.training.data import PatchSet, expand
 from temshift.training.trainer import train_epoch
 
 RESULTS = Path(__file__).with_name("RESULTS.md")

@@ -36,9 +36,6 @@ LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(x) for x in (
 KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset({
     # Upward imports that remain in files other helpers are reshaping in parallel (issue 13);
     # the coordinator empties this list as their branches are merged. (importing module, imported module)
-    # -- "inference": training <-> evaluation, models -> training, one inference path / dihedral / speed settings
-    ("temshift.training.trainer", "temshift.evaluation.metrics"),
-    ("temshift.models.inference", "temshift.training.dihedral"),
     # -- model_input (the prediction preprocessing) and pixel-scale matching live in predict/ ("api"/"inference"),
     #    but fine-tuning and pretraining prepare frames exactly as prediction does
     ("temshift.training.finetune", "temshift.predict.pipeline"),

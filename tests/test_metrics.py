@@ -2,10 +2,12 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
-from temshift.evaluation.metrics import dice_per_patch, generalization_gaps, pooled_rates, segmentation_metrics
+from temshift.models.metrics import dice_per_patch, generalization_gaps, mask_dice, pooled_rates, segmentation_metrics
 
 
 def logits_for(prob):
@@ -50,3 +52,11 @@ def test_pooled_rates_edge_cases_and_gaps():
     assert math.isnan(pooled_rates(0, 0, 0, 10)["overseg_share"])
     gaps = generalization_gaps(train_loss=0.1, val_loss=0.15, own_test_loss=0.2, other_loss=0.5)
     assert gaps["id_gap"] == pytest.approx(0.05) and gaps["ood_gap"] == pytest.approx(0.3)
+
+
+def test_mask_dice_of_whole_frames():
+    a = np.zeros((10, 10), bool)
+    a[:5] = True
+    assert mask_dice(a, a) == 1.0
+    assert mask_dice(a, ~a) == pytest.approx(1 / 101)
+    assert mask_dice(np.zeros((4, 4)), np.zeros((4, 4))) == 1.0

@@ -133,19 +133,82 @@ def test_cli_check_reports_without_predicting(write_training_dataset, tmp_path):
     assert not list(tmp_path.glob("*_mask*"))
 
 
-def test_bf16_inference_gives_the_same_masks_as_float32():
-    """The fast default (bf16 autocast) must not change what a trained model segments."""
+@pytest.fixture(scope="module")
+def trained_strip():
+    """A U-Net trained briefly on synthetic patches and a 64 x 512 strip of unseen particles."""
 
     from temshift import Segmenter
 
     images, labels = toy_patches(32, 64, seed=1)
     seg = Segmenter(epochs=7, learning_rate=1e-2, batch_size=16, progress=False, threads=1).fit(images, labels)
-    test_images, test_labels = toy_patches(8, 64, seed=2)
-    frame = np.concatenate(list(test_images), axis=1)  # one 64 x 512 strip of particles
-    p32 = predict_probabilities(seg.model, frame, tile=256, overlap=96, margin=16, bf16=False)
-    p16 = predict_probabilities(seg.model, frame, tile=256, overlap=96, margin=16, bf16=True)
+    test_images, _ = toy_patches(8, 64, seed=2)
+    return seg.model, np.concatenate(list(test_images), axis=1)
+
+
+def test_bf16_inference_gives_the_same_masks_as_float32(trained_strip):
+    """The fast default (bf16 autocast) must not change what a trained model segments."""
+    model, frame = trained_strip
+    p32 = predict_probabilities(model, frame, tile=256, overlap=96, margin=16, bf16=False)
+    p16 = predict_probabilities(model, frame, tile=256, overlap=96, margin=16, bf16=True)
     assert np.abs(p16 - p32).max() < 0.1
-    assert ((p16 >= 0.5) != (p32 >= 0.5)).mean() < 0.005
+    assert ((p16 > 0.5) != (p32 > 0.5)).mean() < 0.005
+
+
+def _plain_copy(fast):
+    """`fast` with the speed-ups of `inference_model` undone (BatchNorm stays folded)."""
+    import copy
+
+    from temshift.models.inference import ChannelsLastOutput, ConvReLU, StridedMaxPool2d
+
+    plain = copy.deepcopy(fast)
+    for mod in list(plain.modules()):
+        for name, child in list(mod.named_children()):
+            if isinstance(child, ConvReLU):
+                setattr(mod, name, torch.nn.Sequential(child.conv, torch.nn.ReLU()))
+            elif isinstance(child, ChannelsLastOutput):
+                setattr(mod, name, child.module)
+            elif isinstance(child, StridedMaxPool2d):
+                setattr(mod, name, torch.nn.MaxPool2d(2, 2))
+            elif isinstance(child, torch.nn.ReLU):
+                child.inplace = False
+    return plain
+
+
+def test_fast_inference_copy_is_bit_identical_to_the_folded_model(trained_strip):
+    """Fused conv + ReLU, in-place ReLU and strided max pooling change speed only, not one bit."""
+    from temshift.models.inference import ChannelsLastOutput, ConvReLU, StridedMaxPool2d, batch_fn, inference_model
+
+    model, frame = trained_strip
+    fast = inference_model(model)
+    assert any(isinstance(m, ConvReLU) for m in fast.modules())
+    assert any(isinstance(m, StridedMaxPool2d) for m in fast.modules())
+    assert isinstance(fast.downs[0].conv_add, ChannelsLastOutput)
+    plain = _plain_copy(fast)
+    tiles = np.stack([frame[:, :256], frame[:, 256:]])
+    noise = np.random.default_rng(0).standard_normal((1, 96, 160)).astype(np.float32)
+    for bf16 in (True, False):
+        for batch in (tiles, noise):
+            a = batch_fn(fast, channels_last=True, bf16=bf16)(batch)
+            b = batch_fn(plain, channels_last=True, bf16=bf16)(batch)
+            assert np.array_equal(a, b), bf16
+    x = torch.from_numpy(noise[:, None])
+    assert torch.equal(StridedMaxPool2d()(x[..., :95, :159]), torch.nn.MaxPool2d(2, 2)(x[..., :95, :159]))
+
+
+def test_mask_is_probability_above_one_half():
+    """One threshold everywhere: a pixel at exactly 0.5 is background (argmax; training and evaluation alike)."""
+    from temshift.models.inference import particle_mask
+
+    model = UNet()
+    with torch.no_grad():
+        model.final_conv.weight.zero_()
+        model.final_conv.bias.zero_()  # equal logits: probability exactly 0.5 everywhere
+    frame = np.random.default_rng(0).poisson(20.0, (128, 128)).astype(np.float32)
+    for tta in (False, True):
+        pred = predict_frame(model, frame, rescale=False, tile=128, overlap=64, margin=16, tta=tta)
+        assert np.all(pred.probabilities == 0.5)
+        assert pred.mask.sum() == 0 and pred.input_mask.sum() == 0
+    assert particle_mask(np.array([0.5, 0.50001, 0.2])).tolist() == [0, 1, 0]
 
 
 def test_cli_check_flags_a_batch_of_low_snr_frames_once_below_the_table(write_training_dataset, tmp_path):

@@ -143,13 +143,14 @@ def test_mean_abs_gap_on_hand_made_cells():
 
 
 def test_reference_statistics_definitions():
-    from temshift.datasets.statistics import reference_particle_contrast, spectral_roughness
+    from temshift.datasets.contrast import median_contrast
+    from temshift.datasets.statistics import spectral_roughness
 
     img = np.zeros((2, 8, 8), np.float32)
     lab = np.zeros((2, 8, 8), np.uint8)
     img[:, :2, :2], lab[:, :2, :2] = -1.5, 1
     img[:, 4:, :] = 0.5  # half the background at 0.5, the rest at 0
-    assert reference_particle_contrast(img, lab) == pytest.approx(np.median(img[lab == 0]) + 1.5)
+    assert median_contrast(img, lab) == pytest.approx(np.median(img[lab == 0]) + 1.5)
     assert spectral_roughness(np.ones((16, 16))) == 0.0
     checker = np.indices((16, 16)).sum(0) % 2 * 2.0 - 1.0
     assert spectral_roughness(checker) == pytest.approx(0.5)  # all power at (0.5, 0.5) cycles/px

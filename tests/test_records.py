@@ -224,10 +224,11 @@ def test_toy_architecture_trains_and_predicts_without_stage_changes(tmp_path, tw
     from temshift.io import write_tiff_frame
     from temshift.models import load_model, save_checkpoint
     from temshift.models.records import CheckpointMeta
-    from temshift.predict.pipeline import inference_model, load_predictor, predict_frame
+    from temshift.models.inference import inference_model
+    from temshift.predict.pipeline import load_predictor, predict_frame
     from temshift.training import TrainSettings
     from temshift.training.data import PatchSet
-    from temshift.training.dihedral import expand
+    from temshift.training.data import expand
     from temshift.training.trainer import fit
 
     ds = load_dataset(LEGACY_DATASET)  # a tiny dataset file: 21 patches of 32 px at 0.1 nm/px

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from temshift.errors import CheckpointError, DatasetError
+from temshift.models.dihedral import dihedral, inverse_dihedral
 from temshift.training import Segmenter, TrainSettings, split_fold, train_fold
 from temshift.training import augment
-from temshift.training.dihedral import dihedral, expand, inverse_dihedral
 from temshift.training import splits
 from temshift.simulate.toy import toy_patches
+from temshift.training.data import expand
 
 torch.set_num_threads(1)  # the machine is shared: one thread avoids oversubscription stalls
 FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3, progress=False, threads=1)

@@ -88,7 +88,8 @@ def train(
 
 def _announce(console, dataset: Path, settings, folds: list[int], default_epochs: bool) -> None:
     """Say how long training will take on a CPU and how to shorten it."""
-    from temshift.training.runtime import dataset_patches, estimate_cpu_seconds, format_duration, resolve_device
+    from temshift.models.runtime import resolve_device
+    from temshift.training.runtime import dataset_patches, estimate_cpu_seconds, format_duration
 
     epochs = f"{settings.epochs} epochs" + (" (the default: the paper's protocol)" if default_epochs else "")
     shape = dataset_patches(dataset)

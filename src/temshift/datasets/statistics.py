@@ -28,7 +28,9 @@ Per tile:
     With a mask only, on tiles with more particle pixels than the dataset patch filter
     requires (``400 * (tile / 512) ** 2``), particle = mask eroded by 2 px, background =
     pixels >= 2 px from the mask: ``|median(smooth[particle]) - median(smooth[background])| / sd(background)``
-    with a Gaussian smoothing of ``sigma = 2`` pixels (suppresses noise, keeps the mean level).
+    with a Gaussian smoothing of ``sigma = 2`` pixels (suppresses noise, keeps the mean level):
+    :func:`temshift.datasets.contrast.core_contrast`, where the project's other contrast
+    statistics are defined beside it.
 """
 
 from __future__ import annotations
@@ -192,19 +194,9 @@ def tile_statistics(tile: np.ndarray, mask: np.ndarray | None = None) -> dict:
         # as for training patches (docs/protocol.md, step 4), a tile counts only with enough particle
         # pixels: a few stray mask pixels give a meaningless, near-zero contrast
         if min_particle_pixels(float(np.sqrt(m.size))) < m.sum() < m.size:
-            from scipy.ndimage import binary_erosion, gaussian_filter
+            from temshift.datasets.contrast import core_contrast
 
-            # particle cores and background >= 2 px away: a mask edge that is off by a pixel
-            # or two (a prediction rather than a label) must not dilute the contrast
-            core = binary_erosion(m, iterations=2)
-            core = core if core.any() else m
-            away = ~near
-            away = away if away.any() else ~m
-            s = gaussian_filter(t, 2.0)
-            bg = t[away]
-            sd_bg = float(1.4826 * np.median(np.abs(bg - np.median(bg))))
-            if sd_bg > 0:
-                out["contrast"] = float(abs(np.median(s[core]) - np.median(s[away])) / sd_bg)
+            out["contrast"] = core_contrast(t, m, near)
     return out
 
 
@@ -405,33 +397,6 @@ def training_statistics(dataset_path: str | os.PathLike[str], *, max_frames: int
         "contrast": _spread(f["contrast"] for f in per_frame),
         "n_frames": len(per_frame), "n_patches": len(all_tiles), "dataset": str(dataset_path),
     }))
-
-
-def reference_particle_contrast(images: np.ndarray, labels: np.ndarray) -> float:
-    """Particle contrast as the real-data reference defines it.
-
-    Median of the background pixels minus median of the particle pixels over all patches
-    of a dataset, in units of the standardized frames (mean 0, SD 1 per frame), with no
-    further normalisation (unlike the per-tile ``contrast`` above, which is divided by the
-    background SD after smoothing). Positive when particles are darker than the support.
-
-    Parameters
-    ----------
-    images : (N, H, W) float array
-        Standardized patches.
-    labels : (N, H, W) {0, 1} array
-        Particle masks.
-
-    Returns
-    -------
-    float
-        NaN when either class has no pixels.
-    """
-    images = np.asarray(images, dtype=np.float32)
-    m = np.asarray(labels) != 0
-    if not m.any() or m.all():
-        return float("nan")
-    return float(np.median(images[~m]) - np.median(images[m]))
 
 
 def spectral_roughness(patch: np.ndarray) -> float:

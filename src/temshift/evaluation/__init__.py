@@ -1,7 +1,10 @@
-"""Metrics and same-/cross-dataset evaluation of fold models. Importing this imports torch."""
+"""Same-/cross-dataset evaluation of fold models, with the metrics of `temshift.models.metrics`.
+
+Importing this imports torch.
+"""
 
 from temshift.evaluation.evaluate import evaluate_model, evaluate_runs, summarize
-from temshift.evaluation.metrics import MetricSums, dice_per_patch, generalization_gaps, pooled_rates, \
+from temshift.models.metrics import MetricSums, dice_per_patch, generalization_gaps, pooled_rates, \
     segmentation_metrics
 
 __all__ = ["MetricSums", "dice_per_patch", "evaluate_model", "evaluate_runs", "generalization_gaps",

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from temshift.evaluation.metrics import METRICS, MetricSums
+from temshift.models.metrics import METRICS, MetricSums
 from temshift.models.records import CheckpointMeta, TrainedDataset
 
 if TYPE_CHECKING:
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 CACHE_FILE = "evaluations.json"
 
 
-def evaluate_model(model, images, labels, *, dihedral: bool = True, batch_size: int = 16, device=None,
-                   bf16: bool = False, channels_last: bool | None = None) -> dict:
+def evaluate_model(model: Any, images: np.ndarray, labels: np.ndarray, *, dihedral: bool = True, batch_size: int = 16,
+                   device: Any = None, bf16: bool = False, channels_last: bool | None = None) -> dict:
     """Metrics of one model on patches.
 
     Parameters
@@ -49,28 +49,25 @@ def evaluate_model(model, images, labels, *, dihedral: bool = True, batch_size: 
         ``ce, soft_dice, hard_dice, pooled_dice, fp_rate, fn_rate, overseg_share, n_patches``
         (n_patches counts dihedral variants).
     """
-    import contextlib
-
     import torch
 
-    from temshift.training.dihedral import dihedral as variant
-    from temshift.training.runtime import resolve_speed
+    from temshift.models.dihedral import N_VARIANTS
+    from temshift.models.dihedral import dihedral as variant
+    from temshift.models.inference import forward
+    from temshift.models.runtime import resolve_speed
 
     model.eval()
     device = device or next(model.parameters()).device
     channels_last = resolve_speed(channels_last, False, device)[0]
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(memory_format=fmt)
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     sums = MetricSums()
-    ks = range(8) if dihedral else (0,)
-    cast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    with torch.no_grad(), cast:
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size], np.float32)).unsqueeze(1)
-            y = torch.from_numpy(np.ascontiguousarray(labels[start:start + batch_size])).long()
-            for k in ks:
-                xk = variant(x, k).to(device).contiguous(memory_format=fmt)
-                sums.update(model(xk).float(), variant(y, k).to(device))
+    ks = range(N_VARIANTS) if dihedral else (0,)
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size], np.float32)).unsqueeze(1)
+        y = torch.from_numpy(np.ascontiguousarray(labels[start:start + batch_size])).long()
+        for k in ks:
+            sums.update(forward(model, variant(x, k), device=device, channels_last=channels_last, bf16=bf16),
+                        variant(y, k).to(device))
     return sums.result()
 
 
@@ -180,8 +177,8 @@ def evaluate_runs(run_dirs, dataset_path, *, dihedral: bool = True, batch_size: 
 
     from temshift.models.checkpoint import load_model
     from temshift.models.unet import ModelConfig
+    from temshift.models.runtime import resolve_device, set_threads
     from temshift.training.data import load_patches
-    from temshift.training.runtime import resolve_device, set_threads
 
     set_threads(threads)
     dev = resolve_device(device)

@@ -182,8 +182,8 @@ def particle_confidence(labels: np.ndarray, probabilities: np.ndarray, std: np.n
     Columns (one row per label 1..n, in label order):
 
     ``mean_probability``
-        Mean particle probability (ensemble / TTA mean) over the particle's pixels; >= 0.5
-        inside a mask thresholded at 0.5.
+        Mean particle probability (ensemble / TTA mean) over the particle's pixels; > 0.5
+        inside a mask thresholded at 0.5 (`temshift.models.inference.particle_mask`).
     ``mean_std``
         Mean over the particle's pixels of the standard deviation of the probability across
         members (NaN without `std`).

@@ -7,11 +7,12 @@ Order of operations for a raw frame (counts):
 2. resampling to the model's training pixel scale (:mod:`temshift.predict.scale`) with the
    pixel noise a detector at that scale would have recorded restored, then the rescaling
    step once more so the model input has exactly the trained intensity statistics;
-3. blended tiled inference (:mod:`temshift.predict.tiling`), softmax probabilities averaged
+3. blended tiled inference (:mod:`temshift.predict.tiling` over
+   :func:`temshift.models.inference.batch_fn`), softmax probabilities averaged
    over the ensemble members (and, with TTA, the 8 dihedral variants; their spread is kept,
    :mod:`temshift.predict.uncertainty`);
-4. probabilities resampled back to the frame grid; mask = probability >= 0.5 (the paper's
-   rounding of the softmax).
+4. probabilities resampled back to the frame grid; mask = probability > 0.5 (the argmax of
+   the softmax, :func:`temshift.models.inference.particle_mask`, as in training and evaluation).
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class FramePrediction:
     probabilities : numpy.ndarray
         (H, W) float32 particle probability on the frame grid (ensemble mean).
     mask : numpy.ndarray
-        (H, W) uint8 {0, 1}, probability >= threshold.
+        (H, W) uint8 {0, 1}, probability > threshold.
     zoom : float
         Resampling factor applied before inference (1.0 = none).
     input_pixel_scale_nm : float or None
@@ -272,52 +273,6 @@ def model_input(raw: np.ndarray, settings=None, pixel_scale_nm: float | None = N
     return (image, zoom, native) if return_native else (image, zoom)
 
 
-def inference_model(model, channels_last: bool = True):
-    """A copy of `model` for fast CPU inference; the original is left untouched.
-
-    BatchNorms are folded into the preceding convolutions by the model's registered
-    architecture (:mod:`temshift.models.architectures`; exact in eval mode, up to float
-    rounding), and weights use the channels-last
-    memory layout, which oneDNN runs ~1.6x faster for these thin layers on CPU.
-    """
-    import copy
-
-    from temshift.models.architectures import fold_batchnorm
-
-    fast = copy.deepcopy(model).eval()
-    fold_batchnorm(fast)
-    if channels_last:
-        import torch
-
-        fast = fast.to(memory_format=torch.channels_last)
-    return fast
-
-
-def torch_batch_fn(model, device: str = "cpu", channels_last: bool = False, bf16: bool = False):
-    """Wrap a network as ``(B, h, w) float32 -> (B, 1, h, w)`` particle probabilities (softmax class 1).
-
-    With `bf16` the convolutions run under bfloat16 autocast (CPU with native bf16 only);
-    the softmax is taken in float32.
-    """
-    import contextlib
-
-    import torch
-
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    dev_type = torch.device(device).type
-
-    def apply(batch: np.ndarray) -> np.ndarray:
-        cast = torch.autocast(dev_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch[:, None])).to(device).contiguous(memory_format=fmt)
-            with cast:
-                logits = model(x)
-            p = torch.softmax(logits.float(), dim=1)[:, 1:2]
-            return p.contiguous().cpu().numpy()
-
-    return apply
-
-
 def predict_probabilities(models, image: np.ndarray, *, tile: int = 2048, overlap: int = 128, margin: int = 32,
                           batch_size: int = 1, device: str = "cpu", bf16: bool | None = None) -> np.ndarray:
     """Particle probability of a model input, averaged over models (blended tiles).
@@ -352,14 +307,9 @@ def predict_probabilities(models, image: np.ndarray, *, tile: int = 2048, overla
     return total / len(models)
 
 
-def _size_multiple(model) -> int:
-    cfg = getattr(model, "config", None)
-    return int(getattr(cfg, "size_multiple", 16) or 16)
-
-
 def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preprocess=None,
                   model_pixel_scale_nm: float | None = None, rescale: bool = True, match_noise: bool = True,
-                  threshold: float = 0.5,
+                  threshold: float | None = None,
                   tile: int = 2048, overlap: int = 128, margin: int = 32, batch_size: int = 1,
                   device: str = "cpu", tta: bool = False) -> FramePrediction:
     """Segment one raw frame.
@@ -381,8 +331,9 @@ def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preproc
         Pixel-scale matching (on by default).
     match_noise : bool
         Restore the training scale's pixel noise after resampling (on by default).
-    threshold : float
-        Probability from which a pixel is particle.
+    threshold : float, optional
+        Probability above which a pixel is particle (default
+        :data:`temshift.models.inference.THRESHOLD`).
     tile, overlap, margin, batch_size : int
         Tiling (pixels) and tiles per forward pass.
     device : str
@@ -396,8 +347,10 @@ def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preproc
     -------
     FramePrediction
     """
+    from temshift.models.inference import THRESHOLD, particle_mask
     from temshift.predict.scale import resample_to_shape
 
+    threshold = THRESHOLD if threshold is None else threshold
     raw = getattr(frame, "data", frame)
     pixel_scale_nm = pixel_scale_nm or getattr(frame, "pixel_scale_nm", None)
     if isinstance(models, Predictor):
@@ -424,8 +377,8 @@ def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preproc
     prob = resample_to_shape(prob_in, raw.shape) if zoom != 1.0 else prob_in
     np.clip(prob, 0.0, 1.0, out=prob)
     in_scale = (pixel_scale_nm / zoom) if pixel_scale_nm else model_pixel_scale_nm
-    return FramePrediction(prob, (prob >= threshold).astype(np.uint8), zoom, in_scale, image,
-                           (prob_in >= threshold).astype(np.uint8), native, std, members)
+    return FramePrediction(prob, particle_mask(prob, threshold), zoom, in_scale, image,
+                           particle_mask(prob_in, threshold), native, std, members)
 
 
 def frame_metadata(path, catalog=None) -> dict:

@@ -2,14 +2,15 @@
 
 A *member* is one probability map of the ensemble: one model applied to the frame, or,
 with test-time augmentation (TTA), one model applied to one of the 8 dihedral variants
-of the frame (:mod:`temshift.training.dihedral`) and mapped back. A model trained with
+of the frame (:mod:`temshift.models.dihedral`) and mapped back. A model trained with
 dihedral augmentation should give the same answer for all eight; where it does not, the
 segmentation is fragile. From the members we keep
 
 - the mean particle probability (the prediction; for an ensemble without TTA the same
   float32 sum as :func:`temshift.predict.pipeline.predict_probabilities`),
 - the per-pixel standard deviation across members (population SD, ``ddof=0``; at most 0.5),
-- every member's own mask (probability >= threshold) on the frame grid, bit-packed, for
+- every member's own mask (probability above the threshold, :func:`temshift.models.inference.particle_mask`)
+  on the frame grid, bit-packed, for
   the per-particle agreement of :func:`temshift.predict.particles.particle_table`.
 """
 
@@ -53,7 +54,7 @@ class MemberMasks:
 
 def variants(tta: bool) -> range:
     """Dihedral variants used: all 8 with TTA, only the identity without."""
-    from temshift.training.dihedral import N_VARIANTS
+    from temshift.models.dihedral import N_VARIANTS
 
     return range(N_VARIANTS if tta else 1)
 
@@ -80,21 +81,21 @@ def member_probabilities(models, image: np.ndarray, *, tta: bool = False, tile: 
     numpy.ndarray
         Members in the order model 0 variants 0..7, model 1 ...
     """
-    from temshift.predict.pipeline import _size_multiple, inference_model, torch_batch_fn
+    from temshift.models.dihedral import dihedral, inverse_dihedral
+    from temshift.models.inference import batch_fn, inference_model, size_multiple
+    from temshift.models.runtime import keep_freed_memory, resolve_speed
     from temshift.predict.tiling import predict_tiled
-    from temshift.training.dihedral import dihedral, inverse_dihedral
-    from temshift.training.runtime import native_bf16
 
-    if bf16 is None:
-        bf16 = str(device).startswith("cpu") and native_bf16()
+    channels_last, bf16 = resolve_speed(True, bf16, device)
     if not isinstance(models, (list, tuple)):
         models = [models]
+    keep_freed_memory()
     for m in models:
-        fast = inference_model(m.eval()).to(device)
-        fn = torch_batch_fn(fast, device, channels_last=True, bf16=bf16)
+        fast = inference_model(m.eval(), channels_last=channels_last).to(device)
+        fn = batch_fn(fast, device, channels_last=channels_last, bf16=bf16)
         for k in variants(tta):
             p = predict_tiled(dihedral(image, k), fn, tile=tile, overlap=overlap, margin=margin,
-                              batch_size=batch_size, multiple=_size_multiple(m))[0]
+                              batch_size=batch_size, multiple=size_multiple(m))[0]
             yield np.ascontiguousarray(inverse_dihedral(p, k))
 
 
@@ -109,7 +110,7 @@ class MemberSpread:
     std : numpy.ndarray
         (H, W) float32 standard deviation across members on the model-input grid.
     members : MemberMasks
-        Each member's mask (probability >= threshold) on the output grid.
+        Each member's mask (probability above `threshold`) on the output grid.
     """
 
     mean: np.ndarray
@@ -117,7 +118,7 @@ class MemberSpread:
     members: MemberMasks
 
 
-def member_spread(maps: Iterable[np.ndarray], threshold: float = 0.5, out_shape: tuple[int, int] | None = None
+def member_spread(maps: Iterable[np.ndarray], threshold: float | None = None, out_shape: tuple[int, int] | None = None
                   ) -> MemberSpread:
     """Mean, standard deviation and member masks of member probability maps, in one pass.
 
@@ -126,8 +127,9 @@ def member_spread(maps: Iterable[np.ndarray], threshold: float = 0.5, out_shape:
     maps : iterable of numpy.ndarray
         (H, W) member probabilities (e.g. :func:`member_probabilities`); consumed once, so
         only the running sums are kept in memory.
-    threshold : float
-        Probability from which a member calls a pixel particle.
+    threshold : float, optional
+        Probability above which a member calls a pixel particle (default
+        :data:`temshift.models.inference.THRESHOLD`).
     out_shape : tuple of int, optional
         Grid of the member masks (the frame grid when the model input was resampled);
         default the maps' own grid.
@@ -136,8 +138,10 @@ def member_spread(maps: Iterable[np.ndarray], threshold: float = 0.5, out_shape:
     -------
     MemberSpread
     """
+    from temshift.models.inference import THRESHOLD, particle_mask
     from temshift.predict.scale import resample_to_shape
 
+    threshold = THRESHOLD if threshold is None else threshold
     total = s1 = s2 = None
     packed, n = [], 0
     for p in maps:
@@ -148,7 +152,7 @@ def member_spread(maps: Iterable[np.ndarray], threshold: float = 0.5, out_shape:
             s1 += p
             s2 += np.square(p, dtype=np.float64)
         q = p if out_shape is None or tuple(out_shape) == p.shape else resample_to_shape(p, out_shape)
-        packed.append(np.packbits(q >= threshold, axis=-1))
+        packed.append(np.packbits(particle_mask(q, threshold), axis=-1))
         n += 1
     if n == 0:
         raise ValueError("no member probability maps")

@@ -22,12 +22,13 @@ def dataset_statistics(images, labels) -> dict:
     """Particle contrast, roughness and histogram median of standardized patches (REFERENCE.md definitions)."""
     import numpy as np
 
-    from temshift.datasets.statistics import reference_particle_contrast, spectral_roughness
+    from temshift.datasets.contrast import median_contrast
+    from temshift.datasets.statistics import spectral_roughness
 
     rough = [spectral_roughness(p) for p in images]
     return {
         "n_patches": int(len(images)),
-        "particle_contrast": reference_particle_contrast(images, labels),
+        "particle_contrast": median_contrast(images, labels),
         "roughness_mean": float(np.mean(rough)) if rough else float("nan"),
         "roughness_median": float(np.median(rough)) if rough else float("nan"),
         "histogram_median": float(np.median(images)) if len(images) else float("nan"),
@@ -63,7 +64,7 @@ def evaluate(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     from temshift.io.atomic import atomic_write_text
     from temshift.models import load_published
     from temshift.realism.plan import file_sha256
-    from temshift.training.runtime import set_threads
+    from temshift.models.runtime import set_threads
 
     set_threads(runtime.get("threads"))
     path = Path(runtime["model_path"])

@@ -41,12 +41,6 @@ MODES = ((True, True), (True, False), (False, False))
 """(pixel-scale matching, noise restoration) combinations scored: full matching (the default
 of `temshift predict`), resampling alone, and no matching."""
 
-def hard_dice(mask: np.ndarray, label: np.ndarray, smooth: float = 1.0) -> float:
-    """``(2 |P and T| + s) / (|P| + |T| + s)`` of two binary images."""
-    p, t = np.asarray(mask) != 0, np.asarray(label) != 0
-    return float((2.0 * np.logical_and(p, t).sum() + smooth) / (p.sum() + t.sum() + smooth))
-
-
 def _tasks(study_dir: Path) -> dict:
     """Tasks of a study run by key, from its ``plan.json`` (key, kind, deps, dir)."""
     return {t["key"]: t for t in json.loads((study_dir / "plan.json").read_text())["tasks"]}
@@ -117,6 +111,7 @@ def study_frame_scores(study_dir: str | Path, experiment: str | None = None, *, 
         flagged, reasons`` (one row per :data:`MODES` entry).
     """
     from temshift.io import read_frame, read_label
+    from temshift.models.metrics import mask_dice
     from temshift.predict.pipeline import load_predictor, predict_frame
     from temshift.predict.shift import frame_statistics, jsonable
 
@@ -165,7 +160,7 @@ def study_frame_scores(study_dir: str | Path, experiment: str | None = None, *, 
                                              tile=predictor.patch_size, native_image=pred.native_input, zoom=pred.zoom)
                     rows.append({"train": train, "fold": fold, "test": test, "frame": r["file"],
                                  "diagonal": test == train, "rescale": rescale, "noise_match": noise,
-                                 "hard_dice": hard_dice(pred.mask, label),
+                                 "hard_dice": mask_dice(pred.mask, label),
                                  "pred_fraction": float(pred.mask.mean()), "label_fraction": float((label != 0).mean()),
                                  "stats": json.dumps(jsonable(stats))})
         rep.advance("acceptance")

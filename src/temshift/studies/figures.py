@@ -177,7 +177,7 @@ def draw_noise_stats(plan, experiment: str, datasets: pd.DataFrame, labels: dict
                      max_patches: int = 32) -> Path | None:
     """Fig S7: statistics of the noise-augmented training set vs rho, real datasets as lines."""
     from temshift.datasets import load_dataset
-    from temshift.studies.stats import image_statistics, with_noise
+    from temshift.studies.stats import patch_statistics, with_noise
 
     exp = plan.spec.experiments[experiment]
     train = exp.train[0]
@@ -187,7 +187,7 @@ def draw_noise_stats(plan, experiment: str, datasets: pd.DataFrame, labels: dict
     ds = load_dataset(h5)
     images, masks = ds.images[:max_patches], ds.labels[:max_patches]
     rhos = sorted(set(exp.grid.values))
-    stats = pd.DataFrame([image_statistics(with_noise(images, r, seed=i), masks) for i, r in enumerate(rhos)])
+    stats = pd.DataFrame([patch_statistics(with_noise(images, r, seed=i), masks) for i, r in enumerate(rhos)])
     plt = _plt()
     cols = ("histogram_median", "roughness", "particle_contrast")
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))

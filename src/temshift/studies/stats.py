@@ -1,11 +1,18 @@
-"""Dataset statistics (Fig S7): histogram median, image roughness, particle contrast."""
+"""Dataset statistics (Fig S7): histogram median, image roughness, particle contrast.
+
+Not the shift-report statistics of new frames (:func:`temshift.datasets.statistics.image_statistics`):
+these summarize a whole dataset of labelled patches; the particle contrast is
+:func:`temshift.datasets.contrast.particle_contrast`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from temshift.datasets.contrast import particle_contrast
 
-def image_statistics(images: np.ndarray, labels: np.ndarray) -> dict:
+
+def patch_statistics(images: np.ndarray, labels: np.ndarray) -> dict:
     """Summary statistics of preprocessed patches.
 
     Parameters
@@ -22,7 +29,8 @@ def image_statistics(images: np.ndarray, labels: np.ndarray) -> dict:
         share of particle area); ``roughness``: median over patches of the RMS difference
         between horizontally adjacent background pixels divided by sqrt(2), i.e. the
         pixel-to-pixel noise level; ``particle_contrast``: (median background - median
-        particle) / background standard deviation; ``particle_fraction``: share of particle
+        particle) / background standard deviation
+        (:func:`temshift.datasets.contrast.particle_contrast`); ``particle_fraction``: share of particle
         pixels; ``n_patches``.
     """
     images = np.asarray(images, dtype=np.float32)
@@ -38,11 +46,7 @@ def image_statistics(images: np.ndarray, labels: np.ndarray) -> dict:
         if m.sum() > 16:
             rough.append(float(np.sqrt(np.mean(d[m] ** 2) / 2.0)))
     out["roughness"] = float(np.median(rough)) if rough else float("nan")
-    bg, fg = images[~labels], images[labels]
-    if fg.size and bg.size and bg.std() > 0:
-        out["particle_contrast"] = float((np.median(bg) - np.median(fg)) / bg.std())
-    else:
-        out["particle_contrast"] = float("nan")
+    out["particle_contrast"] = particle_contrast(images, labels)
     return out
 
 

@@ -65,10 +65,10 @@ def statistics(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     """Patch statistics and metadata of a dataset (written to ``stats.json`` and returned)."""
     from temshift.datasets import load_dataset
     from temshift.io.atomic import atomic_write_text
-    from temshift.studies.stats import image_statistics
+    from temshift.studies.stats import patch_statistics
 
     ds = load_dataset(Path(deps["dataset"]) / DATASET)
-    out = image_statistics(ds.images, ds.labels)
+    out = patch_statistics(ds.images, ds.labels)
     spec = ds.spec if isinstance(ds.spec, dict) else {}
     for key in ("pixel_scale_nm", "dose_e_per_A2"):
         value = getattr(ds, key, None)
@@ -107,8 +107,9 @@ def _evaluate_train_split(run_dir: Path, dataset_path: Path, threads, dihedral: 
     from temshift.evaluation import evaluate_model
     from temshift.models.checkpoint import load_model
     from temshift.models.unet import ModelConfig
-    from temshift.training import set_threads, split_fold
+    from temshift.models.runtime import set_threads
     from temshift.training.data import load_patches
+    from temshift.training.splits import split_fold
 
     set_threads(threads)
     model, meta = load_model(run_dir / "model.pt")

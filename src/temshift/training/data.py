@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from temshift.errors import DatasetError, TemshiftError
+from temshift.models.dihedral import N_VARIANTS, dihedral
 
 if TYPE_CHECKING:
     from temshift.models.records import TrainedDataset
     from temshift.models.unet import ModelConfig
-from temshift.training.dihedral import dihedral
 
 
 def check_arrays(images, labels, config, source="arrays", patch_crop: int | None = None):
@@ -202,3 +202,28 @@ class PatchSet:
             x[j, 0] = dihedral(img, int(k))
             y[j] = dihedral(lab, int(k))
         return torch.from_numpy(x), torch.from_numpy(y).long()
+
+
+def expand(indices: np.ndarray, seed: int | None, variants: bool = True) -> np.ndarray:
+    """All (patch, variant) pairs of `indices`, shuffled with `seed`.
+
+    Parameters
+    ----------
+    indices : array of int
+        Patch indices.
+    seed : int or None
+        Shuffle seed (9201 train, 6274 validation, 7427 test in the paper); None keeps order.
+    variants : bool
+        Expand with all 8 variants (the paper) or keep only the identity.
+
+    Returns
+    -------
+    ndarray, shape (M, 2)
+        Rows ``(patch_index, variant)``.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    ks = np.arange(N_VARIANTS if variants else 1)
+    pairs = np.stack(np.meshgrid(indices, ks, indexing="ij"), axis=-1).reshape(-1, 2)
+    if seed is not None:
+        pairs = pairs[np.random.default_rng(seed).permutation(len(pairs))]
+    return pairs

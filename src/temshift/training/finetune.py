@@ -342,11 +342,10 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
     from temshift.models.checkpoint import save_checkpoint
     from temshift.models.records import CheckpointMeta, TrainedDataset
     from temshift.predict.pipeline import load_predictor
-    from temshift.training.data import PatchSet, check_arrays
-    from temshift.training.dihedral import expand
     from temshift.datasets.statistics import checkpoint_statistics
+    from temshift.models.runtime import resolve_device, set_threads
+    from temshift.training.data import PatchSet, check_arrays, expand
     from temshift.training.freeze import freeze as freeze_parts
-    from temshift.training.runtime import resolve_device, set_threads
     from temshift.training.trainer import fit
 
     if freeze not in FREEZE_MODES:

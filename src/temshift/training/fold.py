@@ -107,8 +107,7 @@ def epochs_done(run_dir) -> int:
 
 def build_sets(images, labels, fold: int, settings: TrainSettings):
     """Training and validation `PatchSet`s and the split of `fold`."""
-    from temshift.training.data import PatchSet
-    from temshift.training.dihedral import expand
+    from temshift.training.data import PatchSet, expand
     from temshift.training.splits import split_fold
 
     split = split_fold(len(images), fold, settings.n_folds, settings.val_fraction)
@@ -156,8 +155,8 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
     from temshift.models.checkpoint import save_checkpoint
     from temshift.models.records import CheckpointMeta
     from temshift.models.unet import UNet
+    from temshift.models.runtime import resolve_device, set_threads
     from temshift.training.data import load_patches
-    from temshift.training.runtime import resolve_device, set_threads
     from temshift.training.trainer import fit, torch_generator
 
     settings = settings or TrainSettings()

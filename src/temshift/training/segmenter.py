@@ -45,9 +45,8 @@ class Segmenter:
         block) is held out for choosing the best epoch.
         """
         from temshift.models.unet import UNet
-        from temshift.training.data import PatchSet, check_arrays
-        from temshift.training.dihedral import expand
-        from temshift.training.runtime import resolve_device, set_threads
+        from temshift.models.runtime import resolve_device, set_threads
+        from temshift.training.data import PatchSet, check_arrays, expand
         from temshift.training.trainer import fit, torch_generator
 
         s = self.settings
@@ -85,7 +84,9 @@ class Segmenter:
 
     def predict(self, images, batch_size: int = 8, tta: bool = False) -> np.ndarray:
         """0/1 masks (uint8), shape of `images`; `tta` averages the 8 dihedral variants."""
-        return (self.predict_proba(images, batch_size, tta) > 0.5).astype(np.uint8)
+        from temshift.models.inference import particle_mask
+
+        return particle_mask(self.predict_proba(images, batch_size, tta))
 
     def save(self, path) -> Path:
         """Write a temshift checkpoint (usable by `load_model` and the CLI)."""

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from temshift.errors import CheckpointError, TemshiftError
-from temshift.evaluation.metrics import MetricSums
+from temshift.models.inference import forward
+from temshift.models.metrics import MetricSums
+from temshift.models.runtime import autocast
 from temshift.progress import Reporter, reporter_or_log
 from temshift.training import augment
 from temshift.training.data import PatchSet
@@ -50,12 +52,6 @@ class FitResult:
     best_val_loss: float = float("inf")
     stopped_early: bool = False
     speed: dict = field(default_factory=dict)
-
-
-def _autocast(settings: TrainSettings, device: torch.device):
-    if settings.bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _prepare(x: torch.Tensor, settings: TrainSettings, device: torch.device) -> torch.Tensor:
@@ -99,7 +95,7 @@ def train_epoch(model, optimizer, data: PatchSet, settings: TrainSettings, seed:
     sums = MetricSums()
     for x, y in train_batches(data, settings, seed, epoch):
         y = y.to(device)
-        with _autocast(settings, device):
+        with autocast(device, settings.bf16):
             logits = model(_prepare(x, settings, device))
         loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
@@ -123,8 +119,7 @@ def validate(model, data: PatchSet, settings: TrainSettings, seed: int, device: 
         if settings.noise_on_validation:
             x = _noise(x, settings, gen)
         y = y.to(device)
-        with _autocast(settings, device):
-            logits = model(_prepare(x, settings, device))
+        logits = forward(model, x, device=device, channels_last=settings.channels_last, bf16=settings.bf16)
         sums.update(logits, y)
     r = sums.result()
     return {"val_loss": r["ce"], "val_soft_dice": r["soft_dice"], "val_hard_dice": r["hard_dice"]}
@@ -207,7 +202,7 @@ def fit(model, train: PatchSet, val: PatchSet, settings: TrainSettings, seed: in
         Receives the progress (samples trained; a note per epoch) when ``settings.progress``;
         default: logging.
     """
-    from temshift.training.runtime import resolve_speed
+    from temshift.models.runtime import resolve_speed
 
     fingerprint = fingerprint or {"settings": settings.fingerprint(), "seed": seed}
     channels_last, bf16 = resolve_speed(settings.channels_last, settings.bf16, device)

@@ -1,8 +1,9 @@
-"""Segmentation metrics of the paper and a few more.
+"""Segmentation metrics of the paper and a few more, defined once for training, evaluation and prediction.
 
 Per patch, with ``p`` the softmax probability of class 1 (nanoparticle) and ``t`` the label:
 soft dice ``(2 sum(p t) + 1) / (sum p + sum t + 1)``; hard dice the same with ``round(p)``
-(``p > 0.5``); both averaged over patches. Pooled over a test set: hard dice
+(``p > 0.5``, :data:`temshift.models.inference.THRESHOLD`; counted as ``logit_1 > logit_0`` for two
+classes); both averaged over patches. Pooled over a test set: hard dice
 ``2 TP / (2 TP + FP + FN)``, false-positive rate ``FP / (FP + TN)``, false-negative rate
 ``FN / (FN + TP)`` and over-segmentation share ``FP / (FP + FN)``. Cross-entropy is the mean
 per pixel (natural log).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,6 +41,21 @@ def dice_per_patch(pred: torch.Tensor, target: torch.Tensor, smooth: float = SMO
     target = target.reshape(target.shape[0], -1).to(torch.float32)
     inter = (pred * target).sum(1, dtype=torch.float64)
     return (2 * inter + smooth) / (pred.sum(1, dtype=torch.float64) + target.sum(1, dtype=torch.float64) + smooth)
+
+
+def mask_dice(mask: np.ndarray, label: np.ndarray, smooth: float = SMOOTH) -> float:
+    """Hard dice of one binary mask against its label (:func:`dice_per_patch` of a single patch).
+
+    Parameters
+    ----------
+    mask, label : numpy.ndarray
+        (H, W) arrays; nonzero = particle.
+    smooth : float
+        Smoothing term (1 in the paper).
+    """
+    p = torch.from_numpy(np.ascontiguousarray(np.asarray(mask) != 0))[None]
+    t = torch.from_numpy(np.ascontiguousarray(np.asarray(label) != 0))[None]
+    return float(dice_per_patch(p, t, smooth)[0])
 
 
 def pooled_rates(tp: float, fp: float, fn: float, tn: float) -> dict:
