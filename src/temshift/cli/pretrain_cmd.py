@@ -30,19 +30,15 @@ def pretrain(
                                       help="Torch threads for training (default: all cores; resume with the same)."),
 ) -> None:
     """Train a generalist on simulated frames drawn across wide parameter ranges; writes OUT/generalist.pt."""
-    import json
 
     from temshift.cli.progress import RichReporter
     from temshift.studies.pretrain import PretrainError, run_pretrain
 
     overrides = None
     if ranges is not None:
-        try:
-            overrides = json.loads(ranges.read_text())
-        except (OSError, ValueError) as exc:
-            raise PretrainError(f"{ranges}: unreadable ranges file ({str(exc).splitlines()[0]})") from None
-        if not isinstance(overrides, dict):
-            raise PretrainError(f"{ranges}: the ranges file must hold a JSON object")
+        from temshift.io.jsonfile import read_json_object
+
+        overrides = read_json_object(ranges, PretrainError, "ranges file")
     con = _console()
     res = run_pretrain(out, scale.value, workers=workers, scheduler=scheduler, seed=seed, ranges=overrides,
                        train_threads=train_threads, reporter=RichReporter(con, graph="line"))

@@ -9,7 +9,6 @@ argument points elsewhere (tests, a freshly trained run folder).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -56,13 +55,9 @@ def pretrained_path(name: str, folder=None) -> Path:
 def pretrained_record(name: str, folder=None) -> dict:
     """The JSON record shipped beside the weights (recipe, ranges, training record)."""
     path = pretrained_path(name, folder).with_suffix(".json")
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable record of the shipped model ({exc})") from None
-    if not isinstance(record, dict):
-        raise CheckpointError(f"{path}: the record of the shipped model is not a JSON object")
-    return record
+    from temshift.io.jsonfile import read_json_object
+
+    return read_json_object(path, CheckpointError, "record of the shipped model")
 
 
 def pretrained(name: str = "generalist", folder=None):

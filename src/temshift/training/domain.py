@@ -31,6 +31,16 @@ CHOICES = ("materials", "shapes", "supports", "energies_eV")
 DRAW_STREAM = 11
 
 
+def _all_known(names, resolve, kind: str, complaint: str):
+    """`names` unchanged when `resolve` knows each one (KeyError otherwise: ValueError naming it)."""
+    for name in names:
+        try:
+            resolve(name)
+        except KeyError:
+            raise ValueError(f"{kind} {name!r} {complaint}") from None
+    return names
+
+
 class PretrainRanges(BaseModel):
     """Parameter ranges of the generalist's simulated training frames.
 
@@ -104,24 +114,14 @@ class PretrainRanges(BaseModel):
     def _known_materials(cls, value):
         from temshift.simulate.specimen import resolve_material
 
-        for m in value:
-            try:
-                resolve_material(m)
-            except KeyError:
-                raise ValueError(f"material {m!r} is not in the simulator's material table") from None
-        return value
+        return _all_known(value, resolve_material, "material", "is not in the simulator's material table")
 
     @field_validator("supports")
     @classmethod
     def _known_supports(cls, value):
         from temshift.simulate.specimen import resolve_support
 
-        for s in value:
-            try:
-                resolve_support(s)
-            except KeyError:
-                raise ValueError(f"support {s!r} is not simulated") from None
-        return value
+        return _all_known(value, resolve_support, "support", "is not simulated")
 
     @model_validator(mode="after")
     def _ordered(self):
