@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import FRAME_HELP, SUM_HELP, RescaleChoice, frame_choice, named, output_dir
+from temshift.cli.common import FRAME_HELP, SUM_HELP, RescaleChoice, frame_choice, output_dir
+from temshift.errors import named
 
 
 @app.command("preprocess")

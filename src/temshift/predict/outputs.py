@@ -114,3 +114,186 @@ def write_risk_reports(out_dir, reports: list) -> tuple[Path, Path]:
     with atomic_path(cpath) as tmp:
         pd.DataFrame(rows, columns=["frame", "risk", "flagged", "reasons", "mask_doubts", "not_compared"]).to_csv(tmp, index=False)
     return jpath, cpath
+
+
+# --- a batch of predictions (`temshift.predict.batch`) -------------------------------------------
+
+PREDICTION_RECORD = "prediction.json"
+"""What produced a prediction folder: version, models and their hashes, settings, frame metadata."""
+
+
+def write_frame_outputs(prediction, out_dir, settings=None) -> list[str]:
+    """Write one frame's files: ``<stem>_mask.png``, ``_mask.tif``, ``_overlay.png``, and as set
+    ``_probability.tif``, ``_std.tif`` (TTA / ensembles), ``_particles.csv``.
+
+    Nothing is written for a failed frame or one refused in strict mode. The names are
+    recorded in ``prediction.outputs``.
+
+    Parameters
+    ----------
+    prediction : FramePrediction
+        With its arrays (:func:`temshift.predict.batch.predict_frames`, ``keep_arrays``).
+    out_dir : str or Path
+        Existing output folder.
+    settings : PredictSettings, optional
+        ``save_probabilities`` is read from it.
+
+    Returns
+    -------
+    list of str
+        File names written.
+    """
+    from temshift.io import write_label_png, write_tiff_frame
+    from temshift.predict import particles as parts
+
+    out_dir = Path(out_dir)
+    if not prediction.ok or prediction.refused:
+        return []
+    seg, stem, scale = prediction.segmentation, prediction.stem, prediction.metadata.pixel_scale_nm
+    if seg is None:
+        raise ValueError(f"{prediction.name}: the prediction's arrays were released; write its outputs before")
+    written = []
+
+    def done(path: Path) -> None:
+        written.append(path.name)
+
+    done(write_label_png(out_dir / f"{stem}_mask.png", seg.mask))
+    done(write_mask_tiff(out_dir / f"{stem}_mask.tif", seg.mask, scale))
+    done(write_overlay_png(out_dir / f"{stem}_overlay.png", prediction.image, seg.mask))
+    if settings is not None and settings.save_probabilities:
+        done(write_tiff_frame(out_dir / f"{stem}_probability.tif", seg.probabilities, scale))
+    if seg.std is not None:
+        done(write_tiff_frame(out_dir / f"{stem}_std.tif", seg.std, scale))
+    if prediction.particles is not None:
+        done(parts.write_particle_csv(prediction.particles, out_dir / f"{stem}_particles.csv"))
+    prediction.outputs = written
+    return written
+
+
+def write_batch_outputs(predictions, out_dir, settings=None, *, inputs: dict | None = None) -> list[str]:
+    """Write the files of the whole batch: ``particles.csv``, ``particle_summary.csv``,
+    ``size_histogram.csv`` / ``.png`` (when particle tables were made), ``risk.json``,
+    ``risk.csv`` and :data:`PREDICTION_RECORD`.
+
+    Parameters
+    ----------
+    predictions : list of FramePrediction
+        From :func:`temshift.predict.batch.predict_frames` (arrays not needed).
+    out_dir : str or Path
+        Existing output folder.
+    settings : PredictSettings, optional
+        The run's settings (recorded).
+    inputs : dict, optional
+        What the run was given besides the settings (``models``, ``catalog``,
+        ``train_dataset``, ``zoo_dir``), recorded as given.
+
+    Returns
+    -------
+    list of str
+        File names written.
+    """
+    from temshift.predict import particles as parts
+
+    out_dir = Path(out_dir)
+    written = []
+    tables = {p.name: p.particles for p in predictions if p.ok and p.particles is not None}
+    if tables:
+        combined = parts.combine_tables(tables)
+        parts.write_particle_csv(combined, out_dir / "particles.csv")
+        hist = parts.size_histogram_table(combined, list(tables))
+        parts.write_particle_csv(parts.particle_summary(combined, list(tables)), out_dir / "particle_summary.csv")
+        parts.write_particle_csv(hist, out_dir / "size_histogram.csv")
+        parts.size_histogram_png(combined, out_dir / "size_histogram.png", ci=hist)
+        written += ["particles.csv", "particle_summary.csv", "size_histogram.csv", "size_histogram.png"]
+    write_risk_reports(out_dir, [p.report for p in predictions if p.report is not None])
+    written += ["risk.json", "risk.csv"]
+    write_prediction_record(out_dir / PREDICTION_RECORD, predictions, settings, inputs=inputs,
+                            batch_outputs=[*written, PREDICTION_RECORD])
+    return [*written, PREDICTION_RECORD]
+
+
+def write_predictions(predictions, out_dir, settings=None, *, inputs: dict | None = None) -> list[str]:
+    """Write every file ``temshift predict`` writes for these predictions into `out_dir`.
+
+    Per frame :func:`write_frame_outputs` (for frames that still hold their arrays and
+    were not written yet), then :func:`write_batch_outputs`; every file atomically.
+
+    Returns
+    -------
+    list of str
+        File names written.
+    """
+    from temshift.errors import OutputPathError
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputPathError(f"{out_dir}: exists and is a file, not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for p in predictions:
+        if p.segmentation is not None and not p.outputs:
+            written += write_frame_outputs(p, out_dir, settings)
+    return written + write_batch_outputs(predictions, out_dir, settings, inputs=inputs)
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _model_entry(path, meta: dict, hashes: dict) -> dict:
+    """One model file: path, SHA-256, what it is and the dataset it was trained on."""
+    path = Path(path)
+    key = str(path.resolve())
+    if key not in hashes:
+        hashes[key] = _sha256(path)
+    ds = meta.get("dataset") if isinstance(meta.get("dataset"), dict) else {}
+    dataset = {k: ds.get(k) for k in ("name", "path", "spec_hash", "content_hash") if ds.get(k) is not None}
+    if "spec_hash" not in dataset and meta.get("dataset_spec_hash"):
+        dataset["spec_hash"] = meta["dataset_spec_hash"]
+    return {"path": key, "sha256": hashes[key], "source": meta.get("source") or meta.get("kind"),
+            "training_dataset": dataset or None}
+
+
+def prediction_record(predictions, settings=None, *, inputs: dict | None = None,
+                      batch_outputs: list[str] | None = None) -> dict:
+    """The content of :data:`PREDICTION_RECORD` (see :func:`write_prediction_record`)."""
+    from temshift import __version__
+    from temshift.datasets.statistics import jsonable
+
+    hashes: dict = {}
+    models: dict = {}
+    frames = []
+    for p in predictions:
+        if p.predictor is not None and p.model_key not in models:
+            pred = p.predictor
+            models[p.model_key] = {
+                "key": p.model_key, "pixel_scale_nm": pred.pixel_scale_nm, "dose_e_per_A2": pred.dose_e_per_A2,
+                "preprocess": pred.preprocess.model_dump() if hasattr(pred.preprocess, "model_dump") else None,
+                "files": [_model_entry(f, m, hashes) for f, m in zip(pred.paths, pred.metas)]}
+        status = "failed" if not p.ok else "refused" if p.refused else "predicted" if p.outputs else "assessed"
+        frames.append({"frame": p.name, "stem": p.stem, "path": str(p.path), "status": status, "error": p.error,
+                       "models": p.model_key if p.ok else None, "choice": p.choice_note,
+                       "risk": p.report.level if p.report is not None else None,
+                       "metadata": p.metadata.to_dict() if p.metadata is not None else None,
+                       "outputs": list(p.outputs)})
+    record = {"temshift_version": __version__,
+              "settings": settings.to_dict() if settings is not None else None,
+              "inputs": {k: (str(v) if isinstance(v, Path) else v) for k, v in (inputs or {}).items()},
+              "models": list(models.values()), "frames": frames, "batch_outputs": batch_outputs or []}
+    return jsonable(record)
+
+
+def write_prediction_record(path, predictions, settings=None, *, inputs: dict | None = None,
+                            batch_outputs: list[str] | None = None) -> Path:
+    """Write :data:`PREDICTION_RECORD` atomically: temshift version, every setting, each model file
+    with its SHA-256 and training dataset hashes, and per frame its metadata with the source of
+    each value (``flag``, ``file``, ``catalog``), status, models and files."""
+    from temshift.io.atomic import atomic_write_text
+
+    path = Path(path)
+    atomic_write_text(path, json.dumps(prediction_record(predictions, settings, inputs=inputs,
+                                                         batch_outputs=batch_outputs), indent=2))
+    return path

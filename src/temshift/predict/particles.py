@@ -103,9 +103,9 @@ def particle_table(mask: np.ndarray, pixel_scale_nm: float | None = None, *, wat
         Smallest particle kept, pixels.
     probabilities, std : numpy.ndarray, optional
         (H, W) mean particle probability and its standard deviation across the members of
-        the prediction (:attr:`FramePrediction.std`).
+        the prediction (:attr:`temshift.predict.pipeline.Segmentation.std`).
     members : MemberMasks, optional
-        Each member's own mask (:attr:`FramePrediction.members`). With `probabilities`,
+        Each member's own mask (:attr:`temshift.predict.pipeline.Segmentation.members`). With `probabilities`,
         the table gets the confidence columns :data:`CONFIDENCE_COLUMNS`
         (see :func:`particle_confidence`).
 
