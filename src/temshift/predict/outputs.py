@@ -38,20 +38,34 @@ def write_mask_tiff(path, mask: np.ndarray, pixel_scale_nm: float | None = None)
     return path
 
 
+def _block_sums(a: np.ndarray, factor: int, dtype) -> np.ndarray:
+    """Sums over `factor` x `factor` blocks, added column offset by column offset, then row by row:
+    the same additions in the same order as ``reshape(h, f, w, f).sum(axis=3).sum(axis=1)``
+    (so float32 sums equal numpy's block mean to the bit; tests check it) but on strided views,
+    ~3.5x faster on a 4096^2 frame than the 4-D reduction."""
+    h, w = (a.shape[0] // factor) * factor, (a.shape[1] // factor) * factor
+    a = a[:h, :w]
+    cols = a[:, 0::factor].astype(dtype)
+    for j in range(1, factor):
+        cols += a[:, j::factor]
+    out = cols[0::factor].copy()
+    for i in range(1, factor):
+        out += cols[i::factor]
+    return out
+
+
 def _reduce(a: np.ndarray, factor: int) -> np.ndarray:
+    """Block means of a float32 image (``reshape(...).mean(axis=(1, 3))``, same bits)."""
     if factor <= 1:
         return a
-    h, w = (a.shape[0] // factor) * factor, (a.shape[1] // factor) * factor
-    return a[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    return _block_sums(np.asarray(a, dtype=np.float32), factor, np.float32) / np.float32(factor * factor)
 
 
 def _majority(mask: np.ndarray, factor: int) -> np.ndarray:
     """Blocks of `factor` x `factor` pixels at least half particle (the block mean >= 0.5, counted in integers)."""
     if factor <= 1:
         return mask
-    h, w = (mask.shape[0] // factor) * factor, (mask.shape[1] // factor) * factor
-    counts = mask[:h, :w].reshape(h // factor, factor, w // factor, factor).sum(axis=(1, 3), dtype=np.int32)
-    return 2 * counts >= factor * factor
+    return 2 * _block_sums(mask, factor, np.int32) >= factor * factor
 
 
 def overlay_rgb(image: np.ndarray, mask: np.ndarray, max_px: int = OVERLAY_MAX_PX) -> np.ndarray:
@@ -79,9 +93,13 @@ def overlay_rgb(image: np.ndarray, mask: np.ndarray, max_px: int = OVERLAY_MAX_P
     return rgb
 
 
-OVERLAY_PNG_COMPRESS_LEVEL = 3
-"""zlib level of overlay PNGs: on a noisy 2048^2 RGB frame level 3 wrote ~6x faster than PIL's
-default 6 and the file was smaller (5.0 vs 5.8 MB); pixels are the same."""
+OVERLAY_PNG_COMPRESS_LEVEL = 1
+"""zlib level of overlay PNGs: on a noisy 2048^2 RGB overlay level 1 encodes in 0.59 s CPU against
+0.88 s at level 3 (and ~6x less than PIL's default 6), for a 8 % larger file (5.7 vs 5.2 MB); pixels
+are the same at every level."""
+MASK_PNG_COMPRESS_LEVEL = 1
+"""zlib level of mask PNGs: a 4096^2 mask encodes in half the time of PIL's default 6 (0.29 vs
+0.59 s CPU) for 0.9 instead of 0.6 MB; pixels are the same."""
 
 
 def write_overlay_png(path, image: np.ndarray, mask: np.ndarray, max_px: int = OVERLAY_MAX_PX) -> Path:
@@ -157,7 +175,7 @@ def write_frame_outputs(prediction, out_dir, settings=None) -> list[str]:
     def done(path: Path) -> None:
         written.append(path.name)
 
-    done(write_label_png(out_dir / f"{stem}_mask.png", seg.mask))
+    done(write_label_png(out_dir / f"{stem}_mask.png", seg.mask, MASK_PNG_COMPRESS_LEVEL))
     done(write_mask_tiff(out_dir / f"{stem}_mask.tif", seg.mask, scale))
     done(write_overlay_png(out_dir / f"{stem}_overlay.png", prediction.image, seg.mask))
     if settings is not None and settings.save_probabilities:
