@@ -113,7 +113,7 @@ def predict(
 ):
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""
     from temshift.predict.batch import PredictSettings, predict_frames
-    from temshift.predict.outputs import write_batch_outputs, write_frame_outputs
+    from temshift.predict.outputs import FrameWriter, write_batch_outputs
 
     settings = PredictSettings(pixel_scale_nm=pixel_scale, dose_e_per_A2=dose, frame=frame_choice(frame_index, sum_frames),
                                rescale=rescale, match_noise=noise_match, tile=tile, batch_size=batch_size, tta=tta,
@@ -122,15 +122,17 @@ def predict(
     output_dir(out)
     con = _console()
 
-    def on_frame(p) -> None:  # written as each frame is done, so a long batch holds no frames in memory
+    def on_frame(p) -> None:  # written as each frame is done (in the background), no frames kept in memory
         _print_frame(con, p)
-        write_frame_outputs(p, out, settings)
+        writer.submit(p)
 
-    preds = predict_frames(model, frames, settings, catalog=catalog, ensemble=ensemble, zoo_dir=zoo_dir,
-                           train_dataset=dataset, status=con.status, on_frame=on_frame, keep_arrays=False)
-    write_batch_outputs(preds, out, settings, inputs={"models": [str(model), *map(str, ensemble or [])],
-                                                      "catalog": str(catalog) if catalog else "published catalog",
-                                                      "train_dataset": dataset, "zoo_dir": zoo_dir})
+    with FrameWriter(out, settings) as writer:
+        preds = predict_frames(model, frames, settings, catalog=catalog, ensemble=ensemble, zoo_dir=zoo_dir,
+                               train_dataset=dataset, status=con.status, on_frame=on_frame, keep_arrays=False)
+        write_batch_outputs(preds, out, settings, frame_writer=writer,
+                            inputs={"models": [str(model), *map(str, ensemble or [])],
+                                    "catalog": str(catalog) if catalog else "published catalog",
+                                    "train_dataset": dataset, "zoo_dir": zoo_dir})
     _report(preds, f"dataset-shift risk ({out / 'risk.json'})", con, len(frames))
     refused = [p for p in preds if p.refused]
     if refused:

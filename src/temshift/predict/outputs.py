@@ -188,7 +188,61 @@ def write_frame_outputs(prediction, out_dir, settings=None) -> list[str]:
     return written
 
 
-def write_batch_outputs(predictions, out_dir, settings=None, *, inputs: dict | None = None) -> list[str]:
+class FrameWriter:
+    """Writes frames' files (:func:`write_frame_outputs`) on one background thread.
+
+    PNG and TIFF encoding and numpy release the GIL, so while a frame's files are written
+    the caller goes on: the next frame's inference, or the batch's tables and histogram
+    (measured on a 4096^2 frame: ~1 s of encoding no longer on the critical path). At most
+    one frame waits at a time (memory stays one frame's arrays), errors surface in the next
+    :meth:`submit` or in :meth:`wait`, and the files are the same as written in line.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Existing output folder.
+    settings : PredictSettings, optional
+        As for :func:`write_frame_outputs`.
+    """
+
+    def __init__(self, out_dir, settings=None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.out_dir, self.settings = Path(out_dir), settings
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="temshift-writer")
+        self._pending: list = []
+
+    def submit(self, prediction) -> None:
+        """Start writing `prediction`'s files (its arrays are kept until written, even if released)."""
+        import dataclasses
+
+        self.wait()
+        if prediction.ok and not prediction.refused:
+            copy = dataclasses.replace(prediction)  # shallow: holds the arrays after the caller drops them
+            self._pending.append((prediction, self._pool.submit(write_frame_outputs, copy, self.out_dir,
+                                                                 self.settings)))
+
+    def wait(self) -> None:
+        """Finish the pending writes; record their file names in each prediction's ``outputs``."""
+        pending, self._pending = self._pending, []
+        for prediction, future in pending:
+            prediction.outputs = future.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> FrameWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_batch_outputs(predictions, out_dir, settings=None, *, inputs: dict | None = None,
+                        frame_writer: FrameWriter | None = None) -> list[str]:
     """Write the files of the whole batch: ``particles.csv``, ``particle_summary.csv``,
     ``size_histogram.csv`` / ``.png`` (when particle tables were made), ``risk.json``,
     ``risk.csv`` and :data:`PREDICTION_RECORD`.
@@ -204,6 +258,8 @@ def write_batch_outputs(predictions, out_dir, settings=None, *, inputs: dict | N
     inputs : dict, optional
         What the run was given besides the settings (``models``, ``catalog``,
         ``train_dataset``, ``zoo_dir``), recorded as given.
+    frame_writer : FrameWriter, optional
+        Still writing the frames' files: waited for before the record is written.
 
     Returns
     -------
@@ -225,6 +281,8 @@ def write_batch_outputs(predictions, out_dir, settings=None, *, inputs: dict | N
         written += ["particles.csv", "particle_summary.csv", "size_histogram.csv", "size_histogram.png"]
     write_risk_reports(out_dir, [p.report for p in predictions if p.report is not None])
     written += ["risk.json", "risk.csv"]
+    if frame_writer is not None:  # the record lists the frames' files: wait for them
+        frame_writer.wait()
     write_prediction_record(out_dir / PREDICTION_RECORD, predictions, settings, inputs=inputs,
                             batch_outputs=[*written, PREDICTION_RECORD])
     return [*written, PREDICTION_RECORD]
