@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -40,7 +41,7 @@ def _risk_table(reports, title: str):
     return table
 
 
-def _print_frame(con, p) -> None:
+def _print_frame(con: Any, p: Any) -> None:
     """What the command line says about a frame once it is done: read warnings, zoo:auto's pick,
     a failure or a strict-mode refusal."""
     if p.metadata is not None:
@@ -55,7 +56,7 @@ def _print_frame(con, p) -> None:
                   highlight=False)
 
 
-def _exit_if_failed(console, failed: list[str], n_frames: int) -> None:
+def _exit_if_failed(console: Any, failed: list[str], n_frames: int) -> None:
     """After the outputs of the good frames are written: list the failed frames, exit 1."""
     if not failed:
         return
@@ -66,7 +67,7 @@ def _exit_if_failed(console, failed: list[str], n_frames: int) -> None:
     raise typer.Exit(1)
 
 
-def _print_batches(console, predictions) -> None:
+def _print_batches(console: Any, predictions: list[Any]) -> None:
     from temshift.predict.batch import batch_findings
 
     for batch in batch_findings(predictions):
@@ -77,7 +78,7 @@ def _print_batches(console, predictions) -> None:
                           + "; ".join(bad), highlight=False)
 
 
-def _report(predictions, title: str, con, n_frames: int) -> None:
+def _report(predictions: list[Any], title: str, con: Any, n_frames: int) -> None:
     """The risk table on stdout, batch findings below it, then the failed frames (exit 1)."""
     from rich.console import Console
 
@@ -122,7 +123,7 @@ def predict(
     output_dir(out)
     con = _console()
 
-    def on_frame(p) -> None:  # written as each frame is done (in the background), no frames kept in memory
+    def on_frame(p: Any) -> None:  # written as each frame is done (in the background), no frames kept in memory
         _print_frame(con, p)
         writer.submit(p)
 

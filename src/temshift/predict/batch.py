@@ -230,8 +230,10 @@ def _records(frames: Iterable[str | Path]) -> list[FramePrediction]:
     return [FramePrediction(p, name, stem) for p, (name, stem) in zip(paths, unique_frame_names(paths))]
 
 
-def _read_and_choose(rec: FramePrediction, chooser: Any, cat: Any, s: PredictSettings) -> Any:
-    """Read the frame, settle its metadata, pick its models (fills `rec`); returns the Frame."""
+def _read_and_choose(rec: FramePrediction, chooser: Any, cat: Any, s: PredictSettings
+                     ) -> tuple[Any, FrameMetadata, dict[str, Any]]:
+    """Read the frame, settle its metadata, pick its models (fills `rec`); returns the Frame, its
+    metadata and the training reference."""
     from temshift.predict.metadata import read_frame_metadata
 
     frame, meta = read_frame_metadata(rec.path, pixel_scale_nm=s.pixel_scale_nm, dose_e_per_A2=s.dose_e_per_A2,
@@ -241,15 +243,14 @@ def _read_and_choose(rec: FramePrediction, chooser: Any, cat: Any, s: PredictSet
                                material=meta.material, diameter_nm=meta.diameter_nm, name=rec.path.name)
     rec.predictor, rec.reference, rec.model_key, rec.choice_note = (choice.predictor, choice.reference, choice.key,
                                                                     choice.note)
-    return frame
+    return frame, meta, choice.reference
 
 
-def _particles(rec: FramePrediction, s: PredictSettings) -> Any:
+def _particles(seg: Any, pixel_scale_nm: float | None, s: PredictSettings) -> Any:
     from temshift.predict import particles as parts
 
-    seg = rec.segmentation
     spread = {} if seg.std is None else {"probabilities": seg.probabilities, "std": seg.std, "members": seg.members}
-    return parts.particle_table(seg.mask, rec.metadata.pixel_scale_nm, watershed=s.watershed, **spread)
+    return parts.particle_table(seg.mask, pixel_scale_nm, watershed=s.watershed, **spread)
 
 
 Status = Callable[[str], contextlib.AbstractContextManager[Any]]
@@ -308,9 +309,9 @@ def predict_frames(models: Any, frames: Iterable[str | Path], settings: PredictS
     status = status or (lambda _msg: contextlib.nullcontext())
     for rec in records:
         try:  # one bad frame does not stop the batch
-            frame = _read_and_choose(rec, chooser, cat, s)
+            frame, meta, ref = _read_and_choose(rec, chooser, cat, s)
             predictor = rec.predictor
-            scale = rec.metadata.pixel_scale_nm
+            scale = meta.pixel_scale_nm
             with status(f"segmenting {rec.name} ({len(predictor.models)} model(s){' x 8 variants' if s.tta else ''})"), \
                     named(rec.path):
                 seg = predict_frame(predictor, frame, scale, rescale=s.rescale, match_noise=s.match_noise,
@@ -318,7 +319,7 @@ def predict_frames(models: Any, frames: Iterable[str | Path], settings: PredictS
                                     tta=s.tta)
                 rec.stats = frame_statistics(seg.model_input, pixel_scale_nm=scale,
                                              input_pixel_scale_nm=seg.input_pixel_scale_nm, rescaled=seg.zoom != 1.0,
-                                             dose_e_per_A2=rec.metadata.dose_e_per_A2, mask=seg.input_mask,
+                                             dose_e_per_A2=meta.dose_e_per_A2, mask=seg.input_mask,
                                              tile=predictor.patch_size, native_image=seg.native_input, zoom=seg.zoom)
         except Exception as exc:  # noqa: BLE001 -- recorded per frame, the batch goes on
             rec.error = failure_reason(rec.path, exc)
@@ -326,10 +327,10 @@ def predict_frames(models: Any, frames: Iterable[str | Path], settings: PredictS
             _done(rec, on_frame, keep_arrays)
             continue
         rec.image, rec.segmentation = frame.data, seg
-        rec.report = assess_shift(rec.stats, rec.reference, rec.name, rescale_requested=s.rescale)
+        rec.report = assess_shift(rec.stats, ref, rec.name, rescale_requested=s.rescale)
         rec.refused = s.strict and rec.report.level == "high"
         if s.particles and not rec.refused:
-            rec.particles = _particles(rec, s)
+            rec.particles = _particles(seg, scale, s)
         _done(rec, on_frame, keep_arrays)
     assess_batches(records)
     return records
@@ -360,21 +361,21 @@ def check_frames(models: Any, frames: Iterable[str | Path], settings: PredictSet
     chooser = model_chooser(models, zoo_dir=zoo_dir, train_dataset=train_dataset)
     for rec in records:
         try:  # one bad frame does not stop the batch
-            frame = _read_and_choose(rec, chooser, cat, s)
-            predictor, scale = rec.predictor, rec.metadata.pixel_scale_nm
+            frame, meta, ref = _read_and_choose(rec, chooser, cat, s)
+            predictor, scale = rec.predictor, meta.pixel_scale_nm
             with named(rec.path):
                 image, zoom, native = model_input(frame.data, predictor.preprocess, scale, predictor.pixel_scale_nm,
                                                   s.rescale, return_native=True, match_noise=s.match_noise)
             in_scale = scale / zoom if scale else predictor.pixel_scale_nm
             rec.stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=in_scale,
-                                         rescaled=zoom != 1.0, dose_e_per_A2=rec.metadata.dose_e_per_A2,
+                                         rescaled=zoom != 1.0, dose_e_per_A2=meta.dose_e_per_A2,
                                          tile=predictor.patch_size, native_image=native, zoom=zoom)
         except Exception as exc:  # noqa: BLE001 -- recorded per frame, the batch goes on
             rec.error = failure_reason(rec.path, exc)
             rec.predictor = rec.reference = None
             _done(rec, on_frame, True)
             continue
-        rec.report = assess_shift(rec.stats, rec.reference, rec.name, rescale_requested=s.rescale)
+        rec.report = assess_shift(rec.stats, ref, rec.name, rescale_requested=s.rescale)
         _done(rec, on_frame, True)
     assess_batches(records)
     return records
@@ -416,7 +417,7 @@ def assess_batches(predictions: Sequence[FramePrediction]) -> list[BatchFinding]
     """
     from temshift.predict.shift import assess_batch
 
-    return [BatchFinding(g, assess_batch([p.report for p in g], g[0].reference)) for g in _groups(predictions)]
+    return [BatchFinding(g, assess_batch([p.report for p in g], g[0].reference or {})) for g in _groups(predictions)]
 
 
 def batch_findings(predictions: Sequence[FramePrediction]) -> list[BatchFinding]:

@@ -142,6 +142,10 @@ def read_frame_metadata(path: str | Path, *, pixel_scale_nm: float | None = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data = read_frame(path, expected_pixel_scale_nm=cat["pixel_scale_nm"], frame=frame)
+    scale: float | None
+    scale_src: Source | None
+    dose: float | None
+    dose_src: Source | None
     if pixel_scale_nm:
         scale, scale_src = pixel_scale_nm, "flag"
     elif data.pixel_scale_nm:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from temshift.predict.batch import FramePrediction, PredictSettings
 
 OVERLAY_MAX_PX = 2048
 """Overlays are block-averaged down to at most this many pixels per side (a 4096^2 RGB PNG is
@@ -140,7 +147,8 @@ PREDICTION_RECORD = "prediction.json"
 """What produced a prediction folder: version, models and their hashes, settings, frame metadata."""
 
 
-def write_frame_outputs(prediction, out_dir, settings=None) -> list[str]:
+def write_frame_outputs(prediction: FramePrediction, out_dir: str | Path,
+                        settings: PredictSettings | None = None) -> list[str]:
     """Write one frame's files: ``<stem>_mask.png``, ``_mask.tif``, ``_overlay.png``, and as set
     ``_probability.tif``, ``_std.tif`` (TTA / ensembles), ``_particles.csv``.
 
@@ -205,14 +213,14 @@ class FrameWriter:
         As for :func:`write_frame_outputs`.
     """
 
-    def __init__(self, out_dir, settings=None) -> None:
+    def __init__(self, out_dir: str | Path, settings: PredictSettings | None = None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.out_dir, self.settings = Path(out_dir), settings
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="temshift-writer")
-        self._pending: list = []
+        self._pending: list[tuple[FramePrediction, Future[list[str]]]] = []
 
-    def submit(self, prediction) -> None:
+    def submit(self, prediction: FramePrediction) -> None:
         """Start writing `prediction`'s files (its arrays are kept until written, even if released)."""
         import dataclasses
 
@@ -237,11 +245,12 @@ class FrameWriter:
     def __enter__(self) -> FrameWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def write_batch_outputs(predictions, out_dir, settings=None, *, inputs: dict | None = None,
+def write_batch_outputs(predictions: Sequence[FramePrediction], out_dir: str | Path,
+                        settings: PredictSettings | None = None, *, inputs: dict[str, Any] | None = None,
                         frame_writer: FrameWriter | None = None) -> list[str]:
     """Write the files of the whole batch: ``particles.csv``, ``particle_summary.csv``,
     ``size_histogram.csv`` / ``.png`` (when particle tables were made), ``risk.json``,
@@ -288,7 +297,8 @@ def write_batch_outputs(predictions, out_dir, settings=None, *, inputs: dict | N
     return [*written, PREDICTION_RECORD]
 
 
-def write_predictions(predictions, out_dir, settings=None, *, inputs: dict | None = None) -> list[str]:
+def write_predictions(predictions: Iterable[FramePrediction], out_dir: str | Path,
+                      settings: PredictSettings | None = None, *, inputs: dict[str, Any] | None = None) -> list[str]:
     """Write every file ``temshift predict`` writes for these predictions into `out_dir`.
 
     Per frame :func:`write_frame_outputs` (for frames that still hold their arrays and
@@ -305,21 +315,22 @@ def write_predictions(predictions, out_dir, settings=None, *, inputs: dict | Non
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputPathError(f"{out_dir}: exists and is a file, not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    predictions = list(predictions)
+    written: list[str] = []
     for p in predictions:
         if p.segmentation is not None and not p.outputs:
             written += write_frame_outputs(p, out_dir, settings)
     return written + write_batch_outputs(predictions, out_dir, settings, inputs=inputs)
 
 
-def _sha256(path) -> str:
+def _sha256(path: str | Path) -> str:
     import hashlib
 
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _model_entry(path, meta: dict, hashes: dict) -> dict:
+def _model_entry(path: str | Path, meta: dict[str, Any], hashes: dict[str, str]) -> dict[str, Any]:
     """One model file: path, SHA-256, what it is and the dataset it was trained on."""
     path = Path(path)
     key = str(path.resolve())
@@ -333,14 +344,14 @@ def _model_entry(path, meta: dict, hashes: dict) -> dict:
             "training_dataset": dataset or None}
 
 
-def prediction_record(predictions, settings=None, *, inputs: dict | None = None,
-                      batch_outputs: list[str] | None = None) -> dict:
+def prediction_record(predictions: Sequence[FramePrediction], settings: PredictSettings | None = None, *,
+                      inputs: dict[str, Any] | None = None, batch_outputs: list[str] | None = None) -> dict[str, Any]:
     """The content of :data:`PREDICTION_RECORD` (see :func:`write_prediction_record`)."""
     from temshift import __version__
     from temshift.datasets.statistics import jsonable
 
-    hashes: dict = {}
-    models: dict = {}
+    hashes: dict[str, str] = {}
+    models: dict[str, dict[str, Any]] = {}
     frames = []
     for p in predictions:
         if p.predictor is not None and p.model_key not in models:
@@ -362,7 +373,8 @@ def prediction_record(predictions, settings=None, *, inputs: dict | None = None,
     return jsonable(record)
 
 
-def write_prediction_record(path, predictions, settings=None, *, inputs: dict | None = None,
+def write_prediction_record(path: str | Path, predictions: Sequence[FramePrediction],
+                            settings: PredictSettings | None = None, *, inputs: dict[str, Any] | None = None,
                             batch_outputs: list[str] | None = None) -> Path:
     """Write :data:`PREDICTION_RECORD` atomically: temshift version, every setting, each model file
     with its SHA-256 and training dataset hashes, and per frame its metadata with the source of
