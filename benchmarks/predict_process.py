@@ -35,7 +35,8 @@ from pathlib import Path
 STAGES = [
     ("model load", "temshift.predict.pipeline", "load_predictor"),
     ("read", "temshift.io", "read_frame"),
-    ("read", "temshift.predict.pipeline", "frame_metadata"),
+    ("read", "temshift.predict.metadata", "catalog_metadata"),
+    ("read", "temshift.predict.pipeline", "frame_metadata"),  # before the library API (baseline runs)
     ("preprocess", "temshift.predict.pipeline", "model_input"),
     ("inference", "temshift.predict.pipeline", "predict_probabilities"),
     ("statistics", "temshift.predict.shift", "frame_statistics"),
@@ -43,11 +44,14 @@ STAGES = [
     ("outputs", "temshift.predict.outputs", "write_mask_tiff"),
     ("outputs", "temshift.predict.outputs", "write_overlay_png"),
     ("outputs", "temshift.predict.outputs", "write_risk_reports"),
+    ("outputs", "temshift.predict.outputs", "write_prediction_record"),
     ("outputs", "temshift.predict.particles", "particle_table"),
     ("outputs", "temshift.predict.particles", "write_particle_csv"),
     ("outputs", "temshift.predict.particles", "size_histogram_png"),
 ]
-ORDER = ["import", "model load", "read", "preprocess", "inference", "statistics", "outputs", "other"]
+ORDER = ["import", "model load", "read", "preprocess", "inference", "statistics", "outputs", "other", "background"]
+"""Stages; "background" is time of wrapped calls on other threads (the frames' files, written while the
+main thread goes on): not part of the wall time's sum, nor of "other"."""
 
 
 def make_inputs(folder: Path, size: int, n_models: int) -> tuple[Path, list[Path]]:
@@ -128,27 +132,38 @@ def breakdown_worker(args: list[str]) -> dict:
     from temshift.cli import predict_cmd  # noqa: F401
 
     for _, mod, _ in STAGES:
-        importlib.import_module(mod)
-    spent = {"import": time.perf_counter() - t0}
-    depth = {"n": 0}  # count only the outermost wrapped call (model_input runs inside nothing else)
+        try:
+            importlib.import_module(mod)
+        except ImportError:  # a module of another version (--baseline-src)
+            pass
+    import threading
+
+    spent = {"import": time.perf_counter() - t0, "background": 0.0}
+    local = threading.local()  # count only the outermost wrapped call of each thread
+    main_thread = threading.main_thread()
 
     def wrap(label, fn):
         @functools.wraps(fn)
         def timed(*a, **k):
-            outer = depth["n"] == 0
-            depth["n"] += 1
+            depth = getattr(local, "depth", 0)
+            local.depth = depth + 1
             t = time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
-                depth["n"] -= 1
-                if outer:
-                    spent[label] = spent.get(label, 0.0) + time.perf_counter() - t
+                local.depth = depth
+                if depth == 0:
+                    key = label if threading.current_thread() is main_thread else "background"
+                    spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
         return timed
 
     missing = []
     for label, mod, attr in STAGES:
-        m = importlib.import_module(mod)
+        try:
+            m = importlib.import_module(mod)
+        except ImportError:
+            missing.append(f"{mod}.{attr}")
+            continue
         if not hasattr(m, attr):
             missing.append(f"{mod}.{attr}")
             continue
@@ -161,15 +176,15 @@ def breakdown_worker(args: list[str]) -> dict:
         if exc.code not in (0, None):
             raise
     total = time.perf_counter() - t1
-    spent["other"] = total - sum(v for k, v in spent.items() if k != "import")
+    spent["other"] = total - sum(v for k, v in spent.items() if k not in ("import", "background"))
     spent["total"] = spent["import"] + total
     spent["missing"] = missing
     return spent
 
 
-def _breakdown(args: list[str]) -> dict:
+def _breakdown(args: list[str], src: str | None = None) -> dict:
     out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(args)], check=True,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=_env(src))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -178,8 +193,8 @@ def measure(repeats: int, size: int, threads: int, ensemble: int, workdir: Path 
             with_ensemble: bool = True) -> list[dict]:
     """Whole-process and breakdown medians for one model and an `ensemble`-model ensemble.
 
-    With `baseline_src`, the single model also runs with that version of temshift (whole
-    process only), interleaved with this one, so that both see the same machine load.
+    With `baseline_src`, the single model (and the ensemble) also run with that version of
+    temshift, interleaved with this one, so that both see the same machine load.
     """
     import numpy as np
 
@@ -190,15 +205,17 @@ def measure(repeats: int, size: int, threads: int, ensemble: int, workdir: Path 
     configs = [("1 model", models[:1], None)] + ([(f"{ensemble}-model ensemble", models, None)] if with_ensemble else [])
     if baseline_src:
         configs.insert(1, ("1 model, baseline", models[:1], baseline_src))
+        if with_ensemble:
+            configs.append((f"{ensemble}-model ensemble, baseline", models, baseline_src))
     runs = {name: {"whole": [], "parts": []} for name, _, _ in configs}
     for r in range(repeats):
         for name, ms, src in configs:  # interleaved, so that load changes hit all alike
             with tempfile.TemporaryDirectory(dir=root) as out:
                 runs[name]["whole"].append(whole_process(predict_args(frame, ms, Path(out) / "o", threads), src))
             print(name, f"{runs[name]['whole'][-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
-            if src is None and r < breakdowns:
+            if r < breakdowns:
                 with tempfile.TemporaryDirectory(dir=root) as out:
-                    runs[name]["parts"].append(_breakdown(predict_args(frame, ms, Path(out) / "o", threads)))
+                    runs[name]["parts"].append(_breakdown(predict_args(frame, ms, Path(out) / "o", threads), src))
     rows = []
     for name, ms, src in configs:
         w, p = runs[name]["whole"], runs[name]["parts"]
@@ -213,7 +230,7 @@ def measure(repeats: int, size: int, threads: int, ensemble: int, workdir: Path 
 
 def table(rows: list[dict]) -> str:
     lines = ["| configuration | whole process s (median) | all runs s | peak RSS MB | "
-             + " | ".join(ORDER) + " | sum (in-process) |",
+             + " | ".join(ORDER) + " | sum (in-process, without background) |",
              "|---|---|---|---|" + "---|" * len(ORDER) + "---|"]
     for r in rows:
         p = r["parts"]
@@ -252,7 +269,7 @@ def main() -> None:
     ap.add_argument("--ensemble", type=int, default=5)
     ap.add_argument("--json", type=Path, help="Also write the rows as JSON.")
     ap.add_argument("--models-from", type=Path, help="Use model.pt files below this folder instead of random ones.")
-    ap.add_argument("--baseline-src", help="A src folder of another temshift version to time alongside (1 model).")
+    ap.add_argument("--baseline-src", help="A src folder of another temshift version to time alongside.")
     ap.add_argument("--no-ensemble", action="store_true", help="Only the single model.")
     ap.add_argument("--breakdowns", type=int, default=1, help="Runs with the stage breakdown per configuration.")
     ap.add_argument("--from-json", type=Path, help="Print the table of earlier --json rows (no measuring).")

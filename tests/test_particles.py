@@ -73,3 +73,32 @@ def test_tables_csv_and_histogram(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
     empty = size_histogram_png(combine_tables({}), tmp_path / "empty.png")
     assert empty.stat().st_size > 0
+
+
+def _random_masks(n=12, shape=(300, 257)):
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        m = ndi.gaussian_filter(rng.random(shape), rng.uniform(0.5, 3.0)) > rng.uniform(0.5, 0.6)
+        if k % 3 == 0:  # particles cut by every edge
+            m[0, :40], m[-1, 60:90], m[100:130, 0], m[:25, -1] = True, True, True, True
+        yield m
+
+
+def test_labels_and_measures_equal_scikit_image():
+    """SciPy labelling and the one-pass measures give scikit-image's labels and regionprops to the bit."""
+    from skimage.measure import label
+    from skimage.morphology import remove_small_objects
+
+    from temshift.predict.particles import _measure, _measure_regions, label_particles
+
+    n = 0
+    for m in _random_masks():
+        ref = label(remove_small_objects(m, max_size=15), connectivity=2)
+        got = label_particles(m)
+        np.testing.assert_array_equal(got, ref)
+        n += got.max()
+        pd.testing.assert_frame_equal(_measure(got, 0.02), _measure_regions(got, 0.02), check_exact=True)
+        pd.testing.assert_frame_equal(_measure(got, None), _measure_regions(got, np.nan), check_exact=True)
+    assert n > 1000

@@ -29,8 +29,21 @@ def test_overlay_matches_its_definition(tmp_path):
     mask = np.zeros(image.shape, np.uint8)
     for y, x in rng.integers(0, 280, size=(12, 2)):
         mask[y:y + 17, x:x + 23] = 1
-    for max_px, factor in ((1000, 1), (200, 3), (150, 3)):
+    for max_px, factor in ((1000, 1), (250, 2), (200, 3), (150, 3)):
         got = overlay_rgb(image, mask, max_px=max_px)
         np.testing.assert_array_equal(got, _overlay_reference(image, mask, factor))
     path = write_overlay_png(tmp_path / "o.png", image, mask, max_px=200)
     np.testing.assert_array_equal(np.asarray(Image.open(path)), _overlay_reference(image, mask, 3))
+
+
+def test_mask_png_pixels_do_not_depend_on_the_compression_level(tmp_path):
+    from temshift.io import read_label, write_label_png
+    from temshift.predict.outputs import MASK_PNG_COMPRESS_LEVEL
+
+    rng = np.random.default_rng(1)
+    mask = (rng.random((257, 300)) < 0.1).astype(np.uint8) * rng.integers(1, 3, (257, 300)).astype(np.uint8)
+    a = write_label_png(tmp_path / "default.png", mask)
+    b = write_label_png(tmp_path / "fast.png", mask, MASK_PNG_COMPRESS_LEVEL)
+    np.testing.assert_array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+    np.testing.assert_array_equal(np.asarray(Image.open(b)), np.where(mask != 0, 255, 0))
+    np.testing.assert_array_equal(read_label(b), mask != 0)

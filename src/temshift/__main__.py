@@ -1,3 +1,3 @@
-from temshift.cli import main
+from temshift.cli import run
 
-main()
+run()

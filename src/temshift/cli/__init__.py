@@ -92,6 +92,23 @@ def main() -> None:
         raise
 
 
+def run() -> None:
+    """The ``temshift`` program (console script and ``python -m temshift``): :func:`main`, then
+    ``gc.freeze()`` before the interpreter exits.
+
+    With torch, pandas and matplotlib loaded, the interpreter's last garbage collections at
+    exit walk millions of objects: measured 2.2-3.1 s of a loaded machine's ``temshift predict``
+    after its last output, 0.7 s with the objects frozen. Nothing is skipped (atexit handlers
+    and stream flushes still run); tests call :func:`main` in-process and keep collecting.
+    """
+    import gc
+
+    try:
+        main()
+    finally:
+        gc.freeze()
+
+
 def _one_line_warnings() -> None:
     """Show temshift's own warnings (how a file was read, pixel-scale mismatches) as one line each."""
     import warnings

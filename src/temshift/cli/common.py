@@ -141,28 +141,6 @@ FRAME_HELP = "For stacks and time series: read frame K (0-based)."
 SUM_HELP = "For stacks and time series: read the sum of all frames (e.g. a drift-corrected series)."
 
 
-def named(path):
-    """Context manager: a TemshiftError raised inside names `path` at its start."""
-    import contextlib
-
-    from temshift.errors import TemshiftError
-
-    @contextlib.contextmanager
-    def _ctx():
-        try:
-            yield
-        except TemshiftError as exc:
-            if str(exc).startswith(str(path)):
-                raise
-            try:
-                named_exc = type(exc)(f"{path}: {exc}")
-            except TypeError:  # a subclass with another constructor
-                named_exc = TemshiftError(f"{path}: {exc}")
-            raise named_exc from None
-
-    return _ctx()
-
-
 def positive_option(value):
     """typer callback: a finite number > 0 (None passes)."""
     import math

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import (FRAME_HELP, SUM_HELP, console, frame_choice, named, output_dir, output_file,
+from temshift.cli.common import (FRAME_HELP, SUM_HELP, console, frame_choice, output_dir, output_file,
                                  pixel_scale_option, positive_option)
 
 _MODEL_HELP = ("Model: temshift checkpoint (model.pt), released *_model.h5 weights, a run directory (all model.pt below "
@@ -18,55 +19,6 @@ _ZOO_HELP = "Local zoo folder for zoo:auto (default: $TEMSHIFT_ZOO, else ~/.cach
 
 def _console():
     return console(stderr=True)
-
-
-def _frame_info(path: Path, pixel_scale: float | None, dose: float | None, catalog, which=None):
-    """Read a frame; pixel scale from flag > file metadata > catalog; dose from flag > catalog."""
-    import warnings
-
-    from temshift.io import read_frame
-    from temshift.predict.pipeline import frame_metadata
-    from temshift.units import check_pixel_scale_nm
-
-    meta = frame_metadata(path, catalog)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        frame = read_frame(path, expected_pixel_scale_nm=meta["pixel_scale_nm"], frame=which)
-    notes = [str(w.message) for w in caught]
-    scale = pixel_scale or frame.pixel_scale_nm or meta["pixel_scale_nm"]
-    if scale and not pixel_scale:  # a recorded size outside the range: say where it came from
-        where = "recorded in the file" if frame.pixel_scale_nm else "from the catalog"
-        scale = check_pixel_scale_nm(scale, f"{path}: pixel scale {where} (pass --pixel-scale)",
-                                     suggest_unit=not frame.pixel_scale_nm)
-    return frame, scale, dose or meta["dose_e_per_A2"], notes
-
-
-def _chooser(model: Path, ensemble: list[Path] | None, zoo_dir: Path | None, dataset: Path | None = None):
-    """Model resolution: a fixed model / ensemble, or zoo:auto (see `predict.zoo.ModelChooser`)."""
-    from temshift.predict.zoo import ModelChooser
-
-    return ModelChooser(model, ensemble, zoo_dir, dataset)
-
-
-def _choose(chooser, path: Path, scale, dose, cat, con):
-    """The models for one frame; prints what zoo:auto picked and why."""
-    extra = {}
-    if chooser.auto:
-        from temshift.predict.zoo import catalog_conditions
-
-        extra = catalog_conditions(path, cat)
-    choice = chooser.for_frame(pixel_scale_nm=scale, dose_e_per_A2=dose, name=path.name, **extra)
-    if choice.note:
-        con.print(choice.note, highlight=False)
-    return choice
-
-
-def _catalog(path: Path | None):
-    if path is None:
-        return None
-    from temshift.catalog import Catalog
-
-    return Catalog.read(path)
 
 
 def _risk_table(reports, title: str):
@@ -89,26 +41,22 @@ def _risk_table(reports, title: str):
     return table
 
 
-def _frame_and_models(path: Path, pixel_scale, dose, cat, which, chooser, con):
-    """Read one frame (warnings printed), resolve its metadata and the models it goes to."""
-    frame, scale, frame_dose, notes = _frame_info(path, pixel_scale, dose, cat, which)
-    for n in notes:
-        con.print(f"[yellow]warning:[/] {n}", highlight=False)
-    return frame, scale, frame_dose, _choose(chooser, path, scale, frame_dose, cat, con)
+def _print_frame(con: Any, p: Any) -> None:
+    """What the command line says about a frame once it is done: read warnings, zoo:auto's pick,
+    a failure or a strict-mode refusal."""
+    if p.metadata is not None:
+        for n in p.metadata.notes:
+            con.print(f"[yellow]warning:[/] {n}", highlight=False)
+    if p.choice_note:
+        con.print(p.choice_note, highlight=False)
+    if p.error:
+        con.print(f"[bold red]failed:[/] {p.error}", highlight=False, soft_wrap=True)
+    elif p.refused:
+        con.print(f"[bold red]refused:[/] {p.name}: high risk, no mask written ({'; '.join(p.report.reasons)})",
+                  highlight=False)
 
 
-def _failure(console, path: Path, exc: Exception) -> str:
-    """Print and return the one-line reason a frame failed (its file named once)."""
-    from temshift.errors import TemshiftError
-
-    text = (str(exc).strip().splitlines() or [""])[0]
-    reason = text if isinstance(exc, TemshiftError) else f"{type(exc).__name__}: {text}".rstrip(": ")
-    line = reason if str(path) in reason else f"{path}: {reason}"
-    console.print(f"[bold red]failed:[/] {line}", highlight=False, soft_wrap=True)
-    return line
-
-
-def _exit_if_failed(console, failed: list[str], n_frames: int) -> None:
+def _exit_if_failed(console: Any, failed: list[str], n_frames: int) -> None:
     """After the outputs of the good frames are written: list the failed frames, exit 1."""
     if not failed:
         return
@@ -119,25 +67,25 @@ def _exit_if_failed(console, failed: list[str], n_frames: int) -> None:
     raise typer.Exit(1)
 
 
-def _assess_batches(reports, refs, keys) -> list:
-    """Batch findings for frames recorded alike and given to the same models (`predict.shift.assess_batch`)."""
-    from temshift.predict.shift import assess_batch, batch_groups
+def _print_batches(console: Any, predictions: list[Any]) -> None:
+    from temshift.predict.batch import batch_findings
 
-    out = []
-    for key in dict.fromkeys(keys):
-        mine = [r for r, k in zip(reports, keys) if k == key]
-        out += [(group, assess_batch(group, refs[key])) for group in batch_groups(mine)]
-    return out
-
-
-def _print_batches(console, batches) -> None:
-    for group, found in batches:
-        bad = [f.message for f in found if f.level != "low"]
+    for batch in batch_findings(predictions):
+        bad = [f.message for f in batch.findings if f.level != "low"]
         if bad:
-            s, d = group[0].stats.get("pixel_scale_nm"), group[0].stats.get("dose_e_per_A2")
-            cond = ", ".join(x for x in (f"{s:g} nm/px" if s else "", f"{d:g} e/A2" if d else "") if x)
-            console.print(f"[yellow]batch of {len(group)} frames{f' ({cond})' if cond else ''}:[/] " + "; ".join(bad),
-                          highlight=False)
+            cond = batch.conditions
+            console.print(f"[yellow]batch of {len(batch.frames)} frames{f' ({cond})' if cond else ''}:[/] "
+                          + "; ".join(bad), highlight=False)
+
+
+def _report(predictions: list[Any], title: str, con: Any, n_frames: int) -> None:
+    """The risk table on stdout, batch findings below it, then the failed frames (exit 1)."""
+    from rich.console import Console
+
+    reports = [p.report for p in predictions if p.report is not None]
+    Console().print(_risk_table(reports, title))
+    _print_batches(Console(), predictions)
+    _exit_if_failed(con, [p.error for p in predictions if p.error], n_frames)
 
 
 @app.command("predict")
@@ -165,72 +113,29 @@ def predict(
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average each model over the 8 dihedral variants (8x the time); with it or an ensemble, also a per-pixel SD map (<stem>_std.tif) and per-particle confidence."),
 ):
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""
-    from temshift.io import write_label_png, write_tiff_frame
-    from temshift.predict import outputs, particles as parts
-    from temshift.predict.naming import unique_frame_names
-    from temshift.predict.pipeline import predict_frame
-    from temshift.predict.shift import assess_shift, frame_statistics
+    from temshift.predict.batch import PredictSettings, predict_frames
+    from temshift.predict.outputs import FrameWriter, write_batch_outputs
 
-    which = frame_choice(frame_index, sum_frames)
+    settings = PredictSettings(pixel_scale_nm=pixel_scale, dose_e_per_A2=dose, frame=frame_choice(frame_index, sum_frames),
+                               rescale=rescale, match_noise=noise_match, tile=tile, batch_size=batch_size, tta=tta,
+                               strict=strict, particles=particles, watershed=watershed,
+                               save_probabilities=save_probabilities, threads=threads)
     output_dir(out)
     con = _console()
-    cat = _catalog(catalog)
-    chooser = _chooser(model, ensemble, zoo_dir, dataset)
-    if threads:
-        import torch
 
-        torch.set_num_threads(threads)
-    reports, tables, refused, keys, refs, failed = [], {}, [], [], {}, []
-    for path, (name, stem) in zip(frames, unique_frame_names(frames)):  # same-named frames get distinct outputs
-        try:  # one bad frame does not stop the batch
-            frame, scale, frame_dose, choice = _frame_and_models(path, pixel_scale, dose, cat, which, chooser, con)
-            predictor, ref = choice.predictor, choice.reference
-            with con.status(f"segmenting {name} ({len(predictor.models)} model(s){' x 8 variants' if tta else ''})"), named(path):
-                pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise_match, tile=tile,
-                                     batch_size=batch_size, tta=tta)
-                stats = frame_statistics(pred.model_input, pixel_scale_nm=scale,
-                                         input_pixel_scale_nm=pred.input_pixel_scale_nm, rescaled=pred.zoom != 1.0,
-                                         dose_e_per_A2=frame_dose, mask=pred.input_mask, tile=predictor.patch_size,
-                                         native_image=pred.native_input, zoom=pred.zoom)
-        except Exception as exc:  # noqa: BLE001 -- reported per frame and in the exit code
-            failed.append(_failure(con, path, exc))
-            continue
-        keys.append(choice.key)
-        refs[choice.key] = ref
-        report = assess_shift(stats, ref, name, rescale_requested=rescale)
-        reports.append(report)
-        if strict and report.level == "high":
-            refused.append(name)
-            con.print(f"[bold red]refused:[/] {name}: high risk, no mask written ({'; '.join(report.reasons)})",
-                      highlight=False)
-            continue
-        write_label_png(out / f"{stem}_mask.png", pred.mask)
-        outputs.write_mask_tiff(out / f"{stem}_mask.tif", pred.mask, scale)
-        outputs.write_overlay_png(out / f"{stem}_overlay.png", frame.data, pred.mask)
-        if save_probabilities:
-            write_tiff_frame(out / f"{stem}_probability.tif", pred.probabilities, scale)
-        if pred.std is not None:
-            write_tiff_frame(out / f"{stem}_std.tif", pred.std, scale)
-        if particles:
-            spread = {} if pred.std is None else {"probabilities": pred.probabilities, "std": pred.std,
-                                                  "members": pred.members}
-            table = parts.particle_table(pred.mask, scale, watershed=watershed, **spread)
-            parts.write_particle_csv(table, out / f"{stem}_particles.csv")
-            tables[name] = table
-    if particles and tables:
-        combined = parts.combine_tables(tables)
-        parts.write_particle_csv(combined, out / "particles.csv")
-        hist = parts.size_histogram_table(combined, list(tables))
-        parts.write_particle_csv(parts.particle_summary(combined, list(tables)), out / "particle_summary.csv")
-        parts.write_particle_csv(hist, out / "size_histogram.csv")
-        parts.size_histogram_png(combined, out / "size_histogram.png", ci=hist)
-    batches = _assess_batches(reports, refs, keys)
-    outputs.write_risk_reports(out, reports)
-    from rich.console import Console
+    def on_frame(p: Any) -> None:  # written as each frame is done (in the background), no frames kept in memory
+        _print_frame(con, p)
+        writer.submit(p)
 
-    Console().print(_risk_table(reports, f"dataset-shift risk ({out / 'risk.json'})"))
-    _print_batches(Console(), batches)
-    _exit_if_failed(con, failed, len(frames))
+    with FrameWriter(out, settings) as writer:
+        preds = predict_frames(model, frames, settings, catalog=catalog, ensemble=ensemble, zoo_dir=zoo_dir,
+                               train_dataset=dataset, status=con.status, on_frame=on_frame, keep_arrays=False)
+        write_batch_outputs(preds, out, settings, frame_writer=writer,
+                            inputs={"models": [str(model), *map(str, ensemble or [])],
+                                    "catalog": str(catalog) if catalog else "published catalog",
+                                    "train_dataset": dataset, "zoo_dir": zoo_dir})
+    _report(preds, f"dataset-shift risk ({out / 'risk.json'})", con, len(frames))
+    refused = [p for p in preds if p.refused]
     if refused:
         con.print(f"[bold red]{len(refused)} high-risk frame(s) without mask (--strict)[/]")
         raise typer.Exit(2)
@@ -255,42 +160,18 @@ def check(
     import json
 
     from temshift.io.atomic import atomic_write_text
-    from temshift.predict.naming import unique_frame_names
-    from temshift.predict.pipeline import model_input
-    from temshift.predict.shift import assess_shift, frame_statistics
+    from temshift.predict.batch import PredictSettings, check_frames
 
-    which = frame_choice(frame_index, sum_frames)
+    settings = PredictSettings(pixel_scale_nm=pixel_scale, dose_e_per_A2=dose, frame=frame_choice(frame_index, sum_frames),
+                               rescale=rescale, match_noise=noise_match)
     if json_out:
         output_file(json_out, "--json")
     con = _console()
-    cat = _catalog(catalog)
-    chooser = _chooser(model, None, zoo_dir, dataset)
-    reports, keys, refs, failed = [], [], {}, []
-    for path, (name, _) in zip(frames, unique_frame_names(frames)):
-        try:  # one bad frame does not stop the batch
-            frame, scale, frame_dose, choice = _frame_and_models(path, pixel_scale, dose, cat, which, chooser, con)
-            predictor, ref = choice.predictor, choice.reference
-            with named(path):
-                image, zoom, native = model_input(frame.data, predictor.preprocess, scale, predictor.pixel_scale_nm,
-                                                  rescale, return_native=True, match_noise=noise_match)
-            in_scale = scale / zoom if scale else predictor.pixel_scale_nm
-            stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=in_scale, rescaled=zoom != 1.0,
-                                     dose_e_per_A2=frame_dose, tile=predictor.patch_size, native_image=native,
-                                     zoom=zoom)
-        except Exception as exc:  # noqa: BLE001 -- reported per frame and in the exit code
-            failed.append(_failure(con, path, exc))
-            continue
-        keys.append(choice.key)
-        refs[choice.key] = ref
-        reports.append(assess_shift(stats, ref, name, rescale_requested=rescale))
-    batches = _assess_batches(reports, refs, keys)
+    preds = check_frames(model, frames, settings, catalog=catalog, zoo_dir=zoo_dir, train_dataset=dataset,
+                         on_frame=lambda p: _print_frame(con, p))
     if json_out:
-        atomic_write_text(json_out, json.dumps([r.to_dict() for r in reports], indent=2))
-    from rich.console import Console
-
-    Console().print(_risk_table(reports, "dataset-shift risk"))
-    _print_batches(Console(), batches)
-    _exit_if_failed(con, failed, len(frames))
+        atomic_write_text(json_out, json.dumps([p.report.to_dict() for p in preds if p.report is not None], indent=2))
+    _report(preds, "dataset-shift risk", con, len(frames))
 
 
 @app.command("fetch")

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import FRAME_HELP, RESCALE_HELP, SUM_HELP, frame_choice, named, output_dir, rescale_name
+from temshift.cli.common import FRAME_HELP, RESCALE_HELP, SUM_HELP, frame_choice, output_dir, rescale_name
+from temshift.errors import named
 
 
 @app.command("preprocess")

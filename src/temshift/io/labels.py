@@ -82,10 +82,11 @@ def read_label(path: str | os.PathLike[str], shape: tuple[int, int] | None = Non
     return out
 
 
-def write_label_png(path: str | os.PathLike[str], mask: ArrayLike) -> Path:
+def write_label_png(path: str | os.PathLike[str], mask: ArrayLike, compress_level: int | None = None) -> Path:
     """Write a mask as an 8-bit greyscale PNG (0 background, 255 particle), atomically.
 
-    Any nonzero value of `mask` is particle; 255 keeps the file viewable.
+    Any nonzero value of `mask` is particle; 255 keeps the file viewable. `compress_level`
+    is zlib's (0-9; default Pillow's 6): the pixels are the same at every level.
     """
     from PIL import Image
 
@@ -93,6 +94,7 @@ def write_label_png(path: str | os.PathLike[str], mask: ArrayLike) -> Path:
     if arr.ndim != 2:
         raise ValueError(f"write_label_png: expected a 2D mask, got shape {arr.shape}")
     target = Path(path)
-    with atomic_path(target) as tmp:
-        Image.fromarray(np.where(arr != 0, 255, 0).astype(np.uint8), mode="L").save(tmp, format="PNG")
+    kw = {} if compress_level is None else {"compress_level": compress_level}
+    with atomic_path(target) as tmp:  # uint8 directly: no int64 copy of a 4096^2 mask
+        Image.fromarray(np.multiply(arr != 0, 255, dtype=np.uint8), mode="L").save(tmp, format="PNG", **kw)
     return target

@@ -48,15 +48,15 @@ def label_particles(mask: np.ndarray, *, watershed: bool = False, min_area_px: i
         (H, W) int32 labels, 0 = background, 1..n particles.
     """
     from scipy import ndimage as ndi
-    from skimage.measure import label
-    from skimage.morphology import remove_small_objects
 
     mask = np.asarray(mask) != 0
     if min_area_px > 1:
-        mask = remove_small_objects(mask, max_size=min_area_px - 1) if _has_max_size() else \
-            remove_small_objects(mask, min_size=min_area_px)
-    labels = label(mask, connectivity=2)
+        mask = _remove_small(mask, min_area_px)
+    # SciPy labels components in raster order, as skimage.measure.label(connectivity=2) does (tested
+    # equal); it spares importing scikit-image (~0.3 s) when nothing is split
+    labels, _ = ndi.label(mask, structure=np.ones((3, 3), bool))
     if watershed and labels.max() > 0:
+        from skimage.measure import label
         from skimage.morphology import h_maxima
         from skimage.segmentation import watershed as ws
 
@@ -72,12 +72,18 @@ def label_particles(mask: np.ndarray, *, watershed: bool = False, min_area_px: i
     return labels.astype(np.int32)
 
 
-def _has_max_size() -> bool:
-    import inspect
+def _remove_small(mask: np.ndarray, min_area_px: int) -> np.ndarray:
+    """`mask` without its 4-connected components of fewer than `min_area_px` pixels: what
+    ``skimage.morphology.remove_small_objects(mask, max_size=min_area_px - 1)`` does (tested equal)."""
+    from scipy import ndimage as ndi
 
-    from skimage.morphology import remove_small_objects
-
-    return "max_size" in inspect.signature(remove_small_objects).parameters
+    components = np.zeros(mask.shape, dtype=np.int32)
+    ndi.label(mask, ndi.generate_binary_structure(2, 1), output=components)
+    too_small = np.bincount(components.ravel()) < min_area_px
+    too_small[0] = False
+    out = mask.copy()
+    out[too_small[components]] = False
+    return out
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
@@ -103,9 +109,9 @@ def particle_table(mask: np.ndarray, pixel_scale_nm: float | None = None, *, wat
         Smallest particle kept, pixels.
     probabilities, std : numpy.ndarray, optional
         (H, W) mean particle probability and its standard deviation across the members of
-        the prediction (:attr:`FramePrediction.std`).
+        the prediction (:attr:`temshift.predict.pipeline.Segmentation.std`).
     members : MemberMasks, optional
-        Each member's own mask (:attr:`FramePrediction.members`). With `probabilities`,
+        Each member's own mask (:attr:`temshift.predict.pipeline.Segmentation.members`). With `probabilities`,
         the table gets the confidence columns :data:`CONFIDENCE_COLUMNS`
         (see :func:`particle_confidence`).
 
@@ -115,18 +121,88 @@ def particle_table(mask: np.ndarray, pixel_scale_nm: float | None = None, *, wat
         One row per particle, columns :data:`COLUMNS` (+ :data:`CONFIDENCE_COLUMNS`).
     """
     labels = label_particles(mask, watershed=watershed, min_area_px=min_area_px)
-    table = _measure(labels, pixel_scale_nm)
+    table = _measure(labels, pixel_scale_nm, touching=watershed)
     if probabilities is not None:
         conf = particle_confidence(labels, probabilities, std, members, watershed=watershed, min_area_px=min_area_px)
         table = pd.concat([table, conf.reset_index(drop=True)], axis=1)
     return table
 
 
-def _measure(labels: np.ndarray, pixel_scale_nm) -> pd.DataFrame:
+#: skimage's Crofton perimeter weights of the 16 2x2 pixel configurations (4 directions), as a list
+#: so that ``CROFTON_WEIGHTS @ histogram`` is the very product skimage computes
+CROFTON_WEIGHTS = [0, np.pi / 4 * (1 + 1 / (np.sqrt(2))), np.pi / (4 * np.sqrt(2)), np.pi / (2 * np.sqrt(2)), 0,
+                   np.pi / 4 * (1 + 1 / (np.sqrt(2))), 0, np.pi / (4 * np.sqrt(2)), np.pi / 4, np.pi / 2,
+                   np.pi / (4 * np.sqrt(2)), np.pi / (4 * np.sqrt(2)), np.pi / 4, np.pi / 2, 0, 0]
+
+
+def _region_measures(labels: np.ndarray):
+    """Per label 1..n: pixel count, centroid (row, col), bounding box and Crofton perimeter, all at once.
+
+    The same numbers as ``skimage.measure.regionprops`` (tested equal) for labels that never touch
+    each other (8-connected components): then every 2x2 window holds pixels of at most one label,
+    and skimage's per-region histogram of window configurations is the whole image's histogram
+    split by the window's label. One pass over the image instead of one Python object per particle.
+    """
+    from scipy import ndimage as ndi
+
+    n = int(labels.max(initial=0))
+    h, w = labels.shape
+    flat = np.flatnonzero(labels)
+    lab = labels.ravel()[flat]
+    rr, cc = np.divmod(flat, w)
+    area = np.bincount(lab, minlength=n + 1)[1:]
+    # sums of integer coordinates are exact in float64, so the means are skimage's to the bit
+    centroid_r = np.bincount(lab, weights=rr, minlength=n + 1)[1:] / area
+    centroid_c = np.bincount(lab, weights=cc, minlength=n + 1)[1:] / area
+    boxes = ndi.find_objects(labels, max_label=n)
+    # skimage's configuration code of each 2x2 window (its convolution with [[0,0,0],[0,1,4],[0,2,8]]):
+    # output pixel (i, j) of the zero-padded image sees pixels (i, j) 1, (i, j-1) 4, (i-1, j) 2, (i-1, j-1) 8
+    padded = np.pad(labels, 1)
+    b = (padded > 0).view(np.uint8)
+    code = b.copy()
+    code[:, 1:] += 4 * b[:, :-1]
+    code[1:, :] += 2 * b[:-1, :]
+    code[1:, 1:] += 8 * b[:-1, :-1]
+    at = np.flatnonzero(code)  # never in the first row or column (padding), so the shifts below stay inside
+    pf, wp = padded.ravel(), padded.shape[1]
+    win = np.maximum(np.maximum(pf[at], pf[at - 1]), np.maximum(pf[at - wp], pf[at - wp - 1]))
+    hist = np.bincount(win.astype(np.int64) * 16 + code.ravel()[at], minlength=(n + 1) * 16).reshape(n + 1, 16)
+    perimeter = np.array([CROFTON_WEIGHTS @ hist[k] for k in range(1, n + 1)], dtype=float)
+    return area, centroid_r, centroid_c, boxes, perimeter
+
+
+def _measure(labels: np.ndarray, pixel_scale_nm, touching: bool = False) -> pd.DataFrame:
+    """One row per label; `touching`: labels may touch (watershed), measured region by region."""
+    h, w = labels.shape
+    s = float(pixel_scale_nm) if pixel_scale_nm else np.nan
+    if touching:
+        return _measure_regions(labels, s)
+    area_px, cr, cc, boxes, crofton = _region_measures(labels)
+    rows = []
+    for k in range(len(area_px)):
+        rs, cs = boxes[k]
+        area = float(area_px[k])
+        perim = float(crofton[k]) if area > 1 else 4.0
+        rows.append({
+            "particle": k + 1,
+            "centroid_row_px": float(cr[k]),
+            "centroid_col_px": float(cc[k]),
+            "centroid_y_nm": float(cr[k]) * s,
+            "centroid_x_nm": float(cc[k]) * s,
+            "area_px": int(area),
+            "area_nm2": area * s * s,
+            "equivalent_diameter_nm": float(np.sqrt(4.0 * area / np.pi)) * s,
+            "perimeter_nm": perim * s,
+            "circularity": float(4.0 * np.pi * area / perim**2) if perim > 0 else np.nan,
+            "touches_border": bool(rs.start == 0 or cs.start == 0 or rs.stop == h or cs.stop == w),
+        })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _measure_regions(labels: np.ndarray, s: float) -> pd.DataFrame:
     from skimage.measure import regionprops
 
     h, w = labels.shape
-    s = float(pixel_scale_nm) if pixel_scale_nm else np.nan
     rows = []
     for p in regionprops(labels):
         r0, c0, r1, c1 = p.bbox

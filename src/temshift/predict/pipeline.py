@@ -166,8 +166,8 @@ def load_predictor(paths) -> Predictor:
 
 
 @dataclass
-class FramePrediction:
-    """Result of :func:`predict_frame`.
+class Segmentation:
+    """Result of :func:`predict_frame`: the arrays of one segmented frame.
 
     Attributes
     ----------
@@ -311,7 +311,7 @@ def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preproc
                   model_pixel_scale_nm: float | None = None, rescale: bool = True, match_noise: bool = True,
                   threshold: float | None = None,
                   tile: int = 2048, overlap: int = 128, margin: int = 32, batch_size: int = 1,
-                  device: str = "cpu", tta: bool = False) -> FramePrediction:
+                  device: str = "cpu", tta: bool = False) -> Segmentation:
     """Segment one raw frame.
 
     Parameters
@@ -345,7 +345,7 @@ def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preproc
 
     Returns
     -------
-    FramePrediction
+    Segmentation
     """
     from temshift.models.inference import THRESHOLD, particle_mask
     from temshift.predict.scale import resample_to_shape
@@ -377,35 +377,6 @@ def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preproc
     prob = resample_to_shape(prob_in, raw.shape) if zoom != 1.0 else prob_in
     np.clip(prob, 0.0, 1.0, out=prob)
     in_scale = (pixel_scale_nm / zoom) if pixel_scale_nm else model_pixel_scale_nm
-    return FramePrediction(prob, particle_mask(prob, threshold), zoom, in_scale, image,
-                           particle_mask(prob_in, threshold), native, std, members)
+    return Segmentation(prob, particle_mask(prob, threshold), zoom, in_scale, image,
+                        particle_mask(prob_in, threshold), native, std, members)
 
-
-def frame_metadata(path, catalog=None) -> dict:
-    """Pixel scale (nm/pixel) and dose (e/A^2) of a frame from a catalog row with its file name.
-
-    Parameters
-    ----------
-    path : str or Path
-        Frame file; matched on its file name.
-    catalog : Catalog, optional
-        Defaults to the published catalog.
-
-    Returns
-    -------
-    dict
-        ``pixel_scale_nm`` and ``dose_e_per_A2`` (None when the frame is not listed).
-    """
-    from temshift.catalog import Catalog
-
-    cat = catalog if catalog is not None else Catalog.published()
-    rows = cat.df[cat.df["file"].astype(str) == Path(path).name]
-    out = {"pixel_scale_nm": None, "dose_e_per_A2": None}
-    if len(rows):
-        for key in out:
-            try:
-                v = float(rows.iloc[0][key])
-                out[key] = v if np.isfinite(v) and v > 0 else None
-            except (TypeError, ValueError):
-                pass
-    return out
