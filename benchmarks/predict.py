@@ -43,8 +43,9 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
 
 
-def worker(n_models: int, size: int, repeats: int, frame_scale: float, tile: int, batch: int, threads: int,
-           bf16: bool) -> dict:
+def worker(
+    n_models: int, size: int, repeats: int, frame_scale: float, tile: int, batch: int, threads: int, bf16: bool
+) -> dict:
     import numpy as np
     import torch
 
@@ -85,16 +86,46 @@ def worker(n_models: int, size: int, repeats: int, frame_scale: float, tile: int
         p.unlink()
     tmp.rmdir()
     med = lambda v: float(np.median(v))  # noqa: E731
-    return {"models": n_models, "size": size, "frame_scale_nm": frame_scale, "zoom": zoom, "repeats": repeats,
-            "total_s": med(tot), "preprocess_s": med(pre), "inference_s": med(inf), "all_total_s": tot,
-            "peak_rss_mb": _rss_mb(), "rss_before_mb": base_mb, "threads": torch.get_num_threads(), "tile": tile,
-            "batch": batch, "bf16": bf16, "sha256": digest, "inference_cpu_s": med(inf_cpu)}
+    return {
+        "models": n_models,
+        "size": size,
+        "frame_scale_nm": frame_scale,
+        "zoom": zoom,
+        "repeats": repeats,
+        "total_s": med(tot),
+        "preprocess_s": med(pre),
+        "inference_s": med(inf),
+        "all_total_s": tot,
+        "peak_rss_mb": _rss_mb(),
+        "rss_before_mb": base_mb,
+        "threads": torch.get_num_threads(),
+        "tile": tile,
+        "batch": batch,
+        "bf16": bf16,
+        "sha256": digest,
+        "inference_cpu_s": med(inf_cpu),
+    }
 
 
 def _run(args, n_models: int, frame_scale: float, threads: int, bf16: bool = True, src: str | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--worker", str(n_models), "--size", str(args.size), "--repeats",
-           str(args.repeats), "--frame-scale", str(frame_scale), "--tile", str(args.tile), "--batch", str(args.batch),
-           "--threads", str(threads)] + (["--bf16"] if bf16 else [])
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        str(n_models),
+        "--size",
+        str(args.size),
+        "--repeats",
+        str(args.repeats),
+        "--frame-scale",
+        str(frame_scale),
+        "--tile",
+        str(args.tile),
+        "--batch",
+        str(args.batch),
+        "--threads",
+        str(threads),
+    ] + (["--bf16"] if bf16 else [])
     env = dict(os.environ, PYTHONPATH=str(Path(src).resolve())) if src else None
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -121,9 +152,10 @@ def _load() -> str:
 
 
 def _section(rows: list[dict], cmd: str, load_before: str, load_after: str) -> str:
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "## Prediction (`benchmarks/predict.py`)", "",
+        "## Prediction (`benchmarks/predict.py`)",
+        "",
         f"{date}; command: `{cmd}`; {os.cpu_count()} cores, "
         f"Python {platform.python_version()}. One {rows[0]['size']} x {rows[0]['size']} raw frame, paper U-Net "
         f"(4-8-16-32, 64; random weights), tiles <= {rows[0]['tile']} px, overlap 128, margin 32, "
@@ -135,8 +167,10 @@ def _section(rows: list[dict], cmd: str, load_before: str, load_after: str) -> s
     ]
     base = {(r["models"], r["threads"], r["bf16"], r["frame_scale_nm"]): r for r in rows if r.get("baseline")}
     for r in rows:
-        name = (f"{r['models']} model{'s' if r['models'] > 1 else ''}, {r['threads']} thread{'s' if r['threads'] > 1 else ''}, "
-                f"{'bf16' if r['bf16'] else 'fp32'}")
+        name = (
+            f"{r['models']} model{'s' if r['models'] > 1 else ''}, {r['threads']} thread{'s' if r['threads'] > 1 else ''}, "
+            f"{'bf16' if r['bf16'] else 'fp32'}"
+        )
         if r["zoom"] != 1.0:
             name += f", frame at {r['frame_scale_nm']} nm/px resampled x{r['zoom']:.2f}"
         b = base.get((r["models"], r["threads"], r["bf16"], r["frame_scale_nm"]))
@@ -144,28 +178,39 @@ def _section(rows: list[dict], cmd: str, load_before: str, load_after: str) -> s
             name, versus = name + ", **baseline**", "-"
         elif b:
             same = "identical" if b.get("sha256") == r.get("sha256") else "DIFFERENT"
-            versus = (f"{b['inference_s'] / r['inference_s']:.2f}x inference wall, "
-                      f"{b['inference_cpu_s'] / r['inference_cpu_s']:.2f}x inference CPU; {same}")
+            versus = (
+                f"{b['inference_s'] / r['inference_s']:.2f}x inference wall, "
+                f"{b['inference_cpu_s'] / r['inference_cpu_s']:.2f}x inference CPU; {same}"
+            )
         else:
             versus = "-"
         cpu = f"{r['inference_cpu_s']:.1f}" if "inference_cpu_s" in r else "-"
-        lines.append(f"| {name} | {r['total_s']:.1f} | {r['preprocess_s']:.1f} | {r['inference_s']:.1f} | "
-                     f"{r['peak_rss_mb']:.0f} | {', '.join(f'{t:.1f}' for t in r['all_total_s'])} | {cpu} | {versus} |")
-    best = min(r["total_s"] for r in rows if r["models"] == 1 and r["zoom"] == 1.0 and r["bf16"] and not r.get("baseline"))
+        lines.append(
+            f"| {name} | {r['total_s']:.1f} | {r['preprocess_s']:.1f} | {r['inference_s']:.1f} | "
+            f"{r['peak_rss_mb']:.0f} | {', '.join(f'{t:.1f}' for t in r['all_total_s'])} | {cpu} | {versus} |"
+        )
+    best = min(
+        r["total_s"] for r in rows if r["models"] == 1 and r["zoom"] == 1.0 and r["bf16"] and not r.get("baseline")
+    )
     verdict = "met" if best <= 5.0 else f"not met on this machine (best {best:.1f} s)"
-    lines += ["", f"CPU contention: {load_before} before, {load_after} after (other agents share the 2 cores; "
-              f"figures are upper bounds). Target <= 5 s for the single model: {verdict}.", "",
-              "Inference (`temshift.models.inference.inference_model`) folds each BatchNorm into its convolution "
-              "and runs channels-last (about 1.6x faster than the eager model on this CPU), under bfloat16 autocast "
-              "where the CPU has native bf16 (the default; `fp32` rows show the float32 path); the first convolution "
-              "of each residual block and its ReLU run as one oneDNN kernel, the last ReLU in place, 2x2 max pooling "
-              "as the maximum of four strided views, and glibc keeps freed activations for reuse "
-              "(`models.runtime.keep_freed_memory`) instead of faulting them in again on every layer: all "
-              "bit-identical (`vs baseline` compares the probability maps' SHA-256). Tiles overlap by 128 px and the "
-              "frame is reflect-padded, so the network sees about 1.2x the frame's pixels. On a busy machine one "
-              "torch thread beats two (`temshift predict --threads 1`). An ensemble costs one inference per member; "
-              "preprocessing is shared. `inference CPU s` = median CPU seconds of the process (all threads) during "
-              "inference, less sensitive to the load than wall time; ratios are baseline / current (> 1: faster).", ""]
+    lines += [
+        "",
+        f"CPU contention: {load_before} before, {load_after} after (other agents share the 2 cores; "
+        f"figures are upper bounds). Target <= 5 s for the single model: {verdict}.",
+        "",
+        "Inference (`temshift.models.inference.inference_model`) folds each BatchNorm into its convolution "
+        "and runs channels-last (about 1.6x faster than the eager model on this CPU), under bfloat16 autocast "
+        "where the CPU has native bf16 (the default; `fp32` rows show the float32 path); the first convolution "
+        "of each residual block and its ReLU run as one oneDNN kernel, the last ReLU in place, 2x2 max pooling "
+        "as the maximum of four strided views, and glibc keeps freed activations for reuse "
+        "(`models.runtime.keep_freed_memory`) instead of faulting them in again on every layer: all "
+        "bit-identical (`vs baseline` compares the probability maps' SHA-256). Tiles overlap by 128 px and the "
+        "frame is reflect-padded, so the network sees about 1.2x the frame's pixels. On a busy machine one "
+        "torch thread beats two (`temshift predict --threads 1`). An ensemble costs one inference per member; "
+        "preprocessing is shared. `inference CPU s` = median CPU seconds of the process (all threads) during "
+        "inference, less sensitive to the load than wall time; ratios are baseline / current (> 1: faster).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -177,7 +222,7 @@ def write_section(text: str) -> None:
     if found:  # keep the subsections (whole-process figures of benchmarks/predict_process.py and notes)
         old = found.group(0)
         sub = re.search(r"^### ", old, re.M)
-        text = text.rstrip("\n") + ("\n\n" + old[sub.start():].rstrip("\n") if sub else "") + "\n"
+        text = text.rstrip("\n") + ("\n\n" + old[sub.start() :].rstrip("\n") if sub else "") + "\n"
         content = pattern.sub(lambda _: text + "\n", content, count=1)
     else:
         content = content.rstrip("\n") + "\n\n" + text + "\n"
@@ -201,8 +246,20 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.size, args.repeats, args.frame_scale, args.tile, args.batch,
-                                args.threads, args.bf16)))
+        print(
+            json.dumps(
+                worker(
+                    args.worker,
+                    args.size,
+                    args.repeats,
+                    args.frame_scale,
+                    args.tile,
+                    args.batch,
+                    args.threads,
+                    args.bf16,
+                )
+            )
+        )
         return
     load_before = _load()
     cores = os.cpu_count() or 1
@@ -210,15 +267,20 @@ def main() -> None:
     rows += _pair(args, 1, 0.02, 1, bf16=False)
     singles = [row for t in sorted({cores, 1}, reverse=True) for row in _pair(args, 1, 0.02, t)]
     rows += singles
-    best = min((r for r in singles if not r["baseline"]), key=lambda r: r["total_s"])["threads"]  # under contention 1 thread can win
+    best = min((r for r in singles if not r["baseline"]), key=lambda r: r["total_s"])[
+        "threads"
+    ]  # under contention 1 thread can win
     if not args.no_ensemble:
         rows += _pair(args, args.ensemble, 0.02, best)
     if not args.no_rescaled:
         rows += _pair(args, 1, 0.033, best)
     for r in rows:
         n, scale = r["models"], r["frame_scale_nm"]
-        print(f"{'baseline ' if r['baseline'] else ''}{n} model(s), {r['threads']} thread(s), frame {scale} nm/px: total {r['total_s']:.2f} s (preprocess {r['preprocess_s']:.2f}, "
-              f"inference {r['inference_s']:.2f}), peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+        print(
+            f"{'baseline ' if r['baseline'] else ''}{n} model(s), {r['threads']} thread(s), frame {scale} nm/px: total {r['total_s']:.2f} s (preprocess {r['preprocess_s']:.2f}, "
+            f"inference {r['inference_s']:.2f}), peak RSS {r['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
     cmd = "python " + " ".join(["benchmarks/predict.py", *sys.argv[1:]])
     text = _section(rows, cmd, load_before, _load())
     print(text)

@@ -108,8 +108,9 @@ def whole_process(args: list[str], src: str | None = None) -> dict:
     `src` (a ``src`` folder) goes first on PYTHONPATH: another version of temshift to compare with.
     """
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "temshift", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=_env(src))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "temshift", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(src)
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -155,6 +156,7 @@ def breakdown_worker(args: list[str]) -> dict:
                 if depth == 0:
                     key = label if threading.current_thread() is main_thread else "background"
                     spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
+
         return timed
 
     missing = []
@@ -183,14 +185,27 @@ def breakdown_worker(args: list[str]) -> dict:
 
 
 def _breakdown(args: list[str], src: str | None = None) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(args)], check=True,
-                         capture_output=True, text=True, env=_env(src))
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(args)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=_env(src),
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(repeats: int, size: int, threads: int, ensemble: int, workdir: Path | None = None,
-            models_from: Path | None = None, baseline_src: str | None = None, breakdowns: int = 1,
-            with_ensemble: bool = True) -> list[dict]:
+def measure(
+    repeats: int,
+    size: int,
+    threads: int,
+    ensemble: int,
+    workdir: Path | None = None,
+    models_from: Path | None = None,
+    baseline_src: str | None = None,
+    breakdowns: int = 1,
+    with_ensemble: bool = True,
+) -> list[dict]:
     """Whole-process and breakdown medians for one model and an `ensemble`-model ensemble.
 
     With `baseline_src`, the single model (and the ensemble) also run with that version of
@@ -202,7 +217,9 @@ def measure(repeats: int, size: int, threads: int, ensemble: int, workdir: Path 
     frame, models = make_inputs(root, size, ensemble)
     if models_from:
         models = trained_models(models_from, ensemble)
-    configs = [("1 model", models[:1], None)] + ([(f"{ensemble}-model ensemble", models, None)] if with_ensemble else [])
+    configs = [("1 model", models[:1], None)] + (
+        [(f"{ensemble}-model ensemble", models, None)] if with_ensemble else []
+    )
     if baseline_src:
         configs.insert(1, ("1 model, baseline", models[:1], baseline_src))
         if with_ensemble:
@@ -220,24 +237,43 @@ def measure(repeats: int, size: int, threads: int, ensemble: int, workdir: Path 
     for name, ms, src in configs:
         w, p = runs[name]["whole"], runs[name]["parts"]
         med = lambda v: float(np.median(v)) if len(v) else float("nan")  # noqa: E731
-        rows.append({"config": name, "models": len(ms), "size": size, "repeats": repeats, "threads": threads,
-                     "src": src, "wall_s": med([x["wall_s"] for x in w]), "all_wall_s": [x["wall_s"] for x in w],
-                     "peak_rss_mb": max(x["peak_rss_mb"] for x in w), "breakdowns": len(p),
-                     "parts": {k: med([x.get(k, 0.0) for x in p]) for k in ORDER + ["total"]},
-                     "missing": p[0].get("missing", []) if p else []})
+        rows.append(
+            {
+                "config": name,
+                "models": len(ms),
+                "size": size,
+                "repeats": repeats,
+                "threads": threads,
+                "src": src,
+                "wall_s": med([x["wall_s"] for x in w]),
+                "all_wall_s": [x["wall_s"] for x in w],
+                "peak_rss_mb": max(x["peak_rss_mb"] for x in w),
+                "breakdowns": len(p),
+                "parts": {k: med([x.get(k, 0.0) for x in p]) for k in [*ORDER, "total"]},
+                "missing": p[0].get("missing", []) if p else [],
+            }
+        )
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| configuration | whole process s (median) | all runs s | peak RSS MB | "
-             + " | ".join(ORDER) + " | sum (in-process, without background) |",
-             "|---|---|---|---|" + "---|" * len(ORDER) + "---|"]
+    lines = [
+        "| configuration | whole process s (median) | all runs s | peak RSS MB | "
+        + " | ".join(ORDER)
+        + " | sum (in-process, without background) |",
+        "|---|---|---|---|" + "---|" * len(ORDER) + "---|",
+    ]
     for r in rows:
         p = r["parts"]
-        parts = " | ".join(f"{p[k]:.2f}" for k in ORDER) + f" | {p['total']:.1f}" if r["breakdowns"] else \
-            " | ".join("-" for _ in ORDER) + " | -"
-        lines.append(f"| {r['config']} | **{r['wall_s']:.1f}** | {', '.join(f'{t:.1f}' for t in r['all_wall_s'])} | "
-                     f"{r['peak_rss_mb']:.0f} | {parts} |")
+        parts = (
+            " | ".join(f"{p[k]:.2f}" for k in ORDER) + f" | {p['total']:.1f}"
+            if r["breakdowns"]
+            else " | ".join("-" for _ in ORDER) + " | -"
+        )
+        lines.append(
+            f"| {r['config']} | **{r['wall_s']:.1f}** | {', '.join(f'{t:.1f}' for t in r['all_wall_s'])} | "
+            f"{r['peak_rss_mb']:.0f} | {parts} |"
+        )
     return "\n".join(lines)
 
 
@@ -257,7 +293,7 @@ def write_subsection(text: str) -> None:
         raise SystemExit(f"{RESULTS}: no '## Prediction' section")
     body = m.group(0)
     body = body.split("\n" + SUBSECTION)[0].rstrip("\n") if SUBSECTION in body else body.rstrip("\n")
-    content = content[:m.start()] + body + "\n\n" + text.rstrip("\n") + "\n\n" + content[m.end():].lstrip("\n")
+    content = content[: m.start()] + body + "\n\n" + text.rstrip("\n") + "\n\n" + content[m.end() :].lstrip("\n")
     RESULTS.write_text(content.rstrip("\n") + "\n")
 
 
@@ -281,9 +317,16 @@ def main() -> None:
     if args.from_json:
         print(table(json.loads(args.from_json.read_text())))
         return
-    rows = measure(args.repeats, args.size, args.threads, args.ensemble, models_from=args.models_from,
-                   baseline_src=args.baseline_src, breakdowns=args.breakdowns,
-                   with_ensemble=not args.no_ensemble)
+    rows = measure(
+        args.repeats,
+        args.size,
+        args.threads,
+        args.ensemble,
+        models_from=args.models_from,
+        baseline_src=args.baseline_src,
+        breakdowns=args.breakdowns,
+        with_ensemble=not args.no_ensemble,
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print(table(rows))

@@ -159,10 +159,14 @@ def main(argv=None):
     per_run = ", ".join(f"{b[0] / o[0]:.0f}" for b, o in zip(t_base, t_ours))
     print(f"  speed-up : wall {tb / to:8.1f} x  cpu {cb / co:6.1f} x   (per-run wall ratios: {per_run})")
     print(f"  memory   : {m_ours / m_base:8.4f} of baseline (1/{m_base / m_ours:.1f})")
-    print(f"  max |ours - baseline| / std(baseline) = {max_diff:.2e}; patches identical coords/labels: {same_patches}, "
-          f"max patch diff {patch_diff:.2e}; {len(patches_o)} patches kept")
+    print(
+        f"  max |ours - baseline| / std(baseline) = {max_diff:.2e}; patches identical coords/labels: {same_patches}, "
+        f"max patch diff {patch_diff:.2e}; {len(patches_o)} patches kept"
+    )
     ok = min(tb / to, cb / co) >= 50 and m_ours <= m_base / 10 and max_diff <= 1e-3 and same_patches
-    print("  target (>= 50x faster in wall and CPU time, <= 1/10 memory, <= 1e-3 difference):", "MET" if ok else "MISSED")
+    print(
+        "  target (>= 50x faster in wall and CPU time, <= 1/10 memory, <= 1e-3 difference):", "MET" if ok else "MISSED"
+    )
 
 
 if __name__ == "__main__":

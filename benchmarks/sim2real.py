@@ -65,8 +65,9 @@ def hard_dice(mask: np.ndarray, label: np.ndarray) -> float:
 
     from temshift.models.metrics import dice_per_patch
 
-    return float(dice_per_patch(torch.from_numpy(mask[None].astype(np.uint8)),
-                                torch.from_numpy(label[None].astype(np.uint8)))[0])
+    return float(
+        dice_per_patch(torch.from_numpy(mask[None].astype(np.uint8)), torch.from_numpy(label[None].astype(np.uint8)))[0]
+    )
 
 
 def threshold_mask(raw: np.ndarray, sigma_px: float = 3.0) -> np.ndarray:
@@ -104,12 +105,26 @@ def part_released(frames, labels, factors, folds, noise_modes=(True, False), on_
             for noise in noise_modes:
                 t0 = time.perf_counter()
                 scale = predictor.pixel_scale_nm * factor  # frame pixel scale that makes the zoom = factor
-                dice = [hard_dice(predict_frame(predictor, f, pixel_scale_nm=scale, match_noise=noise).mask, lab)
-                        for f, lab in zip(frames, labels)]
-                rows.append({"set": zset.name, "fold": m.fold, "factor": factor, "noise_match": noise,
-                             "mean": float(np.mean(dice)), "per_frame": dice, "seconds": time.perf_counter() - t0})
-                print(f"released {zset.name} fold {m.fold} x{factor} noise_match={noise}: "
-                      f"{rows[-1]['mean']:.3f} ({rows[-1]['seconds']:.0f} s)", flush=True)
+                dice = [
+                    hard_dice(predict_frame(predictor, f, pixel_scale_nm=scale, match_noise=noise).mask, lab)
+                    for f, lab in zip(frames, labels)
+                ]
+                rows.append(
+                    {
+                        "set": zset.name,
+                        "fold": m.fold,
+                        "factor": factor,
+                        "noise_match": noise,
+                        "mean": float(np.mean(dice)),
+                        "per_frame": dice,
+                        "seconds": time.perf_counter() - t0,
+                    }
+                )
+                print(
+                    f"released {zset.name} fold {m.fold} x{factor} noise_match={noise}: "
+                    f"{rows[-1]['mean']:.3f} ({rows[-1]['seconds']:.0f} s)",
+                    flush=True,
+                )
                 if on_row:
                     on_row({"rows": rows})
     return {"rows": rows}
@@ -122,8 +137,9 @@ def splits(n: int, n_splits: int):
         yield seed, sorted(order[:N_TRAIN].tolist()), sorted(order[N_TRAIN:].tolist())
 
 
-def part_finetune(pairs, frames, labels, freezes, n_splits, epochs, threads, workdir: Path, on_row=None,
-                  only=None) -> dict:
+def part_finetune(
+    pairs, frames, labels, freezes, n_splits, epochs, threads, workdir: Path, on_row=None, only=None
+) -> dict:
     from temshift.predict.pipeline import load_predictor, predict_frame
     from temshift.predict.zoo import training_sets
     from temshift.training.finetune import finetune, finetune_settings
@@ -145,12 +161,27 @@ def part_finetune(pairs, frames, labels, freezes, n_splits, epochs, threads, wor
             dice = [hard_dice(predict_frame(predictor, frames[i]).mask, labels[i]) for i in test]
             score_s = time.perf_counter() - t1
             before = [hard_dice(predict_frame(base_predictor, frames[i], rescale=False).mask, labels[i]) for i in test]
-            rows.append({"freeze": freeze, "split": seed, "train": [pairs[i].image.name for i in train],
-                         "mean": float(np.mean(dice)), "per_frame": dice, "base_mean": float(np.mean(before)),
-                         "wall_seconds": wall, "cpu_seconds": cpu, "train_seconds": result.seconds, "score_seconds": score_s,
-                         "epochs": result.epochs_run, "best_epoch": result.best_epoch})
-            print(f"finetune {freeze} split {seed}: {rows[-1]['mean']:.3f} (base {rows[-1]['base_mean']:.3f}), "
-                  f"{wall:.0f} s wall, {cpu:.0f} s CPU, load {_load()}", flush=True)
+            rows.append(
+                {
+                    "freeze": freeze,
+                    "split": seed,
+                    "train": [pairs[i].image.name for i in train],
+                    "mean": float(np.mean(dice)),
+                    "per_frame": dice,
+                    "base_mean": float(np.mean(before)),
+                    "wall_seconds": wall,
+                    "cpu_seconds": cpu,
+                    "train_seconds": result.seconds,
+                    "score_seconds": score_s,
+                    "epochs": result.epochs_run,
+                    "best_epoch": result.best_epoch,
+                }
+            )
+            print(
+                f"finetune {freeze} split {seed}: {rows[-1]['mean']:.3f} (base {rows[-1]['base_mean']:.3f}), "
+                f"{wall:.0f} s wall, {cpu:.0f} s CPU, load {_load()}",
+                flush=True,
+            )
             if on_row:
                 on_row({"base": base.name, "rows": rows})
     return {"base": base.name, "rows": rows}
@@ -169,11 +200,15 @@ def _merge(runs: list[dict]) -> dict:
         out["released"] += (r.get("released") or {}).get("rows", [])
         ft = r.get("finetune") or {}
         for row in ft.get("rows", []):  # a split run twice (separate runs) is listed once
-            same = [o for o in out["finetune"] if (o["freeze"], o["epochs"], o["split"]) ==
-                    (row["freeze"], row["epochs"], row["split"])]
+            same = [
+                o
+                for o in out["finetune"]
+                if (o["freeze"], o["epochs"], o["split"]) == (row["freeze"], row["epochs"], row["split"])
+            ]
             if same:
-                out["repeats"].append((row["freeze"], row["epochs"], row["split"],
-                                       same[0]["per_frame"] == row["per_frame"]))
+                out["repeats"].append(
+                    (row["freeze"], row["epochs"], row["split"], same[0]["per_frame"] == row["per_frame"])
+                )
             else:
                 out["finetune"].append(row)
         out["base"] = ft.get("base") or out["base"]
@@ -182,75 +217,107 @@ def _merge(runs: list[dict]) -> dict:
 
 def markdown(runs: list[dict]) -> str:
     res = _merge(runs)
-    lines = ["## Real frames from another lab (`benchmarks/sim2real.py`)", "",
-             f"{os.cpu_count()} cores, Python {platform.python_version()}. Data: the 20 real 512 x 512 8-bit frames "
-             "of `../shared/data/real/tem_particles` (hand labels; nothing tuned on them). Score: hard dice per frame "
-             "(`temshift.evaluation.metrics.dice_per_patch` of the mask), mean over frames. Runs (the machine was "
-             "shared with other jobs, load average far above its 2 cores: wall times are pessimistic; CPU seconds "
-             "are those of the benchmark process):", ""]
+    lines = [
+        "## Real frames from another lab (`benchmarks/sim2real.py`)",
+        "",
+        f"{os.cpu_count()} cores, Python {platform.python_version()}. Data: the 20 real 512 x 512 8-bit frames "
+        "of `../shared/data/real/tem_particles` (hand labels; nothing tuned on them). Score: hard dice per frame "
+        "(`temshift.evaluation.metrics.dice_per_patch` of the mask), mean over frames. Runs (the machine was "
+        "shared with other jobs, load average far above its 2 cores: wall times are pessimistic; CPU seconds "
+        "are those of the benchmark process):",
+        "",
+    ]
     for r in res["runs"]:
-        lines.append(f"- {r['date']}: `{r['command']}` (torch threads {r['threads']}; load average "
-                     f"{r['load_before']} before, {r.get('load_after') or 'n/a'} after)")
+        lines.append(
+            f"- {r['date']}: `{r['command']}` (torch threads {r['threads']}; load average "
+            f"{r['load_before']} before, {r.get('load_after') or 'n/a'} after)"
+        )
     lines.append("")
     if res["threshold"]:
         t = res["threshold"]
-        lines += [f"(a) Threshold baseline (Gaussian sigma 3 px, Otsu, particles darker; scikit-image): mean hard "
-                  f"dice **{t['mean']:.3f}** over 20 frames (min {min(t['per_frame']):.3f}); REFERENCE.md: 0.973.", ""]
+        lines += [
+            f"(a) Threshold baseline (Gaussian sigma 3 px, Otsu, particles darker; scikit-image): mean hard "
+            f"dice **{t['mean']:.3f}** over 20 frames (min {min(t['per_frame']):.3f}); REFERENCE.md: 0.973.",
+            "",
+        ]
     rows = res["released"]
     if rows:
-        lines += ["(b) The authors' released real-data models (fold 0 of each training set) through "
-                  "`predict_frame`, frame resampled by the factor (model input = frame upsampled); `noise` = with the "
-                  "pipeline's pixel-noise restoration after resampling (the default of `temshift predict`), `plain` = "
-                  "without (`--no-noise-match`).",
-                  "", "| training set | x1 | x1.5 noise | x1.5 plain | x2 noise | x2 plain |", "|---|---|---|---|---|---|"]
+        lines += [
+            "(b) The authors' released real-data models (fold 0 of each training set) through "
+            "`predict_frame`, frame resampled by the factor (model input = frame upsampled); `noise` = with the "
+            "pipeline's pixel-noise restoration after resampling (the default of `temshift predict`), `plain` = "
+            "without (`--no-noise-match`).",
+            "",
+            "| training set | x1 | x1.5 noise | x1.5 plain | x2 noise | x2 plain |",
+            "|---|---|---|---|---|---|",
+        ]
         for name in dict.fromkeys(r["set"] for r in rows):
+
             def cell(f, noise, name=name):
                 got = [r["mean"] for r in rows if r["set"] == name and r["factor"] == f and r["noise_match"] == noise]
                 return f"{got[0]:.3f}" if got else "-"
-            lines.append(f"| {name} | {cell(1.0, True)} | {cell(1.5, True)} | {cell(1.5, False)} | {cell(2.0, True)} "
-                         f"| {cell(2.0, False)} |")
+
+            lines.append(
+                f"| {name} | {cell(1.0, True)} | {cell(1.5, True)} | {cell(1.5, False)} | {cell(2.0, True)} "
+                f"| {cell(2.0, False)} |"
+            )
         lines.append("")
         for f in sorted({r["factor"] for r in rows}):
             for noise in (True, False):
                 got = [r["mean"] for r in rows if r["factor"] == f and r["noise_match"] == noise]
                 if got and not (f == 1.0 and not noise):
-                    lines.append(f"- x{f:g}{' noise' if noise and f != 1.0 else ' plain' if f != 1.0 else ''}: mean over "
-                                 f"{len(got)} sets {np.mean(got):.3f}, range {min(got):.3f}-{max(got):.3f}")
+                    lines.append(
+                        f"- x{f:g}{' noise' if noise and f != 1.0 else ' plain' if f != 1.0 else ''}: mean over "
+                        f"{len(got)} sets {np.mean(got):.3f}, range {min(got):.3f}-{max(got):.3f}"
+                    )
         lines += ["", "REFERENCE.md: 0.93-0.96 at factors 1-2.", ""]
     ft = res["finetune"]
     if ft:
-        lines += [f"(c) `temshift.training.finetune.finetune` from `{res['base']}` on 5 frames, scored on the other 15 "
-                  "(random splits, seeds 0-3), default fine-tuning settings except the epochs (batches of 8 random "
-                  "256 px crops, lr 1e-3, dihedral expansion + flip/rotation, seed 962), frames on their own grid "
-                  "(pixel scale unknown); `base` = the base model on the same 15 frames, not resampled.", "",
-                  "| freeze | epochs | split | dice (15 test frames) | base | threshold, same frames | wall s | CPU s |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"(c) `temshift.training.finetune.finetune` from `{res['base']}` on 5 frames, scored on the other 15 "
+            "(random splits, seeds 0-3), default fine-tuning settings except the epochs (batches of 8 random "
+            "256 px crops, lr 1e-3, dihedral expansion + flip/rotation, seed 962), frames on their own grid "
+            "(pixel scale unknown); `base` = the base model on the same 15 frames, not resampled.",
+            "",
+            "| freeze | epochs | split | dice (15 test frames) | base | threshold, same frames | wall s | CPU s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         thr = (res["threshold"] or {}).get("per_frame")
         for r in ft:
             test = next(te for seed, _, te in splits(20, r["split"] + 1) if seed == r["split"])
             t_cell = f"{np.mean([thr[i] for i in test]):.3f}" if thr and len(thr) == 20 else "-"
-            lines.append(f"| {r['freeze']} | {r['epochs']} | {r['split']} | {r['mean']:.3f} | {r['base_mean']:.3f} | "
-                         f"{t_cell} | {r['wall_seconds']:.0f} | {r.get('cpu_seconds', float('nan')):.0f} |")
+            lines.append(
+                f"| {r['freeze']} | {r['epochs']} | {r['split']} | {r['mean']:.3f} | {r['base_mean']:.3f} | "
+                f"{t_cell} | {r['wall_seconds']:.0f} | {r.get('cpu_seconds', float('nan')):.0f} |"
+            )
         lines.append("")
         for key in dict.fromkeys((r["freeze"], r["epochs"]) for r in ft):
             got = [r for r in ft if (r["freeze"], r["epochs"]) == key]
             means = [r["mean"] for r in got]
             spread = statistics.stdev(means) if len(means) > 1 else 0.0
-            lines.append(f"- {key[0]} frozen, {key[1]} epochs, {len(got)} splits: mean **{np.mean(means):.3f}**, "
-                         f"SD over splits {spread:.3f} (min {min(means):.3f}); per fine-tuning wall "
-                         f"{np.mean([r['wall_seconds'] for r in got]):.0f} s (max {max(r['wall_seconds'] for r in got):.0f}),"
-                         f" CPU {np.mean([r.get('cpu_seconds', np.nan) for r in got]):.0f} s")
+            lines.append(
+                f"- {key[0]} frozen, {key[1]} epochs, {len(got)} splits: mean **{np.mean(means):.3f}**, "
+                f"SD over splits {spread:.3f} (min {min(means):.3f}); per fine-tuning wall "
+                f"{np.mean([r['wall_seconds'] for r in got]):.0f} s (max {max(r['wall_seconds'] for r in got):.0f}),"
+                f" CPU {np.mean([r.get('cpu_seconds', np.nan) for r in got]):.0f} s"
+            )
         for freeze, epochs, split, same in res["repeats"]:
-            lines.append(f"- {freeze} frozen, {epochs} epochs, split {split} ran twice in separate processes: per-frame "
-                         f"scores {'identical' if same else 'DIFFERENT'}")
+            lines.append(
+                f"- {freeze} frozen, {epochs} epochs, split {split} ran twice in separate processes: per-frame "
+                f"scores {'identical' if same else 'DIFFERENT'}"
+            )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--parts", nargs="+", default=["threshold", "released", "finetune"],
-                    choices=["threshold", "released", "finetune"])
+    ap.add_argument(
+        "--parts",
+        nargs="+",
+        default=["threshold", "released", "finetune"],
+        choices=["threshold", "released", "finetune"],
+    )
     ap.add_argument("--data", type=Path, default=REAL)
     ap.add_argument("--factors", nargs="+", type=float, default=[1.0, 1.5, 2.0])
     ap.add_argument("--folds", nargs="+", type=int, default=[0])
@@ -261,8 +328,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=None, help="Run folders of part (c) (default: a temp folder).")
     ap.add_argument("--json", type=Path, default=None, help="Write the raw results here (updated after each row).")
-    ap.add_argument("--render", type=Path, nargs="+", default=None,
-                    help="Only render the section from these --json files of earlier runs.")
+    ap.add_argument(
+        "--render",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="Only render the section from these --json files of earlier runs.",
+    )
     ap.add_argument("--write", action="store_true", help="Append the section to benchmarks/RESULTS.md.")
     args = ap.parse_args(argv)
     if args.render:
@@ -271,16 +343,20 @@ def main(argv=None) -> int:
         if args.write:
             RESULTS.write_text(RESULTS.read_text().rstrip("\n") + "\n\n" + text)
         return 0
-    if not (args.data / "images").is_dir() or ("released" in args.parts or "finetune" in args.parts) \
-            and not PUBLISHED.is_dir():
+    if not (args.data / "images").is_dir() or (
+        ("released" in args.parts or "finetune" in args.parts) and not PUBLISHED.is_dir()
+    ):
         print(f"skipped: {args.data} or {PUBLISHED} absent")
         return 0
     import torch
 
     torch.set_num_threads(args.threads)
-    res = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-           "command": "python benchmarks/sim2real.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "threads": args.threads, "load_before": _load()}
+    res = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python benchmarks/sim2real.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "threads": args.threads,
+        "load_before": _load(),
+    }
 
     def save(part=None, value=None):
         if part:
@@ -293,13 +369,24 @@ def main(argv=None) -> int:
         save("threshold", part_threshold(frames, labels))
         print(f"threshold: {res['threshold']['mean']:.3f}", flush=True)
     if "released" in args.parts:
-        save("released", part_released(frames, labels, args.factors, args.folds,
-                                       on_row=lambda v: save("released", v)))
+        save("released", part_released(frames, labels, args.factors, args.folds, on_row=lambda v: save("released", v)))
     if "finetune" in args.parts:
         with tempfile.TemporaryDirectory() as tmp:
-            save("finetune", part_finetune(pairs, frames, labels, args.freeze, args.splits, args.epochs,
-                                           args.threads, args.workdir or Path(tmp), on_row=lambda v: save("finetune", v),
-                                           only=args.only_splits))
+            save(
+                "finetune",
+                part_finetune(
+                    pairs,
+                    frames,
+                    labels,
+                    args.freeze,
+                    args.splits,
+                    args.epochs,
+                    args.threads,
+                    args.workdir or Path(tmp),
+                    on_row=lambda v: save("finetune", v),
+                    only=args.only_splits,
+                ),
+            )
     res["load_after"] = _load()
     save()
     text = markdown([res])

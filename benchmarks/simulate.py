@@ -57,17 +57,38 @@ print(json.dumps({"size": size, "mode": mode, "seconds": sorted(times)[len(times
 
 
 def run_case(size: int, mode: str, repeats: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CASE_CODE, str(size), mode, str(repeats)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CASE_CODE, str(size), mode, str(repeats)], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def quick_repository(workers: int = 2) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "temshift", "simulate", "--out", str(Path(tmp) / "repo"),
-               "--where", "material=Au", "--where", "diameter_nm=5", "--where", "pixel_scale_nm=0.02",
-               "--frames-per-group", "4", "--frame-size", "1024", "--mode", "projection",
-               "--workers", str(workers), "--seed", "0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "temshift",
+            "simulate",
+            "--out",
+            str(Path(tmp) / "repo"),
+            "--where",
+            "material=Au",
+            "--where",
+            "diameter_nm=5",
+            "--where",
+            "pixel_scale_nm=0.02",
+            "--frames-per-group",
+            "4",
+            "--frame-size",
+            "1024",
+            "--mode",
+            "projection",
+            "--workers",
+            str(workers),
+            "--seed",
+            "0",
+        ]
         t = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, text=True)
         seconds = time.perf_counter() - t
@@ -107,24 +128,33 @@ def main() -> None:
         print(json.dumps(repo), flush=True)
 
     load = os.getloadavg()[0]
-    lines = [SECTION, "",
-             f"{dt.date.today().isoformat()}, `python benchmarks/simulate.py` (2 cores, shared with other jobs; "
-             "median of repeats for 1024 px, one frame at 4096 px; warm process, numba/FFTW set-up excluded).",
-             "Frame: 5 nm Au, 0.02 nm/px, 423 e/A2, UT carbon, default density. Peak = process peak RSS. "
-             f"Load average at the end: {load:.1f} on 2 cores (other jobs running), so wall times are inflated; "
-             "CPU s is the process CPU time (both cores count).", "",
-             "| frame | mode | particles | wall s / frame | CPU s / frame | target | peak RSS (MB) | support / particles / imaging (wall s) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        SECTION,
+        "",
+        f"{dt.date.today().isoformat()}, `python benchmarks/simulate.py` (2 cores, shared with other jobs; "
+        "median of repeats for 1024 px, one frame at 4096 px; warm process, numba/FFTW set-up excluded).",
+        "Frame: 5 nm Au, 0.02 nm/px, 423 e/A2, UT carbon, default density. Peak = process peak RSS. "
+        f"Load average at the end: {load:.1f} on 2 cores (other jobs running), so wall times are inflated; "
+        "CPU s is the process CPU time (both cores count).",
+        "",
+        "| frame | mode | particles | wall s / frame | CPU s / frame | target | peak RSS (MB) | support / particles / imaging (wall s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         t = targets.get((r["size"], r["mode"]))
         p = r["parts"]
-        lines.append(f"| {r['size']}^2 | {r['mode']} | {r['n_particles']} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | "
-                     f"{'<= %d s' % t if t else '-'} | {r['peak_rss_mb']:.0f} | "
-                     f"{p['support']:.1f} / {p['particles']:.1f} / {p['imaging']:.1f} |")
+        lines.append(
+            f"| {r['size']}^2 | {r['mode']} | {r['n_particles']} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | "
+            f"{'<= %d s' % t if t else '-'} | {r['peak_rss_mb']:.0f} | "
+            f"{p['support']:.1f} / {p['particles']:.1f} / {p['imaging']:.1f} |"
+        )
     if repo:
-        lines += ["", f"Quick repository ({repo['frames']} frames of 1024^2, projection, 2 Dask workers, "
-                  f"including start-up): **{repo['seconds']:.0f} s** = {repo['seconds'] / max(repo['frames'], 1):.1f} s "
-                  f"per frame. Command: `{repo['command']}`"]
+        lines += [
+            "",
+            f"Quick repository ({repo['frames']} frames of 1024^2, projection, 2 Dask workers, "
+            f"including start-up): **{repo['seconds']:.0f} s** = {repo['seconds'] / max(repo['frames'], 1):.1f} s "
+            f"per frame. Command: `{repo['command']}`",
+        ]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:

@@ -35,9 +35,17 @@ def run_once(preset: str, scale: str, workers: int, out: Path) -> dict:
     timing = pd.read_csv(out / "timings.csv")
     fresh = timing[~timing["cached"]]
     stages = fresh.groupby("kind")["seconds"].agg(["size", "sum", "mean"]).to_dict("index")
-    return {"workers": workers, "wall_s": wall, "graph_s": run.outcome.seconds, "aggregate_s": run.aggregate_s,
-            "tasks": len(run.plan.tasks), "cached": len(run.outcome.cached), "failed": len(run.outcome.failed),
-            "skipped": len(run.outcome.skipped), "stages": stages}
+    return {
+        "workers": workers,
+        "wall_s": wall,
+        "graph_s": run.outcome.seconds,
+        "aggregate_s": run.aggregate_s,
+        "tasks": len(run.plan.tasks),
+        "cached": len(run.outcome.cached),
+        "failed": len(run.outcome.failed),
+        "skipped": len(run.outcome.skipped),
+        "stages": stages,
+    }
 
 
 def _stage_table(stages: dict) -> list[str]:
@@ -50,15 +58,21 @@ def _stage_table(stages: dict) -> list[str]:
 
 
 def section(preset: str, scale: str, runs: list[dict], rerun: dict, command: str) -> str:
-    lines = ["## Study (`benchmarks/study.py`)", "",
-             f"{date.today().isoformat()}, `{command}`; {os.cpu_count()} cores, CPU only, "
-             f"preset `{preset}` at scale `{scale}`, each run from an empty study directory "
-             "(simulation included).", "",
-             "| workers | wall (s) | task graph (s) | aggregation: results, figures, report (s) | tasks | failed |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## Study (`benchmarks/study.py`)",
+        "",
+        f"{date.today().isoformat()}, `{command}`; {os.cpu_count()} cores, CPU only, "
+        f"preset `{preset}` at scale `{scale}`, each run from an empty study directory "
+        "(simulation included).",
+        "",
+        "| workers | wall (s) | task graph (s) | aggregation: results, figures, report (s) | tasks | failed |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in runs:
-        lines.append(f"| {r['workers']} | {r['wall_s']:.1f} | {r['graph_s']:.1f} | {r['aggregate_s']:.1f} | "
-                     f"{r['tasks']} | {r['failed'] + r['skipped']} |")
+        lines.append(
+            f"| {r['workers']} | {r['wall_s']:.1f} | {r['graph_s']:.1f} | {r['aggregate_s']:.1f} | "
+            f"{r['tasks']} | {r['failed'] + r['skipped']} |"
+        )
     by_w = {r["workers"]: r["wall_s"] for r in runs}
     if len(by_w) > 1:
         lo, hi = min(by_w), max(by_w)
@@ -66,9 +80,13 @@ def section(preset: str, scale: str, runs: list[dict], rerun: dict, command: str
     for r in runs:
         lines += ["", f"Per-stage task time, {r['workers']} worker(s) (sum of task durations):", ""]
         lines += _stage_table(r["stages"])
-    lines += ["", f"Re-run with everything cached ({rerun['workers']} workers): {rerun['wall_s']:.1f} s wall "
-                  f"({rerun['cached']}/{rerun['tasks']} tasks reused; cluster start-up and the aggregation "
-                  f"of {rerun['aggregate_s']:.1f} s included).", ""]
+    lines += [
+        "",
+        f"Re-run with everything cached ({rerun['workers']} workers): {rerun['wall_s']:.1f} s wall "
+        f"({rerun['cached']}/{rerun['tasks']} tasks reused; cluster start-up and the aggregation "
+        f"of {rerun['aggregate_s']:.1f} s included).",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from temshift.models import UNet
-from temshift.training import TrainSettings
 from temshift.models.runtime import set_threads
+from temshift.training import TrainSettings
 from temshift.training.data import PatchSet, expand
 from temshift.training.trainer import train_epoch
 
@@ -83,8 +83,9 @@ def full_step_fn(size, batch, steps, channels_last=False, bf16=False):
     pairs = expand(np.arange(len(images)), 9201)
     pairs = np.resize(pairs, (steps * batch, 2))
     data = PatchSet(images, labels, pairs)
-    settings = TrainSettings(batch_size=batch, noise_rho_max=1.0, channels_last=channels_last, bf16=bf16,
-                             progress=False)
+    settings = TrainSettings(
+        batch_size=batch, noise_rho_max=1.0, channels_last=channels_last, bf16=bf16, progress=False
+    )
     model = _model(channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-4)
     epoch = iter(range(1, 10**6))
@@ -154,8 +155,9 @@ def accuracy_check(threads):
     test_x, test_y = fringed_discs(16, 64, seed=2)
     out = {}
     for fast in (False, True):
-        seg = Segmenter(epochs=7, batch_size=16, learning_rate=1e-2, bf16=fast, channels_last=fast,
-                        progress=False).fit(images, labels)
+        seg = Segmenter(epochs=7, batch_size=16, learning_rate=1e-2, bf16=fast, channels_last=fast, progress=False).fit(
+            images, labels
+        )
         m = evaluate_model(seg.model, test_x, test_y, bf16=fast)
         out["bf16" if fast else "fp32"] = (m["hard_dice"], m["ce"])
     return out
@@ -167,8 +169,13 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=2, help="training steps per timed call")
-    ap.add_argument("--threads", type=int, nargs="+", default=[1],
-                    help="torch thread counts to compare; the first one is the reference's")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="torch thread counts to compare; the first one is the reference's",
+    )
     ap.add_argument("--compile", action="store_true", help="also try torch.compile (minutes of warm-up here)")
     ap.add_argument("--no-accuracy", action="store_true")
     ap.add_argument("--write", action="store_true", help="update the section in benchmarks/RESULTS.md")
@@ -176,23 +183,27 @@ def main(argv=None):
     b, s = args.batch, args.steps
     lines = []
     for size in args.sizes:
+
         def loop(step, k=s):
             def run():
                 for _ in range(k):
                     step()
+
             return run
 
         variants = {}
         for t in args.threads:
             tt = f"{t} thread{'s' if t > 1 else ''}"
-            variants.update({
-                f"(a) eager fp32, {tt}": (loop(bare_step_fn(size, b)), t),
-                f"(a) channels-last fp32, {tt}": (loop(bare_step_fn(size, b, channels_last=True)), t),
-                f"(a) bf16 autocast, {tt}": (loop(bare_step_fn(size, b, bf16=True)), t),
-                f"(a) bf16 + channels-last, {tt}": (loop(bare_step_fn(size, b, True, True)), t),
-                f"(b) temshift full step fp32, {tt}": (full_step_fn(size, b, s), t),
-                f"(b) temshift full step bf16 + channels-last, {tt}": (full_step_fn(size, b, s, True, True), t),
-            })
+            variants.update(
+                {
+                    f"(a) eager fp32, {tt}": (loop(bare_step_fn(size, b)), t),
+                    f"(a) channels-last fp32, {tt}": (loop(bare_step_fn(size, b, channels_last=True)), t),
+                    f"(a) bf16 autocast, {tt}": (loop(bare_step_fn(size, b, bf16=True)), t),
+                    f"(a) bf16 + channels-last, {tt}": (loop(bare_step_fn(size, b, True, True)), t),
+                    f"(b) temshift full step fp32, {tt}": (full_step_fn(size, b, s), t),
+                    f"(b) temshift full step bf16 + channels-last, {tt}": (full_step_fn(size, b, s, True, True), t),
+                }
+            )
         if args.compile:
             try:
                 t0 = time.perf_counter()
@@ -207,18 +218,22 @@ def main(argv=None):
         infer = {}
         for t in args.threads:
             tt = f"{t} thread{'s' if t > 1 else ''}"
-            infer.update({
-                f"inference fp32, {tt}": (infer_fn(size, b), t),
-                f"inference channels-last fp32, {tt}": (infer_fn(size, b, channels_last=True), t),
-                f"inference bf16 + channels-last, {tt}": (infer_fn(size, b, True, True), t),
-            })
+            infer.update(
+                {
+                    f"inference fp32, {tt}": (infer_fn(size, b), t),
+                    f"inference channels-last fp32, {tt}": (infer_fn(size, b, channels_last=True), t),
+                    f"inference bf16 + channels-last, {tt}": (infer_fn(size, b, True, True), t),
+                }
+            )
         infer = measure(infer, args.rounds, b)
         t0 = args.threads[0]
         ref_name = f"(a) eager fp32, {t0} thread{'s' if t0 > 1 else ''}"
         ref = train[ref_name]
         first = len(lines)
-        lines.append(f"\n{size} x {size} px, batch {b}: patches/s (median of {args.rounds} interleaved rounds) "
-                     f"and ratio to the reference = {ref_name}:\n")
+        lines.append(
+            f"\n{size} x {size} px, batch {b}: patches/s (median of {args.rounds} interleaved rounds) "
+            f"and ratio to the reference = {ref_name}:\n"
+        )
         lines.append("| variant | patches/s | ratio |\n|---|---:|---:|")
         for name, value in {**train, **infer}.items():
             lines.append(f"| {name} | {value:.2f} | {value / ref:.2f} |")
@@ -228,15 +243,19 @@ def main(argv=None):
             a32, b32 = train[f"(a) eager fp32, {tt}"], train[f"(b) temshift full step fp32, {tt}"]
             abf = train[f"(a) bf16 + channels-last, {tt}"]
             bbf = train[f"(b) temshift full step bf16 + channels-last, {tt}"]
-            lines.append(f"- {tt}: (b)/(a) fp32 {b32 / a32:.2f}; (b)/(a) bf16 + channels-last {bbf / abf:.2f}; "
-                         f"temshift full step bf16 + channels-last / eager fp32 reference of the same threads "
-                         f"{bbf / a32:.2f}")
+            lines.append(
+                f"- {tt}: (b)/(a) fp32 {b32 / a32:.2f}; (b)/(a) bf16 + channels-last {bbf / abf:.2f}; "
+                f"temshift full step bf16 + channels-last / eager fp32 reference of the same threads "
+                f"{bbf / a32:.2f}"
+            )
         print("\n".join(lines[first:]), flush=True)
     if not args.no_accuracy:
         acc = accuracy_check(args.threads[0])
-        lines.append(f"\nAccuracy check (64 px fringed discs, 7 epochs, same seed; test hard dice / CE): "
-                     f"fp32 {acc['fp32'][0]:.3f} / {acc['fp32'][1]:.4f}, bf16 autocast + channels-last "
-                     f"{acc['bf16'][0]:.3f} / {acc['bf16'][1]:.4f}")
+        lines.append(
+            f"\nAccuracy check (64 px fringed discs, 7 epochs, same seed; test hard dice / CE): "
+            f"fp32 {acc['fp32'][0]:.3f} / {acc['fp32'][1]:.4f}, bf16 autocast + channels-last "
+            f"{acc['bf16'][0]:.3f} / {acc['bf16'][1]:.4f}"
+        )
         print(lines[-1])
     if args.write:
         write_section("\n".join(lines), argv)

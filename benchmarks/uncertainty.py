@@ -55,10 +55,10 @@ def roc_auc(scores, positive) -> float:
 
 
 def simulate(work: Path, frames_train: int, frames_eval: int, density: float, where: dict) -> tuple:
+    import pandas as pd
+
     from temshift.catalog import Catalog
     from temshift.simulate import simulate_repository
-
-    import pandas as pd
 
     def group(dose):
         """Catalog rows of the group; a dose the catalog lacks for this size: the 423 e/A2 rows at that dose."""
@@ -76,9 +76,20 @@ def simulate(work: Path, frames_train: int, frames_eval: int, density: float, wh
     def repo(name, doses, n, seed):
         out = work / name
         if not (out / "catalog.csv").exists():
-            rows = Catalog(pd.concat([group(d) for d in doses], ignore_index=True), source="bench rows", normalized=True)
-            simulate_repository(out, catalog=rows, frames_per_group=n, frame_size=1024, mode="projection", seed=seed,
-                                workers=1, progress=False, density=density)
+            rows = Catalog(
+                pd.concat([group(d) for d in doses], ignore_index=True), source="bench rows", normalized=True
+            )
+            simulate_repository(
+                out,
+                catalog=rows,
+                frames_per_group=n,
+                frame_size=1024,
+                mode="projection",
+                seed=seed,
+                workers=1,
+                progress=False,
+                density=density,
+            )
         return Catalog.read(out / "catalog.csv"), out
 
     return repo("train_repo", [TRAIN_DOSE], frames_train, 0), repo("eval_repo", list(DOSES), frames_eval, 1)
@@ -107,8 +118,14 @@ def _matched(pred, truth, scale_nm: float, config: str, name: str, dose: float):
     labels = parts.label_particles(pred.mask)
     iou = parts.best_iou(labels, truth)
     found = int((parts.best_iou(truth, labels) >= 0.5).sum())
-    return table.assign(config=config, frame=name, dose_e_per_A2=dose, best_iou=iou, right=iou >= 0.5,
-                        one_minus_std=1.0 - 2.0 * table["mean_std"]), found
+    return table.assign(
+        config=config,
+        frame=name,
+        dose_e_per_A2=dose,
+        best_iou=iou,
+        right=iou >= 0.5,
+        one_minus_std=1.0 - 2.0 * table["mean_std"],
+    ), found
 
 
 def evaluate(models: list[Path], catalog, root: Path, out_dir: Path):
@@ -135,12 +152,24 @@ def evaluate(models: list[Path], catalog, root: Path, out_dir: Path):
             seconds = time.perf_counter() - t0
             t, found = _matched(pred, truth, scale, config, path.name, dose)
             rows.append(t)
-            per_frame.append({"config": config, "frame": path.name, "dose_e_per_A2": dose,
-                              "true_particles": int(truth.max()), "predicted": len(t), "right": int(t["right"].sum()),
-                              "true_found": found, "seconds": seconds,
-                              "mean_std": float(pred.std.mean()) if pred.std is not None else float("nan")})
-            print(f"{path.name} [{config}]: {len(t)} predicted, {int(t['right'].sum())} right, {truth.max()} true "
-                  f"({seconds:.1f} s)", flush=True)
+            per_frame.append(
+                {
+                    "config": config,
+                    "frame": path.name,
+                    "dose_e_per_A2": dose,
+                    "true_particles": int(truth.max()),
+                    "predicted": len(t),
+                    "right": int(t["right"].sum()),
+                    "true_found": found,
+                    "seconds": seconds,
+                    "mean_std": float(pred.std.mean()) if pred.std is not None else float("nan"),
+                }
+            )
+            print(
+                f"{path.name} [{config}]: {len(t)} predicted, {int(t['right'].sum())} right, {truth.max()} true "
+                f"({seconds:.1f} s)",
+                flush=True,
+            )
     table = pd.concat(rows, ignore_index=True)
     table.to_csv(out_dir / "particles_matched.csv", index=False)
     frames = pd.DataFrame(per_frame)
@@ -157,20 +186,40 @@ def summarize(table, frames) -> dict:
     for config, ct in table.groupby("config", sort=False):
         doses = sorted(ct["dose_e_per_A2"].unique(), reverse=True)
         for dname, dt_ in [*[(f"{d:g}", ct[ct["dose_e_per_A2"] == d]) for d in doses], ("both", ct)]:
-            for subset, sub in [("all", dt_), (f">= {MIN_DIAMETER_NM:g} nm", dt_[dt_["equivalent_diameter_nm"]
-                                                                               >= MIN_DIAMETER_NM])]:
-                out["auc"].append({"config": config, "dose": dname, "subset": subset, "particles": int(len(sub)),
-                                   "right": int(sub["right"].sum()), "wrong": int((~sub["right"]).sum()),
-                                   **{s: roc_auc(sub[s], sub["right"]) for s in SCORES}})
-    out["frames"] = frames.groupby(["config", "dose_e_per_A2"], sort=False).agg(
-        frames=("frame", "count"), true=("true_particles", "sum"), predicted=("predicted", "sum"),
-        right=("right", "sum"), true_found=("true_found", "sum"), seconds=("seconds", "median"),
-        mean_std=("mean_std", "mean")).reset_index().to_dict(orient="records")
+            for subset, sub in [
+                ("all", dt_),
+                (f">= {MIN_DIAMETER_NM:g} nm", dt_[dt_["equivalent_diameter_nm"] >= MIN_DIAMETER_NM]),
+            ]:
+                out["auc"].append(
+                    {
+                        "config": config,
+                        "dose": dname,
+                        "subset": subset,
+                        "particles": int(len(sub)),
+                        "right": int(sub["right"].sum()),
+                        "wrong": int((~sub["right"]).sum()),
+                        **{s: roc_auc(sub[s], sub["right"]) for s in SCORES},
+                    }
+                )
+    out["frames"] = (
+        frames.groupby(["config", "dose_e_per_A2"], sort=False)
+        .agg(
+            frames=("frame", "count"),
+            true=("true_particles", "sum"),
+            predicted=("predicted", "sum"),
+            right=("right", "sum"),
+            true_found=("true_found", "sum"),
+            seconds=("seconds", "median"),
+            mean_std=("mean_std", "mean"),
+        )
+        .reset_index()
+        .to_dict(orient="records")
+    )
     return out
 
 
 def section(summary: dict, cmd: str, wall_s: float, args) -> str:
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     fmt = lambda v: "-" if v != v else f"{v:.3f}"  # noqa: E731 (NaN: not defined for this configuration)
     lines = [
         f"## Uncertainty, {args.diameter:g} nm particles (`benchmarks/uncertainty.py`)",
@@ -192,14 +241,22 @@ def section(summary: dict, cmd: str, wall_s: float, args) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summary["auc"]:
-        lines.append(f"| {r['config']} | {r['dose']} | {r['subset']}: {r['particles']} | {r['right']} | {r['wrong']} | "
-                     f"**{fmt(r['confidence'])}** | {fmt(r['mean_probability'])} | {fmt(r['agreement'])} | "
-                     f"{fmt(r['one_minus_std'])} | {fmt(r['area_px'])} |")
-    lines += ["", "| prediction | dose (e/A2) | frames | true particles | predicted | right | true particles found | "
-              "s per frame | mean SD |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {r['config']} | {r['dose']} | {r['subset']}: {r['particles']} | {r['right']} | {r['wrong']} | "
+            f"**{fmt(r['confidence'])}** | {fmt(r['mean_probability'])} | {fmt(r['agreement'])} | "
+            f"{fmt(r['one_minus_std'])} | {fmt(r['area_px'])} |"
+        )
+    lines += [
+        "",
+        "| prediction | dose (e/A2) | frames | true particles | predicted | right | true particles found | "
+        "s per frame | mean SD |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in summary["frames"]:
-        lines.append(f"| {r['config']} | {r['dose_e_per_A2']:g} | {r['frames']} | {r['true']} | {r['predicted']} | "
-                     f"{r['right']} | {r['true_found']} | {r['seconds']:.1f} | {fmt(r['mean_std'])} |")
+        lines.append(
+            f"| {r['config']} | {r['dose_e_per_A2']:g} | {r['frames']} | {r['true']} | {r['predicted']} | "
+            f"{r['right']} | {r['true_found']} | {r['seconds']:.1f} | {fmt(r['mean_std'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -220,7 +277,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/temshift-bench-uncertainty"))
     ap.add_argument("--frames-train", type=int, default=8)
     ap.add_argument("--frames-eval", type=int, default=8)
-    ap.add_argument("--density", type=float, default=2.0, help="Particle area fraction x this (more, touching particles).")
+    ap.add_argument(
+        "--density", type=float, default=2.0, help="Particle area fraction x this (more, touching particles)."
+    )
     ap.add_argument("--diameter", type=float, default=5.0, help="Particle size, nm (5 or 2.2: catalog groups).")
     ap.add_argument("--folds", type=int, default=3, help="Fold models trained (fold 0 alone and all as an ensemble).")
     ap.add_argument("--no-write", action="store_true", help="Print the section, do not edit RESULTS.md.")
@@ -231,8 +290,9 @@ def main() -> None:
     t0 = time.perf_counter()
     where = {**WHERE, "diameter_nm": args.diameter}
     args.work.mkdir(parents=True, exist_ok=True)
-    (train_cat, train_root), (eval_cat, eval_root) = simulate(args.work, args.frames_train, args.frames_eval,
-                                                                  args.density, where)
+    (train_cat, train_root), (eval_cat, eval_root) = simulate(
+        args.work, args.frames_train, args.frames_eval, args.density, where
+    )
     print(f"simulated: {len(train_cat)} training, {len(eval_cat)} evaluation frames", flush=True)
     models = train(args.work, train_cat, train_root, args.folds, where)
     print(f"models: {', '.join(map(str, models))}", flush=True)

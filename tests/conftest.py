@@ -57,8 +57,9 @@ def write_dataset() -> Callable[..., Path]:
     return _write_dataset
 
 
-def _write_training_dataset(path, frames, labels, patch: int = 256, pixel_scale_nm: float = 0.02,
-                            dose_e_per_A2: float = 423.0) -> Path:
+def _write_training_dataset(
+    path, frames, labels, patch: int = 256, pixel_scale_nm: float = 0.02, dose_e_per_A2: float = 423.0
+) -> Path:
     import pandas as pd
 
     from temshift.datasets.store import write_dataset_file
@@ -70,11 +71,16 @@ def _write_training_dataset(path, frames, labels, patch: int = 256, pixel_scale_
         img = preprocess_frame(f, settings)
         for r in range(0, f.shape[0] - patch + 1, patch):
             for c in range(0, f.shape[1] - patch + 1, patch):
-                images.append(img[r:r + patch, c:c + patch])
-                labs.append(lab[r:r + patch, c:c + patch])
+                images.append(img[r : r + patch, c : c + patch])
+                labs.append(lab[r : r + patch, c : c + patch])
                 prov.append((f"frame{k}.tif", r, c))
-    spec = {"name": "synth", "preprocess": settings.model_dump(), "patch_size": patch,
-            "pixel_scale_nm": pixel_scale_nm, "dose_e_per_A2": dose_e_per_A2}
+    spec = {
+        "name": "synth",
+        "preprocess": settings.model_dump(),
+        "patch_size": patch,
+        "pixel_scale_nm": pixel_scale_nm,
+        "dose_e_per_A2": dose_e_per_A2,
+    }
     provenance = pd.DataFrame(prov, columns=["file", "row", "col"])
     return write_dataset_file(path, np.stack(images), np.stack(labs), provenance, {"spec": json.dumps(spec)})
 

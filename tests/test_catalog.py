@@ -29,8 +29,19 @@ def test_published_copy_matches_shared_table(published):
 
 def test_normalized_fields(published):
     df = published.df
-    for f in ("file", "folder", "date", "session", "material", "diameter_nm", "shape", "support",
-              "instrument", "dose_e_per_A2", "pixel_scale_nm"):
+    for f in (
+        "file",
+        "folder",
+        "date",
+        "session",
+        "material",
+        "diameter_nm",
+        "shape",
+        "support",
+        "instrument",
+        "dose_e_per_A2",
+        "pixel_scale_nm",
+    ):
         assert f in df.columns
     assert df["dose_e_per_A2"].dtype == float
     # 11 folders, 9 session dates as released
@@ -58,7 +69,11 @@ def test_numeric_default_tolerance(published):
 
 def test_parse_where_forms():
     assert parse_where(["material=Ag", "dose_e_per_A2=423±20", "pixel_scale_nm=0.02", "diameter_nm = 5 +- 0.5"]) == {
-        "material": "Ag", "dose_e_per_A2": (423, 20), "pixel_scale_nm": 0.02, "diameter_nm": (5, 0.5)}
+        "material": "Ag",
+        "dose_e_per_A2": (423, 20),
+        "pixel_scale_nm": 0.02,
+        "diameter_nm": (5, 0.5),
+    }
     for bad in ["material", "=Ag", "dose=abc±3", "dose=3±-1"]:
         with pytest.raises(CatalogError):
             parse_where([bad])
@@ -116,8 +131,21 @@ def _cli(*args):
 
 
 def test_cli_query_json_and_errors():
-    r = _cli("catalog", "query", "published", "--where", "material=Ag", "--where", "diameter_nm=5",
-             "--where", "dose_e_per_A2=423±20", "--where", "pixel_scale_nm=0.02", "--format", "json")
+    r = _cli(
+        "catalog",
+        "query",
+        "published",
+        "--where",
+        "material=Ag",
+        "--where",
+        "diameter_nm=5",
+        "--where",
+        "dose_e_per_A2=423±20",
+        "--where",
+        "pixel_scale_nm=0.02",
+        "--format",
+        "json",
+    )
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert len(rows) == 14 and all(row["material"] == "Ag" for row in rows)
@@ -131,8 +159,10 @@ def test_cli_query_json_and_errors():
 
 
 def test_cli_does_not_import_torch():
-    code = ("import sys; from temshift.cli import main; sys.argv=['temshift','catalog','query','published',"
-            "'-w','material=CdSe','-f','csv']\ntry:\n main()\nexcept SystemExit: pass\n"
-            "assert 'torch' not in sys.modules, 'torch imported'\nassert 'abtem' not in sys.modules")
+    code = (
+        "import sys; from temshift.cli import main; sys.argv=['temshift','catalog','query','published',"
+        "'-w','material=CdSe','-f','csv']\ntry:\n main()\nexcept SystemExit: pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\nassert 'abtem' not in sys.modules"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

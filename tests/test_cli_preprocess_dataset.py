@@ -15,8 +15,6 @@ GROUPS = [
 ]
 
 
-
-
 @pytest.fixture(scope="module")
 def catalog_csv(tmp_path_factory):
     return write_toy_repository(tmp_path_factory.mktemp("repo"), GROUPS, frames_per_group=2, size=256)
@@ -49,7 +47,7 @@ def test_preprocess_options(cli, tmp_path):
 
 def test_preprocess_bad_frame_one_line_error(cli, tmp_path):
     (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
-    code, out, err = cli("preprocess", tmp_path / "bad.tif", "--out", tmp_path / "o")
+    code, _out, err = cli("preprocess", tmp_path / "bad.tif", "--out", tmp_path / "o")
     assert code == 1 and "bad.tif" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o" / "bad.npy").exists()
 
@@ -104,5 +102,5 @@ def test_usage_errors_print_usage_not_a_traceback(cli):
     code, out, err = cli("catalog", "summary")
     assert code == 2
     assert "Missing argument" in err and "Traceback" not in err
-    code, out, err = cli("dataset", "build", "--no-such-option")
+    code, _out, err = cli("dataset", "build", "--no-such-option")
     assert code == 2 and "No such option" in err

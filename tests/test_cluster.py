@@ -45,8 +45,20 @@ def _dask(*args: str) -> list[str]:
 
 
 def _worker_cmd(address: str, workdir: Path) -> list[str]:
-    return _dask("worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1",
-                 "--local-directory", str(workdir), "--death-timeout", "60")
+    return _dask(
+        "worker",
+        address,
+        "--nthreads",
+        "1",
+        "--no-nanny",
+        "--no-dashboard",
+        "--host",
+        "127.0.0.1",
+        "--local-directory",
+        str(workdir),
+        "--death-timeout",
+        "60",
+    )
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -78,16 +90,25 @@ def cluster(tmp_path: Path, n_workers: int = 2, worker_prefix: list[str] | None 
     logs.mkdir(exist_ok=True)
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(subprocess.Popen(
-            _dask("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"), env=_env(),
-            cwd=logs, stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                _dask("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"),
+                env=_env(),
+                cwd=logs,
+                stdout=open(logs / "scheduler.log", "w"),
+                stderr=subprocess.STDOUT,
+            )
+        )
         workers = []
         for k in range(n_workers):
             wdir = logs / f"worker{k}"
             wdir.mkdir(exist_ok=True)
             cmd = (worker_prefix or []) + _worker_cmd(address, wdir) if k == 0 else _worker_cmd(address, wdir)
-            workers.append(subprocess.Popen(cmd, env=_env(), cwd=wdir, stdout=open(logs / f"worker{k}.log", "w"),
-                                            stderr=subprocess.STDOUT))
+            workers.append(
+                subprocess.Popen(
+                    cmd, env=_env(), cwd=wdir, stdout=open(logs / f"worker{k}.log", "w"), stderr=subprocess.STDOUT
+                )
+            )
         procs += workers
         _wait_for_workers(address, n_workers)
         yield address, workers
@@ -96,15 +117,31 @@ def cluster(tmp_path: Path, n_workers: int = 2, worker_prefix: list[str] | None 
 
 
 def _study_cli(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "temshift", "study", "run", *args], env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "temshift", "study", "run", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_scheduler_address_with_nothing_behind_it_is_a_one_line_error(tmp_path):
     address = f"tcp://127.0.0.1:{_free_port()}"
     t0 = time.monotonic()
-    proc = _study_cli("dose", "--scale", "ci", "--out", str(tmp_path / "s"), "--scheduler", address,
-                      "--connect-timeout", "2", "--no-progress", timeout=120)
+    proc = _study_cli(
+        "dose",
+        "--scale",
+        "ci",
+        "--out",
+        str(tmp_path / "s"),
+        "--scheduler",
+        address,
+        "--connect-timeout",
+        "2",
+        "--no-progress",
+        timeout=120,
+    )
     elapsed = time.monotonic() - t0
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -126,8 +163,11 @@ def test_connect_timeout_is_configurable_and_checked():
 def _can_hide_folders() -> bool:
     if sys.platform != "linux" or shutil.which("unshare") is None or os.geteuid() != 0:
         return False
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                        "mount -t tmpfs tmpfs /mnt"], capture_output=True, timeout=30)
+    r = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs tmpfs /mnt"],
+        capture_output=True,
+        timeout=30,
+    )
     return r.returncode == 0
 
 
@@ -137,12 +177,11 @@ def test_workers_check_the_study_folder(tmp_path):
 
     from temshift.compute import ClusterError, check_workers_see
 
-    with cluster(tmp_path, n_workers=1) as (address, _):
-        with Client(address, timeout="30s") as client:
-            check_workers_see(client, [tmp_path])  # visible: no error
-            missing = tmp_path / "not-here" / "study"
-            with pytest.raises(ClusterError, match=r"not-here/study.*not found"):
-                check_workers_see(client, [missing])
+    with cluster(tmp_path, n_workers=1) as (address, _), Client(address, timeout="30s") as client:
+        check_workers_see(client, [tmp_path])  # visible: no error
+        missing = tmp_path / "not-here" / "study"
+        with pytest.raises(ClusterError, match=r"not-here/study.*not found"):
+            check_workers_see(client, [missing])
 
 
 @pytest.mark.skipif(not _can_hide_folders(), reason="needs root and mount namespaces (unshare) to hide a folder")
@@ -151,12 +190,20 @@ def test_worker_without_the_study_folder_gets_a_clear_error(tmp_path):
     machine without the shared filesystem."""
     shared = tmp_path / "client-only"
     shared.mkdir()
-    hide = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            f'mount -t tmpfs tmpfs "{shared}" && exec "$0" "$@"']
+    hide = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        f'mount -t tmpfs tmpfs "{shared}" && exec "$0" "$@"',
+    ]
     with cluster(tmp_path, n_workers=1, worker_prefix=hide) as (address, _):
         out = shared / "study"
-        proc = _study_cli("dose", "--scale", "ci", "--out", str(out), "--scheduler", address, "--no-progress",
-                          timeout=300)
+        proc = _study_cli(
+            "dose", "--scale", "ci", "--out", str(out), "--scheduler", address, "--no-progress", timeout=300
+        )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -174,9 +221,27 @@ def test_ci_dose_study_on_a_cluster_survives_a_killed_worker_and_matches_local(t
     (the local run on 2 workers is the session's `ci_dose_study`, shared with test_study_e2e)."""
     study = tmp_path / "cluster"
     with cluster(tmp_path, n_workers=2) as (address, workers):
-        proc = subprocess.Popen([sys.executable, "-m", "temshift", "study", "run", "dose", "--scale", "ci",
-                                 "--out", str(study), "--scheduler", address, "--no-progress"], env=_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "temshift",
+                "study",
+                "run",
+                "dose",
+                "--scale",
+                "ci",
+                "--out",
+                str(study),
+                "--scheduler",
+                address,
+                "--no-progress",
+            ],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 900
             # kill one worker once some tasks finished and others are still to come (mid-run)
@@ -199,10 +264,17 @@ def test_ci_dose_study_on_a_cluster_survives_a_killed_worker_and_matches_local(t
     b = pd.read_parquet(local / "results.parquet")
     assert len(a) == len(b) == 3 * 3 * 2
     # everything but where the files are (task folders under each study directory) and timings
-    paths = {c for c in a.columns
-             if any(a[c].astype(str).str.startswith(str(d)).any() or b[c].astype(str).str.startswith(str(d)).any()
-                    for d in (tmp_path, local.parent))}
+    paths = {
+        c
+        for c in a.columns
+        if any(
+            a[c].astype(str).str.startswith(str(d)).any() or b[c].astype(str).str.startswith(str(d)).any()
+            for d in (tmp_path, local.parent)
+        )
+    }
     # task keys differ: local training keys record the torch threads (cores / workers), cluster ones do not
-    cols = [c for c in a.columns if c not in paths and not any(w in c for w in ("key", "thread", "seconds", "host", "pid"))]
+    cols = [
+        c for c in a.columns if c not in paths and not any(w in c for w in ("key", "thread", "seconds", "host", "pid"))
+    ]
     assert len(cols) > 10 and "hard_dice" in cols
     pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))

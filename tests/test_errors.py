@@ -19,8 +19,6 @@ SRC = Path(temshift.__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-
-
 def assert_clean_error(code, err, *needles, exit_code=1):
     """A one-line error (or a click usage error) naming what is wrong; no traceback.
 
@@ -43,10 +41,16 @@ def model_pt(tmp_path_factory):
     from temshift.models.records import CheckpointMeta
 
     torch.manual_seed(0)
-    spec = {"name": "synth", "preprocess": {"xray_threshold": None, "rescale": "standardize"}, "patch_size": 256,
-            "pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0}
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", UNet(),
-                           CheckpointMeta.model_validate({"dataset_spec": spec}))
+    spec = {
+        "name": "synth",
+        "preprocess": {"xray_threshold": None, "rescale": "standardize"},
+        "patch_size": 256,
+        "pixel_scale_nm": 0.02,
+        "dose_e_per_A2": 423.0,
+    }
+    return save_checkpoint(
+        tmp_path_factory.mktemp("model") / "model.pt", UNet(), CheckpointMeta.model_validate({"dataset_spec": spec})
+    )
 
 
 @pytest.fixture
@@ -58,14 +62,17 @@ def frame_npy(tmp_path):
 
 # --- frames smaller than the flat-field grid ------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(1, 1), (2, 300), (8, 8)])
 @pytest.mark.parametrize("command", ["preprocess", "predict", "check"])
 def test_frames_smaller_than_the_flatfield_grid(cli, tmp_path, model_pt, shape, command):
     path = tmp_path / "tiny.npy"
     np.save(path, np.random.default_rng(1).poisson(400, shape).astype(np.float32))
-    args = {"preprocess": ["preprocess", path, "--out", tmp_path / "o"],
-            "predict": ["predict", model_pt, path, "--out", tmp_path / "o", "--pixel-scale", "0.02"],
-            "check": ["check", model_pt, path, "--pixel-scale", "0.02"]}[command]
+    args = {
+        "preprocess": ["preprocess", path, "--out", tmp_path / "o"],
+        "predict": ["predict", model_pt, path, "--out", tmp_path / "o", "--pixel-scale", "0.02"],
+        "check": ["check", model_pt, path, "--pixel-scale", "0.02"],
+    }[command]
     code, _, err = cli(*args)
     assert_clean_error(code, err, path, f"{shape[0]}x{shape[1]}", "12x12")
 
@@ -79,6 +86,7 @@ def test_smallest_fittable_frame_works(monkeypatch, capsys, tmp_path):
 
 # --- an --out that is a file (or a folder where a file is needed) ---------------------------
 
+
 def _out_cases(tmp_path, model_pt, frame_npy):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
@@ -91,8 +99,10 @@ def _out_cases(tmp_path, model_pt, frame_npy):
         "preprocess": (["preprocess", frame_npy, "--out", a_file], a_file),
         "simulate": (["simulate", "--out", a_file, "--frames-per-group", "1"], a_file),
         "dataset build": (["dataset", "build", tmp_path / "cat.csv", "--name", "n", "--out", a_dir], a_dir),
-        "dataset build below a file": (["dataset", "build", tmp_path / "cat.csv", "--name", "n", "--out",
-                                        a_file / "d.h5"], a_file),
+        "dataset build below a file": (
+            ["dataset", "build", tmp_path / "cat.csv", "--name", "n", "--out", a_file / "d.h5"],
+            a_file,
+        ),
         "train": (["train", ds, "--out", a_file], a_file),
         "evaluate": (["evaluate", tmp_path / "run", "--on", ds, "--out", a_dir], a_dir),
         "model import": (["model", "import", published, "--out", a_dir], a_dir),
@@ -101,8 +111,21 @@ def _out_cases(tmp_path, model_pt, frame_npy):
     }
 
 
-@pytest.mark.parametrize("case", ["predict", "preprocess", "simulate", "dataset build", "dataset build below a file",
-                                  "train", "evaluate", "model import", "check --json", "study run"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "predict",
+        "preprocess",
+        "simulate",
+        "dataset build",
+        "dataset build below a file",
+        "train",
+        "evaluate",
+        "model import",
+        "check --json",
+        "study run",
+    ],
+)
 def test_out_of_the_wrong_kind(cli, tmp_path, model_pt, frame_npy, case):
     args, culprit = _out_cases(tmp_path, model_pt, frame_npy)[case]
     code, _, err = cli(*args)
@@ -112,12 +135,22 @@ def test_out_of_the_wrong_kind(cli, tmp_path, model_pt, frame_npy, case):
 
 # --- numeric options ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "flags, needle",
-    [(["--pixel-scale", "-1"], "--pixel-scale"), (["--pixel-scale", "0"], "--pixel-scale"),
-     (["--pixel-scale", "0.0001"], "µm"), (["--pixel-scale", "50"], "Å"), (["--pixel-scale", "nan"], "--pixel-scale"),
-     (["--batch-size", "0"], "--batch-size"), (["--dose", "-5"], "--dose"), (["--dose", "0"], "--dose"),
-     (["--tile", "0"], "--tile"), (["--threads", "0"], "--threads"), (["--frame", "-1"], "--frame")],
+    [
+        (["--pixel-scale", "-1"], "--pixel-scale"),
+        (["--pixel-scale", "0"], "--pixel-scale"),
+        (["--pixel-scale", "0.0001"], "µm"),
+        (["--pixel-scale", "50"], "Å"),
+        (["--pixel-scale", "nan"], "--pixel-scale"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--dose", "-5"], "--dose"),
+        (["--dose", "0"], "--dose"),
+        (["--tile", "0"], "--tile"),
+        (["--threads", "0"], "--threads"),
+        (["--frame", "-1"], "--frame"),
+    ],
 )
 def test_predict_numeric_options_are_range_checked(cli, tmp_path, model_pt, frame_npy, flags, needle):
     code, _, err = cli("predict", model_pt, frame_npy, "--out", tmp_path / "o", *flags)
@@ -141,10 +174,13 @@ def test_pixel_scale_recorded_in_a_file_outside_the_range(cli, tmp_path, model_p
     from rsciio.tiff import file_writer
 
     path = tmp_path / "survey.tif"  # a low-magnification survey image, 0.1687 µm per pixel
-    axes = [{"name": n, "size": 64, "scale": 0.1687, "offset": 0.0, "units": "µm", "navigate": False}
-            for n in ("height", "width")]
-    file_writer(str(path), {"data": np.full((64, 64), 400, np.float32), "axes": axes, "metadata": {},
-                            "original_metadata": {}})
+    axes = [
+        {"name": n, "size": 64, "scale": 0.1687, "offset": 0.0, "units": "µm", "navigate": False}
+        for n in ("height", "width")
+    ]
+    file_writer(
+        str(path), {"data": np.full((64, 64), 400, np.float32), "axes": axes, "metadata": {}, "original_metadata": {}}
+    )
     code, _, err = cli("check", model_pt, path)
     assert_clean_error(code, err, path, "168.7 nm/px", "recorded in the file", "--pixel-scale")
     assert "Å" not in err  # a calibration read from a file is in a known unit: no unit guess
@@ -156,20 +192,36 @@ def test_check_pixel_scale_nm():
     from temshift.units import PixelScaleError, check_pixel_scale_nm
 
     assert check_pixel_scale_nm(0.02, "x") == 0.02
-    for bad, hint in ((-1, "positive"), (0, "positive"), (float("inf"), "positive"), ("a", "not a number"),
-                      (20, "Å"), (1e-5, "µm")):
+    for bad, hint in (
+        (-1, "positive"),
+        (0, "positive"),
+        (float("inf"), "positive"),
+        ("a", "not a number"),
+        (20, "Å"),
+        (1e-5, "µm"),
+    ):
         with pytest.raises(PixelScaleError, match=hint):
             check_pixel_scale_nm(bad, "src")
 
 
 # --- catalogs, devices, datasets, labels ---------------------------------------------------
 
+
 def _catalog_csv(tmp_path, **override):
     import pandas as pd
 
-    row = {"File name": "a.tif", "Date": "08/26/21", "Material": "Au", "Nanoparticle Size (nm)": "5",
-           "Nanoparticle Shape": "sphere", "Support": "C", "Instrument": "TEAM", "Dosage (e/A2)": "423",
-           "Pixel Scale (nm)": "0.02", "Folder": "f"}
+    row = {
+        "File name": "a.tif",
+        "Date": "08/26/21",
+        "Material": "Au",
+        "Nanoparticle Size (nm)": "5",
+        "Nanoparticle Shape": "sphere",
+        "Support": "C",
+        "Instrument": "TEAM",
+        "Dosage (e/A2)": "423",
+        "Pixel Scale (nm)": "0.02",
+        "Folder": "f",
+    }
     rows = [row, {**row, "File name": "b.tif", **override}]
     path = tmp_path / "catalog.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -178,9 +230,13 @@ def _catalog_csv(tmp_path, **override):
 
 @pytest.mark.parametrize(
     "column, value, hint",
-    [("Pixel Scale (nm)", "0", "not a positive number"), ("Pixel Scale (nm)", "-0.02", "not a positive number"),
-     ("Dosage (e/A2)", "0", "not a positive number"), ("Dosage (e/A2)", "-80", "not a positive number"),
-     ("Pixel Scale (nm)", "200", "outside 0.001-10 nm/px")],
+    [
+        ("Pixel Scale (nm)", "0", "not a positive number"),
+        ("Pixel Scale (nm)", "-0.02", "not a positive number"),
+        ("Dosage (e/A2)", "0", "not a positive number"),
+        ("Dosage (e/A2)", "-80", "not a positive number"),
+        ("Pixel Scale (nm)", "200", "outside 0.001-10 nm/px"),
+    ],
 )
 def test_catalog_rows_with_non_positive_scale_or_dose_are_refused(tmp_path, column, value, hint):
     from temshift.catalog import Catalog
@@ -199,8 +255,7 @@ def test_train_on_a_device_that_is_not_there(cli, write_dataset, tmp_path):
         pytest.skip("this machine has CUDA")
     ds = write_dataset(tmp_path / "d.h5", *toy_patches(8, 32))
     for device, needle in (("cuda", "no CUDA GPU"), ("gpu9", "unknown device")):
-        code, _, err = cli("train", ds, "--out", tmp_path / "run", "--epochs", "1",
-                           "--device", device)
+        code, _, err = cli("train", ds, "--out", tmp_path / "run", "--epochs", "1", "--device", device)
         assert_clean_error(code, err, "--device", needle)
 
 
@@ -243,6 +298,7 @@ def test_label_warnings_say_how_the_label_was_read(tmp_path):
 
 # --- read-only folders and unreadable files (run as an unprivileged user) -------------------
 
+
 @pytest.fixture
 def shared_tmp():
     """A folder other users can read (pytest's tmp_path is private to its owner)."""
@@ -271,8 +327,7 @@ def run_unprivileged(args, cwd: Path, read_only: list[Path] = (), unreadable: li
         p.chmod(0o000)
     home = Path(tempfile.mkdtemp(prefix="temshift-home-"))
     home.chmod(0o777)
-    env = {**os.environ, "PYTHONPATH": str(SRC), "HOME": str(home), "MPLCONFIGDIR": str(home),
-           "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(SRC), "HOME": str(home), "MPLCONFIGDIR": str(home), "OMP_NUM_THREADS": "1"}
     prefix = []
     if os.geteuid() == 0:
         from shutil import which
@@ -281,15 +336,27 @@ def run_unprivileged(args, cwd: Path, read_only: list[Path] = (), unreadable: li
             pytest.skip("running as root without setpriv: cannot drop privileges")
         prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
         # a clone in a private folder (e.g. under /root) leaves `nobody` no way to run this python
-        probe = subprocess.run([*prefix, sys.executable, "-c", "import temshift"], cwd=home, env=env,
-                               capture_output=True, text=True, timeout=120)
+        probe = subprocess.run(
+            [*prefix, sys.executable, "-c", "import temshift"],
+            cwd=home,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if probe.returncode != 0:
             shutil.rmtree(home, ignore_errors=True)
             pytest.skip(f"user nobody cannot run {sys.executable} with temshift: {probe.stderr.strip()[-200:]}")
 
     try:
-        res = subprocess.run([*prefix, sys.executable, "-m", "temshift", *map(str, args)], cwd=cwd, env=env,
-                             capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            [*prefix, sys.executable, "-m", "temshift", *map(str, args)],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         shutil.rmtree(home, ignore_errors=True)
     return res.returncode, res.stdout, res.stderr
@@ -321,8 +388,11 @@ def test_evaluate_on_a_read_only_run_folder(write_dataset, shared_tmp):
     from temshift.training import TrainSettings, train_fold
 
     torch.set_num_threads(1)
-    ds = write_dataset(shared_tmp / "A.h5", *toy_patches(10, 32, seed=3),
-                       spec={"name": "A", "dose_e_per_A2": 423, "pixel_scale_nm": 0.02})
+    ds = write_dataset(
+        shared_tmp / "A.h5",
+        *toy_patches(10, 32, seed=3),
+        spec={"name": "A", "dose_e_per_A2": 423, "pixel_scale_nm": 0.02},
+    )
     settings = TrainSettings(epochs=1, batch_size=8, progress=False, threads=1)
     run_dir = train_fold(ds, 0, settings, shared_tmp / "run").run_dir
     for p in [shared_tmp, *shared_tmp.rglob("*")]:
@@ -330,8 +400,11 @@ def test_evaluate_on_a_read_only_run_folder(write_dataset, shared_tmp):
     out = shared_tmp / "out"
     out.mkdir()
     out.chmod(0o777)
-    code, stdout, err = run_unprivileged(["evaluate", run_dir, "--on", ds, "--threads", "1", "--no-dihedral",
-                                          "--out", out / "m.csv"], shared_tmp, read_only=[run_dir])
+    code, _stdout, err = run_unprivileged(
+        ["evaluate", run_dir, "--on", ds, "--threads", "1", "--no-dihedral", "--out", out / "m.csv"],
+        shared_tmp,
+        read_only=[run_dir],
+    )
     assert code == 0, err
     assert "Traceback" not in err and (out / "m.csv").is_file()
     assert not (run_dir / "evaluations.json").exists()
@@ -352,18 +425,21 @@ def test_evaluate_cache_write_failure_is_not_an_error(tmp_path, monkeypatch):
 
 # --- temshift commands with obviously bad input --------------------------------------------
 
+
 @pytest.mark.parametrize(
     "args, needle",
-    [(["catalog", "query", "missing.csv"], "missing.csv"),
-     (["dataset", "info", "missing.h5"], "missing.h5"),
-     (["predict", "missing.pt", "f.npy", "--out", "o"], "missing.pt"),
-     (["study", "show", "nosuchpreset"], "nosuchpreset"),
-     (["study", "check", "nostudy"], "nostudy"),
-     (["evaluate", "norun", "--on", "x.h5"], "norun"),
-     (["model", "import", "nofile_model.h5", "--out", "m.pt"], "nofile_model.h5"),
-     (["fetch", "--dest", "d", "--where", "nosuchfield=1"], "nosuchfield"),
-     (["simulate", "--out", "s", "--where", "material=Unobtainium"], "Unobtainium"),
-     (["preprocess", ".", "--out", "o"], "is a folder, not a frame file")],
+    [
+        (["catalog", "query", "missing.csv"], "missing.csv"),
+        (["dataset", "info", "missing.h5"], "missing.h5"),
+        (["predict", "missing.pt", "f.npy", "--out", "o"], "missing.pt"),
+        (["study", "show", "nosuchpreset"], "nosuchpreset"),
+        (["study", "check", "nostudy"], "nostudy"),
+        (["evaluate", "norun", "--on", "x.h5"], "norun"),
+        (["model", "import", "nofile_model.h5", "--out", "m.pt"], "nofile_model.h5"),
+        (["fetch", "--dest", "d", "--where", "nosuchfield=1"], "nosuchfield"),
+        (["simulate", "--out", "s", "--where", "material=Unobtainium"], "Unobtainium"),
+        (["preprocess", ".", "--out", "o"], "is a folder, not a frame file"),
+    ],
 )
 def test_commands_with_bad_input(cli, monkeypatch, tmp_path, args, needle):
     monkeypatch.chdir(tmp_path)
@@ -383,7 +459,9 @@ def test_temshift_errors_are_subclassed():
 def test_stacks_in_predict_and_check_need_frame_or_sum(cli, tmp_path, model_pt, command):
     path = tmp_path / "series.npy"
     np.save(path, np.random.default_rng(0).poisson(400, (2, 64, 64)).astype(np.float32))
-    base = [command, model_pt, path, "--pixel-scale", "0.02"] + (["--out", tmp_path / "o"] if command == "predict" else [])
+    base = [command, model_pt, path, "--pixel-scale", "0.02"] + (
+        ["--out", tmp_path / "o"] if command == "predict" else []
+    )
     code, _, err = cli(*base)
     assert_clean_error(code, err, path, "stack of 2 frames", "--frame K", "--sum")
     for flags in (["--frame", "1"], ["--sum"]):

@@ -7,18 +7,24 @@ import torch
 
 from temshift.errors import CheckpointError
 from temshift.evaluation import evaluate_model, evaluate_runs, summarize
-from temshift.training import TrainSettings, train_fold
 from temshift.simulate.toy import toy_patches
+from temshift.training import TrainSettings, train_fold
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture
 def runs(write_dataset, tmp_path):
-    a = write_dataset(tmp_path / "A.h5", *toy_patches(20, 32, seed=10),
-                      spec={"name": "A", "dose_e_per_A2": 884, "pixel_scale_nm": 0.02})
-    b = write_dataset(tmp_path / "B.h5", *toy_patches(12, 32, seed=11, noise=1.0),
-                      spec={"name": "B", "dose_e_per_A2": 80, "pixel_scale_nm": 0.02})
+    a = write_dataset(
+        tmp_path / "A.h5",
+        *toy_patches(20, 32, seed=10),
+        spec={"name": "A", "dose_e_per_A2": 884, "pixel_scale_nm": 0.02},
+    )
+    b = write_dataset(
+        tmp_path / "B.h5",
+        *toy_patches(12, 32, seed=11, noise=1.0),
+        spec={"name": "B", "dose_e_per_A2": 80, "pixel_scale_nm": 0.02},
+    )
     settings = TrainSettings(epochs=1, batch_size=16, learning_rate=3e-3, progress=False, threads=1)
     dirs = [train_fold(a, f, settings, tmp_path / "runs" / f"fold{f}").run_dir for f in (0, 3)]
     return a, b, dirs
@@ -56,7 +62,7 @@ def test_results_are_cached_and_gaps_use_cached_own_test(runs, monkeypatch):
 def test_evaluate_model_dihedral_counts_and_no_dihedral(runs):
     from temshift.models import load_model
 
-    a, b, dirs = runs
+    _a, _b, dirs = runs
     model, _ = load_model(dirs[0] / "model.pt")
     images, labels = toy_patches(3, 32, seed=12)
     assert evaluate_model(model, images, labels)["n_patches"] == 24
@@ -68,11 +74,10 @@ def test_cli_evaluate_writes_tidy_csv(runs, tmp_path):
 
     from temshift.cli import _register, app
 
-    a, b, dirs = runs
+    _a, b, dirs = runs
     _register()
     out = tmp_path / "metrics.csv"
-    result = CliRunner().invoke(app, ["evaluate", *map(str, dirs), "--on", str(b), "--out", str(out),
-                                      "--threads", "1"])
+    result = CliRunner().invoke(app, ["evaluate", *map(str, dirs), "--on", str(b), "--out", str(out), "--threads", "1"])
     assert result.exit_code == 0, result.output
     df = pd.read_csv(out)
     assert len(df) == 2 and {"hard_dice", "pooled_dice", "overseg_share", "fp_rate"} <= set(df.columns)

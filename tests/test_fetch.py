@@ -74,9 +74,20 @@ def serve(files: dict[str, bytes], lie: int = 0, no_range: bool = False):
 def _catalog() -> Catalog:
     rows = []
     for k in (1, 2):
-        rows.append({"File name": f"Au_{k:02d}.dm3", "Date": "08/26/21", "Material": "Au", "Nanoparticle Size (nm)": "5",
-                     "Nanoparticle Shape": "Sphere", "Support": "UT Carbon", "Instrument": "Team05",
-                     "Dosage (e/A2)": "420", "Pixel Scale (nm)": "0.033", "Folder": FOLDER})
+        rows.append(
+            {
+                "File name": f"Au_{k:02d}.dm3",
+                "Date": "08/26/21",
+                "Material": "Au",
+                "Nanoparticle Size (nm)": "5",
+                "Nanoparticle Shape": "Sphere",
+                "Support": "UT Carbon",
+                "Instrument": "Team05",
+                "Dosage (e/A2)": "420",
+                "Pixel Scale (nm)": "0.033",
+                "Folder": FOLDER,
+            }
+        )
     return Catalog(pd.DataFrame(rows), source="test catalog")
 
 
@@ -134,9 +145,8 @@ def test_server_without_range_support_restarts_cleanly(tmp_path):
 
 
 def test_http_404_is_one_clear_error(tmp_path):
-    with serve({}) as (_, base):
-        with pytest.raises(FetchError, match="HTTP 404"):
-            fetch(_catalog(), tmp_path, base_url=base)
+    with serve({}) as (_, base), pytest.raises(FetchError, match="HTTP 404"):
+        fetch(_catalog(), tmp_path, base_url=base)
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
 
@@ -166,8 +176,20 @@ def test_cli_fetch(tmp_path):
     cat_csv = tmp_path / "catalog.csv"
     _catalog().to_published_csv(cat_csv)
     with serve(_files()) as (_, base):
-        res = CliRunner().invoke(app, ["fetch", "--catalog", str(cat_csv), "--where", "file=Au_02.dm3",
-                                       "--dest", str(tmp_path / "repo"), "--base-url", base])
+        res = CliRunner().invoke(
+            app,
+            [
+                "fetch",
+                "--catalog",
+                str(cat_csv),
+                "--where",
+                "file=Au_02.dm3",
+                "--dest",
+                str(tmp_path / "repo"),
+                "--base-url",
+                base,
+            ],
+        )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "repo" / FOLDER / "Au_02.dm3").stat().st_size == 300_002
     assert not (tmp_path / "repo" / FOLDER / "Au_01.dm3").exists()

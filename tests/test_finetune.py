@@ -38,7 +38,8 @@ def _write_frames(folder, n=3, seed=0, rgba=True, label_name="label_{k}.png", im
         img = np.clip(150 - 60 * lab + rng.normal(0, 12, lab.shape), 0, 255).astype(np.uint8)
         if rgba:  # like the real set: RGBA with R = G = B
             Image.fromarray(np.dstack([img, img, img, np.full_like(img, 255)]), mode="RGBA").save(
-                folder / "images" / image_name.format(k=k))
+                folder / "images" / image_name.format(k=k)
+            )
         else:
             Image.fromarray(img, mode="L").save(folder / "images" / image_name.format(k=k))
         Image.fromarray(lab * 255, mode="L").save(folder / "labels" / label_name.format(k=k))
@@ -52,16 +53,32 @@ def base_model(tmp_path):
     from temshift.models.records import CheckpointMeta
 
     model = UNet(filters=(2, 4), bottleneck=4, generator=torch.Generator().manual_seed(0))
-    meta = {"kind": "fold", "dataset_spec": {"name": "tiny", "patch_size": SIZE,
-                                             "preprocess": {"flatfield": False, "xray_threshold": None}}}
+    meta = {
+        "kind": "fold",
+        "dataset_spec": {
+            "name": "tiny",
+            "patch_size": SIZE,
+            "preprocess": {"flatfield": False, "xray_threshold": None},
+        },
+    }
     return save_checkpoint(tmp_path / "base.pt", model, CheckpointMeta.model_validate(meta))
 
 
 def _settings(**kw):
     from temshift.training.finetune import finetune_settings
 
-    return finetune_settings(**{"epochs": 2, "batch_size": 4, "patch_crop": 32, "threads": 1, "progress": False,
-                                "device": "cpu", "learning_rate": 1e-2, **kw})
+    return finetune_settings(
+        **{
+            "epochs": 2,
+            "batch_size": 4,
+            "patch_crop": 32,
+            "threads": 1,
+            "progress": False,
+            "device": "cpu",
+            "learning_rate": 1e-2,
+            **kw,
+        }
+    )
 
 
 def _pairs(tmp_path, name="data", **kw):
@@ -104,8 +121,11 @@ def test_freeze_keeps_batchnorm_of_frozen_parts_in_eval_mode():
     model = UNet(filters=(2, 4), bottleneck=4)
     info = freeze(model, "decoder")
     model.train()
-    assert all(isinstance(m, EvalBatchNorm2d) and not m.training for m in model.ups.modules()
-               if isinstance(m, torch.nn.BatchNorm2d))
+    assert all(
+        isinstance(m, EvalBatchNorm2d) and not m.training
+        for m in model.ups.modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+    )
     assert all(m.training for m in model.downs.modules())
     assert not any(p.requires_grad for p in model.ups.parameters()) and not model.final_conv.weight.requires_grad
     assert all(p.requires_grad for p in model.downs.parameters())
@@ -120,9 +140,27 @@ def test_checkpoint_records_its_origin_and_predict_accepts_it(tmp_path, base_mod
 
     images, labels = _write_frames(tmp_path / "data", n=3)
     out = tmp_path / "run"
-    res = CliRunner().invoke(_cli(), ["finetune", str(base_model), "--images", str(images), "--labels", str(labels),
-                                      "--out", str(out), "--epochs", "2", "--patch-crop", "32", "--threads", "1",
-                                      "--device", "cpu"])
+    res = CliRunner().invoke(
+        _cli(),
+        [
+            "finetune",
+            str(base_model),
+            "--images",
+            str(images),
+            "--labels",
+            str(labels),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--patch-crop",
+            "32",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "decoder frozen" in res.output and "own pixel grid" in res.output
     _, meta = load_model(out / "model.pt")
@@ -163,8 +201,21 @@ def test_unpaired_files_are_one_line_errors_naming_them(tmp_path, base_model, mo
         pair_frames(images, labels)
     msg = str(err.value)
     assert "image_2.png" in msg and "label_7.png" in msg and "\n" not in msg
-    monkeypatch.setattr(sys, "argv", ["temshift", "finetune", str(base_model), "--images", str(images),
-                                      "--labels", str(labels), "--out", str(tmp_path / "run")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "temshift",
+            "finetune",
+            str(base_model),
+            "--images",
+            str(images),
+            "--labels",
+            str(labels),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     with pytest.raises(SystemExit) as done:
         main()
     assert done.value.code == 1
@@ -180,8 +231,21 @@ def test_shape_mismatch_names_both_files(tmp_path, base_model, monkeypatch, caps
 
     images, labels = _write_frames(tmp_path / "e", n=2)
     Image.fromarray(np.zeros((SIZE, SIZE + 8), np.uint8), mode="L").save(labels / "label_1.png")
-    monkeypatch.setattr(sys, "argv", ["temshift", "finetune", str(base_model), "--images", str(images),
-                                      "--labels", str(labels), "--out", str(tmp_path / "run")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "temshift",
+            "finetune",
+            str(base_model),
+            "--images",
+            str(images),
+            "--labels",
+            str(labels),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     with pytest.raises(SystemExit) as done:
         main()
     assert done.value.code == 1

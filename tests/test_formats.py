@@ -105,9 +105,25 @@ def test_npy_stack_frame_and_sum(tmp_path):
 
 @pytest.mark.parametrize(
     "unit, nm",
-    [("nm", 1.0), ("n_m", 1.0), ("NM", 1.0), ("Å", 0.1), ("\u212b", 0.1), ("A", 0.1), ("angstrom", 0.1),
-     ("pm", 1e-3), ("µm", 1e3), ("\u03bcm", 1e3), ("um", 1e3), ("m", 1e9), ("1/nm", None), ("s", None),
-     ("", None), ("[]", None), (None, None)],
+    [
+        ("nm", 1.0),
+        ("n_m", 1.0),
+        ("NM", 1.0),
+        ("Å", 0.1),
+        ("\u212b", 0.1),
+        ("A", 0.1),
+        ("angstrom", 0.1),
+        ("pm", 1e-3),
+        ("µm", 1e3),
+        ("\u03bcm", 1e3),
+        ("um", 1e3),
+        ("m", 1e9),
+        ("1/nm", None),
+        ("s", None),
+        ("", None),
+        ("[]", None),
+        (None, None),
+    ],
 )
 def test_length_unit_spellings(unit, nm):
     assert length_unit_nm(unit) == (pytest.approx(nm) if nm else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from temshift.simulate.toy import toy_support_frame
 
 
@@ -13,8 +14,16 @@ def test_local_maxima_match_scipy_find_peaks():
     from temshift.datasets.statistics import local_maxima
 
     rng = np.random.default_rng(0)
-    cases = [np.array([]), np.array([1.0]), np.array([1.0, 2.0]), np.array([0, 1, 1, 0.0]), np.array([0, 1, 1, 1, 0.0]),
-             np.array([1, 1, 1.0]), np.array([2, 1, 2.0]), np.array([0, 2, 2, 3, 3, 1, 1, 4, 0.0])]
+    cases = [
+        np.array([]),
+        np.array([1.0]),
+        np.array([1.0, 2.0]),
+        np.array([0, 1, 1, 0.0]),
+        np.array([0, 1, 1, 1, 0.0]),
+        np.array([1, 1, 1.0]),
+        np.array([2, 1, 2.0]),
+        np.array([0, 2, 2, 3, 3, 1, 1, 4, 0.0]),
+    ]
     cases += [rng.integers(0, 4, size=n).astype(float) for n in (5, 17, 64, 255)]  # many plateaus
     cases += [rng.normal(size=n) for n in (3, 10, 256)]
     for x in cases:

@@ -17,35 +17,40 @@ import temshift
 
 SRC = Path(temshift.__file__).resolve().parent
 
-LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(x) for x in (
-    {"errors", "units", "threads", "compute", "progress", "_lazy"},  # helpers everything may use
-    {"io"},
-    {"catalog"},
-    {"preprocess"},
-    {"simulate"},
-    {"datasets"},
-    {"models"},
-    {"training"},
-    {"evaluation"},
-    {"studies", "realism"},  # task graphs over the stages below (realism runs on the studies' graph)
-    {"predict"},
-    {"cli", "demo", "__main__", "temshift"},  # entry points (and the lazy facade temshift/__init__) on top
-))
+LAYERS: tuple[frozenset[str], ...] = tuple(
+    frozenset(x)
+    for x in (
+        {"errors", "units", "threads", "compute", "progress", "_lazy"},  # helpers everything may use
+        {"io"},
+        {"catalog"},
+        {"preprocess"},
+        {"simulate"},
+        {"datasets"},
+        {"models"},
+        {"training"},
+        {"evaluation"},
+        {"studies", "realism"},  # task graphs over the stages below (realism runs on the studies' graph)
+        {"predict"},
+        {"cli", "demo", "__main__", "temshift"},  # entry points (and the lazy facade temshift/__init__) on top
+    )
+)
 """Stages from the bottom up; a module may import its own layer and the layers below."""
 
-KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset({
-    # Upward imports that remain in files other helpers are reshaping in parallel (issue 13);
-    # the coordinator empties this list as their branches are merged. (importing module, imported module)
-    # -- model_input (the prediction preprocessing) and pixel-scale matching live in predict/ ("api"/"inference"),
-    #    but fine-tuning and pretraining prepare frames exactly as prediction does
-    ("temshift.training.finetune", "temshift.predict.pipeline"),
-    ("temshift.training.finetune", "temshift.predict.scale"),
-    ("temshift.studies.pretrain", "temshift.predict.pipeline"),
-    ("temshift.studies.pretrain", "temshift.predict.scale"),
-    # -- fine-tuning resolves zoo names (predict/zoo.py, "api"); the zoo manifest belongs lower (models/)
-    ("temshift.training.finetune", "temshift.predict"),
-    ("temshift.training.finetune", "temshift.predict.zoo"),
-})
+KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
+    {
+        # Upward imports that remain in files other helpers are reshaping in parallel (issue 13);
+        # the coordinator empties this list as their branches are merged. (importing module, imported module)
+        # -- model_input (the prediction preprocessing) and pixel-scale matching live in predict/ ("api"/"inference"),
+        #    but fine-tuning and pretraining prepare frames exactly as prediction does
+        ("temshift.training.finetune", "temshift.predict.pipeline"),
+        ("temshift.training.finetune", "temshift.predict.scale"),
+        ("temshift.studies.pretrain", "temshift.predict.pipeline"),
+        ("temshift.studies.pretrain", "temshift.predict.scale"),
+        # -- fine-tuning resolves zoo names (predict/zoo.py, "api"); the zoo manifest belongs lower (models/)
+        ("temshift.training.finetune", "temshift.predict"),
+        ("temshift.training.finetune", "temshift.predict.zoo"),
+    }
+)
 
 MODULE_LAYERS: dict[str, str] = {
     # Scores prediction (the predict API) on the models and frames of a finished study: a study of
@@ -105,9 +110,12 @@ def imports(path: Path) -> list[tuple[int, str]]:
                 target = node.module or ""
             # `from temshift import x` / `from temshift.stage import sub`: the names may be modules
             found.append((node.lineno, target))
-            found += [(node.lineno, f"{target}.{a.name}") for a in node.names
-                      if target in ("temshift", *(f"temshift.{s}" for layer in LAYERS for s in layer))
-                      and (SRC.parent / Path(*f"{target}.{a.name}".split("."))).with_suffix(".py").exists()]
+            found += [
+                (node.lineno, f"{target}.{a.name}")
+                for a in node.names
+                if target in ("temshift", *(f"temshift.{s}" for layer in LAYERS for s in layer))
+                and (SRC.parent / Path(*f"{target}.{a.name}".split("."))).with_suffix(".py").exists()
+            ]
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (m := _REGISTRY.match(node.value)):
             found.append((node.lineno, m.group(1)))
     return [(line, t) for line, t in found if t == "temshift" or t.startswith("temshift.")]
@@ -150,7 +158,8 @@ def test_the_checker_sees_lazy_relative_and_registry_imports(tmp_path):
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    from temshift.predict import shift\n"
         "def f():\n    from ..studies import plan\n"
-        "REG = 'temshift.cli.common:app'\n")
+        "REG = 'temshift.cli.common:app'\n"
+    )
     global SRC
     saved, SRC = SRC, tmp_path / "temshift"
     try:
@@ -158,8 +167,10 @@ def test_the_checker_sees_lazy_relative_and_registry_imports(tmp_path):
         assert "temshift.studies.plan" in found and "temshift.cli.common" in found
         assert "temshift.predict.shift" not in found and "temshift.predict" not in found
         assert {(m, t) for m, t, _ in upward_imports()} == {
-            ("temshift.models.x", "temshift.studies"), ("temshift.models.x", "temshift.studies.plan"),
-            ("temshift.models.x", "temshift.cli.common")}
+            ("temshift.models.x", "temshift.studies"),
+            ("temshift.models.x", "temshift.studies.plan"),
+            ("temshift.models.x", "temshift.cli.common"),
+        }
     finally:
         SRC = saved
 
@@ -173,7 +184,12 @@ def test_only_the_entry_points_draw_with_rich():
             continue
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
             drawing += [f"{module}:{node.lineno} imports {n}" for n in names if n == "rich" or n.startswith("rich.")]
     assert not drawing, "\n".join(drawing)

@@ -14,13 +14,33 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "temshift"
-ORDER = ["errors", "units", "threads", "catalog", "io", "preprocess", "simulate", "datasets", "models", "training",
-         "evaluation", "studies", "realism", "predict", "cli"]
-CHECKED = [*sorted((SRC / "models").glob("*.py")), *sorted((SRC / "evaluation").glob("*.py")),
-           SRC / "datasets" / "contrast.py",
-           *(SRC / "training" / f"{name}.py" for name in ("trainer", "segmenter", "data", "runtime", "fold", "augment",
-                                                           "settings", "freeze", "splits")),
-           SRC / "studies" / "stats.py"]
+ORDER = [
+    "errors",
+    "units",
+    "threads",
+    "catalog",
+    "io",
+    "preprocess",
+    "simulate",
+    "datasets",
+    "models",
+    "training",
+    "evaluation",
+    "studies",
+    "realism",
+    "predict",
+    "cli",
+]
+CHECKED = [
+    *sorted((SRC / "models").glob("*.py")),
+    *sorted((SRC / "evaluation").glob("*.py")),
+    SRC / "datasets" / "contrast.py",
+    *(
+        SRC / "training" / f"{name}.py"
+        for name in ("trainer", "segmenter", "data", "runtime", "fold", "augment", "settings", "freeze", "splits")
+    ),
+    SRC / "studies" / "stats.py",
+]
 
 
 def _stage(module: str) -> str | None:
@@ -54,6 +74,8 @@ def test_module_imports_only_lower_stages(path):
 def test_the_check_catches_an_upward_import(tmp_path):
     fake = tmp_path / "temshift" / "models" / "bad.py"
     fake.parent.mkdir(parents=True)
-    fake.write_text("import numpy\nfrom temshift.datasets import splits\n\n\ndef f():\n"
-                    "    from temshift.training.data import expand\n    import temshift.predict.pipeline\n")
+    fake.write_text(
+        "import numpy\nfrom temshift.datasets import splits\n\n\ndef f():\n"
+        "    from temshift.training.data import expand\n    import temshift.predict.pipeline\n"
+    )
     assert upward_imports(fake, tmp_path / "temshift") == ["6: temshift.training.data", "7: temshift.predict.pipeline"]

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_predict_pipeline import SPEC
 
 from temshift.catalog import Catalog
 from temshift.io import read_label, write_tiff_frame
 from temshift.models import CheckpointMeta, UNet, save_checkpoint
 from temshift.simulate.toy import toy_support_frame
+from test_predict_pipeline import SPEC
 
 DATASET = {"name": "synth", "spec_hash": "5f3a9c0d1e2b4a67", "content_hash": "0123456789abcdef"}
 
@@ -70,8 +70,9 @@ def test_predict_frames_gives_the_cli_masks_and_files(tmp_path, cli, model, batc
         cli_mask = read_label(tmp_path / "cli" / f"{p.stem}_mask.png")
         np.testing.assert_array_equal(p.mask != 0, cli_mask != 0)
         for suffix in ("_mask.png", "_mask.tif", "_overlay.png", "_particles.csv"):
-            assert (tmp_path / "lib" / f"{p.stem}{suffix}").read_bytes() == \
-                (tmp_path / "cli" / f"{p.stem}{suffix}").read_bytes(), p.stem + suffix
+            assert (tmp_path / "lib" / f"{p.stem}{suffix}").read_bytes() == (
+                tmp_path / "cli" / f"{p.stem}{suffix}"
+            ).read_bytes(), p.stem + suffix
     for name in ("risk.json", "risk.csv", "particles.csv", "particle_summary.csv", "size_histogram.csv"):
         assert (tmp_path / "lib" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
     cli_record = json.loads((tmp_path / "cli" / "prediction.json").read_text())
@@ -123,8 +124,9 @@ def test_a_bad_frame_in_a_batch_is_recorded_and_the_rest_written(tmp_path, model
 
     frames, cat = batch
     seen = []
-    preds = predict_frames(model, frames, catalog=cat, on_frame=lambda p: seen.append((p.name, p.mask is not None)),
-                           keep_arrays=False)
+    preds = predict_frames(
+        model, frames, catalog=cat, on_frame=lambda p: seen.append((p.name, p.mask is not None)), keep_arrays=False
+    )
     assert seen == [("file.tif", True), ("broken.tif", False), ("cat.npy", True), ("none.npy", True)]
     bad = preds[1]
     assert not bad.ok and bad.error.startswith(str(frames[1])) and bad.report is None
@@ -166,7 +168,9 @@ def test_package_exports_load_lazily():
     import subprocess
     import sys
 
-    code = ("import sys, temshift.predict as p; assert 'torch' not in sys.modules and 'pandas' not in sys.modules; "
-            "assert {'predict_frames', 'write_predictions', 'FramePrediction', 'FrameMetadata', 'load_predictor', "
-            "'predict_frame', 'assess_shift'} <= set(p.__all__); [getattr(p, n) for n in p.__all__]")
+    code = (
+        "import sys, temshift.predict as p; assert 'torch' not in sys.modules and 'pandas' not in sys.modules; "
+        "assert {'predict_frames', 'write_predictions', 'FramePrediction', 'FrameMetadata', 'load_predictor', "
+        "'predict_frame', 'assess_shift'} <= set(p.__all__); [getattr(p, n) for n in p.__all__]"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

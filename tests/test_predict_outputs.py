@@ -28,7 +28,7 @@ def test_overlay_matches_its_definition(tmp_path):
     image = rng.poisson(50.0, size=(300, 410)).astype(np.float32)
     mask = np.zeros(image.shape, np.uint8)
     for y, x in rng.integers(0, 280, size=(12, 2)):
-        mask[y:y + 17, x:x + 23] = 1
+        mask[y : y + 17, x : x + 23] = 1
     for max_px, factor in ((1000, 1), (250, 2), (200, 3), (150, 3)):
         got = overlay_rgb(image, mask, max_px=max_px)
         np.testing.assert_array_equal(got, _overlay_reference(image, mask, factor))

@@ -17,8 +17,13 @@ from temshift.models.records import CheckpointMeta
 from temshift.predict.pipeline import load_predictor, model_files, predict_frame, predict_probabilities
 from temshift.simulate.toy import toy_patches, toy_support_frame
 
-SPEC = {"name": "synth", "preprocess": {"xray_threshold": None, "rescale": "standardize"}, "patch_size": 256,
-        "pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0}
+SPEC = {
+    "name": "synth",
+    "preprocess": {"xray_threshold": None, "rescale": "standardize"},
+    "patch_size": 256,
+    "pixel_scale_nm": 0.02,
+    "dose_e_per_A2": 423.0,
+}
 
 
 def tiny_checkpoint(path, seed=0, spec=SPEC, dataset_path=None):
@@ -54,7 +59,7 @@ def test_predict_frame_rescales_and_returns_frame_grid(ckpts):
     assert pred.model_input.shape == (330, 330)
     assert pred.probabilities.shape == raw.shape and pred.mask.shape == raw.shape
     assert pred.mask.dtype == np.uint8 and set(np.unique(pred.mask)) <= {0, 1}
-    assert 0.0 <= pred.probabilities.min() and pred.probabilities.max() <= 1.0
+    assert pred.probabilities.min() >= 0.0 and pred.probabilities.max() <= 1.0
     assert pred.input_pixel_scale_nm == pytest.approx(0.02)
     off = predict_frame(p, raw, 0.033, rescale=False, tile=384)
     assert off.zoom == 1.0 and off.model_input.shape == raw.shape
@@ -101,14 +106,48 @@ def test_cli_predict_writes_outputs_and_strict_refuses(tmp_path, ckpts):
     write_tiff_frame(tmp_path / "good.tif", good, 0.02)
     np.save(tmp_path / "low.npy", low)
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["predict", str(ckpts[0]), str(tmp_path / "good.tif"), "--out", str(out),
-                                   "--dose", "423", "--save-probabilities", "--watershed"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(ckpts[0]),
+            str(tmp_path / "good.tif"),
+            "--out",
+            str(out),
+            "--dose",
+            "423",
+            "--save-probabilities",
+            "--watershed",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    for name in ("good_mask.png", "good_mask.tif", "good_overlay.png", "good_probability.tif",
-                 "good_particles.csv", "particles.csv", "size_histogram.png", "risk.json", "risk.csv"):
+    for name in (
+        "good_mask.png",
+        "good_mask.tif",
+        "good_overlay.png",
+        "good_probability.tif",
+        "good_particles.csv",
+        "particles.csv",
+        "size_histogram.png",
+        "risk.json",
+        "risk.csv",
+    ):
         assert (out / name).is_file(), name
-    res = CliRunner().invoke(app, ["predict", str(ckpts[0]), str(tmp_path / "low.npy"), "--out", str(out),
-                                   "--pixel-scale", "0.02", "--dose", "80", "--strict"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(ckpts[0]),
+            str(tmp_path / "low.npy"),
+            "--out",
+            str(out),
+            "--pixel-scale",
+            "0.02",
+            "--dose",
+            "80",
+            "--strict",
+        ],
+    )
     assert res.exit_code == 2, res.output
     assert not (out / "low_mask.png").exists()
     risk = json.loads((out / "risk.json").read_text())
@@ -124,8 +163,17 @@ def test_cli_check_reports_without_predicting(write_training_dataset, tmp_path):
     low, _ = toy_support_frame(512, dose_e_per_A2=60, seed=8)
     write_tiff_frame(tmp_path / "ok.tif", ok, 0.02)
     write_tiff_frame(tmp_path / "low.tif", low, 0.02)
-    res = CliRunner().invoke(app, ["check", str(ckpt), str(tmp_path / "ok.tif"), str(tmp_path / "low.tif"),
-                                   "--json", str(tmp_path / "risk.json")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "check",
+            str(ckpt),
+            str(tmp_path / "ok.tif"),
+            str(tmp_path / "low.tif"),
+            "--json",
+            str(tmp_path / "risk.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     risk = {r["frame"]: r for r in json.loads((tmp_path / "risk.json").read_text())}
     assert not risk["ok.tif"]["flagged"], risk["ok.tif"]["reasons"]

@@ -49,8 +49,8 @@ def _detector_frame(dose_e_per_A2, pixel_A, n, seed):
 
 
 def test_restore_noise_gives_a_resampled_frame_the_pixel_noise_of_the_finer_detector():
-    from temshift.predict.scale import restore_noise
     from temshift.datasets.statistics import noise_sd
+    from temshift.predict.scale import restore_noise
 
     fine = _detector_frame(400, 0.2, 512, 1)  # 0.02 nm/px
     coarse = _detector_frame(400, 0.4, 256, 2)  # 0.04 nm/px, same dose and field

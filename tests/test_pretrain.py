@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from temshift.errors import CheckpointError
-from temshift.training.domain import FrameDraw, PretrainRanges, draw_frame
 from temshift.studies.pretrain import SCALES, PretrainError, plan_pretrain, scale_ranges
+from temshift.training.domain import FrameDraw, PretrainRanges, draw_frame
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -37,9 +37,15 @@ def test_draws_are_a_function_of_seed_and_index_only():
 def test_draws_stay_inside_the_ranges_and_cover_them():
     r = PretrainRanges()
     draws = [_draw(0, i, r) for i in range(400)]
-    for name, field in (("diameter_nm", "diameter_nm_log"), ("pixel_scale_nm", "pixel_scale_nm_log"),
-                        ("dose_e_per_A2", "dose_e_per_A2_log"), ("defocus_A", "defocus_A"), ("cs_A", "cs_A_log"),
-                        ("gain_counts_per_e", "gain_counts_per_e_log"), ("mtf_floor", "mtf_floor")):
+    for name, field in (
+        ("diameter_nm", "diameter_nm_log"),
+        ("pixel_scale_nm", "pixel_scale_nm_log"),
+        ("dose_e_per_A2", "dose_e_per_A2_log"),
+        ("defocus_A", "defocus_A"),
+        ("cs_A", "cs_A_log"),
+        ("gain_counts_per_e", "gain_counts_per_e_log"),
+        ("mtf_floor", "mtf_floor"),
+    ):
         values = np.array([getattr(d, name) for d in draws])
         lo, hi = getattr(r, field)
         assert values.min() >= lo and values.max() <= hi, name
@@ -125,8 +131,12 @@ def test_predict_generalist_absent_is_one_line_and_exit_1(tmp_path):
     frame = tmp_path / "f.npy"
     np.save(frame, np.ones((64, 64), np.float32))
     env = {**os.environ, "TEMSHIFT_PRETRAINED_DIR": str(tmp_path / "none"), "PYTHONPATH": str(SRC)}
-    proc = subprocess.run([sys.executable, "-m", "temshift", "predict", "generalist", str(frame), "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "temshift", "predict", "generalist", str(frame), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 1
     assert "the generalist is not shipped yet" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -180,11 +190,16 @@ def test_ci_run_writes_a_model_that_records_its_ranges(ci_run):
     assert 0 <= record["held_out"]["hard_dice"] <= 1
     assert record["recipe"]["command"].startswith("temshift pretrain")
     # the drawn parameters of every frame are on disk, equal to a fresh draw
-    draws = [FrameDraw(**{k: v for k, v in d.items() if k in FrameDraw.model_fields})
-             for k in res.plan.chunks for d in json.loads((res.plan.tasks[k].out_dir / "draws.json").read_text())]
+    draws = [
+        FrameDraw(**{k: v for k, v in d.items() if k in FrameDraw.model_fields})
+        for k in res.plan.chunks
+        for d in json.loads((res.plan.tasks[k].out_dir / "draws.json").read_text())
+    ]
     sc = SCALES["ci"]
-    assert draws == [draw_frame(ranges, 0, i, working_pixel_scale_nm=sc.working_pixel_scale_nm,
-                                working_frame_px=sc.working_frame_px) for i in range(sc.n_frames)]
+    assert draws == [
+        draw_frame(ranges, 0, i, working_pixel_scale_nm=sc.working_pixel_scale_nm, working_frame_px=sc.working_frame_px)
+        for i in range(sc.n_frames)
+    ]
     # the loading path of a shipped model, from a package-like folder
     loaded, lmeta = pretrained("generalist", folder=out)
     assert lmeta.pretrain["ranges"] == meta.pretrain["ranges"]
@@ -223,7 +238,7 @@ def test_interrupted_training_resumes_instead_of_restarting(ci_run, monkeypatch)
     from temshift.studies.pretrain import run_pretrain
     from temshift.training.fold import epochs_done
 
-    out, first = ci_run
+    out, _first = ci_run
     real = trainer.train_epoch
     calls, dying_at = [], [3]
 

@@ -38,9 +38,20 @@ def repo(tmp_path):
         frame = rng.poisson(50, (256, 256)).astype(np.float32)
         write_tiff_frame(tmp_path / folder / name, frame, scale)
         write_label_png(tmp_path / folder / "Labels" / f"f{k}_label.png", _disk((256, 256), 20, 230, 18))
-        rows.append({"File name": name, "Date": "06/15/22", "Material": "Au", "Nanoparticle Size (nm)": "5",
-                     "Nanoparticle Shape": "Sphere", "Support": "UT Carbon", "Instrument": "Team05",
-                     "Dosage (e/A2)": str(dose), "Pixel Scale (nm)": str(scale), "Folder": folder})
+        rows.append(
+            {
+                "File name": name,
+                "Date": "06/15/22",
+                "Material": "Au",
+                "Nanoparticle Size (nm)": "5",
+                "Nanoparticle Shape": "Sphere",
+                "Support": "UT Carbon",
+                "Instrument": "Team05",
+                "Dosage (e/A2)": str(dose),
+                "Pixel Scale (nm)": str(scale),
+                "Folder": folder,
+            }
+        )
     Catalog(pd.DataFrame(rows), source="test").to_published_csv(tmp_path / "catalog.csv")
     return tmp_path
 
@@ -59,7 +70,7 @@ def test_preview_titles_do_not_overlap_and_every_image_has_a_scale_bar(repo, tmp
     boxes = [t.get_window_extent(renderer) for t in texts if t.get_text()]
     images = [ax.get_window_extent(renderer) for ax in fig.axes]
     for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
+        for b in boxes[i + 1 :]:
             assert not _overlaps(a, b)
         for im in images:
             assert not _overlaps(a, im), "a title runs into an image"

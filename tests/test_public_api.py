@@ -15,13 +15,28 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["catalog", "io", "preprocess", "simulate", "datasets", "models", "training", "evaluation", "studies",
-          "realism", "predict"]
+STAGES = [
+    "catalog",
+    "io",
+    "preprocess",
+    "simulate",
+    "datasets",
+    "models",
+    "training",
+    "evaluation",
+    "studies",
+    "realism",
+    "predict",
+]
 #: ARCHITECTURE.md sections another change owns (the prediction API is being rewritten beside this test)
 PENDING_SECTIONS: set[str] = set()  # stages whose ARCHITECTURE.md section is being rewritten (none now)
 #: modules whose docstring examples run here
-DOCTEST_MODULES = ["temshift.preprocess.rescale", "temshift.preprocess.patches", "temshift.preprocess.flatfield",
-                   "temshift.preprocess.xrays"]
+DOCTEST_MODULES = [
+    "temshift.preprocess.rescale",
+    "temshift.preprocess.patches",
+    "temshift.preprocess.flatfield",
+    "temshift.preprocess.xrays",
+]
 
 
 @pytest.mark.parametrize("package", ["temshift"] + [f"temshift.{s}" for s in STAGES])
@@ -118,6 +133,6 @@ def test_architecture_lists_the_top_level_api() -> None:
     import temshift
 
     text = (ROOT / "ARCHITECTURE.md").read_text()
-    section = text[text.index("## Public API"):text.index("## Contracts")]
+    section = text[text.index("## Public API") : text.index("## Contracts")]
     listed = set(re.findall(r"`(\w+)`", section))
     assert set(temshift.__all__) - {"__version__"} <= listed

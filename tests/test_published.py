@@ -4,7 +4,6 @@ import os
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +21,12 @@ def published(published_script, tmp_path_factory):
     folder = tmp_path_factory.mktemp("published")
     model = folder / "UNet_5nmAu330kX423eUTC_fold2_seed621_model.h5"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(published_script), str(model), str(folder / "x.npy"), str(folder / "y.npy"), "cuda"],
-                   check=True, env=env, cwd=folder)
+    subprocess.run(
+        [sys.executable, str(published_script), str(model), str(folder / "x.npy"), str(folder / "y.npy"), "cuda"],
+        check=True,
+        env=env,
+        cwd=folder,
+    )
     return model, np.load(folder / "x.npy"), np.load(folder / "y.npy")
 
 
@@ -50,7 +53,7 @@ def test_load_model_and_cli_import_round_trip(published, tmp_path):
     from temshift.cli import _register, app
 
     path, x, y = published
-    model, meta = load_model(path)
+    _model, meta = load_model(path)
     assert meta.source == "published" and meta.fold == 2 and meta.seed == 621
     assert meta.config["filters"] == (4, 8, 16, 32) and meta.architecture == "unet" and meta.dataset_spec is None
     _register()

@@ -38,8 +38,12 @@ def models_dir(published_script, tmp_path_factory):
     toy = None
     if not SHARED.is_dir():
         toy = folder / "toy.h5"
-        subprocess.run([sys.executable, str(published_script), str(toy), str(folder / "x.npy"), str(folder / "y.npy")],
-                       check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=folder)
+        subprocess.run(
+            [sys.executable, str(published_script), str(toy), str(folder / "x.npy"), str(folder / "y.npy")],
+            check=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            cwd=folder,
+        )
     rows = []
     for stem, (name, dose) in SETS.items():
         file = f"UNet_{stem}_fold0_seed962_model.h5"
@@ -69,8 +73,7 @@ def test_session_from_name_selects_its_catalog_rows(tmp_path):
     from temshift.catalog import Catalog
     from temshift.realism.training_sets import TrainingSet, catalog_query
 
-    ts = TrainingSet("Au_5nm_330kx_423e_UTC_Team05_Std_Sess0821FFCorr_Images", "Au", 5, 0.02, 423,
-                     "UT Carbon", (8, 21))
+    ts = TrainingSet("Au_5nm_330kx_423e_UTC_Team05_Std_Sess0821FFCorr_Images", "Au", 5, 0.02, 423, "UT Carbon", (8, 21))
     rows = Catalog.published().query(**catalog_query(ts, Catalog.published())).df
     assert set(rows["date"]) == {"08/26/21"} and len(rows) == 8
 
@@ -90,7 +93,8 @@ def test_end_to_end_writes_matrix_gaps_and_statistics(run):
     cell = known[(known.train == "Au5nm_0.020nm_884e") & (known.test == "Au5nm_0.020nm_884e")].iloc[0]
     assert cell["real_hard_dice"] == pytest.approx(0.923)
     assert summary["gaps"]["mean_abs_gap"] == pytest.approx(
-        float((known["hard_dice_mean"] - known["real_hard_dice"]).abs().mean()))
+        float((known["hard_dice_mean"] - known["real_hard_dice"]).abs().mean())
+    )
     stats = summary["image_statistics"]
     assert stats["Au5nm_0.020nm_80e"]["real_particle_contrast"] == pytest.approx(0.239)
     assert np.isfinite(stats["Au5nm_0.020nm_884e"]["particle_contrast"])
@@ -124,13 +128,15 @@ def test_mean_abs_gap_on_hand_made_cells():
 
     sets = [TrainingSet("a", "Au", 5, 0.02, 80), TrainingSet("b", "Au", 5, 0.02, 884)]
     a, b = (t.key for t in sets)
-    evals = pd.DataFrame([
-        {"train": b, "test": a, "fold": 0, "hard_dice": 0.60, "pooled_dice": 0.6, "overseg_share": 0.5},
-        {"train": b, "test": a, "fold": 1, "hard_dice": 0.70, "pooled_dice": 0.7, "overseg_share": 0.5},
-        {"train": b, "test": b, "fold": 0, "hard_dice": 0.90, "pooled_dice": 0.9, "overseg_share": 0.5},
-        {"train": a, "test": a, "fold": 0, "hard_dice": 0.80, "pooled_dice": 0.8, "overseg_share": 0.5},
-        {"train": a, "test": b, "fold": 0, "hard_dice": 0.95, "pooled_dice": 0.9, "overseg_share": 0.9},
-    ])
+    evals = pd.DataFrame(
+        [
+            {"train": b, "test": a, "fold": 0, "hard_dice": 0.60, "pooled_dice": 0.6, "overseg_share": 0.5},
+            {"train": b, "test": a, "fold": 1, "hard_dice": 0.70, "pooled_dice": 0.7, "overseg_share": 0.5},
+            {"train": b, "test": b, "fold": 0, "hard_dice": 0.90, "pooled_dice": 0.9, "overseg_share": 0.5},
+            {"train": a, "test": a, "fold": 0, "hard_dice": 0.80, "pooled_dice": 0.8, "overseg_share": 0.5},
+            {"train": a, "test": b, "fold": 0, "hard_dice": 0.95, "pooled_dice": 0.9, "overseg_share": 0.9},
+        ]
+    )
     cells = cell_table(evals, reference_cells(sets, real_reference()))
     g = gap_summary(cells)
     # 884 -> 80: 0.65 vs 0.464; 884 -> 884: 0.90 vs 0.923 (whole dataset); 80 -> 80: 0.80 vs 0.852
@@ -182,7 +188,11 @@ def test_missing_model_file_names_the_row(models_dir, tmp_path):
 
 def test_cli_reports_one_line_error(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    p = subprocess.run([sys.executable, "-m", "temshift", "realism", "--models", str(tmp_path), "--out",
-                        str(tmp_path / "o")], capture_output=True, text=True, env=env)
+    p = subprocess.run(
+        [sys.executable, "-m", "temshift", "realism", "--models", str(tmp_path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert p.returncode == 1
     assert "no model_details.csv" in p.stderr and "Traceback" not in p.stderr

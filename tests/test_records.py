@@ -194,8 +194,9 @@ def _fold_two_conv(model: nn.Module) -> None:
 def two_conv():
     from temshift.models.architectures import ARCHITECTURES, Architecture, register_architecture
 
-    arch = register_architecture(Architecture("two-conv", TwoConv, lambda cfg: TwoConv(**cfg),
-                                              lambda m: {"width": m.width}, _fold_two_conv))
+    arch = register_architecture(
+        Architecture("two-conv", TwoConv, lambda cfg: TwoConv(**cfg), lambda m: {"width": m.width}, _fold_two_conv)
+    )
     yield arch
     del ARCHITECTURES["two-conv"]
 
@@ -220,15 +221,14 @@ def test_toy_architecture_trains_and_predicts_without_stage_changes(tmp_path, tw
 
     from temshift.datasets import load_dataset
     from temshift.datasets.records import StoredSpec
-    from temshift.simulate.toy import toy_support_frame
     from temshift.io import write_tiff_frame
     from temshift.models import load_model, save_checkpoint
-    from temshift.models.records import CheckpointMeta
     from temshift.models.inference import inference_model
+    from temshift.models.records import CheckpointMeta
     from temshift.predict.pipeline import load_predictor, predict_frame
+    from temshift.simulate.toy import toy_support_frame
     from temshift.training import TrainSettings
-    from temshift.training.data import PatchSet
-    from temshift.training.data import expand
+    from temshift.training.data import PatchSet, expand
     from temshift.training.trainer import fit
 
     ds = load_dataset(LEGACY_DATASET)  # a tiny dataset file: 21 patches of 32 px at 0.1 nm/px
@@ -236,12 +236,19 @@ def test_toy_architecture_trains_and_predicts_without_stage_changes(tmp_path, tw
     settings = TrainSettings(epochs=1, batch_size=8, progress=False, threads=1, device="cpu")
     torch.manual_seed(0)
     net = TwoConv()
-    result = fit(net, PatchSet(images[:16], labels[:16], expand(np.arange(16), 1, False)),
-                 PatchSet(images[16:], labels[16:], expand(np.arange(5), 2, False)), settings, 7, torch.device("cpu"))
+    result = fit(
+        net,
+        PatchSet(images[:16], labels[:16], expand(np.arange(16), 1, False)),
+        PatchSet(images[16:], labels[16:], expand(np.arange(5), 2, False)),
+        settings,
+        7,
+        torch.device("cpu"),
+    )
     assert len(result.history) == 1
     net.load_state_dict(result.best_state)
-    path = save_checkpoint(tmp_path / "toy" / "model.pt", net,
-                           CheckpointMeta(kind="toy", dataset_spec=StoredSpec.from_stored(ds.spec)))
+    path = save_checkpoint(
+        tmp_path / "toy" / "model.pt", net, CheckpointMeta(kind="toy", dataset_spec=StoredSpec.from_stored(ds.spec))
+    )
 
     model, meta = load_model(path)
     assert isinstance(model, TwoConv) and meta.architecture == "two-conv" and meta.config == {"width": 4}
@@ -257,7 +264,7 @@ def test_toy_architecture_trains_and_predicts_without_stage_changes(tmp_path, tw
     pred = predict_frame(predictor, raw, 0.1, tile=64)
     assert pred.zoom == 1.0 and pred.mask.shape == raw.shape and np.isfinite(pred.probabilities).all()
     frame = write_tiff_frame(tmp_path / "frame.tif", raw, 0.1)
-    code, out, err = cli("predict", path, frame, "--out", tmp_path / "out")
+    code, _out, err = cli("predict", path, frame, "--out", tmp_path / "out")
     assert code == 0, err
     from temshift.io import read_frame
 
@@ -269,8 +276,11 @@ def test_records_keep_nan_and_unknown_keys_in_their_json():
     from temshift.models.records import CheckpointMeta
     from temshift.studies.records import TrainResult
 
-    stored = {"best_val_loss": float("inf"), "pretrain": {"held_out": {"hard_dice": float("nan")}},
-              "written_by_a_newer_version": [1, 2]}
+    stored = {
+        "best_val_loss": float("inf"),
+        "pretrain": {"held_out": {"hard_dice": float("nan")}},
+        "written_by_a_newer_version": [1, 2],
+    }
     back = CheckpointMeta.model_validate(stored).to_stored()
     assert back["best_val_loss"] == float("inf") and np.isnan(back["pretrain"]["held_out"]["hard_dice"])
     assert back["written_by_a_newer_version"] == [1, 2]

@@ -88,12 +88,16 @@ def test_study_toml_switches_xray_removal_off(tmp_path: Path) -> None:
     assert inputs["a"]["xray_threshold"] is None
     assert inputs["b"]["xray_threshold"] == 1500.0
     # study-wide off; a dataset that sets it wins, one that does not keeps the study's value
-    text = SPEC.format(study="[preprocess]\nxray_threshold = false\nflatfield = false",
-                       a="preprocess = { xray_threshold = 900 }", b='preprocess = { rescale = "normalize" }')
+    text = SPEC.format(
+        study="[preprocess]\nxray_threshold = false\nflatfield = false",
+        a="preprocess = { xray_threshold = 900 }",
+        b='preprocess = { rescale = "normalize" }',
+    )
     inputs = _dataset_inputs(text, tmp_path)
     assert inputs["a"] == {**PreprocessSettings(xray_threshold=900, flatfield=False).model_dump(mode="json")}
-    assert inputs["b"] == PreprocessSettings(xray_threshold=None, flatfield=False,
-                                             rescale="normalize").model_dump(mode="json")
+    assert inputs["b"] == PreprocessSettings(xray_threshold=None, flatfield=False, rescale="normalize").model_dump(
+        mode="json"
+    )
 
 
 def test_spec_preprocess_is_preprocess_settings() -> None:
@@ -105,7 +109,8 @@ def test_spec_preprocess_is_preprocess_settings() -> None:
     with pytest.raises(SpecError, match=r"datasets\.a\.preprocess\.flat_field: unknown key"):
         parse_spec(SPEC.format(study="", a="preprocess = { flat_field = false }", b=""))
     assert layered(PreprocessSettings(flatfield=False), PreprocessSettings(rescale="none")) == PreprocessSettings(
-        flatfield=False, rescale="none")
+        flatfield=False, rescale="none"
+    )
 
 
 def test_spec_json_round_trip_keeps_the_layers(tmp_path: Path) -> None:
@@ -114,15 +119,22 @@ def test_spec_json_round_trip_keeps_the_layers(tmp_path: Path) -> None:
     back = StudySpec.model_validate_json(spec.model_dump_json(indent=1))
     assert back == spec
     assert _dataset_inputs(text, tmp_path / "1") == {
-        n: layered(back.preprocess, back.datasets[n].preprocess).model_dump(mode="json") for n in ("a", "b")}
+        n: layered(back.preprocess, back.datasets[n].preprocess).model_dump(mode="json") for n in ("a", "b")
+    }
     assert back.datasets["b"].preprocess.model_fields_set == set()
 
 
 def test_spec_json_of_older_study_folders_still_loads() -> None:
     """spec.json written before this change stored unwritten preprocessing keys as null."""
     old = json.loads(parse_spec(SPEC.format(study="", a="", b="")).model_dump_json())
-    nulls = {"xray_threshold": None, "flatfield": None, "flatfield_degree": None, "flatfield_downscale": None,
-             "flatfield_iterations": None, "rescale": None}
+    nulls = {
+        "xray_threshold": None,
+        "flatfield": None,
+        "flatfield_degree": None,
+        "flatfield_downscale": None,
+        "flatfield_iterations": None,
+        "rescale": None,
+    }
     old["preprocess"] = dict(nulls)
     old["datasets"]["a"]["preprocess"] = {**nulls, "flatfield": False}
     spec = StudySpec.model_validate(old)
@@ -132,7 +144,7 @@ def test_spec_json_of_older_study_folders_still_loads() -> None:
 
 def test_docs_describe_every_builtin_rescale_method() -> None:
     text = (ROOT / "docs" / "protocol.md").read_text()
-    step = text[text.index("**Rescaling**"):text.index("**Patches**")]
+    step = text[text.index("**Rescaling**") : text.index("**Patches**")]
     for name in RESCALE_METHODS:
         assert name in step
 

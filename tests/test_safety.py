@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
-from test_fetch import FOLDER, serve
 from typer.testing import CliRunner
 
 from temshift.catalog import Catalog
-from temshift.errors import TemshiftError
 from temshift.io.paths import UnsafePathError, resolve_under
 from temshift.simulate.toy import toy_patches, toy_support_frame
+from test_fetch import FOLDER, serve
 
 
 def _cli():
@@ -41,8 +39,19 @@ def test_resolve_under_keeps_the_published_layout(tmp_path):
         assert resolve_under(tmp_path, row["folder"], row["file"]) == published.frame_path(row, tmp_path)
 
 
-@pytest.mark.parametrize("parts", [("../x", "a.tif"), ("/tmp/x", "a.tif"), ("x", "../../evil.tif"), ("x", "/etc/a"),
-                                   ("..\\x", "a.tif"), ("C:\\x", "a.tif"), ("", ""), ("x", "a\x00b")])
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("../x", "a.tif"),
+        ("/tmp/x", "a.tif"),
+        ("x", "../../evil.tif"),
+        ("x", "/etc/a"),
+        ("..\\x", "a.tif"),
+        ("C:\\x", "a.tif"),
+        ("", ""),
+        ("x", "a\x00b"),
+    ],
+)
 def test_resolve_under_refuses_escapes(tmp_path, parts):
     with pytest.raises(UnsafePathError) as err:
         resolve_under(tmp_path / "root", *parts, row="catalog row 7")
@@ -60,8 +69,16 @@ def test_resolve_under_refuses_a_link_out(tmp_path):
 
 # ----------------------------------------------------------------------------- fetch
 
-_ROW = {"Date": "08/26/21", "Material": "Au", "Nanoparticle Size (nm)": "5", "Nanoparticle Shape": "Sphere",
-        "Support": "UT Carbon", "Instrument": "Team05", "Dosage (e/A2)": "420", "Pixel Scale (nm)": "0.02"}
+_ROW = {
+    "Date": "08/26/21",
+    "Material": "Au",
+    "Nanoparticle Size (nm)": "5",
+    "Nanoparticle Shape": "Sphere",
+    "Support": "UT Carbon",
+    "Instrument": "Team05",
+    "Dosage (e/A2)": "420",
+    "Pixel Scale (nm)": "0.02",
+}
 
 
 def _one_row_catalog(folder: str, file: str) -> Catalog:
@@ -96,8 +113,11 @@ def test_cli_fetch_escape_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
     cat_csv = tmp_path / "cat.csv"
     _one_row_catalog("../x", "a.dm3").to_published_csv(cat_csv)
     with serve({"/repo/../x/a.dm3": b"x" * 10}) as (_, base):
-        monkeypatch.setattr(sys, "argv", ["temshift", "fetch", "--catalog", str(cat_csv), "--dest",
-                                          str(tmp_path / "dest"), "--base-url", base])
+        monkeypatch.setattr(
+            sys,
+            "argv",
+            ["temshift", "fetch", "--catalog", str(cat_csv), "--dest", str(tmp_path / "dest"), "--base-url", base],
+        )
         with pytest.raises(SystemExit) as done:
             main()
     assert done.value.code == 1
@@ -152,15 +172,45 @@ def test_fetch_writes_catalog_csv_and_dataset_build_follows(tmp_path):
     dest = tmp_path / "data"
     with serve(files) as (_, base):
         for name in ("Au_00.tif", "Au_01.tif"):  # two fetches into one dest: the table lists both
-            res = CliRunner().invoke(app, ["fetch", "--catalog", str(cat_csv), "--where", f"file={name}",
-                                           "--dest", str(dest), "--base-url", base, "--labels"])
+            res = CliRunner().invoke(
+                app,
+                [
+                    "fetch",
+                    "--catalog",
+                    str(cat_csv),
+                    "--where",
+                    f"file={name}",
+                    "--dest",
+                    str(dest),
+                    "--base-url",
+                    base,
+                    "--labels",
+                ],
+            )
             assert res.exit_code == 0, res.output
     fetched = Catalog.read(dest / "catalog.csv")
     assert sorted(fetched.df["file"]) == ["Au_00.tif", "Au_01.tif"]
     assert not [p for p in dest.iterdir() if p.name.startswith(".")]  # no temporary left
-    res = CliRunner().invoke(app, ["dataset", "build", str(dest / "catalog.csv"), "--name", "fetched",
-                                   "--out", str(tmp_path / "ds.h5"), "--patch-size", "128", "--xray-threshold", "0",
-                                   "--min-particle-pixels", "0", "--workers", "1"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "dataset",
+            "build",
+            str(dest / "catalog.csv"),
+            "--name",
+            "fetched",
+            "--out",
+            str(tmp_path / "ds.h5"),
+            "--patch-size",
+            "128",
+            "--xray-threshold",
+            "0",
+            "--min-particle-pixels",
+            "0",
+            "--workers",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     ds = load_dataset(tmp_path / "ds.h5")
     assert ds.images.shape[1:] == (128, 128) and len(ds.images) == 8
@@ -170,8 +220,14 @@ def test_fetch_writes_catalog_csv_and_dataset_build_follows(tmp_path):
 # ----------------------------------------------------------------------------- simulate
 
 NOISE_FOLDER = "2022_06_15 5nm Au nanoparticle on UTC noise series"
-ONE_FRAME = dict(where={"folder": NOISE_FOLDER, "dose_e_per_A2": 884}, frames_per_group=1, frame_size=256,
-                 mode="projection", seed=3, workers=1)
+ONE_FRAME = {
+    "where": {"folder": NOISE_FOLDER, "dose_e_per_A2": 884},
+    "frames_per_group": 1,
+    "frame_size": 256,
+    "mode": "projection",
+    "seed": 3,
+    "workers": 1,
+}
 
 
 def _published_rows(tmp_path, n=1, **changes):
@@ -207,10 +263,15 @@ def one_frame_repo(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("change,needle", [({"seed": 4}, "seed=3.*seed=4"),
-                                           ({"mode": "multislice"}, "mode='projection'.*mode='multislice'"),
-                                           ({"frame_size": 320}, "frame_size_px=256.*frame_size_px=320"),
-                                           ({"density": 2.0}, "density=1.0.*density=2.0")])
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        ({"seed": 4}, "seed=3.*seed=4"),
+        ({"mode": "multislice"}, "mode='projection'.*mode='multislice'"),
+        ({"frame_size": 320}, "frame_size_px=256.*frame_size_px=320"),
+        ({"density": 2.0}, "density=1.0.*density=2.0"),
+    ],
+)
 def test_simulate_refuses_to_mix_parameters_in_one_repository(one_frame_repo, change, needle):
     from temshift.simulate.repository import SimulationError, simulate_repository
 
@@ -234,7 +295,7 @@ def test_simulate_refuses_a_row_whose_conditions_changed(one_frame_repo, tmp_pat
 
 # ----------------------------------------------------------------------------- train
 
-FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3 ,threads=1)
+FAST = {"epochs": 2, "batch_size": 16, "learning_rate": 3e-3, "threads": 1}
 
 
 def _dataset(path, seed, name="ds"):
@@ -246,8 +307,9 @@ def _dataset(path, seed, name="ds"):
     images, labels = toy_patches(20, 32, seed=seed)
     prov = pd.DataFrame({"file": ["f.tif"] * len(images), "row": 0, "col": 0})
     spec = {"name": name, "pixel_scale_nm": 0.02, "dose_e_per_A2": 423}
-    return write_dataset_file(path, images, labels, prov,
-                              {"spec": json.dumps(spec), "content_hash": content_hash(images, labels)})
+    return write_dataset_file(
+        path, images, labels, prov, {"spec": json.dumps(spec), "content_hash": content_hash(images, labels)}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -274,8 +336,25 @@ def test_train_refuses_a_finished_run_on_another_dataset(two_datasets, tmp_path,
     msg = str(err.value)
     assert "run884" in msg and "ds884.h5" in msg and "ds80.h5" in msg and "content hash" in msg and "\n" not in msg
     assert (tmp_path / "run884" / "model.pt").read_bytes() == model_bytes
-    monkeypatch.setattr(sys, "argv", ["temshift", "train", str(ds80), "--out", str(tmp_path / "run884"),
-                                      "--epochs", "2", "--batch-size", "16", "--lr", "3e-3", "--threads", "1"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "temshift",
+            "train",
+            str(ds80),
+            "--out",
+            str(tmp_path / "run884"),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--lr",
+            "3e-3",
+            "--threads",
+            "1",
+        ],
+    )
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 1
@@ -321,8 +400,21 @@ def test_train_ctrl_c_says_the_run_resumes_and_it_does(two_datasets, tmp_path, m
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    argv = ["temshift", "train", str(ds884), "--out", str(tmp_path / "run"), "--epochs", "2", "--batch-size", "16",
-            "--lr", "3e-3", "--threads", "1"]
+    argv = [
+        "temshift",
+        "train",
+        str(ds884),
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--lr",
+        "3e-3",
+        "--threads",
+        "1",
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.setattr(trainer, "validate", interrupting)
     with pytest.raises(SystemExit) as exit_:
@@ -434,8 +526,9 @@ def test_check_keeps_going_past_a_bad_frame(tmp_path, tiny_model):
     import json
 
     paths = _frames(tmp_path, ["one.tif", "broken.tif", "x/two.tif", "y/two.tif"], bad={"broken.tif"})
-    res = CliRunner().invoke(_cli(), ["check", str(tiny_model), *map(str, paths), "--dose", "423",
-                                      "--json", str(tmp_path / "risk.json")])
+    res = CliRunner().invoke(
+        _cli(), ["check", str(tiny_model), *map(str, paths), "--dose", "423", "--json", str(tmp_path / "risk.json")]
+    )
     assert res.exit_code == 1, res.output
     assert "1 of 4 frame(s) failed" in res.output and "broken.tif" in res.output
     frames = [r["frame"] for r in json.loads((tmp_path / "risk.json").read_text())]

@@ -38,8 +38,11 @@ def test_dose_models_tested_at_higher_dose_over_segment(dose):
     assert dose["dose: FP share"].status == "reproduced", dose["dose: FP share"].detail
 
 
-@pytest.mark.xfail(strict=True, reason="not reproduced on synthetic data: the 80 e/A2 model transfers up to "
-                   "the 423 e/A2 set (another session) and the 10/06/21 set is easier; see docs/studies.md")
+@pytest.mark.xfail(
+    strict=True,
+    reason="not reproduced on synthetic data: the 80 e/A2 model transfers up to "
+    "the 423 e/A2 set (another session) and the 10/06/21 set is easier; see docs/studies.md",
+)
 def test_dose_diagonal_beats_every_off_diagonal_cell(dose):
     assert dose["dose: diagonal"].status == "reproduced", dose["dose: diagonal"].detail
 

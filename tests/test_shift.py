@@ -10,9 +10,17 @@ from temshift.datasets.records import TrainingStatistics
 from temshift.datasets.statistics import STATS_VERSION
 from temshift.models.records import CheckpointMeta
 from temshift.predict.pipeline import model_input
-from temshift.predict.shift import (ShiftReport, TrainingReference, assess_batch, assess_shift, batch_groups,
-                                    frame_statistics, model_training_statistics, training_statistics,
-                                    train_reference)
+from temshift.predict.shift import (
+    ShiftReport,
+    TrainingReference,
+    assess_batch,
+    assess_shift,
+    batch_groups,
+    frame_statistics,
+    model_training_statistics,
+    train_reference,
+    training_statistics,
+)
 from temshift.preprocess import PreprocessSettings
 from temshift.simulate.toy import toy_support_frame
 
@@ -22,8 +30,9 @@ SETTINGS = PreprocessSettings(xray_threshold=None)
 @pytest.fixture(scope="module")
 def train(write_training_dataset, tmp_path_factory):
     frames = [toy_support_frame(512, seed=s) for s in range(6)]
-    path = write_training_dataset(tmp_path_factory.mktemp("ds") / "synth.h5", [f for f, _ in frames],
-                                  [lab for _, lab in frames])
+    path = write_training_dataset(
+        tmp_path_factory.mktemp("ds") / "synth.h5", [f for f, _ in frames], [lab for _, lab in frames]
+    )
     return path, training_statistics(path)
 
 
@@ -42,8 +51,16 @@ def of_stats(ts: TrainingStatistics) -> TrainingReference:
 def report(train_stats, *, dose=423.0, scale=0.02, spacing=0.235, seed=10, rescale=True, tell_dose=True) -> ShiftReport:
     raw, _ = toy_support_frame(512, dose_e_per_A2=dose, pixel_scale_nm=scale, spacing_nm=spacing, seed=seed)
     image, zoom, native = model_input(raw, SETTINGS, scale, 0.02, rescale, return_native=True)
-    stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=scale / zoom, rescaled=zoom != 1.0,
-                             dose_e_per_A2=dose if tell_dose else None, tile=256, native_image=native, zoom=zoom)
+    stats = frame_statistics(
+        image,
+        pixel_scale_nm=scale,
+        input_pixel_scale_nm=scale / zoom,
+        rescaled=zoom != 1.0,
+        dose_e_per_A2=dose if tell_dose else None,
+        tile=256,
+        native_image=native,
+        zoom=zoom,
+    )
     return assess_shift(stats, of_stats(train_stats), f"frame{seed}", rescale_requested=rescale)
 
 
@@ -61,8 +78,9 @@ def test_training_statistics_content(train):
     assert model_training_statistics(CheckpointMeta.model_validate({"dataset": {"path": str(path)}})).n_frames == 6
     assert model_training_statistics(CheckpointMeta.model_validate({"dataset": {"path": "/nonexistent.h5"}})) is None
     # statistics of other definitions are measured again, not used
-    old = CheckpointMeta.model_validate({"training_statistics": {**stored, "version": STATS_VERSION - 1},
-                                         "dataset": {"path": str(path)}})
+    old = CheckpointMeta.model_validate(
+        {"training_statistics": {**stored, "version": STATS_VERSION - 1}, "dataset": {"path": str(path)}}
+    )
     assert old.training_statistics is None and model_training_statistics(old) == ts
 
 
@@ -98,7 +116,7 @@ def test_pixel_scale_shift_flagged_unless_resampled(train):
 def test_wrong_pixel_scale_metadata_caught_by_fringes(train):
     # the frame is really at 0.033 nm/px but claims 0.02: no resampling, fringes too fine
     raw, _ = toy_support_frame(512, pixel_scale_nm=0.033, seed=3)
-    image, zoom = model_input(raw, SETTINGS, 0.02, 0.02)
+    image, _zoom = model_input(raw, SETTINGS, 0.02, 0.02)
     stats = frame_statistics(image, pixel_scale_nm=0.02, input_pixel_scale_nm=0.02, rescaled=False, tile=256)
     r = assess_shift(stats, of_stats(train[1]))
     assert any(f.key == "fringe" and f.level == "high" for f in r.findings)
@@ -110,8 +128,9 @@ def test_other_material_fringes_flagged(train):
 
 
 def test_reference_from_spec_only():
-    ref = train_reference(CheckpointMeta.model_validate({"dataset_spec": {"pixel_scale_nm": 0.02, "dose_e_per_A2": 884}}),
-                          None)
+    ref = train_reference(
+        CheckpointMeta.model_validate({"dataset_spec": {"pixel_scale_nm": 0.02, "dose_e_per_A2": 884}}), None
+    )
     assert ref == TrainingReference(0.02, 884.0)
     stats = {"pixel_scale_nm": 0.02, "dose_e_per_A2": 80.0, "rescaled": False}
     r = assess_shift(stats, ref, "x")
@@ -181,8 +200,11 @@ def _batch(frames: list[dict], ref: TrainingReference):
 
 
 def test_batch_without_fringes_flags_every_frame():
-    ref = reference(fringe_peaks=[{"period_px": 11.8, "prominence": 3.0}], n_frames=10,
-                    fringe_period_px={"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8, "n": 10})
+    ref = reference(
+        fringe_peaks=[{"period_px": 11.8, "prominence": 3.0}],
+        n_frames=10,
+        fringe_period_px={"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8, "n": 10},
+    )
     none = {"fringe_period_px": None}
     seen = {"fringe_period_px": 11.7}
     # 1 of 3 fringe-less frames happens in distribution (rate ~1/12 from 10 of 10 training frames)
@@ -200,7 +222,7 @@ def test_batch_contrast_below_every_training_frame_flags_the_batch():
     ref = reference(contrast={"median": 0.6, "spread": 0.1, "min": 0.3, "max": 0.9, "n": 8})
     reports, found = _batch([{"contrast": c} for c in (0.1, 0.5, 0.62)], ref)  # one failed frame
     assert not any(r.flagged for r in reports) and reports[0].doubts
-    reports, found = _batch([{"contrast": c} for c in (0.1, 0.2, 0.62)], ref)  # most frames fainter than any seen
+    reports, _found = _batch([{"contrast": c} for c in (0.1, 0.2, 0.62)], ref)  # most frames fainter than any seen
     assert all(r.flagged for r in reports) and "fainter than every training frame" in reports[2].reasons[0]
 
 
@@ -208,13 +230,15 @@ def test_batch_snr_like_another_dose():
     ref = reference(snr={"median": 2.0, "spread": 0.3, "min": 1.2, "max": 2.6, "n": 12})
     same, _ = _batch([{"snr": v} for v in (1.3, 2.0, 2.1)], ref)
     assert not any(r.flagged for r in same)
-    noisy, found = _batch([{"snr": v} for v in (1.3, 1.35, 1.4)], ref)  # each inside the range, the batch not
+    noisy, _found = _batch([{"snr": v} for v in (1.3, 1.35, 1.4)], ref)  # each inside the range, the batch not
     assert all(r.flagged for r in noisy) and "under-segmentation" in noisy[0].reasons[0]
 
 
 def test_batches_grouped_by_recorded_conditions():
-    reports = [assess_shift({"pixel_scale_nm": s, "dose_e_per_A2": d}, reference(), f"f{i}")
-               for i, (s, d) in enumerate([(0.02, 80), (0.02, 884), (0.02, 80.0), (0.033, 80)])]
+    reports = [
+        assess_shift({"pixel_scale_nm": s, "dose_e_per_A2": d}, reference(), f"f{i}")
+        for i, (s, d) in enumerate([(0.02, 80), (0.02, 884), (0.02, 80.0), (0.033, 80)])
+    ]
     assert [[r.frame for r in g] for g in batch_groups(reports)] == [["f0", "f2"], ["f1"], ["f3"]]
 
 
@@ -233,8 +257,7 @@ def test_unknown_dose_is_said_not_compared():
     assert r.level == "low"
     assert any("dose not compared" in m and "--dose" in m for m in r.not_compared)
     assert r.to_dict()["not_compared"] == r.not_compared
-    untrained = assess_shift({"pixel_scale_nm": 0.02, "dose_e_per_A2": 80.0, "rescaled": False},
-                             reference(0.02), "y")
+    untrained = assess_shift({"pixel_scale_nm": 0.02, "dose_e_per_A2": 80.0, "rescaled": False}, reference(0.02), "y")
     assert any("dose not compared" in m and "training dose unknown" in m for m in untrained.not_compared)
     known = assess_shift({"pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0, "rescaled": False}, ref, "z")
     assert not known.not_compared

@@ -14,12 +14,30 @@ from temshift.simulate.specimen import make_nanoparticle
 S_A = 0.2  # field step (A) = detector pixel 0.02 nm
 
 
-def _particle_image(material, diameter_nm, *, structure=None, zone_axis=None, mode="projection", n=320,
-                    defocus_A=60.0, seed=1, p_zone_axis=0.0):
+def _particle_image(
+    material,
+    diameter_nm,
+    *,
+    structure=None,
+    zone_axis=None,
+    mode="projection",
+    n=320,
+    defocus_A=60.0,
+    seed=1,
+    p_zone_axis=0.0,
+):
     """Noise-free intensity of one particle in vacuum, centred in an n x n field of 0.2 A steps."""
     rng = np.random.default_rng(seed)
-    p = make_nanoparticle(material, diameter_nm, rng, structure=structure, zone_axis=zone_axis,
-                          tilt_deg=0.0 if zone_axis else None, exact_diameter=True, p_zone_axis=p_zone_axis)
+    p = make_nanoparticle(
+        material,
+        diameter_nm,
+        rng,
+        structure=structure,
+        zone_axis=zone_axis,
+        tilt_deg=0.0 if zone_axis else None,
+        exact_diameter=True,
+        p_zone_axis=p_zone_axis,
+    )
     wave = np.ones((n, n), np.complex64)
     c = (n / 2 * S_A, n / 2 * S_A)
     local, origin = particle_exit_wave(p, S_A, c, mode)
@@ -55,8 +73,13 @@ def test_au_zone_axis_fft_shows_111_and_200(mode):
     assert 1 / k_peak == pytest.approx(2.355, rel=0.03)
 
 
-@pytest.mark.parametrize("structure,zone_axis,spacing_A", [("wurtzite", (1, 0, 0), 3.505),  # (0002)
-                                                           ("zincblende", (1, 1, 0), 3.493)])  # {111}
+@pytest.mark.parametrize(
+    "structure,zone_axis,spacing_A",
+    [
+        ("wurtzite", (1, 0, 0), 3.505),  # (0002)
+        ("zincblende", (1, 1, 0), 3.493),
+    ],
+)  # {111}
 def test_cdse_fft_shows_larger_spacings(structure, zone_axis, spacing_A):
     intensity, r = _particle_image("CdSe", 4.0, structure=structure, zone_axis=zone_axis)
     k, f = _spectrum(intensity, r, 20.0)
@@ -98,8 +121,20 @@ def test_noise_over_mean_scales_as_inverse_sqrt_dose():
 
 def test_frame_background_noise_falls_with_dose():
     def rel_noise(dose):
-        f = simulate_frame(FrameRequest("Au", 2.2, dose, 0.02, frame_size_px=256, mode="projection", seed=5,
-                                        frame_key="f", session_key="s", xrays=False))
+        f = simulate_frame(
+            FrameRequest(
+                "Au",
+                2.2,
+                dose,
+                0.02,
+                frame_size_px=256,
+                mode="projection",
+                seed=5,
+                frame_key="f",
+                session_key="s",
+                xrays=False,
+            )
+        )
         bg = f.counts[f.label == 0]
         return bg.std() / bg.mean()
 
@@ -109,8 +144,16 @@ def test_frame_background_noise_falls_with_dose():
 
 
 def test_illumination_same_within_session_and_different_between():
-    kw = dict(material="Au", diameter_nm=2.2, dose_e_per_A2=423, pixel_scale_nm=0.02, frame_size_px=128,
-              mode="projection", seed=7, xrays=False)
+    kw = {
+        "material": "Au",
+        "diameter_nm": 2.2,
+        "dose_e_per_A2": 423,
+        "pixel_scale_nm": 0.02,
+        "frame_size_px": 128,
+        "mode": "projection",
+        "seed": 7,
+        "xrays": False,
+    }
     a = simulate_frame(FrameRequest(**kw, frame_key="a", session_key="day1"), keep_intermediates=True)
     b = simulate_frame(FrameRequest(**kw, frame_key="b", session_key="day1"), keep_intermediates=True)
     c = simulate_frame(FrameRequest(**kw, frame_key="c", session_key="day2"), keep_intermediates=True)
@@ -130,8 +173,21 @@ def _low_pass_spread(img, block=32):
 def test_flatfield_removes_most_of_the_session_illumination():
     from temshift.preprocess import flatfield_correct, remove_xrays
 
-    f = simulate_frame(FrameRequest("Au", 2.2, 884, 0.02, frame_size_px=512, mode="projection", seed=2,
-                                    frame_key="f", session_key="s", density=0.3), keep_intermediates=True)
+    f = simulate_frame(
+        FrameRequest(
+            "Au",
+            2.2,
+            884,
+            0.02,
+            frame_size_px=512,
+            mode="projection",
+            seed=2,
+            frame_key="f",
+            session_key="s",
+            density=0.3,
+        ),
+        keep_intermediates=True,
+    )
     raw = remove_xrays(f.counts, 1500.0)
     before = _low_pass_spread(np.where(f.label == 0, raw, np.median(raw)))
     flat = flatfield_correct(raw)
@@ -144,8 +200,20 @@ def test_xray_step_removes_planted_hits():
     from temshift.preprocess import remove_xrays
 
     cam = Camera(xray_rate_per_px=2e-4)
-    f = simulate_frame(FrameRequest("Au", 5.0, 423, 0.02, frame_size_px=256, mode="projection", seed=4,
-                                    frame_key="f", session_key="s", camera=cam))
+    f = simulate_frame(
+        FrameRequest(
+            "Au",
+            5.0,
+            423,
+            0.02,
+            frame_size_px=256,
+            mode="projection",
+            seed=4,
+            frame_key="f",
+            session_key="s",
+            camera=cam,
+        )
+    )
     rows, cols = f.xray_coords.T
     assert len(rows) >= 3
     med = np.median(f.counts)
@@ -165,8 +233,12 @@ def test_lens_transfer_matches_abtem_conventions():
     assert interaction_constant(300e3) == pytest.approx(energy2sigma(300e3), rel=1e-6)
     rng = np.random.default_rng(0)
     a = (rng.normal(size=(64, 64)) + 1j * rng.normal(size=(64, 64))).astype(np.complex64)
-    theirs = abtem.CTF(defocus=60, Cs=5e4, energy=300e3, semiangle_cutoff=1e3).apply(
-        abtem.Waves(a, energy=300e3, sampling=S_A)).compute().array
+    theirs = (
+        abtem.CTF(defocus=60, Cs=5e4, energy=300e3, semiangle_cutoff=1e3)
+        .apply(abtem.Waves(a, energy=300e3, sampling=S_A))
+        .compute()
+        .array
+    )
     mic = Microscope(focal_spread_A=0, convergence_mrad=0, aperture_mrad=1e4)
     ours = np.fft.ifft2(np.fft.fft2(a) * transfer_function(a.shape, S_A, 60, mic))
     assert np.abs(theirs - ours).max() < 1e-4 * np.abs(ours).max()

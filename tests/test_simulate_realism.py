@@ -80,8 +80,19 @@ def _one_particle_frame(dose, labeling=None, diameter_nm=4.0, n=256):
 
     p = make_nanoparticle("Au", diameter_nm, np.random.default_rng(2), exact_diameter=True)
     c = (n / 2 * 0.2, n / 2 * 0.2)
-    req = FrameRequest("Au", diameter_nm, dose, 0.02, frame_size_px=n, mode="projection", seed=3, frame_key="f",
-                       session_key="s", xrays=False, labeling=labeling or {})
+    req = FrameRequest(
+        "Au",
+        diameter_nm,
+        dose,
+        0.02,
+        frame_size_px=n,
+        mode="projection",
+        seed=3,
+        frame_key="f",
+        session_key="s",
+        xrays=False,
+        labeling=labeling or {},
+    )
     return simulate_frame(req, particles=[(p, c)])
 
 
@@ -122,8 +133,12 @@ def test_repository_refuses_unknown_labeling_options(tmp_path):
     from temshift.simulate.repository import SimulationError, simulate_repository
 
     with pytest.raises(SimulationError, match="labeling options"):
-        simulate_repository(tmp_path / "repo", where={"material": "Au", "dose_e_per_A2": 80}, frames_per_group=1,
-                            labeling={"enabled": True, "boundary_wobble": 1.0})
+        simulate_repository(
+            tmp_path / "repo",
+            where={"material": "Au", "dose_e_per_A2": 80},
+            frames_per_group=1,
+            labeling={"enabled": True, "boundary_wobble": 1.0},
+        )
     assert not (tmp_path / "repo").exists()
 
 
@@ -185,6 +200,14 @@ def test_focal_average_is_the_weighted_sum_of_coherent_images_at_shifted_defocus
     ours = image_intensity(wave.copy(), 0.2, 100.0, mic)
     offsets, weights = focal_points(mic)
     assert len(offsets) == 5 and weights.sum() == pytest.approx(1.0)
-    ref = sum(wt * np.abs(np.fft.ifft2(np.fft.fft2(wave) * transfer_function(
-        wave.shape, 0.2, 100.0 + dz, mic, temporal_envelope=False))) ** 2 for dz, wt in zip(offsets, weights))
+    ref = sum(
+        wt
+        * np.abs(
+            np.fft.ifft2(
+                np.fft.fft2(wave) * transfer_function(wave.shape, 0.2, 100.0 + dz, mic, temporal_envelope=False)
+            )
+        )
+        ** 2
+        for dz, wt in zip(offsets, weights)
+    )
     np.testing.assert_allclose(ours, ref, atol=2e-4)

@@ -14,8 +14,7 @@ from temshift.io import read_frame, read_label
 from temshift.simulate.repository import SimulationError, simulate_repository
 
 NOISE_FOLDER = "2022_06_15 5nm Au nanoparticle on UTC noise series"
-SMALL = dict(where={"folder": NOISE_FOLDER}, frames_per_group=1, frame_size=256, mode="projection",
-             seed=3)
+SMALL = {"where": {"folder": NOISE_FOLDER}, "frames_per_group": 1, "frame_size": 256, "mode": "projection", "seed": 3}
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +75,15 @@ def _bad_catalog(tmp_path, column, value):
     return path
 
 
-@pytest.mark.parametrize("column,value,needle", [
-    ("Material", "Pt", "'Material'"),
-    ("Dosage (e/A2)", "-5", "'Dosage (e/A2)'"),
-    ("Pixel Scale (nm)", "0", "'Pixel Scale (nm)'"),
-    ("Support", "graphene", "'Support'"),
-])
+@pytest.mark.parametrize(
+    "column,value,needle",
+    [
+        ("Material", "Pt", "'Material'"),
+        ("Dosage (e/A2)", "-5", "'Dosage (e/A2)'"),
+        ("Pixel Scale (nm)", "0", "'Pixel Scale (nm)'"),
+        ("Support", "graphene", "'Support'"),
+    ],
+)
 def test_bad_rows_refused_up_front(tmp_path, column, value, needle):
     bad = _bad_catalog(tmp_path, column, value)
     # non-positive doses / pixel scales are refused by the catalog reader itself (CatalogError)
@@ -137,9 +139,26 @@ def test_builds_a_dataset_with_the_foundation_builder(repo, tmp_path):
 def test_cli_writes_repository_and_preview(tmp_path, monkeypatch, capsys):
     from temshift.cli import main
 
-    args = ["temshift", "simulate", "--out", str(tmp_path / "r"), "--where", f"folder={NOISE_FOLDER}",
-            "--where", "dose_e_per_A2=884", "--frame-size", "256", "--mode", "projection", "--workers", "1",
-            "--seed", "1", "--preview", str(tmp_path / "p.png")]
+    args = [
+        "temshift",
+        "simulate",
+        "--out",
+        str(tmp_path / "r"),
+        "--where",
+        f"folder={NOISE_FOLDER}",
+        "--where",
+        "dose_e_per_A2=884",
+        "--frame-size",
+        "256",
+        "--mode",
+        "projection",
+        "--workers",
+        "1",
+        "--seed",
+        "1",
+        "--preview",
+        str(tmp_path / "p.png"),
+    ]
     monkeypatch.setattr(sys, "argv", args)
     try:
         main()

@@ -80,9 +80,16 @@ def test_placement_is_sparse_without_overlap_and_partly_clustered():
 def test_label_covers_projected_footprint_without_holes(pixel_scale_nm, zone_axis, material):
     rng = np.random.default_rng(6)
     px_A = pixel_scale_nm * 10
-    p = make_nanoparticle(material, 5.0, rng, structure="zincblende" if material == "CdSe" else None,
-                          zone_axis=zone_axis, tilt_deg=0.0 if zone_axis else None, exact_diameter=True,
-                          p_zone_axis=0.0)
+    p = make_nanoparticle(
+        material,
+        5.0,
+        rng,
+        structure="zincblende" if material == "CdSe" else None,
+        zone_axis=zone_axis,
+        tilt_deg=0.0 if zone_axis else None,
+        exact_diameter=True,
+        p_zone_axis=0.0,
+    )
     n = int(80.0 / px_A)  # 8 nm field
     center = rng.uniform(0.4, 0.6, 2) * n * px_A  # sub-pixel position
     xy = p.positions_A[:, :2] + center[::-1]
@@ -106,9 +113,21 @@ def test_label_covers_projected_footprint_without_holes(pixel_scale_nm, zone_axi
 
 def test_frame_label_matches_particle_list_at_every_pixel_scale():
     for px in (0.02, 0.033, 0.042):
-        f = simulate_frame(FrameRequest("Au", 2.2, 423, px, frame_size_px=192, mode="projection", seed=9,
-                                        frame_key=f"k{px}", session_key="s", xrays=False))
-        lab, n_comp = ndimage.label(f.label)
+        f = simulate_frame(
+            FrameRequest(
+                "Au",
+                2.2,
+                423,
+                px,
+                frame_size_px=192,
+                mode="projection",
+                seed=9,
+                frame_key=f"k{px}",
+                session_key="s",
+                xrays=False,
+            )
+        )
+        _lab, _n_comp = ndimage.label(f.label)
         assert f.params["n_particles"] >= 1
         # particles lie where the labels are: the image is darker there (amplitude contrast)
         assert f.counts[f.label == 1].mean() < f.counts[f.label == 0].mean()

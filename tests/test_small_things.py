@@ -57,8 +57,19 @@ def test_single_model_summary_prints_no_nan():
     from temshift.evaluation import summarize
     from temshift.evaluation.evaluate import mean_std_text
 
-    df = pd.DataFrame([{"train_dataset": "a", "test_dataset": "a", "same_dataset": True, "fold": 0,
-                        "hard_dice": 0.81, "ce": 0.2, "overseg_share": 0.4}])
+    df = pd.DataFrame(
+        [
+            {
+                "train_dataset": "a",
+                "test_dataset": "a",
+                "same_dataset": True,
+                "fold": 0,
+                "hard_dice": 0.81,
+                "ce": 0.2,
+                "overseg_share": 0.4,
+            }
+        ]
+    )
     row = summarize(df).iloc[0]
     text = mean_std_text(row["hard_dice_mean"], row["hard_dice_std"])
     assert text == "0.810" and "nan" not in text
@@ -74,9 +85,21 @@ def test_dose_matrix_axis_is_sorted_numerically(monkeypatch):
     names = ["Au5_80e", "Au5_423e", "Au5_884e"]
     # difficulty order would put the 423 e/A2 set last
     diag = {"Au5_80e": 0.9, "Au5_884e": 0.85, "Au5_423e": 0.7}
-    rows = [{"experiment": "dose", "split": "test", "variant": "base", "train_dataset": a, "test_dataset": b,
-             "fold": f, "hard_dice": diag[a] if a == b else 0.5, "overseg_share": 0.5}
-            for a in names for b in names for f in (0, 1)]
+    rows = [
+        {
+            "experiment": "dose",
+            "split": "test",
+            "variant": "base",
+            "train_dataset": a,
+            "test_dataset": b,
+            "fold": f,
+            "hard_dice": diag[a] if a == b else 0.5,
+            "overseg_share": 0.5,
+        }
+        for a in names
+        for b in names
+        for f in (0, 1)
+    ]
     seen = {}
     monkeypatch.setattr(figures, "draw_matrix", lambda mean, *a, **k: seen.setdefault("rows", list(mean.index)))
     monkeypatch.setattr(figures, "draw_fpfn", lambda *a, **k: None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,9 +16,18 @@ def _scores(off_rescaled, off_plain, flagged_off=True, flagged_diag=False):
             for rescale in (True, False):
                 dice = 0.9 if diag else (off_rescaled if rescale else off_plain)
                 for k in range(2):
-                    rows.append({"train": train, "fold": 0, "test": test, "frame": f"{test}{k}", "diagonal": diag,
-                                 "rescale": rescale, "hard_dice": dice,
-                                 "flagged": flagged_diag if diag else flagged_off})
+                    rows.append(
+                        {
+                            "train": train,
+                            "fold": 0,
+                            "test": test,
+                            "frame": f"{test}{k}",
+                            "diagonal": diag,
+                            "rescale": rescale,
+                            "hard_dice": dice,
+                            "flagged": flagged_diag if diag else flagged_off,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -40,20 +48,40 @@ def test_scores_are_assessed_per_batch_of_one_model_and_test_set():
     import json
 
     from temshift.datasets.records import TrainingStatistics
-    from temshift.studies.acceptance import assess_scores
     from temshift.predict.shift import TrainingReference
+    from temshift.studies.acceptance import assess_scores
 
-    ref = TrainingReference(statistics=TrainingStatistics.model_validate(
-        {"version": 2, "tile": 256, "n_patches": 36, "dataset": "a.h5", "n_frames": 9,
-         "fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}],
-         "fringe_period_px": {"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8, "n": 9}}))
+    ref = TrainingReference(
+        statistics=TrainingStatistics.model_validate(
+            {
+                "version": 2,
+                "tile": 256,
+                "n_patches": 36,
+                "dataset": "a.h5",
+                "n_frames": 9,
+                "fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}],
+                "fringe_period_px": {"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8, "n": 9},
+            }
+        )
+    )
     assert TrainingReference.from_stored(json.loads(json.dumps(ref.to_stored()))) == ref  # references.json
     rows = []
     for test, period in (("A", 11.8), ("B", None)):  # set B shows no fringes in any frame
         for k in range(4):
             stats = {"fringe_period_px": period if k else None, "rescaled": False}  # one fringe-less frame in A
-            rows.append({"train": "A", "fold": 0, "test": test, "frame": f"{test}{k}", "diagonal": test == "A",
-                         "rescale": True, "noise_match": True, "hard_dice": 0.9, "stats": json.dumps(stats)})
+            rows.append(
+                {
+                    "train": "A",
+                    "fold": 0,
+                    "test": test,
+                    "frame": f"{test}{k}",
+                    "diagonal": test == "A",
+                    "rescale": True,
+                    "noise_match": True,
+                    "hard_dice": 0.9,
+                    "stats": json.dumps(stats),
+                }
+            )
     scored = assess_scores(pd.DataFrame(rows), {"A": ref})
     assert not scored[scored["test"] == "A"]["flagged"].any()
     assert scored[scored["test"] == "B"]["flagged"].all()
@@ -64,19 +92,38 @@ def test_acceptance_command_reassesses_stored_scores(cli, tmp_path):
     """`temshift study acceptance --from-scores` prints the summary and writes it with --out (library records)."""
     import json
 
-    from temshift.studies.acceptance import write_acceptance
-
     from temshift.datasets.records import TrainingStatistics
     from temshift.predict.shift import TrainingReference
+    from temshift.studies.acceptance import write_acceptance
 
-    ref = TrainingReference(statistics=TrainingStatistics.model_validate(
-        {"version": 2, "tile": 256, "n_patches": 36, "dataset": "a.h5", "n_frames": 9,
-         "fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}],
-         "fringe_period_px": {"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8, "n": 9}}))
-    rows = [{"train": "A", "fold": 0, "test": test, "frame": f"{test}{k}", "diagonal": test == "A",
-             "rescale": True, "noise_match": True, "hard_dice": 0.9 if test == "A" else 0.5,
-             "stats": json.dumps({"fringe_period_px": 11.8 if test == "A" else None, "rescaled": False})}
-            for test in ("A", "B") for k in range(3)]
+    ref = TrainingReference(
+        statistics=TrainingStatistics.model_validate(
+            {
+                "version": 2,
+                "tile": 256,
+                "n_patches": 36,
+                "dataset": "a.h5",
+                "n_frames": 9,
+                "fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}],
+                "fringe_period_px": {"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8, "n": 9},
+            }
+        )
+    )
+    rows = [
+        {
+            "train": "A",
+            "fold": 0,
+            "test": test,
+            "frame": f"{test}{k}",
+            "diagonal": test == "A",
+            "rescale": True,
+            "noise_match": True,
+            "hard_dice": 0.9 if test == "A" else 0.5,
+            "stats": json.dumps({"fringe_period_px": 11.8 if test == "A" else None, "rescaled": False}),
+        }
+        for test in ("A", "B")
+        for k in range(3)
+    ]
     scores = pd.DataFrame(rows)
     scores.attrs["references"] = {"A": ref}
     write_acceptance(scores, {}, tmp_path / "acc")

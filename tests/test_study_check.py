@@ -19,10 +19,21 @@ def _rows(experiment, cells, variant="base", **extra):
     out = []
     for (tr, te), values in cells.items():
         for fold, v in enumerate(values):
-            out.append({"experiment": experiment, "variant": variant, "train_dataset": tr, "test_dataset": te,
-                        "fold": fold, "split": "test", "same_dataset": tr == te, "hard_dice": v,
-                        "overseg_share": extra.get("share", {}).get((tr, te), 0.5),
-                        "noise_rho": extra.get("noise_rho"), "noise_rho_max": None})
+            out.append(
+                {
+                    "experiment": experiment,
+                    "variant": variant,
+                    "train_dataset": tr,
+                    "test_dataset": te,
+                    "fold": fold,
+                    "split": "test",
+                    "same_dataset": tr == te,
+                    "hard_dice": v,
+                    "overseg_share": extra.get("share", {}).get((tr, te), 0.5),
+                    "noise_rho": extra.get("noise_rho"),
+                    "noise_rho_max": None,
+                }
+            )
     return out
 
 
@@ -30,26 +41,40 @@ def _datasets(spec, **cols):
     rows = []
     for name, ds in spec.datasets.items():
         q = ds.query()
-        row = {"dataset": name, "where": json.dumps({k: {"value": v[0], "tol": v[1]} if isinstance(v, tuple) else v
-                                                     for k, v in q.items()}),
-               "rescale": ds.preprocess.rescale or "standardize",
-               "flatfield": ds.preprocess.flatfield if ds.preprocess.flatfield is not None else True}
+        row = {
+            "dataset": name,
+            "where": json.dumps({k: {"value": v[0], "tol": v[1]} if isinstance(v, tuple) else v for k, v in q.items()}),
+            "rescale": ds.preprocess.rescale or "standardize",
+            "flatfield": ds.preprocess.flatfield if ds.preprocess.flatfield is not None else True,
+        }
         for c, f in cols.items():
             row[c] = f(name)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-SIZE_GOOD = {("Au2p2_423e", "Au2p2_423e"): [0.70, 0.74], ("Au2p2_423e", "Au5_423e"): [0.90, 0.92],
-             ("Au2p2_423e", "Au10_423e"): [0.91, 0.93], ("Au5_423e", "Au2p2_423e"): [0.55, 0.65],
-             ("Au5_423e", "Au5_423e"): [0.93, 0.95], ("Au5_423e", "Au10_423e"): [0.92, 0.96],
-             ("Au10_423e", "Au2p2_423e"): [0.40, 0.50], ("Au10_423e", "Au5_423e"): [0.92, 0.94],
-             ("Au10_423e", "Au10_423e"): [0.93, 0.95]}
-MATERIAL_GOOD = {("CdSe5_421e", "CdSe5_421e"): [0.70, 0.74], ("CdSe5_421e", "Ag5_423e"): [0.50, 0.60],
-                 ("CdSe5_421e", "Au5_423e"): [0.72, 0.76], ("Ag5_423e", "CdSe5_421e"): [0.30, 0.40],
-                 ("Ag5_423e", "Ag5_423e"): [0.75, 0.79], ("Ag5_423e", "Au5_423e"): [0.90, 0.94],
-                 ("Au5_423e", "CdSe5_421e"): [0.20, 0.30], ("Au5_423e", "Ag5_423e"): [0.50, 0.56],
-                 ("Au5_423e", "Au5_423e"): [0.92, 0.94]}
+SIZE_GOOD = {
+    ("Au2p2_423e", "Au2p2_423e"): [0.70, 0.74],
+    ("Au2p2_423e", "Au5_423e"): [0.90, 0.92],
+    ("Au2p2_423e", "Au10_423e"): [0.91, 0.93],
+    ("Au5_423e", "Au2p2_423e"): [0.55, 0.65],
+    ("Au5_423e", "Au5_423e"): [0.93, 0.95],
+    ("Au5_423e", "Au10_423e"): [0.92, 0.96],
+    ("Au10_423e", "Au2p2_423e"): [0.40, 0.50],
+    ("Au10_423e", "Au5_423e"): [0.92, 0.94],
+    ("Au10_423e", "Au10_423e"): [0.93, 0.95],
+}
+MATERIAL_GOOD = {
+    ("CdSe5_421e", "CdSe5_421e"): [0.70, 0.74],
+    ("CdSe5_421e", "Ag5_423e"): [0.50, 0.60],
+    ("CdSe5_421e", "Au5_423e"): [0.72, 0.76],
+    ("Ag5_423e", "CdSe5_421e"): [0.30, 0.40],
+    ("Ag5_423e", "Ag5_423e"): [0.75, 0.79],
+    ("Ag5_423e", "Au5_423e"): [0.90, 0.94],
+    ("Au5_423e", "CdSe5_421e"): [0.20, 0.30],
+    ("Au5_423e", "Ag5_423e"): [0.50, 0.56],
+    ("Au5_423e", "Au5_423e"): [0.92, 0.94],
+}
 
 
 def _check(name, cells, check):
@@ -61,8 +86,10 @@ def test_size_findings_on_hand_made_matrices():
     from temshift.studies.check import check_size
 
     good = _check("size", SIZE_GOOD, check_size)
-    assert {n: f.status for n, f in good.items()} == {"size: 2.2 nm hardest": "reproduced",
-                                                      "size: 5 ~ 10 nm": "reproduced"}, good
+    assert {n: f.status for n, f in good.items()} == {
+        "size: 2.2 nm hardest": "reproduced",
+        "size: 5 ~ 10 nm": "reproduced",
+    }, good
     # a 5 nm model that finds the 10 nm set harder than the 2.2 nm one
     worse = {**SIZE_GOOD, ("Au5_423e", "Au10_423e"): [0.50, 0.54]}
     found = _check("size", worse, check_size)
@@ -80,8 +107,10 @@ def test_material_findings_on_hand_made_matrices():
     from temshift.studies.check import check_material
 
     good = _check("material", MATERIAL_GOOD, check_material)
-    assert {n: f.status for n, f in good.items()} == {"material: Au and Ag on Au": "reproduced",
-                                                      "material: CdSe on Au": "reproduced"}, good
+    assert {n: f.status for n, f in good.items()} == {
+        "material: Au and Ag on Au": "reproduced",
+        "material: CdSe on Au": "reproduced",
+    }, good
     weak_ag = {**MATERIAL_GOOD, ("Ag5_423e", "Au5_423e"): [0.80, 0.84]}
     found = _check("material", weak_ag, check_material)
     assert found["material: Au and Ag on Au"].status == "not reproduced"
@@ -116,24 +145,33 @@ def test_all_findings_reproduced_and_not():
         name = "noise_rho=0" if rho is None else f"noise_rho={rho:g}"
         rows += _rows("noise_rho", {("Au5_884e", "Au5_80e"): [v, v]}, variant=name, noise_rho=rho)
     resc = spec.experiments["rescaling"].train
-    rows += _rows("rescaling", {("Au5_s082621_norm",) * 2: [0.5, 0.9], ("Au5_s082621_std",) * 2: [0.85, 0.86],
-                                ("Au5_s082621_hist",) * 2: [0.8, 0.85]})
+    rows += _rows(
+        "rescaling",
+        {
+            ("Au5_s082621_norm",) * 2: [0.5, 0.9],
+            ("Au5_s082621_std",) * 2: [0.85, 0.86],
+            ("Au5_s082621_hist",) * 2: [0.8, 0.85],
+        },
+    )
     del resc
     rows += _rows("size", SIZE_GOOD) + _rows("material", MATERIAL_GOOD)
     results = pd.DataFrame(rows)
     datasets = _datasets(spec, dose_e_per_A2=lambda n: dval.get(n, 423.0), pixel_scale_nm=lambda n: px.get(n, 0.02))
     found = {f.name: f for f in run_checks(spec, results, datasets)}
-    assert {n: f.status for n, f in found.items()} == {n: "reproduced" for n in found}, found
+    assert {n: f.status for n, f in found.items()} == dict.fromkeys(found, "reproduced"), found
     # break each finding
     bad = results.copy()
-    bad.loc[(bad.experiment == "dose") & (bad.train_dataset == "Au5_80e") & (bad.test_dataset == "Au5_423e"), "hard_dice"] = 0.95
+    bad.loc[
+        (bad.experiment == "dose") & (bad.train_dataset == "Au5_80e") & (bad.test_dataset == "Au5_423e"), "hard_dice"
+    ] = 0.95
     bad.loc[bad.experiment == "dose", "overseg_share"] = 1.0 - bad.loc[bad.experiment == "dose", "overseg_share"]
     bad.loc[bad.experiment == "sessions_FF", "hard_dice"] = 0.1
     m = bad.experiment == "magnification"
     bad.loc[m, "hard_dice"] = 1.0 - bad.loc[m, "hard_dice"]
     bad.loc[(bad.experiment == "noise_rho") & (bad.variant != "noise_rho=0"), "hard_dice"] = 0.1
     bad.loc[bad.experiment == "rescaling", "hard_dice"] = np.where(
-        bad.loc[bad.experiment == "rescaling", "train_dataset"] == "Au5_s082621_std", [0.1, 0.9] * 3, 0.5)
+        bad.loc[bad.experiment == "rescaling", "train_dataset"] == "Au5_s082621_std", [0.1, 0.9] * 3, 0.5
+    )
     m = bad.experiment == "size"
     bad.loc[m & (bad.test_dataset == "Au2p2_423e"), "hard_dice"] = 0.99
     bad.loc[m & (bad.test_dataset == "Au10_423e"), "hard_dice"] -= 0.2
@@ -152,8 +190,9 @@ def test_findings_not_in_study_are_not_run():
 
 
 def test_matrix_order_and_reading():
-    results = pd.DataFrame(_rows("x", {("a", "a"): [0.6, 0.6], ("a", "b"): [0.2, 0.4], ("b", "a"): [0.5, 0.5],
-                                       ("b", "b"): [0.9, 0.9]}))
+    results = pd.DataFrame(
+        _rows("x", {("a", "a"): [0.6, 0.6], ("a", "b"): [0.2, 0.4], ("b", "a"): [0.5, 0.5], ("b", "b"): [0.9, 0.9]})
+    )
     mean, std = matrix(results, "x")
     assert list(mean.index) == ["b", "a"] and list(mean.columns) == ["b", "a"]  # easiest first
     assert std.loc["a", "b"] == pytest.approx(0.1) and mean.loc["a", "b"] == pytest.approx(0.3)

@@ -32,7 +32,9 @@ def test_ci_dose_study_end_to_end_and_cached_rerun(ci_dose_study):
     pd.testing.assert_frame_equal(res, pd.read_parquet(out / "results.parquet"))
 
     # `study check` runs and exits 0 (reproduced) or 1 (not reproduced): ci numbers carry no science
-    proc = subprocess.run([sys.executable, "-m", "temshift", "study", "check", str(out)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "temshift", "study", "check", str(out)], capture_output=True, text=True
+    )
     assert proc.returncode in (0, 1), proc.stderr
     assert "dose" in proc.stdout
 

@@ -35,8 +35,11 @@ def fake_dataset(inputs, out_dir, deps, runtime):
     _log("dataset", out_dir)
     where = where_from_json(inputs["where"])
     dose = where.get("dose_e_per_A2")
-    meta = {"name": runtime.get("name"), "dose": dose[0] if isinstance(dose, tuple) else dose,
-            "rescale": inputs["preprocess"].get("rescale")}
+    meta = {
+        "name": runtime.get("name"),
+        "dose": dose[0] if isinstance(dose, tuple) else dose,
+        "rescale": inputs["preprocess"].get("rescale"),
+    }
     (out_dir / "meta.json").write_text(json.dumps(meta))
     return meta
 
@@ -65,14 +68,31 @@ def fake_evaluate(inputs, out_dir, deps, runtime):
     gap = abs(math.log(test["dose"] / model["dose"]))
     dice = 0.9 - 0.1 * gap + 0.01 * model["fold"]
     share = 0.5 + (0.3 if test["dose"] > model["dose"] else -0.3 if test["dose"] < model["dose"] else 0.0)
-    df = pd.DataFrame([{"hard_dice": dice, "soft_dice": dice - 0.02, "ce": 0.1 + gap, "pooled_dice": dice,
-                        "fp_rate": 0.01, "fn_rate": 0.02, "overseg_share": share, "fold": model["fold"]}])
+    df = pd.DataFrame(
+        [
+            {
+                "hard_dice": dice,
+                "soft_dice": dice - 0.02,
+                "ce": 0.1 + gap,
+                "pooled_dice": dice,
+                "fp_rate": 0.01,
+                "fn_rate": 0.02,
+                "overseg_share": share,
+                "fold": model["fold"],
+            }
+        ]
+    )
     df.to_parquet(out_dir / "metrics.parquet", index=False)
     return {"rows": 1}
 
 
-REGISTRY = {"repo": fake_repo, "dataset": fake_dataset, "stats": fake_stats, "train": fake_train,
-            "evaluate": fake_evaluate}
+REGISTRY = {
+    "repo": fake_repo,
+    "dataset": fake_dataset,
+    "stats": fake_stats,
+    "train": fake_train,
+    "evaluate": fake_evaluate,
+}
 
 
 def _run(out, spec="dose", **kw):
@@ -87,8 +107,18 @@ def test_fake_study_runs_and_aggregates(tmp_path):
     assert len(CALLS) == len(plan.tasks)  # every task once, shared tasks not duplicated
     res = pd.read_parquet(tmp_path / "s" / "results.parquet")
     assert len(res) == 3 * 3 * 2  # train datasets x test datasets x folds
-    for col in ("experiment", "variant", "train_dataset", "fold", "test_dataset", "hard_dice", "overseg_share",
-                "train_key", "eval_key", "ood_gap"):
+    for col in (
+        "experiment",
+        "variant",
+        "train_dataset",
+        "fold",
+        "test_dataset",
+        "hard_dice",
+        "overseg_share",
+        "train_key",
+        "eval_key",
+        "ood_gap",
+    ):
         assert col in res.columns
     assert (tmp_path / "s" / "results.csv").is_file()
     assert (tmp_path / "s" / "figures" / "matrix_dose.png").is_file()
@@ -207,8 +237,7 @@ def test_progress_view_renders(tmp_path):
     rec = Recorder()
     view = PlanProgress(plan, slots=2, reporter=rec)
     view.start(cached=keys[:2])
-    out = RunOutcome(records={k: {"seconds": 2.0} for k in keys[:5]}, cached=set(keys[:2]),
-                     failed={keys[5]: "boom"})
+    out = RunOutcome(records={k: {"seconds": 2.0} for k in keys[:5]}, cached=set(keys[:2]), failed={keys[5]: "boom"})
     view.update(out, running={keys[6]})
     status = rec.snapshots[-1][1]
     assert rec.snapshots[-1][0] == "study" and status.title == "study dose (ci)"

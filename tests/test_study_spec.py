@@ -26,16 +26,19 @@ def test_good_spec_and_where_forms():
     assert spec.datasets["b"].query()["dose_e_per_A2"] == (884, 5)
 
 
-@pytest.mark.parametrize("text, needle", [
-    (GOOD + "colour = 1\n", "colour: unknown key"),
-    (GOOD.replace("where = { material", "wher = { material", 1), "datasets.a.wher: unknown key"),
-    (GOOD.replace('train = ["a", "b"]', 'train = ["a", "zz"]'), "experiments.e.train: unknown dataset 'zz'"),
-    (GOOD + "[repository]\nmode = 'fast'\n", "repository.mode"),
-    (GOOD + "[repository]\nframe_sise = 3\n", "repository.frame_sise: unknown key"),
-    (GOOD.replace('train = ["a", "b"]', 'train = ["a"]\npairs = "some"'), "experiments.e.pairs"),
-    (GOOD.replace('name = "t"', 'name = "t"\nscale = "huge"'), "scale"),
-    ("name = [", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        (GOOD + "colour = 1\n", "colour: unknown key"),
+        (GOOD.replace("where = { material", "wher = { material", 1), "datasets.a.wher: unknown key"),
+        (GOOD.replace('train = ["a", "b"]', 'train = ["a", "zz"]'), "experiments.e.train: unknown dataset 'zz'"),
+        (GOOD + "[repository]\nmode = 'fast'\n", "repository.mode"),
+        (GOOD + "[repository]\nframe_sise = 3\n", "repository.frame_sise: unknown key"),
+        (GOOD.replace('train = ["a", "b"]', 'train = ["a"]\npairs = "some"'), "experiments.e.pairs"),
+        (GOOD.replace('name = "t"', 'name = "t"\nscale = "huge"'), "scale"),
+        ("name = [", "not valid TOML"),
+    ],
+)
 def test_errors_name_the_key(text, needle):
     with pytest.raises(SpecError) as exc:
         parse_spec(text, source="s.toml")
@@ -53,7 +56,9 @@ def test_training_keys_checked_at_resolve(tmp_path):
 
 
 def test_filter_matching_nothing_names_the_dataset(tmp_path):
-    spec = parse_spec(GOOD.replace('material = "Au", dose_e_per_A2 = "80±5"', 'material = "Pt", dose_e_per_A2 = "80±5"'))
+    spec = parse_spec(
+        GOOD.replace('material = "Au", dose_e_per_A2 = "80±5"', 'material = "Pt", dose_e_per_A2 = "80±5"')
+    )
     with pytest.raises(SpecError, match=r"datasets\.a\.where"):
         resolve(spec, tmp_path, "ci")
 
@@ -68,9 +73,21 @@ def test_spec_file_and_unknown_preset(tmp_path):
 
 
 EXPECTED_FRAMES = {  # catalog rows behind each preset dataset (published_catalog.csv)
-    "Au5_80e": 10, "Au5_884e": 13, "Au5_423e": 15, "Au5_s082621_FF": 8, "Au5_s102522_FF": 12,
-    "Au5_s110922_FF": 14, "Au5_0p020nm": 23, "Au5_0p026nm": 19, "Au5_0p033nm": 6, "Au5_0p042nm": 9,
-    "Au2p2_423e": 14, "Au10_423e": 15, "CdSe5_421e": 11, "Ag5_423e": 14, "Au5_s082621_std": 8,
+    "Au5_80e": 10,
+    "Au5_884e": 13,
+    "Au5_423e": 15,
+    "Au5_s082621_FF": 8,
+    "Au5_s102522_FF": 12,
+    "Au5_s110922_FF": 14,
+    "Au5_0p020nm": 23,
+    "Au5_0p026nm": 19,
+    "Au5_0p033nm": 6,
+    "Au5_0p042nm": 9,
+    "Au2p2_423e": 14,
+    "Au10_423e": 15,
+    "CdSe5_421e": 11,
+    "Ag5_423e": 14,
+    "Au5_s082621_std": 8,
 }
 
 
@@ -91,5 +108,14 @@ def test_all_preset_shares_datasets(tmp_path):
     plan = resolve(load_spec("all"), tmp_path, "ci")
     assert plan.datasets["Au5_s100621_FF"] == plan.datasets["Au5_423e"]
     assert plan.datasets["Au5_s082621_FF"] == plan.datasets["Au5_s082621_std"]
-    assert set(load_spec("all").experiments) >= {"dose", "rescaling", "sessions_FF", "sessions_noFF", "magnification",
-                                                  "size", "material", "noise_rho", "noise_rho_max"}
+    assert set(load_spec("all").experiments) >= {
+        "dose",
+        "rescaling",
+        "sessions_FF",
+        "sessions_noFF",
+        "magnification",
+        "size",
+        "material",
+        "noise_rho",
+        "noise_rho_max",
+    }

@@ -9,14 +9,12 @@ import torch
 
 from temshift.errors import CheckpointError, DatasetError
 from temshift.models.dihedral import dihedral, inverse_dihedral
-from temshift.training import Segmenter, TrainSettings, split_fold, train_fold
-from temshift.training import augment
-from temshift.training import splits
 from temshift.simulate.toy import toy_patches
+from temshift.training import Segmenter, TrainSettings, augment, split_fold, splits, train_fold
 from temshift.training.data import expand
 
 torch.set_num_threads(1)  # the machine is shared: one thread avoids oversubscription stalls
-FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3, progress=False, threads=1)
+FAST = {"epochs": 2, "batch_size": 16, "learning_rate": 3e-3, "progress": False, "threads": 1}
 
 
 # ---------------------------------------------------------------- splits
@@ -82,7 +80,7 @@ def test_rotation_fills_image_with_background_median_and_label_with_zero():
     # the particle stays a particle at the centre
     assert out_lab[0, 30, 30] == 1
     # a quarter turn is a pure permutation of pixels (counter-clockwise as np.rot90)
-    q, q_lab = augment.rotate(img, lab, torch.tensor([90.0]), fill)
+    q, _q_lab = augment.rotate(img, lab, torch.tensor([90.0]), fill)
     np.testing.assert_allclose(q[0, 0].numpy(), np.rot90(img[0, 0].numpy()), atol=1e-3)
 
 
@@ -108,9 +106,9 @@ def test_noise_scaling_keeps_unit_variance():
     assert augment.sample_rho(5, gen) is None
     assert torch.all(augment.sample_rho(5, gen, rho=0.5) == 0.5)
     r = augment.sample_rho(1000, gen, rho_max=2.0)
-    assert 0 <= r.min() and r.max() <= 2.0 and r.mean().item() == pytest.approx(1.0, abs=0.1)
+    assert r.min() >= 0 and r.max() <= 2.0 and r.mean().item() == pytest.approx(1.0, abs=0.1)
     per_sample = augment.add_noise(torch.zeros(2, 1, 64, 64), torch.tensor([0.0, 1.0]), gen)
-    assert per_sample[0].abs().max() == 0 and per_sample[1].std().item() == pytest.approx(0.5 ** 0.5, rel=0.05)
+    assert per_sample[0].abs().max() == 0 and per_sample[1].std().item() == pytest.approx(0.5**0.5, rel=0.05)
 
 
 def test_settings_defaults_are_the_paper():
@@ -161,7 +159,7 @@ def test_same_seed_gives_identical_history_and_checkpoint_meta(small_dataset, tm
     b = train_fold(small_dataset, 1, settings, tmp_path / "b")
     assert read_history(a.history_path) == read_history(b.history_path)
     assert len(read_history(a.history_path)) == 2 and a.seed == 1662
-    model, meta = load_model(a.model_path)
+    _model, meta = load_model(a.model_path)
     assert meta.fold == 1 and meta.dataset_spec.dose_e_per_A2 == 423
     assert meta.settings["noise_rho_max"] == 0.5 and meta.dataset_spec_hash
     assert not (tmp_path / "a" / "state.pt").exists()
@@ -214,10 +212,16 @@ def test_channel_mismatch_is_named():
         check_arrays(images, labels, ModelConfig(), "x.h5", patch_crop=48)
 
 
-@pytest.mark.parametrize("case, message", [
-    ("nan", "NaN"), ("labels", "0/1|0 or 1"), ("size", "multiple of 16"), ("channels", "channels|shape"),
-    ("missing", "no such|not found"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("nan", "NaN"),
+        ("labels", "0/1|0 or 1"),
+        ("size", "multiple of 16"),
+        ("channels", "channels|shape"),
+        ("missing", "no such|not found"),
+    ],
+)
 def test_bad_datasets_give_one_line_errors(write_dataset, tmp_path, case, message):
     images, labels = toy_patches(10, 32, seed=4)
     if case == "nan":
@@ -242,9 +246,27 @@ def test_patch_crop_and_cli_train(small_dataset, tmp_path):
     from temshift.cli import _register, app
 
     _register()
-    result = CliRunner().invoke(app, ["train", str(small_dataset), "--folds", "0,4", "--epochs", "1",
-                                      "--patch-crop", "16", "--noise-rho", "0.25", "--lr", "0.003",
-                                      "--threads", "1", "--out", str(tmp_path / "runs")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(small_dataset),
+            "--folds",
+            "0,4",
+            "--epochs",
+            "1",
+            "--patch-crop",
+            "16",
+            "--noise-rho",
+            "0.25",
+            "--lr",
+            "0.003",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "runs" / "fold0" / "model.pt").exists() and (tmp_path / "runs" / "fold4" / "model.pt").exists()
 
@@ -263,8 +285,9 @@ def test_early_stopping_keeps_best_epoch(small_dataset, tmp_path, monkeypatch):
     import temshift.training.trainer as trainer
 
     losses = iter([0.5, 0.4, 0.45, 0.6, 0.7, 0.8, 0.9])
-    monkeypatch.setattr(trainer, "validate", lambda *a, **k: {"val_loss": next(losses), "val_soft_dice": 0.5,
-                                                              "val_hard_dice": 0.5})
+    monkeypatch.setattr(
+        trainer, "validate", lambda *a, **k: {"val_loss": next(losses), "val_soft_dice": 0.5, "val_hard_dice": 0.5}
+    )
     settings = TrainSettings(**{**FAST, "epochs": 7, "early_stopping_patience": 2})
     result = train_fold(small_dataset, 0, settings, tmp_path / "run")
     assert (result.best_epoch, result.epochs_run, result.stopped_early) == (2, 4, True)
@@ -273,6 +296,7 @@ def test_early_stopping_keeps_best_epoch(small_dataset, tmp_path, monkeypatch):
 
 def test_fold_out_of_range_and_too_few_patches(write_dataset, tmp_path):
     from temshift.errors import SpecError
+
     path = write_dataset(tmp_path / "tiny.h5", *toy_patches(3, 32, seed=7))
     with pytest.raises(SpecError, match="fold 5"):
         train_fold(path, 5, TrainSettings(**FAST), tmp_path / "run")

@@ -49,8 +49,9 @@ def test_tta_of_an_equivariant_model_has_zero_spread():
     single = predict_probabilities(model, img, tile=128, overlap=64, margin=16, bf16=False)
     np.testing.assert_allclose(spread.mean, single, atol=1e-5)
     # the same check fails for a model without the symmetry
-    broken = member_spread(member_probabilities(SymmetricConv(symmetric=False), img, tta=True, tile=128, overlap=64,
-                                                margin=16, bf16=False))
+    broken = member_spread(
+        member_probabilities(SymmetricConv(symmetric=False), img, tta=True, tile=128, overlap=64, margin=16, bf16=False)
+    )
     assert broken.std.max() > 1e-2
 
 
@@ -84,7 +85,7 @@ def test_predict_frame_default_is_unchanged_and_tta_adds_the_spread():
     tta = predict_frame(model, raw, 0.033, preprocess=PRE, model_pixel_scale_nm=0.02, tile=256, tta=True)
     assert tta.std.shape == raw.shape and tta.std.dtype == np.float32
     assert len(tta.members) == 8 and tta.members.shape == raw.shape
-    assert 0 <= tta.std.min() and tta.std.max() <= 0.5 and tta.std.max() > 0
+    assert tta.std.min() >= 0 and tta.std.max() <= 0.5 and tta.std.max() > 0
 
 
 def two_discs(n=64):
@@ -125,8 +126,14 @@ def test_best_iou():
 def sizes_table(n, frames=("f1", "f2", "f3", "f4"), seed=0):
     rng = np.random.default_rng(seed)
     d = rng.normal(5.0, 1.0, n)
-    return pd.DataFrame({"frame": rng.choice(list(frames), n), "equivalent_diameter_nm": d,
-                         "area_px": np.pi * (d / 0.04) ** 2, "touches_border": rng.random(n) < 0.05})
+    return pd.DataFrame(
+        {
+            "frame": rng.choice(list(frames), n),
+            "equivalent_diameter_nm": d,
+            "area_px": np.pi * (d / 0.04) ** 2,
+            "touches_border": rng.random(n) < 0.05,
+        }
+    )
 
 
 def test_bootstrap_intervals_contain_the_estimate_and_narrow_with_more_particles():
@@ -169,20 +176,29 @@ def test_cli_predict_tta_writes_std_tiff_confidence_and_intervals(tmp_path):
 
     _register()
     torch.manual_seed(0)
-    spec = {"name": "synth", "preprocess": {"xray_threshold": None}, "patch_size": 128, "pixel_scale_nm": 0.02,
-            "dose_e_per_A2": 423.0}
+    spec = {
+        "name": "synth",
+        "preprocess": {"xray_threshold": None},
+        "patch_size": 128,
+        "pixel_scale_nm": 0.02,
+        "dose_e_per_A2": 423.0,
+    }
     net = UNet(filters=(4, 8), bottleneck=16).eval()
     frames = []
     for k in range(2):
         raw, _ = toy_support_frame(160, radius_nm=0.8, seed=k)
         frames.append(write_tiff_frame(tmp_path / f"frame{k}.tif", raw, 0.02))
     # shift the untrained net's particle logit so that 30 % of the first frame's pixels are particle
-    p0 = predict_frame(net, toy_support_frame(160, radius_nm=0.8, seed=0)[0], 0.02, preprocess=PRE, tile=256).probabilities
+    p0 = predict_frame(
+        net, toy_support_frame(160, radius_nm=0.8, seed=0)[0], 0.02, preprocess=PRE, tile=256
+    ).probabilities
     with torch.no_grad():
         net.final_conv.bias[1] -= float(np.quantile(np.log(p0 / (1 - p0)), 0.7))
     model = save_checkpoint(tmp_path / "m" / "model.pt", net, CheckpointMeta.model_validate({"dataset_spec": spec}))
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["predict", str(model), *map(str, frames), "--out", str(out), "--tta", "--tile", "272"])
+    res = CliRunner().invoke(
+        app, ["predict", str(model), *map(str, frames), "--out", str(out), "--tta", "--tile", "272"]
+    )
     assert res.exit_code == 0, res.output
     std = read_frame(out / "frame0_std.tif")
     assert std.pixel_scale_nm == pytest.approx(0.02) and std.data.shape == (160, 160)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_fetch import serve
 from typer.testing import CliRunner
 
+from temshift.catalog.fetch import FetchError
 from temshift.cli import _register, app
 from temshift.predict import zoo
-from temshift.catalog.fetch import FetchError
 from temshift.simulate.toy import toy_support_frame
+from test_fetch import serve
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published"
 SET80 = "5nmAu330kX80eUTC"
@@ -92,9 +92,8 @@ def test_pull_with_a_bad_hash_leaves_nothing_under_the_final_name(tmp_path):
     m = zoo.resolve([SET80])[2]
     key = f"/repo/{m.file}"
     files[key] = files[key][:-1] + bytes([files[key][-1] ^ 1])  # same size, one bit flipped
-    with serve(files) as (_, base):
-        with pytest.raises(FetchError, match=f"{m.file}: SHA-256 mismatch"):
-            zoo.pull([SET80], tmp_path, base_url=base)
+    with serve(files) as (_, base), pytest.raises(FetchError, match=f"{m.file}: SHA-256 mismatch"):
+        zoo.pull([SET80], tmp_path, base_url=base)
     assert not (tmp_path / m.file).exists() and not (tmp_path / (m.file + ".part")).exists()
     assert zoo.is_complete(zoo.resolve([SET80])[0], tmp_path)  # files before it are kept
 
@@ -183,8 +182,22 @@ def _frame(tmp_path, name="f.npy", n=256):
 def test_predict_zoo_auto_picks_ensembles_and_reports_the_sets_training(tmp_path, zoo80):
     frame = _frame(tmp_path)
     out = tmp_path / "out"
-    res = _run(["predict", "zoo:auto", str(frame), "--out", str(out), "--pixel-scale", "0.02", "--dose", "80",
-                "--zoo-dir", str(zoo80), "--no-particles"])
+    res = _run(
+        [
+            "predict",
+            "zoo:auto",
+            str(frame),
+            "--out",
+            str(out),
+            "--pixel-scale",
+            "0.02",
+            "--dose",
+            "80",
+            "--zoo-dir",
+            str(zoo80),
+            "--no-particles",
+        ]
+    )
     assert res.exit_code == 0, res.output
     assert f"zoo:auto picked {SET80}" in res.output and "5 folds" in res.output
     assert (out / "f_mask.png").is_file()
@@ -220,8 +233,22 @@ def test_cli_main_prints_missing_zoo_as_one_line(tmp_path, monkeypatch, capsys):
     from temshift.cli import main
 
     frame = _frame(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["temshift", "check", "zoo:auto", str(frame), "--pixel-scale", "0.02",
-                                      "--dose", "80", "--zoo-dir", str(tmp_path / "empty")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "temshift",
+            "check",
+            "zoo:auto",
+            str(frame),
+            "--pixel-scale",
+            "0.02",
+            "--dose",
+            "80",
+            "--zoo-dir",
+            str(tmp_path / "empty"),
+        ],
+    )
     with pytest.raises(SystemExit) as done:
         main()
     assert done.value.code == 1

@@ -27,8 +27,16 @@ from typing import Any, TypeVar
 
 from temshift.errors import TemshiftError
 
-__all__ = ["CONNECT_TIMEOUT_S", "ClusterError", "check_workers_see", "connect", "fan_out", "local_threads",
-           "map_ordered", "open_client"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "ClusterError",
+    "check_workers_see",
+    "connect",
+    "fan_out",
+    "local_threads",
+    "map_ordered",
+    "open_client",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -78,13 +86,16 @@ def check_workers_see(client: Any, folders: Iterable[str | Path]) -> None:
         try:
             found = client.run(_probe_folder, folder)
         except Exception as exc:  # noqa: BLE001 (whatever the worker raised, e.g. temshift not importable)
-            raise ClusterError(f"the workers cannot run temshift's folder check for {folder}: "
-                               f"{type(exc).__name__}: {exc}") from None
+            raise ClusterError(
+                f"the workers cannot run temshift's folder check for {folder}: {type(exc).__name__}: {exc}"
+            ) from None
         bad = {addr: why for addr, why in found.items() if why}
         if bad:
             why = "; ".join(f"{addr}: {w}" for addr, w in sorted(bad.items()))
-            raise ClusterError(f"study folder {folder} is not usable on {len(bad)} of {len(found)} worker(s) ({why}): "
-                               "workers need it at the same path on a shared filesystem")
+            raise ClusterError(
+                f"study folder {folder} is not usable on {len(bad)} of {len(found)} worker(s) ({why}): "
+                "workers need it at the same path on a shared filesystem"
+            )
 
 
 def connect(scheduler: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Any:
@@ -101,22 +112,30 @@ def connect(scheduler: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Any:
     try:
         client = Client(scheduler, timeout=f"{timeout_s}s")
     except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterError(f"no Dask scheduler answers at {scheduler} within {timeout_s:g} s "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no reply'}); "
-                           "start one with `dask scheduler` or check the address") from None
+        raise ClusterError(
+            f"no Dask scheduler answers at {scheduler} within {timeout_s:g} s "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no reply'}); "
+            "start one with `dask scheduler` or check the address"
+        ) from None
     try:
         client.wait_for_workers(1, timeout=timeout_s)
     except (OSError, TimeoutError) as exc:
         client.close()
-        raise ClusterError(f"the Dask scheduler at {scheduler} has no workers (waited {timeout_s:g} s); "
-                           "start some with `dask worker " + scheduler + "`") from exc
+        raise ClusterError(
+            f"the Dask scheduler at {scheduler} has no workers (waited {timeout_s:g} s); "
+            "start some with `dask worker " + scheduler + "`"
+        ) from exc
     return client
 
 
 @contextlib.contextmanager
-def open_client(workers: int | None = None, scheduler: str | None = None, processes: bool = True,
-                connect_timeout_s: float = CONNECT_TIMEOUT_S,
-                silence_logs: int = logging.CRITICAL) -> Iterator[tuple[Any, int | None]]:
+def open_client(
+    workers: int | None = None,
+    scheduler: str | None = None,
+    processes: bool = True,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    silence_logs: int = logging.CRITICAL,
+) -> Iterator[tuple[Any, int | None]]:
     """A Dask client on an existing scheduler or on a new local cluster.
 
     Parameters
@@ -150,7 +169,10 @@ def open_client(workers: int | None = None, scheduler: str | None = None, proces
     n = workers or os.cpu_count() or 1
     threads = local_threads(n)
     cluster = LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=":0",
+        n_workers=n,
+        threads_per_worker=1,
+        processes=processes,
+        dashboard_address=":0",
         silence_logs=silence_logs,
     )
     client = Client(cluster)
@@ -161,8 +183,9 @@ def open_client(workers: int | None = None, scheduler: str | None = None, proces
         cluster.close()
 
 
-def fan_out(fn: Callable[[T], R], items: Sequence[T], workers: int,
-            lost: Callable[[T, BaseException], R] | None = None) -> Iterator[tuple[T, R]]:
+def fan_out(
+    fn: Callable[[T], R], items: Sequence[T], workers: int, lost: Callable[[T, BaseException], R] | None = None
+) -> Iterator[tuple[T, R]]:
     """``(item, fn(item))`` for every item, in this process or on `workers` local processes.
 
     Parameters

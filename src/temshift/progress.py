@@ -92,7 +92,9 @@ class LogReporter:
 
     def start(self, job: str, total: float | None = None, *, completed: float = 0.0, unit: str = "") -> None:
         self._jobs[job] = [time.perf_counter(), completed, float("nan") if total is None else total]
-        self.logger.info("%s: started%s", job, "" if total is None else f" ({completed:g} of {total:g} {unit})".rstrip())
+        self.logger.info(
+            "%s: started%s", job, "" if total is None else f" ({completed:g} of {total:g} {unit})".rstrip()
+        )
 
     def advance(self, job: str, amount: float = 1.0) -> None:
         if job in self._jobs:

@@ -18,11 +18,31 @@ PIXEL_SCALE_RANGE_NM = (0.001, 10.0)
 
 #: length unit (lower case, spaces/underscores/dots removed) -> nanometres
 _LENGTH_TO_NM = {
-    "nm": 1.0, "nanometer": 1.0, "nanometers": 1.0, "nanometre": 1.0, "nanometres": 1.0,
-    "å": 0.1, "a": 0.1, "angstrom": 0.1, "angstroms": 0.1, "ångström": 0.1, "ang": 0.1,
-    "pm": 1e-3, "picometer": 1e-3, "picometers": 1e-3,
-    "µm": 1e3, "um": 1e3, "micron": 1e3, "microns": 1e3, "micrometer": 1e3, "micrometers": 1e3,
-    "mm": 1e6, "m": 1e9, "meter": 1e9, "meters": 1e9, "metre": 1e9,
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometers": 1.0,
+    "nanometre": 1.0,
+    "nanometres": 1.0,
+    "å": 0.1,
+    "a": 0.1,
+    "angstrom": 0.1,
+    "angstroms": 0.1,
+    "ångström": 0.1,
+    "ang": 0.1,
+    "pm": 1e-3,
+    "picometer": 1e-3,
+    "picometers": 1e-3,
+    "µm": 1e3,
+    "um": 1e3,
+    "micron": 1e3,
+    "microns": 1e3,
+    "micrometer": 1e3,
+    "micrometers": 1e3,
+    "mm": 1e6,
+    "m": 1e9,
+    "meter": 1e9,
+    "meters": 1e9,
+    "metre": 1e9,
 }
 
 

@@ -33,8 +33,7 @@ def _normalize(df: pd.DataFrame, source: str) -> pd.DataFrame:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise CatalogError(
-                f"{source}: row {i + 2}, column {FIELD_TO_PUBLISHED[field]!r}: "
-                f"non-numeric value {df[field].iloc[i]!r}"
+                f"{source}: row {i + 2}, column {FIELD_TO_PUBLISHED[field]!r}: non-numeric value {df[field].iloc[i]!r}"
             )
         df[field] = values.astype(float)
     _check_positive(df, source)
@@ -65,14 +64,17 @@ def _check_positive(df: pd.DataFrame, source: str) -> None:
         bad = ~(np.isfinite(v) & (v > 0))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise CatalogError(f"{source}: row {i + 2} ({df['file'].iloc[i]}), column "
-                               f"{FIELD_TO_PUBLISHED[field]!r}: {v[i]:g} is not a positive number")
+            raise CatalogError(
+                f"{source}: row {i + 2} ({df['file'].iloc[i]}), column "
+                f"{FIELD_TO_PUBLISHED[field]!r}: {v[i]:g} is not a positive number"
+            )
     for i, v in enumerate(df["pixel_scale_nm"].to_numpy(float)):
         try:
             check_pixel_scale_nm(v, "")
         except PixelScaleError as exc:
-            raise CatalogError(f"{source}: row {i + 2} ({df['file'].iloc[i]}), column "
-                               f"{FIELD_TO_PUBLISHED['pixel_scale_nm']!r}{exc}") from None
+            raise CatalogError(
+                f"{source}: row {i + 2} ({df['file'].iloc[i]}), column {FIELD_TO_PUBLISHED['pixel_scale_nm']!r}{exc}"
+            ) from None
 
 
 def _field(name: str, columns: Iterable[str]) -> str:
@@ -126,8 +128,9 @@ class Catalog:
         Repository root that frame paths are relative to (default: the table's folder).
     """
 
-    def __init__(self, df: pd.DataFrame, source: str = "<catalog>", root: Path | None = None, *,
-                 normalized: bool = False) -> None:
+    def __init__(
+        self, df: pd.DataFrame, source: str = "<catalog>", root: Path | None = None, *, normalized: bool = False
+    ) -> None:
         self.source = source
         self.df = df.reset_index(drop=True) if normalized else _normalize(df.copy(), source)
         self.root = Path(root) if root is not None else None

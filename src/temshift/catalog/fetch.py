@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -70,8 +69,9 @@ def file_url(base_url: str, *parts: str) -> str:
     return base_url.rstrip("/") + "/" + "/".join(segments)
 
 
-def plan_fetch(catalog: Catalog, dest: str | Path, base_url: str = DEFAULT_BASE_URL,
-               labels: bool = False) -> list[FetchItem]:
+def plan_fetch(
+    catalog: Catalog, dest: str | Path, base_url: str = DEFAULT_BASE_URL, labels: bool = False
+) -> list[FetchItem]:
     """List the files of a catalog subset with their URLs and destinations.
 
     Parameters
@@ -96,13 +96,22 @@ def plan_fetch(catalog: Catalog, dest: str | Path, base_url: str = DEFAULT_BASE_
     items = []
     for row in catalog.rows():
         where = f"{catalog.source}: row with Folder {row['folder']!r}, File name {row['file']!r}"
-        items.append(FetchItem(file_url(base_url, row["folder"], row["file"]),
-                               resolve_under(dest, row["folder"], row["file"], row=where), "frame"))
+        items.append(
+            FetchItem(
+                file_url(base_url, row["folder"], row["file"]),
+                resolve_under(dest, row["folder"], row["file"], row=where),
+                "frame",
+            )
+        )
         if labels:
             stem = Path(row["file"]).stem
-            items.append(FetchItem(file_url(base_url, row["folder"], "Labels", f"{stem}_label.png"),
-                                   resolve_under(dest, row["folder"], "Labels", f"{stem}_label.png", row=where),
-                                   "label"))
+            items.append(
+                FetchItem(
+                    file_url(base_url, row["folder"], "Labels", f"{stem}_label.png"),
+                    resolve_under(dest, row["folder"], "Labels", f"{stem}_label.png", row=where),
+                    "label",
+                )
+            )
     return items
 
 
@@ -112,14 +121,14 @@ def _request(url: str, method: str = "GET", offset: int = 0, timeout: float = 60
         headers["Range"] = f"bytes={offset}-"
     req = urllib.request.Request(url, headers=headers, method=method)
     try:
-        return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (http(s) URL built by us)
+        return urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416:
             raise
         raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise FetchError(f"{url}: cannot connect ({exc.reason})") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise FetchError(f"{url}: timed out after {timeout:g} s") from None
 
 
@@ -139,9 +148,16 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: str | Path, *, timeout: float = 60.0, on_bytes: Callable[[int], None] | None = None,
-             on_size: Callable[[int | None], None] | None = None, sha256: str | None = None,
-             overwrite: bool = False) -> str:
+def download(
+    url: str,
+    dest: str | Path,
+    *,
+    timeout: float = 60.0,
+    on_bytes: Callable[[int], None] | None = None,
+    on_size: Callable[[int | None], None] | None = None,
+    sha256: str | None = None,
+    overwrite: bool = False,
+) -> str:
     """Download one file to `dest` via ``dest.part``, resuming and verifying its size (and hash).
 
     Parameters
@@ -180,8 +196,11 @@ def download(url: str, dest: str | Path, *, timeout: float = 60.0, on_bytes: Cal
     size = remote_size(url, timeout)
     if on_size:
         on_size(size)
-    if dest.is_file() and (size is None or dest.stat().st_size == size) and \
-            (sha256 is None or sha256_file(dest) == sha256.lower()):
+    if (
+        dest.is_file()
+        and (size is None or dest.stat().st_size == size)
+        and (sha256 is None or sha256_file(dest) == sha256.lower())
+    ):
         if on_bytes:
             on_bytes(dest.stat().st_size)
         return "skipped"
@@ -189,8 +208,9 @@ def download(url: str, dest: str | Path, *, timeout: float = 60.0, on_bytes: Cal
     if dest.exists() and not overwrite and not (sha256 is not None and dest.is_file()):
         have = dest.stat().st_size if dest.is_file() else None
         what = f"a local file of {have} bytes" if have is not None else "something that is not a file"
-        raise FetchError(f"{dest}: {what} is in the way of {url} ({size} bytes); not overwritten: "
-                         "move it away or pass --overwrite")
+        raise FetchError(
+            f"{dest}: {what} is in the way of {url} ({size} bytes); not overwritten: move it away or pass --overwrite"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     offset = part.stat().st_size if part.is_file() else 0
     if size is not None and offset > size:
@@ -214,12 +234,15 @@ def download(url: str, dest: str | Path, *, timeout: float = 60.0, on_bytes: Cal
     if size is not None and got != size:
         if got > size:
             part.unlink()
-        raise FetchError(f"{url}: size mismatch, received {got} bytes, server announced {size}"
-                         + ("; run again to resume" if got < size else ""))
+        raise FetchError(
+            f"{url}: size mismatch, received {got} bytes, server announced {size}"
+            + ("; run again to resume" if got < size else "")
+        )
     if sha256 is not None and (digest := sha256_file(part)) != sha256.lower():
         part.unlink()
-        raise FetchError(f"{dest.name}: SHA-256 mismatch (got {digest[:12]}..., expected {sha256[:12]}...); "
-                         f"not saved (from {url})")
+        raise FetchError(
+            f"{dest.name}: SHA-256 mismatch (got {digest[:12]}..., expected {sha256[:12]}...); not saved (from {url})"
+        )
     os.replace(part, dest)
     return status
 
@@ -236,18 +259,28 @@ def _stream(resp, part: Path, offset: int, url: str, on_bytes) -> None:
                 written += len(chunk)
                 if on_bytes:
                     on_bytes(len(chunk))
-        except (OSError, TimeoutError, socket.timeout, urllib.error.URLError) as exc:
+        except (OSError, TimeoutError, urllib.error.URLError) as exc:
             fh.flush()
-            raise FetchError(f"{url}: connection lost after {written} bytes ({type(exc).__name__}); "
-                             "run again to resume") from None
+            raise FetchError(
+                f"{url}: connection lost after {written} bytes ({type(exc).__name__}); run again to resume"
+            ) from None
         except Exception as exc:  # http.client.IncompleteRead and friends
             fh.flush()
-            raise FetchError(f"{url}: transfer broke off after {written} bytes ({type(exc).__name__}); "
-                             "run again to resume") from None
+            raise FetchError(
+                f"{url}: transfer broke off after {written} bytes ({type(exc).__name__}); run again to resume"
+            ) from None
 
 
-def fetch(catalog: Catalog, dest: str | Path, *, base_url: str = DEFAULT_BASE_URL, labels: bool = False, timeout: float = 60.0,
-          reporter: Reporter | None = None, overwrite: bool = False) -> FetchReport:
+def fetch(
+    catalog: Catalog,
+    dest: str | Path,
+    *,
+    base_url: str = DEFAULT_BASE_URL,
+    labels: bool = False,
+    timeout: float = 60.0,
+    reporter: Reporter | None = None,
+    overwrite: bool = False,
+) -> FetchReport:
     """Download the raw frames (and labels) of a catalog subset into the published layout.
 
     Parameters
@@ -327,8 +360,9 @@ def write_fetched_catalog(catalog: Catalog, dest: str | Path) -> Path:
         try:
             old = Catalog.read(path)
         except CatalogError as exc:
-            raise FetchError(f"{path}: an earlier catalog is in the way and cannot be read ({exc}); "
-                             "move it away and run again") from None
+            raise FetchError(
+                f"{path}: an earlier catalog is in the way and cannot be read ({exc}); move it away and run again"
+            ) from None
         new_keys = set(zip(catalog.df["folder"], catalog.df["file"]))
         keep = [k not in new_keys for k in zip(old.df["folder"], old.df["file"])]
         merged = pd.concat([old.to_published().loc[keep], catalog.to_published()], ignore_index=True)

@@ -31,8 +31,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """HRTEM nanoparticle segmentation under dataset shift."""
 
 
@@ -68,8 +71,7 @@ def main() -> None:
         sys.exit(1)
     except OSError as exc:  # a file-system refusal (permissions, disk full) is the user's to fix: one line
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        Console(stderr=True).print(f"[bold red]error:[/] {where}{exc.strerror or exc}", highlight=False,
-                                   soft_wrap=True)
+        Console(stderr=True).print(f"[bold red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         Console(stderr=True).print("[yellow]interrupted[/]")

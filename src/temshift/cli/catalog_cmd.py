@@ -21,8 +21,6 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
-
-
 def load_catalog(spec: str):
     """A catalog from a CSV path, or the packaged published table for 'published'."""
     from temshift.catalog import Catalog
@@ -32,9 +30,13 @@ def load_catalog(spec: str):
 
 @catalog_app.command("query")
 def query(
-    catalog: str = typer.Argument(..., help="Catalog CSV in the published schema, or 'published' for the packaged table."),
+    catalog: str = typer.Argument(
+        ..., help="Catalog CSV in the published schema, or 'published' for the packaged table."
+    ),
     where: list[str] = typer.Option(
-        [], "--where", "-w",
+        [],
+        "--where",
+        "-w",
         help="Condition FIELD=VALUE or FIELD=VALUE±TOL ('+-' works too); repeat to combine. "
         "Fields: normalized names (material, diameter_nm, dose_e_per_A2, pixel_scale_nm, session, ...) "
         "or the published column names.",
@@ -75,7 +77,7 @@ def summary(
     keys = ["date", "folder", "material", "diameter_nm", "dose_e_per_A2", "pixel_scale_nm"]
     groups = result.df.groupby(keys, sort=True).size().reset_index(name="frames")
     table = Table(title=f"{len(result)} frame(s) in {len(groups)} group(s)")
-    for k in keys + ["frames"]:
+    for k in [*keys, "frames"]:
         table.add_column(k, overflow="fold")
     for rec in groups.to_dict("records"):
         table.add_row(*(f"{v:g}" if isinstance(v, float) else str(v) for v in rec.values()))

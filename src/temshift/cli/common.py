@@ -33,6 +33,7 @@ def console(stderr: bool = False):
 # Checked before any work starts, so that a long run does not end in a traceback at its
 # first write.
 
+
 def _writable(folder) -> bool:
     """True when files can be created in `folder` (a probe file, since os.access lies to root)."""
     import os
@@ -113,6 +114,7 @@ def output_file(path, option: str = "--out"):
 
 
 # --- numeric options --------------------------------------------------------------------------
+
 
 def pixel_scale_option(value):
     """typer callback: a --pixel-scale within `temshift.units.PIXEL_SCALE_RANGE_NM` (None passes)."""

@@ -16,24 +16,32 @@ dataset_app = typer.Typer(
 app.add_typer(dataset_app, name="dataset")
 
 
-
-
 @dataset_app.command("build")
 def build(
     catalog: Path = typer.Argument(..., help="Catalog CSV in the published schema."),
     name: str = typer.Option(..., "--name", help="Dataset name (stored in the file)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output HDF5 file (written atomically)."),
-    root: Path = typer.Option(None, "--root", help="Repository root with <folder>/<file>; default: the catalog's folder."),
+    root: Path = typer.Option(
+        None, "--root", help="Repository root with <folder>/<file>; default: the catalog's folder."
+    ),
     where: list[str] = typer.Option(
-        None, "--where", "-w", help="Condition FIELD=VALUE or FIELD=VALUE±TOL (or +-), repeatable, e.g. dose_e_per_A2=423±20."
+        None,
+        "--where",
+        "-w",
+        help="Condition FIELD=VALUE or FIELD=VALUE±TOL (or +-), repeatable, e.g. dose_e_per_A2=423±20.",
     ),
     patch_size: int = typer.Option(512, "--patch-size", min=8, help="Patch side in pixels."),
     seed: int = typer.Option(34522, "--seed", min=0, help="Frame shuffle seed (numpy default_rng)."),
     rescale: str = typer.Option("standardize", "--rescale", metavar="METHOD", parser=rescale_name, help=RESCALE_HELP),
-    xray_threshold: float = typer.Option(1500.0, "--xray-threshold", help="X-ray threshold above the median (counts); 0 skips."),
+    xray_threshold: float = typer.Option(
+        1500.0, "--xray-threshold", help="X-ray threshold above the median (counts); 0 skips."
+    ),
     flatfield: bool = typer.Option(True, "--flatfield/--no-flatfield", help="Flat-field correction."),
     min_particle_pixels: float = typer.Option(
-        None, "--min-particle-pixels", min=0, help="Drop patches with this many particle pixels or fewer; default 400*(patch/512)^2."
+        None,
+        "--min-particle-pixels",
+        min=0,
+        help="Drop patches with this many particle pixels or fewer; default 400*(patch/512)^2.",
     ),
     workers: int = typer.Option(None, "--workers", min=1, help="Frames processed concurrently (default min(4, CPUs))."),
 ) -> None:
@@ -59,8 +67,7 @@ def build(
             name=name,
             where=parse_where(where or []),
             preprocess=PreprocessSettings(
-                xray_threshold=xray_threshold if xray_threshold > 0 else None, flatfield=flatfield,
-                rescale=rescale
+                xray_threshold=xray_threshold if xray_threshold > 0 else None, flatfield=flatfield, rescale=rescale
             ),
             patch_size=patch_size,
             seed=seed,
@@ -69,8 +76,9 @@ def build(
     except ValidationError as exc:
         err = exc.errors()[0]
         raise SpecError(f"invalid dataset setting {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    path = build_dataset(cat, root if root is not None else catalog.parent, spec, out, workers=workers,
-                         reporter=RichReporter())
+    path = build_dataset(
+        cat, root if root is not None else catalog.parent, spec, out, workers=workers, reporter=RichReporter()
+    )
     print_summary(path, Console())
 
 

@@ -8,12 +8,22 @@ from typing import Any
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import (FRAME_HELP, SUM_HELP, console, frame_choice, output_dir, output_file,
-                                 pixel_scale_option, positive_option)
+from temshift.cli.common import (
+    FRAME_HELP,
+    SUM_HELP,
+    console,
+    frame_choice,
+    output_dir,
+    output_file,
+    pixel_scale_option,
+    positive_option,
+)
 
-_MODEL_HELP = ("Model: temshift checkpoint (model.pt), released *_model.h5 weights, a run directory (all model.pt below "
-               "it form an ensemble), zoo:auto (per frame, the nearest released training set; see `temshift zoo`), or "
-               "generalist (the model shipped in the package, see `temshift pretrain`).")
+_MODEL_HELP = (
+    "Model: temshift checkpoint (model.pt), released *_model.h5 weights, a run directory (all model.pt below "
+    "it form an ensemble), zoo:auto (per frame, the nearest released training set; see `temshift zoo`), or "
+    "generalist (the model shipped in the package, see `temshift pretrain`)."
+)
 _ZOO_HELP = "Local zoo folder for zoo:auto (default: $TEMSHIFT_ZOO, else ~/.cache/temshift/zoo)."
 
 
@@ -34,8 +44,11 @@ def _risk_table(reports, title: str):
         table.add_column("mask quality")
     for r in reports:
         # batch findings are printed once below the table (see _print_batches)
-        own = r.messages(("shift",)) + (["(+ batch findings)"] if r.messages(("batch",)) else []) + \
-            [f"[dim]{m}[/]" for m in r.not_compared]
+        own = (
+            r.messages(("shift",))
+            + (["(+ batch findings)"] if r.messages(("batch",)) else [])
+            + [f"[dim]{m}[/]" for m in r.not_compared]
+        )
         row = [r.frame, f"[{colour[r.level]}]{r.level}[/]", "\n".join(own) or "-"]
         table.add_row(*row, *(["\n".join(r.doubts) or "-"] if doubts else []))
     return table
@@ -52,16 +65,19 @@ def _print_frame(con: Any, p: Any) -> None:
     if p.error:
         con.print(f"[bold red]failed:[/] {p.error}", highlight=False, soft_wrap=True)
     elif p.refused:
-        con.print(f"[bold red]refused:[/] {p.name}: high risk, no mask written ({'; '.join(p.report.reasons)})",
-                  highlight=False)
+        con.print(
+            f"[bold red]refused:[/] {p.name}: high risk, no mask written ({'; '.join(p.report.reasons)})",
+            highlight=False,
+        )
 
 
 def _exit_if_failed(console: Any, failed: list[str], n_frames: int) -> None:
     """After the outputs of the good frames are written: list the failed frames, exit 1."""
     if not failed:
         return
-    console.print(f"[bold red]{len(failed)} of {n_frames} frame(s) failed[/] (the others' outputs are written):",
-                  highlight=False)
+    console.print(
+        f"[bold red]{len(failed)} of {n_frames} frame(s) failed[/] (the others' outputs are written):", highlight=False
+    )
     for line in failed:
         console.print(f"  {line}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
@@ -74,8 +90,10 @@ def _print_batches(console: Any, predictions: list[Any]) -> None:
         bad = [f.message for f in batch.findings if f.level != "low"]
         if bad:
             cond = batch.conditions
-            console.print(f"[yellow]batch of {len(batch.frames)} frames{f' ({cond})' if cond else ''}:[/] "
-                          + "; ".join(bad), highlight=False)
+            console.print(
+                f"[yellow]batch of {len(batch.frames)} frames{f' ({cond})' if cond else ''}:[/] " + "; ".join(bad),
+                highlight=False,
+            )
 
 
 def _report(predictions: list[Any], title: str, con: Any, n_frames: int) -> None:
@@ -93,33 +111,78 @@ def predict(
     model: Path = typer.Argument(..., help=_MODEL_HELP),
     frames: list[Path] = typer.Argument(..., help="Raw frames (.dm3, .dm4, .emd, .ser/.emi, .tif, .png, .jpg, .npy)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    pixel_scale: float = typer.Option(None, "--pixel-scale", callback=pixel_scale_option, help="Frame pixel scale, nm/pixel, 0.001-10 (default: file metadata, then catalog)."),
-    dose: float = typer.Option(None, "--dose", callback=positive_option, help="Frame dose, e/A^2 (default: catalog), for shift warnings."),
-    ensemble: list[Path] = typer.Option(None, "--ensemble", help="More models or run directories; probabilities are averaged. Repeatable."),
-    save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write the particle probability map (float32 TIFF)."),
-    rescale: bool = typer.Option(True, "--rescale/--no-rescale", help="Resample frames to the model's training pixel scale."),
-    noise_match: bool = typer.Option(True, "--noise-match/--no-noise-match", help="After resampling, restore the pixel noise a detector at the training scale records (see docs)."),
+    pixel_scale: float = typer.Option(
+        None,
+        "--pixel-scale",
+        callback=pixel_scale_option,
+        help="Frame pixel scale, nm/pixel, 0.001-10 (default: file metadata, then catalog).",
+    ),
+    dose: float = typer.Option(
+        None, "--dose", callback=positive_option, help="Frame dose, e/A^2 (default: catalog), for shift warnings."
+    ),
+    ensemble: list[Path] = typer.Option(
+        None, "--ensemble", help="More models or run directories; probabilities are averaged. Repeatable."
+    ),
+    save_probabilities: bool = typer.Option(
+        False, "--save-probabilities", help="Also write the particle probability map (float32 TIFF)."
+    ),
+    rescale: bool = typer.Option(
+        True, "--rescale/--no-rescale", help="Resample frames to the model's training pixel scale."
+    ),
+    noise_match: bool = typer.Option(
+        True,
+        "--noise-match/--no-noise-match",
+        help="After resampling, restore the pixel noise a detector at the training scale records (see docs).",
+    ),
     strict: bool = typer.Option(False, "--strict", help="Write no mask for high-risk frames (exit code 2 if any)."),
     particles: bool = typer.Option(True, "--particles/--no-particles", help="Particle tables and size histogram."),
-    watershed: bool = typer.Option(False, "--watershed", help="Split touching particles (watershed on the distance transform)."),
-    catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV to look frames up by file name (default: the published one)."),
-    dataset: Path = typer.Option(None, "--train-dataset", help="Training dataset file, when the model does not carry its statistics."),
-    tile: int = typer.Option(2048, "--tile", min=272, help="Largest tile edge, pixels, at least 272 = 2 x overlap + 16 (larger tiles waste less on overlap, need more memory)."),
+    watershed: bool = typer.Option(
+        False, "--watershed", help="Split touching particles (watershed on the distance transform)."
+    ),
+    catalog: Path = typer.Option(
+        None, "--catalog", help="Catalog CSV to look frames up by file name (default: the published one)."
+    ),
+    dataset: Path = typer.Option(
+        None, "--train-dataset", help="Training dataset file, when the model does not carry its statistics."
+    ),
+    tile: int = typer.Option(
+        2048,
+        "--tile",
+        min=272,
+        help="Largest tile edge, pixels, at least 272 = 2 x overlap + 16 (larger tiles waste less on overlap, need more memory).",
+    ),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Tiles per forward pass."),
-    threads: int = typer.Option(None, "--threads", min=1, help="Torch CPU threads (default: torch's; 1 is faster on a busy machine)."),
+    threads: int = typer.Option(
+        None, "--threads", min=1, help="Torch CPU threads (default: torch's; 1 is faster on a busy machine)."
+    ),
     frame_index: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
     sum_frames: bool = typer.Option(False, "--sum", help=SUM_HELP),
     zoo_dir: Path = typer.Option(None, "--zoo-dir", help=_ZOO_HELP),
-    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average each model over the 8 dihedral variants (8x the time); with it or an ensemble, also a per-pixel SD map (<stem>_std.tif) and per-particle confidence."),
+    tta: bool = typer.Option(
+        False,
+        "--tta",
+        help="Test-time augmentation: average each model over the 8 dihedral variants (8x the time); with it or an ensemble, also a per-pixel SD map (<stem>_std.tif) and per-particle confidence.",
+    ),
 ):
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""
     from temshift.predict.batch import PredictSettings, predict_frames
     from temshift.predict.outputs import FrameWriter, write_batch_outputs
 
-    settings = PredictSettings(pixel_scale_nm=pixel_scale, dose_e_per_A2=dose, frame=frame_choice(frame_index, sum_frames),
-                               rescale=rescale, match_noise=noise_match, tile=tile, batch_size=batch_size, tta=tta,
-                               strict=strict, particles=particles, watershed=watershed,
-                               save_probabilities=save_probabilities, threads=threads)
+    settings = PredictSettings(
+        pixel_scale_nm=pixel_scale,
+        dose_e_per_A2=dose,
+        frame=frame_choice(frame_index, sum_frames),
+        rescale=rescale,
+        match_noise=noise_match,
+        tile=tile,
+        batch_size=batch_size,
+        tta=tta,
+        strict=strict,
+        particles=particles,
+        watershed=watershed,
+        save_probabilities=save_probabilities,
+        threads=threads,
+    )
     output_dir(out)
     con = _console()
 
@@ -128,12 +191,30 @@ def predict(
         writer.submit(p)
 
     with FrameWriter(out, settings) as writer:
-        preds = predict_frames(model, frames, settings, catalog=catalog, ensemble=ensemble, zoo_dir=zoo_dir,
-                               train_dataset=dataset, status=con.status, on_frame=on_frame, keep_arrays=False)
-        write_batch_outputs(preds, out, settings, frame_writer=writer,
-                            inputs={"models": [str(model), *map(str, ensemble or [])],
-                                    "catalog": str(catalog) if catalog else "published catalog",
-                                    "train_dataset": dataset, "zoo_dir": zoo_dir})
+        preds = predict_frames(
+            model,
+            frames,
+            settings,
+            catalog=catalog,
+            ensemble=ensemble,
+            zoo_dir=zoo_dir,
+            train_dataset=dataset,
+            status=con.status,
+            on_frame=on_frame,
+            keep_arrays=False,
+        )
+        write_batch_outputs(
+            preds,
+            out,
+            settings,
+            frame_writer=writer,
+            inputs={
+                "models": [str(model), *map(str, ensemble or [])],
+                "catalog": str(catalog) if catalog else "published catalog",
+                "train_dataset": dataset,
+                "zoo_dir": zoo_dir,
+            },
+        )
     _report(preds, f"dataset-shift risk ({out / 'risk.json'})", con, len(frames))
     refused = [p for p in preds if p.refused]
     if refused:
@@ -145,12 +226,25 @@ def predict(
 def check(
     model: Path = typer.Argument(..., help=_MODEL_HELP),
     frames: list[Path] = typer.Argument(..., help="Raw frames."),
-    pixel_scale: float = typer.Option(None, "--pixel-scale", callback=pixel_scale_option, help="Frame pixel scale, nm/pixel, 0.001-10 (default: file metadata, then catalog)."),
+    pixel_scale: float = typer.Option(
+        None,
+        "--pixel-scale",
+        callback=pixel_scale_option,
+        help="Frame pixel scale, nm/pixel, 0.001-10 (default: file metadata, then catalog).",
+    ),
     dose: float = typer.Option(None, "--dose", callback=positive_option, help="Frame dose, e/A^2 (default: catalog)."),
-    rescale: bool = typer.Option(True, "--rescale/--no-rescale", help="Assume frames are resampled to the training pixel scale."),
-    noise_match: bool = typer.Option(True, "--noise-match/--no-noise-match", help="Assume resampled frames get the training scale's pixel noise back."),
+    rescale: bool = typer.Option(
+        True, "--rescale/--no-rescale", help="Assume frames are resampled to the training pixel scale."
+    ),
+    noise_match: bool = typer.Option(
+        True,
+        "--noise-match/--no-noise-match",
+        help="Assume resampled frames get the training scale's pixel noise back.",
+    ),
     catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV to look frames up by file name."),
-    dataset: Path = typer.Option(None, "--train-dataset", help="Training dataset file, when the model does not carry its statistics."),
+    dataset: Path = typer.Option(
+        None, "--train-dataset", help="Training dataset file, when the model does not carry its statistics."
+    ),
     json_out: Path = typer.Option(None, "--json", help="Also write the full report (findings, statistics) as JSON."),
     zoo_dir: Path = typer.Option(None, "--zoo-dir", help=_ZOO_HELP),
     frame_index: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
@@ -162,13 +256,25 @@ def check(
     from temshift.io.atomic import atomic_write_text
     from temshift.predict.batch import PredictSettings, check_frames
 
-    settings = PredictSettings(pixel_scale_nm=pixel_scale, dose_e_per_A2=dose, frame=frame_choice(frame_index, sum_frames),
-                               rescale=rescale, match_noise=noise_match)
+    settings = PredictSettings(
+        pixel_scale_nm=pixel_scale,
+        dose_e_per_A2=dose,
+        frame=frame_choice(frame_index, sum_frames),
+        rescale=rescale,
+        match_noise=noise_match,
+    )
     if json_out:
         output_file(json_out, "--json")
     con = _console()
-    preds = check_frames(model, frames, settings, catalog=catalog, zoo_dir=zoo_dir, train_dataset=dataset,
-                         on_frame=lambda p: _print_frame(con, p))
+    preds = check_frames(
+        model,
+        frames,
+        settings,
+        catalog=catalog,
+        zoo_dir=zoo_dir,
+        train_dataset=dataset,
+        on_frame=lambda p: _print_frame(con, p),
+    )
     if json_out:
         atomic_write_text(json_out, json.dumps([p.report.to_dict() for p in preds if p.report is not None], indent=2))
     _report(preds, "dataset-shift risk", con, len(frames))
@@ -176,17 +282,22 @@ def check(
 
 @app.command("fetch")
 def fetch(
-    where: list[str] = typer.Option(None, "--where", "-w", help="Condition FIELD=VALUE or FIELD=VALUE±TOL, repeatable (e.g. material=Ag)."),
+    where: list[str] = typer.Option(
+        None, "--where", "-w", help="Condition FIELD=VALUE or FIELD=VALUE±TOL, repeatable (e.g. material=Ag)."
+    ),
     dest: Path = typer.Option(..., "--dest", help="Local repository root (published layout <Folder>/<File name>)."),
     labels: bool = typer.Option(False, "--labels", help="Also download <Folder>/Labels/<stem>_label.png."),
     base_url: str = typer.Option(None, "--base-url", help="Repository URL (default: the paper's raw-data portal)."),
     catalog: Path = typer.Option(None, "--catalog", help="Catalog CSV (default: the published one)."),
     timeout: float = typer.Option(60.0, "--timeout", callback=positive_option, help="Network timeout, seconds."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace local files whose size differs from the server's."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace local files whose size differs from the server's."
+    ),
 ):
     """Download raw frames (and labels) of a catalog subset; resumes, skips complete files, writes DEST/catalog.csv."""
     from temshift.catalog import Catalog, parse_where
-    from temshift.catalog.fetch import DEFAULT_BASE_URL, fetch as run_fetch
+    from temshift.catalog.fetch import DEFAULT_BASE_URL
+    from temshift.catalog.fetch import fetch as run_fetch
     from temshift.cli.progress import RichReporter
 
     output_dir(dest, "--dest")
@@ -195,8 +306,17 @@ def fetch(
     if cond:
         cat = cat.query(**cond)
     con = _console()
-    report = run_fetch(cat, dest, base_url=base_url or DEFAULT_BASE_URL, labels=labels, timeout=timeout,
-                       reporter=RichReporter(con), overwrite=overwrite)
-    con.print(f"{len(report.downloaded)} downloaded, {len(report.resumed)} resumed, {len(report.skipped)} already "
-              f"complete ({report.bytes_downloaded / 1e6:.1f} MB) in {dest}; catalog: {report.catalog_path}",
-              highlight=False)
+    report = run_fetch(
+        cat,
+        dest,
+        base_url=base_url or DEFAULT_BASE_URL,
+        labels=labels,
+        timeout=timeout,
+        reporter=RichReporter(con),
+        overwrite=overwrite,
+    )
+    con.print(
+        f"{len(report.downloaded)} downloaded, {len(report.resumed)} resumed, {len(report.skipped)} already "
+        f"complete ({report.bytes_downloaded / 1e6:.1f} MB) in {dest}; catalog: {report.catalog_path}",
+        highlight=False,
+    )

@@ -16,9 +16,13 @@ def preprocess(
     frames: list[Path] = typer.Argument(..., help="Raw frames (.dm3 .dm4 .emd .ser/.emi .tif .tiff .png .jpg .npy)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for <stem>.npy and <stem>.json."),
     xray_threshold: float = typer.Option(
-        1500.0, "--xray-threshold", help="Counts above the frame median that mark an x-ray spike; 0 or less skips the step."
+        1500.0,
+        "--xray-threshold",
+        help="Counts above the frame median that mark an x-ray spike; 0 or less skips the step.",
     ),
-    flatfield: bool = typer.Option(True, "--flatfield/--no-flatfield", help="Divide by a fitted Bernstein (2,2) background."),
+    flatfield: bool = typer.Option(
+        True, "--flatfield/--no-flatfield", help="Divide by a fitted Bernstein (2,2) background."
+    ),
     rescale: str = typer.Option("standardize", "--rescale", metavar="METHOD", parser=rescale_name, help=RESCALE_HELP),
     frame_index: int = typer.Option(None, "--frame", min=0, help=FRAME_HELP),
     sum_frames: bool = typer.Option(False, "--sum", help=SUM_HELP),
@@ -54,9 +58,8 @@ def preprocess(
         with named(path):
             img = preprocess_frame(frame.data, settings)
         target = out / f"{path.stem}.npy"
-        with atomic_path(target) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, img)
+        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, img)
         sidecar = {
             "source": str(path),
             "shape": list(img.shape),

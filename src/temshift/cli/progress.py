@@ -16,8 +16,16 @@ def graph_table(status: GraphStatus) -> Any:
     for col in ("stage", "total", "cached", "done", "running", "queued", "failed", "skipped"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for s in status.stages:
-        table.add_row(s.stage, str(s.total), str(s.cached), str(s.done), str(s.running), str(s.queued),
-                      f"[red]{s.failed}[/]" if s.failed else "0", f"[yellow]{s.skipped}[/]" if s.skipped else "0")
+        table.add_row(
+            s.stage,
+            str(s.total),
+            str(s.cached),
+            str(s.done),
+            str(s.running),
+            str(s.queued),
+            f"[red]{s.failed}[/]" if s.failed else "0",
+            f"[yellow]{s.skipped}[/]" if s.skipped else "0",
+        )
     if status.running:
         table.caption = "running: " + "; ".join(status.running[:4])
         table.caption_justify = "left"
@@ -26,8 +34,10 @@ def graph_table(status: GraphStatus) -> Any:
 
 def graph_line(status: GraphStatus) -> str:
     """A task-graph snapshot as one line: finished / total per kind and the elapsed time."""
-    parts = [f"{s.stage} {s.cached + s.done}/{s.total}" + (f" ({s.running} running)" if s.running else "")
-             for s in status.stages]
+    parts = [
+        f"{s.stage} {s.cached + s.done}/{s.total}" + (f" ({s.running} running)" if s.running else "")
+        for s in status.stages
+    ]
     return f"{status.title}: " + ", ".join(parts) + f"  elapsed {format_seconds(status.elapsed_s)}"
 
 
@@ -49,14 +59,34 @@ class RichReporter:
         self._live_job: str | None = None
 
     def _columns(self, unit: str) -> tuple:
-        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         if unit == "bytes":
-            return (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[note]}"))
-        return (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"))
+            return (
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[note]}"),
+            )
+        return (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[note]}"),
+        )
 
     def start(self, job: str, total: float | None = None, *, completed: float = 0.0, unit: str = "") -> None:
         from rich.progress import Progress
@@ -79,8 +109,9 @@ class RichReporter:
         if self._live is None:
             from rich.live import Live
 
-            self._live = Live(view, console=self.console, refresh_per_second=2 if self.graph == "table" else 1,
-                              transient=False)
+            self._live = Live(
+                view, console=self.console, refresh_per_second=2 if self.graph == "table" else 1, transient=False
+            )
             self._live.start()
             self._live_job = job
         else:

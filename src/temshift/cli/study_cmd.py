@@ -8,10 +8,12 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import console as _console, output_dir
+from temshift.cli.common import console as _console
+from temshift.cli.common import output_dir
 
-study_app = typer.Typer(help="Generalization studies: the paper's experiments as a Dask task graph.",
-                        no_args_is_help=True)
+study_app = typer.Typer(
+    help="Generalization studies: the paper's experiments as a Dask task graph.", no_args_is_help=True
+)
 app.add_typer(study_app, name="study")
 
 
@@ -21,8 +23,6 @@ class ScaleName(str, Enum):
     paper = "paper"
 
 
-
-
 @study_app.command("run")
 def run(
     spec: str = typer.Argument(..., help="Preset name (dose, flatfield, ..., all) or a study TOML file."),
@@ -30,8 +30,9 @@ def run(
     scale: ScaleName = typer.Option(None, "--scale", help="ci | quick | paper (default: the spec's, quick)."),
     workers: int = typer.Option(None, "--workers", "-w", min=1, help="Local Dask workers (default: one per core)."),
     scheduler: str = typer.Option(None, "--scheduler", help="Use a running Dask scheduler, tcp://HOST:PORT."),
-    connect_timeout: float = typer.Option(10.0, "--connect-timeout", min=0.1,
-                                          help="Seconds to wait for --scheduler to answer and to have a worker."),
+    connect_timeout: float = typer.Option(
+        10.0, "--connect-timeout", min=0.1, help="Seconds to wait for --scheduler to answer and to have a worker."
+    ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress view."),
 ) -> None:
     """Run a study: simulate/build data, build datasets, train fold models, evaluate, report."""
@@ -43,12 +44,21 @@ def run(
         raise SpecError("give either --workers or --scheduler, not both")
     output_dir(out)
     console = _console()
-    result = run_study(spec, out, scale=scale.value if scale else None, workers=workers, scheduler=scheduler,
-                       reporter=None if no_progress else RichReporter(console), connect_timeout_s=connect_timeout)
+    result = run_study(
+        spec,
+        out,
+        scale=scale.value if scale else None,
+        workers=workers,
+        scheduler=scheduler,
+        reporter=None if no_progress else RichReporter(console),
+        connect_timeout_s=connect_timeout,
+    )
     o = result.outcome
-    console.print(f"{len(result.plan.tasks)} tasks: {len(o.cached)} cached, "
-                  f"{len(o.records) - len(o.cached)} run, {len(o.failed)} failed, {len(o.skipped)} skipped "
-                  f"in {o.seconds:.1f} s (+ {result.aggregate_s:.1f} s aggregation)")
+    console.print(
+        f"{len(result.plan.tasks)} tasks: {len(o.cached)} cached, "
+        f"{len(o.records) - len(o.cached)} run, {len(o.failed)} failed, {len(o.skipped)} skipped "
+        f"in {o.seconds:.1f} s (+ {result.aggregate_s:.1f} s aggregation)"
+    )
     for key, err in o.failed.items():
         console.print(f"[red]failed[/] {result.plan.tasks[key].label}: {err.splitlines()[0]}", highlight=False)
     console.print(f"results: {result.study_dir / 'results.csv'}")
@@ -63,8 +73,9 @@ def show(
     spec: str = typer.Argument(..., help="Preset name or study TOML file."),
     scale: ScaleName = typer.Option(None, "--scale", help="ci | quick | paper (default: the spec's)."),
     out: Path = typer.Option(None, "--out", "-o", help="Study directory, to count tasks already done."),
-    workers: int = typer.Option(None, "--workers", "-w", min=1,
-                                help="Local workers assumed (estimate; training thread count)."),
+    workers: int = typer.Option(
+        None, "--workers", "-w", min=1, help="Local workers assumed (estimate; training thread count)."
+    ),
 ) -> None:
     """Print the resolved plan: datasets, experiments, task counts and an estimated time."""
     import os
@@ -84,18 +95,32 @@ def show(
     for name, key in plan.datasets.items():
         t = plan.tasks[key]
         pre = t.inputs["preprocess"]
-        ds.add_row(name, plan.spec.datasets[name].label or "", ", ".join(
-            f"{k}={v['value']}±{v['tol']}" if isinstance(v, dict) else f"{k}={v}" for k, v in t.inputs["where"].items()),
-            f"{pre.get('rescale')}{', flat-field' if pre.get('flatfield') else ''}", str(t.inputs["patch_size"]))
+        ds.add_row(
+            name,
+            plan.spec.datasets[name].label or "",
+            ", ".join(
+                f"{k}={v['value']}±{v['tol']}" if isinstance(v, dict) else f"{k}={v}"
+                for k, v in t.inputs["where"].items()
+            ),
+            f"{pre.get('rescale')}{', flat-field' if pre.get('flatfield') else ''}",
+            str(t.inputs["patch_size"]),
+        )
     console.print(ds)
     ex = Table(title="experiments", title_justify="left")
     for col in ("name", "kind", "train", "test", "variants", "models", "evaluations", "finding"):
         ex.add_column(col)
     for name, e in plan.spec.experiments.items():
         cells = [c for c in plan.cells if c.experiment == name]
-        ex.add_row(name, e.kind, str(len(e.train)), str(len(e.test_sets)),
-                   str(len({c.variant for c in cells})), str(len({c.train_key for c in cells})),
-                   str(len({c.eval_key for c in cells})), e.finding or "")
+        ex.add_row(
+            name,
+            e.kind,
+            str(len(e.train)),
+            str(len(e.test_sets)),
+            str(len({c.variant for c in cells})),
+            str(len({c.train_key for c in cells})),
+            str(len({c.eval_key for c in cells})),
+            e.finding or "",
+        )
     console.print(ex)
     tab = Table(title="tasks (shared tasks counted once)", title_justify="left")
     for col in ("stage", "tasks", "done", "est. s each"):
@@ -105,10 +130,13 @@ def show(
         tab.add_row(kind, str(n), str(n_done), f"{plan.scale.cost_s.get(kind, 1.0):g}")
     console.print(tab)
     n = workers or os.cpu_count() or 1
-    console.print(f"folds {plan.spec.folds or plan.scale.folds}; training {plan.scale.training} "
-                  f"(+ spec {plan.spec.training})")
-    console.print(f"estimated time with {n} worker(s): {format_seconds(plan.estimate_s(n, skip=done))} "
-                  f"(rough; the live view refines it from measured task times)")
+    console.print(
+        f"folds {plan.spec.folds or plan.scale.folds}; training {plan.scale.training} (+ spec {plan.spec.training})"
+    )
+    console.print(
+        f"estimated time with {n} worker(s): {format_seconds(plan.estimate_s(n, skip=done))} "
+        f"(rough; the live view refines it from measured task times)"
+    )
 
 
 @study_app.command("check")
@@ -145,15 +173,19 @@ def presets() -> None:
 @study_app.command("acceptance")
 def acceptance(
     study_dir: Path = typer.Argument(None, help="A finished study (omit with --from-scores)."),
-    from_scores: Path = typer.Option(None, "--from-scores", metavar="DIR",
-                                     help="Re-assess an earlier --out folder (frame_scores.csv, references.json) "
-                                          "without inference."),
+    from_scores: Path = typer.Option(
+        None,
+        "--from-scores",
+        metavar="DIR",
+        help="Re-assess an earlier --out folder (frame_scores.csv, references.json) without inference.",
+    ),
     experiment: str = typer.Option(None, "--experiment", help="Experiment name (default: the first)."),
     max_frames: int = typer.Option(None, "--max-frames", min=1, help="At most N frames per other test dataset."),
     folds: str = typer.Option(None, "--folds", help="Fold models to use, comma-separated (default: all trained)."),
     out: Path = typer.Option(None, "--out", help="Write frame_scores.csv, acceptance.json, references.json here."),
-    default_only: bool = typer.Option(False, "--default-only",
-                                      help="Score only the default mode (matching with noise restoration), 3x faster."),
+    default_only: bool = typer.Option(
+        False, "--default-only", help="Score only the default mode (matching with noise restoration), 3x faster."
+    ),
 ) -> None:
     """Score a finished study's models on whole frames (with and without pixel-scale matching) and its shift warnings.
 
@@ -172,9 +204,14 @@ def acceptance(
         scores = acc.read_scores(from_scores)
     elif study_dir is not None:
         chosen = None if folds in (None, "all") else _parse_folds(None, folds, 0)
-        scores = acc.study_frame_scores(study_dir, experiment, max_frames=max_frames, folds=chosen,
-                                        modes=acc.MODES[:1] if default_only else acc.MODES,
-                                        reporter=RichReporter(_console(stderr=True)))
+        scores = acc.study_frame_scores(
+            study_dir,
+            experiment,
+            max_frames=max_frames,
+            folds=chosen,
+            modes=acc.MODES[:1] if default_only else acc.MODES,
+            reporter=RichReporter(_console(stderr=True)),
+        )
     else:
         raise SpecError("give a study directory or --from-scores DIR")
     summary = acc.acceptance_summary(scores)

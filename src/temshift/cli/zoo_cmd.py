@@ -9,15 +9,21 @@ import typer
 from temshift.cli import app
 from temshift.cli.common import console
 
-zoo_app = typer.Typer(help="The authors' released models (MIT): list, download with SHA-256 check, pick by metadata.",
-                      no_args_is_help=True)
+zoo_app = typer.Typer(
+    help="The authors' released models (MIT): list, download with SHA-256 check, pick by metadata.",
+    no_args_is_help=True,
+)
 app.add_typer(zoo_app, name="zoo")
 
 
 @zoo_app.command("list")
 def list_models(
     folds: bool = typer.Option(False, "--folds", help="One line per model file instead of per training set."),
-    zoo_dir: Path = typer.Option(None, "--zoo-dir", help="Local zoo folder, to show what is pulled (default: $TEMSHIFT_ZOO, else ~/.cache/temshift/zoo)."),
+    zoo_dir: Path = typer.Option(
+        None,
+        "--zoo-dir",
+        help="Local zoo folder, to show what is pulled (default: $TEMSHIFT_ZOO, else ~/.cache/temshift/zoo).",
+    ),
 ):
     """Show the released models with their training metadata."""
     from rich.table import Table
@@ -32,21 +38,36 @@ def list_models(
         rows = [[m] for m in s.models] if folds else [s.models]
         for models in rows:
             have = sum(zoo.is_complete(m, folder) for m in models)
-            table.add_row(models[0].file if folds else s.name,
-                          str(models[0].fold) if folds else str(len(models)), s.material, f"{s.diameter_nm:g}",
-                          f"{s.pixel_scale_nm:g}", f"{s.dose_e_per_A2:g}", s.session or "-",
-                          "yes" if have == len(models) else f"{have}/{len(models)}" if have else "-")
+            table.add_row(
+                models[0].file if folds else s.name,
+                str(models[0].fold) if folds else str(len(models)),
+                s.material,
+                f"{s.diameter_nm:g}",
+                f"{s.pixel_scale_nm:g}",
+                f"{s.dose_e_per_A2:g}",
+                s.session or "-",
+                "yes" if have == len(models) else f"{have}/{len(models)}" if have else "-",
+            )
     con = console()
     con.print(table)
-    con.print(f"{len(zoo.manifest())} of the 50 released models are listed (only files whose SHA-256 is known); "
-              "`temshift zoo pull SET --dest DIR` downloads a set's folds.", highlight=False)
+    con.print(
+        f"{len(zoo.manifest())} of the 50 released models are listed (only files whose SHA-256 is known); "
+        "`temshift zoo pull SET --dest DIR` downloads a set's folds.",
+        highlight=False,
+    )
 
 
 @zoo_app.command("pull")
 def pull(
     names: list[str] = typer.Argument(..., help="Training sets (e.g. 5nmAu330kX423eUTC), model file names, or 'all'."),
-    dest: Path = typer.Option(None, "--dest", help="Folder to write to (default: the zoo folder, $TEMSHIFT_ZOO or ~/.cache/temshift/zoo)."),
-    base_url: str = typer.Option(None, "--base-url", help="URL of the folder holding the released files (default: the authors' GitHub repository)."),
+    dest: Path = typer.Option(
+        None, "--dest", help="Folder to write to (default: the zoo folder, $TEMSHIFT_ZOO or ~/.cache/temshift/zoo)."
+    ),
+    base_url: str = typer.Option(
+        None,
+        "--base-url",
+        help="URL of the folder holding the released files (default: the authors' GitHub repository).",
+    ),
     timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="Network timeout, seconds."),
 ):
     """Download released models, checking each file's SHA-256; complete files are skipped, partial ones resumed."""
@@ -59,8 +80,11 @@ def pull(
         con.print(f"{status:>10}  {m.file}", highlight=False)
 
     report = zoo.pull(names, folder, base_url=base_url or zoo.DEFAULT_BASE_URL, timeout=timeout, on_file=on_file)
-    con.print(f"{len(report.downloaded)} downloaded, {len(report.resumed)} resumed, {len(report.skipped)} already "
-              f"complete in {folder} (licence: {folder / 'LICENSE'})", highlight=False)
+    con.print(
+        f"{len(report.downloaded)} downloaded, {len(report.resumed)} resumed, {len(report.skipped)} already "
+        f"complete in {folder} (licence: {folder / 'LICENSE'})",
+        highlight=False,
+    )
 
 
 @zoo_app.command("pick")

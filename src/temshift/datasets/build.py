@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +64,9 @@ def _median(values) -> float:
     return float(np.median(v)) if v.size else float("nan")
 
 
-def build_dataset(catalog, root, spec: DatasetSpec, out_path, workers: int | None = None,
-                  reporter: Reporter | None = None) -> Path:
+def build_dataset(
+    catalog, root, spec: DatasetSpec, out_path, workers: int | None = None, reporter: Reporter | None = None
+) -> Path:
     """Build a dataset file from raw frames.
 
     Selects frames with ``catalog.query(**spec.where)``, shuffles them with ``spec.seed``,
@@ -121,10 +122,18 @@ def build_dataset(catalog, root, spec: DatasetSpec, out_path, workers: int | Non
         stack.callback(rep.stop, job)
         images = f.create_dataset("images", (0, p, p), np.float32, maxshape=(None, p, p), chunks=(1, p, p))
         labels = f.create_dataset(
-            "labels", (0, p, p), np.uint8, maxshape=(None, p, p), chunks=(1, p, p), compression="gzip", compression_opts=1
+            "labels",
+            (0, p, p),
+            np.uint8,
+            maxshape=(None, p, p),
+            chunks=(1, p, p),
+            compression="gzip",
+            compression_opts=1,
         )
         # closing(): on failure, stop the pool now (not when the traceback is freed)
-        results = stack.enter_context(contextlib.closing(map_ordered(lambda r: _process(sub, r, root, spec), rows, workers)))
+        results = stack.enter_context(
+            contextlib.closing(map_ordered(lambda r: _process(sub, r, root, spec), rows, workers))
+        )
         for res in results:
             n0, k = images.shape[0], len(res.patches)
             if k:
@@ -171,7 +180,7 @@ def _attrs(spec, sub, rows, scales, hi, hl, version, catalog) -> dict:
         "patch_size": spec.patch_size,
         "seed": spec.seed,
         "catalog": str(getattr(catalog, "source", "")),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

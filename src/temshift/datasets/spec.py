@@ -79,7 +79,7 @@ class DatasetSpec(BaseModel):
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> "DatasetSpec":
+    def from_json(cls, text: str) -> DatasetSpec:
         """Inverse of `to_json` (extra keys recorded alongside, e.g. medians, are ignored)."""
         data = json.loads(text)
         return cls(**{k: v for k, v in data.items() if k in cls.model_fields})

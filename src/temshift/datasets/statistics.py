@@ -173,7 +173,7 @@ def local_maxima(x: np.ndarray) -> np.ndarray:
 def noise_sd(tile: np.ndarray) -> float:
     """Immerkaer noise SD of a tile (robust, fringe-insensitive), same units as the tile."""
     t = np.asarray(tile, dtype=np.float64)
-    lap = (t[:-2] - 2 * t[1:-1] + t[2:])
+    lap = t[:-2] - 2 * t[1:-1] + t[2:]
     lap = lap[:, :-2] - 2 * lap[:, 1:-1] + lap[:, 2:]
     return float(1.4826 * np.median(np.abs(lap - np.median(lap))) / 6.0)
 
@@ -187,8 +187,12 @@ def tile_statistics(tile: np.ndarray, mask: np.ndarray | None = None) -> dict:
 
         m = np.asarray(mask) != 0
         near = binary_dilation(m, iterations=2)  # particles and pixels < 2 px from them
-    out = {"snr": _snr(t, mask, near=near), "median": float(np.median(t)), "logpower": radial_log_power(t),
-           "contrast": np.nan}
+    out = {
+        "snr": _snr(t, mask, near=near),
+        "median": float(np.median(t)),
+        "logpower": radial_log_power(t),
+        "contrast": np.nan,
+    }
     if m is not None:
         out["particle_fraction"] = float(m.mean())
         # as for training patches (docs/protocol.md, step 4), a tile counts only with enough particle
@@ -232,8 +236,9 @@ def summarize_tiles(stats: list[dict], n: int, baseline: np.ndarray | None = Non
     }
 
 
-def image_statistics(image: np.ndarray, mask: np.ndarray | None = None, *, tile: int = 512,
-                     max_tiles: int = 64) -> dict:
+def image_statistics(
+    image: np.ndarray, mask: np.ndarray | None = None, *, tile: int = 512, max_tiles: int = 64
+) -> dict:
     """Statistics of a preprocessed model-input image (see module docstring).
 
     Parameters
@@ -254,9 +259,12 @@ def image_statistics(image: np.ndarray, mask: np.ndarray | None = None, *, tile:
     """
     image = np.asarray(image, dtype=np.float32)
     t, origins = tile_origins(image.shape, tile, max_tiles)
-    stats = _map_tiles(lambda o: tile_statistics(image[o[0]:o[0] + t, o[1]:o[1] + t],
-                                                 None if mask is None else mask[o[0]:o[0] + t, o[1]:o[1] + t]),
-                       origins)
+    stats = _map_tiles(
+        lambda o: tile_statistics(
+            image[o[0] : o[0] + t, o[1] : o[1] + t], None if mask is None else mask[o[0] : o[0] + t, o[1] : o[1] + t]
+        ),
+        origins,
+    )
     return summarize_tiles(stats, t)
 
 
@@ -286,7 +294,7 @@ def noise_snr(image: np.ndarray, *, tile: int = 512, max_tiles: int = 64) -> flo
     """Median tile SNR of an image (the ``snr`` statistic alone)."""
     image = np.asarray(image, dtype=np.float32)
     t, origins = tile_origins(image.shape, tile, max_tiles)
-    return float(np.median(_map_tiles(lambda o: _snr(image[o[0]:o[0] + t, o[1]:o[1] + t]), origins)))
+    return float(np.median(_map_tiles(lambda o: _snr(image[o[0] : o[0] + t, o[1] : o[1] + t]), origins)))
 
 
 def _clipped_sd(v: np.ndarray) -> float:
@@ -326,12 +334,18 @@ def _spread(values) -> dict | None:
     if not len(v):
         return None
     med = float(np.median(v))
-    return {"median": med, "spread": float(1.4826 * np.median(np.abs(v - med))), "min": float(v.min()),
-            "max": float(v.max()), "n": int(len(v))}
+    return {
+        "median": med,
+        "spread": float(1.4826 * np.median(np.abs(v - med))),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": int(len(v)),
+    }
 
 
-def training_statistics(dataset_path: str | os.PathLike[str], *, max_frames: int = 32, patches_per_frame: int = 4,
-                        seed: int = 0) -> TrainingStatistics:
+def training_statistics(
+    dataset_path: str | os.PathLike[str], *, max_frames: int = 32, patches_per_frame: int = 4, seed: int = 0
+) -> TrainingStatistics:
     """Statistics of a training dataset, for the model to carry.
 
     Parameters
@@ -386,17 +400,24 @@ def training_statistics(dataset_path: str | os.PathLike[str], *, max_frames: int
         baseline = np.median(np.array([t["logpower"] for t in all_tiles])[low], axis=0)
     per_frame = [summarize_tiles(tiles, n, baseline) for tiles in frame_tiles]
     overall = summarize_tiles(all_tiles, n, baseline)
-    return TrainingStatistics.model_validate(jsonable({
-        "version": STATS_VERSION, "tile": n,
-        "pixel_scale_nm": positive_or_none(ds.pixel_scale_nm),
-        "dose_e_per_A2": positive_or_none(ds.dose_e_per_A2),
-        "fringe_peaks": overall["fringe_peaks"],
-        "fringe_period_px": _spread(f["fringe_period_px"] for f in per_frame),
-        "snr": _spread(f["snr"] for f in per_frame),
-        "median": _spread(f["median"] for f in per_frame),
-        "contrast": _spread(f["contrast"] for f in per_frame),
-        "n_frames": len(per_frame), "n_patches": len(all_tiles), "dataset": str(dataset_path),
-    }))
+    return TrainingStatistics.model_validate(
+        jsonable(
+            {
+                "version": STATS_VERSION,
+                "tile": n,
+                "pixel_scale_nm": positive_or_none(ds.pixel_scale_nm),
+                "dose_e_per_A2": positive_or_none(ds.dose_e_per_A2),
+                "fringe_peaks": overall["fringe_peaks"],
+                "fringe_period_px": _spread(f["fringe_period_px"] for f in per_frame),
+                "snr": _spread(f["snr"] for f in per_frame),
+                "median": _spread(f["median"] for f in per_frame),
+                "contrast": _spread(f["contrast"] for f in per_frame),
+                "n_frames": len(per_frame),
+                "n_patches": len(all_tiles),
+                "dataset": str(dataset_path),
+            }
+        )
+    )
 
 
 def spectral_roughness(patch: np.ndarray) -> float:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +175,11 @@ def _load_ours(path: Path) -> Dataset:
         if "provenance" in f and all(k in f["provenance"] for k in ("file", "row", "col")):
             g = f["provenance"]
             prov = pd.DataFrame(
-                {"file": g["file"].asstr()[()], "row": g["row"][()].astype(np.int64), "col": g["col"][()].astype(np.int64)}
+                {
+                    "file": g["file"].asstr()[()],
+                    "row": g["row"][()].astype(np.int64),
+                    "col": g["col"][()].astype(np.int64),
+                }
             )
         else:
             prov = pd.DataFrame({"file": [path.name] * len(images), "row": -1, "col": -1})
@@ -268,7 +273,7 @@ def import_published(path, out=None) -> Path:
     -------
     Path of the written file (validated: shapes, no NaNs, labels 0/1).
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from temshift import __version__
 
@@ -290,7 +295,7 @@ def import_published(path, out=None) -> Path:
         "pixel_scale_nm": float("nan"),
         "dose_e_per_A2": float(spec.get("dose_e_per_A2", float("nan"))),
         "patch_size": int(ds.images.shape[-1]),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return write_dataset_file(out, ds.images, ds.labels, ds.provenance, attrs)
 
@@ -316,8 +321,9 @@ def dataset_summary(path) -> dict:
         lab = f["labels"]
         out["labels"] = (tuple(lab.shape), str(lab.dtype))
         if out["labels"][0] != out["images"][0]:
-            raise DatasetError(f"{files[1]}: 'labels' has shape {out['labels'][0]}, 'images' "
-                               f"{out['images'][0]}; they must match")
+            raise DatasetError(
+                f"{files[1]}: 'labels' has shape {out['labels'][0]}, 'images' {out['images'][0]}; they must match"
+            )
         n = lab.shape[0]
         total = 0
         for i in range(0, n, 256):  # bounded memory on large files

@@ -24,8 +24,17 @@ if TYPE_CHECKING:
 CACHE_FILE = "evaluations.json"
 
 
-def evaluate_model(model: Any, images: np.ndarray, labels: np.ndarray, *, dihedral: bool = True, batch_size: int = 16,
-                   device: Any = None, bf16: bool = False, channels_last: bool | None = None) -> dict:
+def evaluate_model(
+    model: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    dihedral: bool = True,
+    batch_size: int = 16,
+    device: Any = None,
+    bf16: bool = False,
+    channels_last: bool | None = None,
+) -> dict:
     """Metrics of one model on patches.
 
     Parameters
@@ -63,11 +72,13 @@ def evaluate_model(model: Any, images: np.ndarray, labels: np.ndarray, *, dihedr
     sums = MetricSums()
     ks = range(N_VARIANTS) if dihedral else (0,)
     for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size], np.float32)).unsqueeze(1)
-        y = torch.from_numpy(np.ascontiguousarray(labels[start:start + batch_size])).long()
+        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size], np.float32)).unsqueeze(1)
+        y = torch.from_numpy(np.ascontiguousarray(labels[start : start + batch_size])).long()
         for k in ks:
-            sums.update(forward(model, variant(x, k), device=device, channels_last=channels_last, bf16=bf16),
-                        variant(y, k).to(device))
+            sums.update(
+                forward(model, variant(x, k), device=device, channels_last=channels_last, bf16=bf16),
+                variant(y, k).to(device),
+            )
     return sums.result()
 
 
@@ -80,9 +91,7 @@ def find_runs(paths) -> list[Path]:
 
     runs = []
     for p in map(Path, paths):
-        if p.is_file():
-            runs.append(p)
-        elif (p / "model.pt").is_file():
+        if p.is_file() or (p / "model.pt").is_file():
             runs.append(p)
         elif p.is_dir() and sorted(p.glob("*/model.pt")):
             runs.extend(m.parent for m in sorted(p.glob("*/model.pt")))
@@ -146,8 +155,16 @@ def _test_indices(meta: CheckpointMeta, info: PatchSource, same: bool, run: Path
     return test_block(n, meta.fold, meta.n_folds or 5)
 
 
-def evaluate_runs(run_dirs, dataset_path, *, dihedral: bool = True, batch_size: int = 16, device: str = "auto",
-                  threads: int | None = None, use_cache: bool = True):
+def evaluate_runs(
+    run_dirs,
+    dataset_path,
+    *,
+    dihedral: bool = True,
+    batch_size: int = 16,
+    device: str = "auto",
+    threads: int | None = None,
+    use_cache: bool = True,
+):
     """Evaluate fold runs on one or more datasets; one tidy row per (run, dataset).
 
     Parameters
@@ -176,8 +193,8 @@ def evaluate_runs(run_dirs, dataset_path, *, dihedral: bool = True, batch_size: 
     import pandas as pd
 
     from temshift.models.checkpoint import load_model
-    from temshift.models.unet import ModelConfig
     from temshift.models.runtime import resolve_device, set_threads
+    from temshift.models.unet import ModelConfig
     from temshift.training.data import load_patches
 
     set_threads(threads)
@@ -205,19 +222,31 @@ def evaluate_runs(run_dirs, dataset_path, *, dihedral: bool = True, batch_size: 
             if hit and hit.get("model_stamp") == stamp:
                 metrics = hit["metrics"]
             else:
-                metrics = evaluate_model(model.to(dev), images[idx], labels[idx], dihedral=dihedral,
-                                         batch_size=batch_size, device=dev)
+                metrics = evaluate_model(
+                    model.to(dev), images[idx], labels[idx], dihedral=dihedral, batch_size=batch_size, device=dev
+                )
                 if use_cache:
                     cache[key] = {"model_stamp": stamp, "same": same, "metrics": metrics}
                     _write_cache(run, cache)
             train_loss = math.nan if meta.train_loss_at_best is None else meta.train_loss_at_best
             val_loss = math.nan if meta.best_val_loss is None else meta.best_val_loss
-            rows.append({"run": str(run), "fold": meta.fold, "seed": meta.seed,
-                         "train_dataset": (meta.dataset.name if meta.dataset else None) or meta.file,
-                         "test_dataset": info.name, "test_path": info.path, "same_dataset": same,
-                         **{m: metrics[m] for m in METRICS}, "n_patches": metrics["n_patches"],
-                         "train_loss": train_loss, "val_loss": val_loss, "id_gap": val_loss - train_loss,
-                         "own_test_ce": _own_ce(run, cache if use_cache else {}, same, metrics)})
+            rows.append(
+                {
+                    "run": str(run),
+                    "fold": meta.fold,
+                    "seed": meta.seed,
+                    "train_dataset": (meta.dataset.name if meta.dataset else None) or meta.file,
+                    "test_dataset": info.name,
+                    "test_path": info.path,
+                    "same_dataset": same,
+                    **{m: metrics[m] for m in METRICS},
+                    "n_patches": metrics["n_patches"],
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "id_gap": val_loss - train_loss,
+                    "own_test_ce": _own_ce(run, cache if use_cache else {}, same, metrics),
+                }
+            )
     df = pd.DataFrame(rows)
     if len(df):
         own = df[df.same_dataset].set_index("run")["ce"]

@@ -196,9 +196,12 @@ def _read_image(path: Path) -> RawFrame:
         if (colour == colour[..., :1]).all():
             data = colour[..., 0]
         else:
-            warnings.warn(f"{path}: {mode} image with different colour channels, read as luminance "
-                          "0.299 R + 0.587 G + 0.114 B (a camera frame has one channel)", FrameReadWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"{path}: {mode} image with different colour channels, read as luminance "
+                "0.299 R + 0.587 G + 0.114 B (a camera frame has one channel)",
+                FrameReadWarning,
+                stacklevel=3,
+            )
             data = colour.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     axes = [{"name": "y"}, {"name": "x"}]  # PNG/JPEG carry no pixel size that temshift trusts
     return RawFrame(data, axes, 0)
@@ -216,8 +219,9 @@ def _read_npy(path: Path) -> RawFrame:
 FRAME_READERS: dict[str, FrameFormat] = {}
 
 
-def register_frame_reader(name: str, suffixes: tuple[str, ...], reader: Callable[[Path], RawFrame],
-                          description: str) -> FrameFormat:
+def register_frame_reader(
+    name: str, suffixes: tuple[str, ...], reader: Callable[[Path], RawFrame], description: str
+) -> FrameFormat:
     """Add a format to `FRAME_READERS` (a name or suffix already taken raises ValueError)."""
     suffixes = tuple(sfx.lower() for sfx in suffixes)
     taken = [sfx for sfx in suffixes if sfx in _FORMAT_OF]
@@ -236,8 +240,12 @@ def frame_suffixes() -> tuple[str, ...]:
 
 _FORMAT_OF: dict[str, FrameFormat] = {}  # suffix -> format, kept by register_frame_reader
 
-register_frame_reader("digitalmicrograph", (".dm3", ".dm4"), _rsciio_reader("rsciio.digitalmicrograph"),
-                      "Gatan DigitalMicrograph (RosettaSciIO)")
+register_frame_reader(
+    "digitalmicrograph",
+    (".dm3", ".dm4"),
+    _rsciio_reader("rsciio.digitalmicrograph"),
+    "Gatan DigitalMicrograph (RosettaSciIO)",
+)
 register_frame_reader("emd", (".emd",), _rsciio_reader("rsciio.emd"), "Velox / Berkeley EMD (RosettaSciIO)")
 register_frame_reader("tia", (".ser", ".emi"), _rsciio_reader("rsciio.tia"), "FEI TIA (RosettaSciIO)")
 register_frame_reader("tiff", (".tif", ".tiff"), _rsciio_reader("rsciio.tiff"), "TIFF (RosettaSciIO)")
@@ -251,8 +259,10 @@ def _describe(raw: RawFrame) -> str:
     if n_signal == 1:
         ax = raw.axes[-1]
         unit = ax.get("units") or "no unit"
-        return (f"a 1-D signal, not an image ({raw.data.shape[-1]} channels along "
-                f"{ax.get('name') or 'its axis'!r} in {unit}, e.g. a spectrum)")
+        return (
+            f"a 1-D signal, not an image ({raw.data.shape[-1]} channels along "
+            f"{ax.get('name') or 'its axis'!r} in {unit}, e.g. a spectrum)"
+        )
     return f"not a 2D image (shape {raw.data.shape})"
 
 
@@ -268,9 +278,12 @@ def _select(path: Path, raw: RawFrame, frame: int | str | None) -> np.ndarray:
     n = raw.data.shape[0]
     name = raw.axes[0].get("name") or "stack"
     if frame is None:
-        raise _fail(path, f"not a 2D image (shape {raw.data.shape}): a stack of {n} frames along {name!r}; "
-                    f"choose one with --frame K (0-{n - 1}, read_frame(frame=K)) or sum them with --sum "
-                    f"(read_frame(frame='sum'))")
+        raise _fail(
+            path,
+            f"not a 2D image (shape {raw.data.shape}): a stack of {n} frames along {name!r}; "
+            f"choose one with --frame K (0-{n - 1}, read_frame(frame=K)) or sum them with --sum "
+            f"(read_frame(frame='sum'))",
+        )
     if frame == "sum":
         return np.asarray(raw.data.sum(axis=0, dtype=np.float64))
     if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)) or not -n <= frame < n:
@@ -284,8 +297,11 @@ def _square_pixels(path: Path, data: np.ndarray, axes: list[dict[str, Any]]) -> 
     if sy is None and sx is None:
         return data, None
     if sy is None or sx is None:
-        warnings.warn(f"{path}: a pixel size is recorded for one axis only ({sy or sx:.5g} nm); "
-                      "pixel size taken as unknown", FrameReadWarning, stacklevel=3)
+        warnings.warn(
+            f"{path}: a pixel size is recorded for one axis only ({sy or sx:.5g} nm); pixel size taken as unknown",
+            FrameReadWarning,
+            stacklevel=3,
+        )
         return data, None
     if abs(sy - sx) <= SQUARE_PIXEL_TOLERANCE * max(sy, sx):
         return data, sx
@@ -294,9 +310,12 @@ def _square_pixels(path: Path, data: np.ndarray, axes: list[dict[str, Any]]) -> 
     fine = min(sy, sx)
     factors = (sy / fine, sx / fine)
     out = zoom(data.astype(np.float32), factors, order=1, mode="nearest", grid_mode=True)
-    warnings.warn(f"{path}: non-square pixels (y {sy:.5g} nm, x {sx:.5g} nm) resampled to square "
-                  f"{fine:.5g} nm pixels ({data.shape[0]}x{data.shape[1]} -> {out.shape[0]}x{out.shape[1]})",
-                  FrameReadWarning, stacklevel=3)
+    warnings.warn(
+        f"{path}: non-square pixels (y {sy:.5g} nm, x {sx:.5g} nm) resampled to square "
+        f"{fine:.5g} nm pixels ({data.shape[0]}x{data.shape[1]} -> {out.shape[0]}x{out.shape[1]})",
+        FrameReadWarning,
+        stacklevel=3,
+    )
     return out, fine
 
 

@@ -64,8 +64,12 @@ def read_label(path: str | os.PathLike[str], shape: tuple[int, int] | None = Non
     if mask.ndim == 3 and mask.shape[-1] in (3, 4):
         colour = mask[..., :3]
         if not (colour == colour[..., :1]).all():
-            warnings.warn(f"{path}: colour label (channels differ), read as particle wherever any of R, G, B "
-                          "is nonzero (alpha ignored)", LabelReadWarning, stacklevel=2)
+            warnings.warn(
+                f"{path}: colour label (channels differ), read as particle wherever any of R, G, B "
+                "is nonzero (alpha ignored)",
+                LabelReadWarning,
+                stacklevel=2,
+            )
         mask = np.asarray(colour.any(axis=-1))
     if mask.ndim != 2:
         raise FrameReadError(f"{path}: label is not a 2D image (shape {mask.shape})")
@@ -76,8 +80,11 @@ def read_label(path: str | os.PathLike[str], shape: tuple[int, int] | None = Non
         odd = values[~np.isin(values, (0, 1, 255))]
         if odd.size:
             shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if values.size > 6 else "")
-            warnings.warn(f"{path}: label values {{{shown}}} are not only 0/1/255; read every nonzero pixel as "
-                          "particle", LabelReadWarning, stacklevel=2)
+            warnings.warn(
+                f"{path}: label values {{{shown}}} are not only 0/1/255; read every nonzero pixel as particle",
+                LabelReadWarning,
+                stacklevel=2,
+            )
     out: np.ndarray = (mask != 0).astype(np.uint8)
     return out
 

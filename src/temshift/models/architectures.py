@@ -21,8 +21,14 @@ from torch import nn
 from temshift.errors import CheckpointError
 from temshift.models.records import DEFAULT_ARCHITECTURE
 
-__all__ = ["ARCHITECTURES", "Architecture", "architecture_of", "fold_batchnorm", "get_architecture",
-           "register_architecture"]
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "architecture_of",
+    "fold_batchnorm",
+    "get_architecture",
+    "register_architecture",
+]
 
 
 def _no_folding(model: nn.Module) -> None:
@@ -81,8 +87,9 @@ def get_architecture(name: str | None) -> Architecture:
     try:
         return ARCHITECTURES[name]
     except KeyError:
-        raise CheckpointError(f"unknown model architecture {name!r} (registered: "
-                              f"{', '.join(sorted(ARCHITECTURES))})") from None
+        raise CheckpointError(
+            f"unknown model architecture {name!r} (registered: {', '.join(sorted(ARCHITECTURES))})"
+        ) from None
 
 
 def architecture_of(model: nn.Module) -> Architecture:
@@ -95,8 +102,10 @@ def architecture_of(model: nn.Module) -> Architecture:
     """
     matches = [a for a in ARCHITECTURES.values() if isinstance(model, a.module_type)]
     if not matches:
-        raise CheckpointError(f"{type(model).__name__} is not a registered model architecture "
-                              f"(see temshift.models.architectures.register_architecture)")
+        raise CheckpointError(
+            f"{type(model).__name__} is not a registered model architecture "
+            f"(see temshift.models.architectures.register_architecture)"
+        )
     return max(matches, key=lambda a: len(a.module_type.__mro__))
 
 

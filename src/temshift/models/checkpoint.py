@@ -49,8 +49,14 @@ def save_checkpoint(path: str | PathLike[str], model: nn.Module, meta: Checkpoin
     arch = architecture_of(model)
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     stored = json.loads(json.dumps((meta or CheckpointMeta()).to_stored(), default=_jsonable))
-    payload = {"format": FORMAT, "version": VERSION, "architecture": arch.name, "config": arch.config_of(model),
-               "state_dict": state, "meta": stored}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "architecture": arch.name,
+        "config": arch.config_of(model),
+        "state_dict": state,
+        "meta": stored,
+    }
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -85,15 +91,24 @@ def read_checkpoint_payload(path: str | PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
-            AttributeError) as exc:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        AttributeError,
+    ) as exc:
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({_first_line(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a temshift checkpoint")
     version = payload.get("version", 1)
     if not isinstance(version, int) or version > VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {version!r} is newer than this temshift "
-                              f"reads ({VERSION}); update temshift")
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r} is newer than this temshift "
+            f"reads ({VERSION}); update temshift"
+        )
     return payload
 
 
@@ -141,8 +156,9 @@ def load_checkpoint(path: str | PathLike[str]) -> tuple[nn.Module, CheckpointMet
         model = arch.build(meta.config)
         model.load_state_dict(payload["state_dict"], strict=True)
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{path}: checkpoint does not fit the {arch.name} architecture "
-                              f"({_first_line(exc)})") from None
+        raise CheckpointError(
+            f"{path}: checkpoint does not fit the {arch.name} architecture ({_first_line(exc)})"
+        ) from None
     return model.eval(), meta
 
 
@@ -194,5 +210,6 @@ def published_meta(path: str | PathLike[str], config: dict[str, Any]) -> Checkpo
 
     path = Path(path)
     # fold and seed only when the name has them (as stored before the record)
-    return CheckpointMeta.model_validate({"source": "published", "file": path.name, "config": config,
-                                          "dataset_spec": None, **published_name_info(path)})
+    return CheckpointMeta.model_validate(
+        {"source": "published", "file": path.name, "config": config, "dataset_spec": None, **published_name_info(path)}
+    )

@@ -49,8 +49,9 @@ def _device_of(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def forward(model: nn.Module, x: torch.Tensor, *, device: Any = None, channels_last: bool = False,
-            bf16: bool = False) -> torch.Tensor:
+def forward(
+    model: nn.Module, x: torch.Tensor, *, device: Any = None, channels_last: bool = False, bf16: bool = False
+) -> torch.Tensor:
     """float32 logits ``(B, C, H, W)`` of a batch ``(B, C_in, H, W)`` of any H, W, without gradients.
 
     The batch is moved to `device` (default: the model's), reflect-padded at the bottom and
@@ -78,8 +79,9 @@ def particle_probability(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, images: Any, batch_size: int = 8, tta: bool = False,
-                  device: Any = None) -> np.ndarray:
+def predict_proba(
+    model: nn.Module, images: Any, batch_size: int = 8, tta: bool = False, device: Any = None
+) -> np.ndarray:
     """Class-1 probability for images ``(H, W)`` or ``(N, H, W)`` (float32, same shape).
 
     Parameters
@@ -103,12 +105,12 @@ def predict_proba(model: nn.Module, images: Any, batch_size: int = 8, tta: bool 
     out = np.empty(arr.shape, dtype=np.float32)
     variants = range(N_VARIANTS) if tta else (0,)
     for start in range(0, len(arr), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(arr[start:start + batch_size])).unsqueeze(1).to(device)
+        x = torch.from_numpy(np.ascontiguousarray(arr[start : start + batch_size])).unsqueeze(1).to(device)
         acc: Any = 0
         for k in variants:
             prob = particle_probability(forward(model, dihedral(x, k), device=device))[:, 0]
             acc = acc + inverse_dihedral(prob, k)
-        out[start:start + batch_size] = (acc / len(variants)).cpu().numpy()
+        out[start : start + batch_size] = (acc / len(variants)).cpu().numpy()
     return out[0] if single else out
 
 
@@ -122,8 +124,9 @@ class StridedMaxPool2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
         x = x[..., :h, :w]
-        return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 1::2, 0::2]),
-                             torch.maximum(x[..., 0::2, 1::2], x[..., 1::2, 1::2]))
+        return torch.maximum(
+            torch.maximum(x[..., 0::2, 0::2], x[..., 1::2, 0::2]), torch.maximum(x[..., 0::2, 1::2], x[..., 1::2, 1::2])
+        )
 
 
 class ConvReLU(nn.Module):
@@ -142,9 +145,16 @@ class ConvReLU(nn.Module):
 
     def _fusable(self, x: torch.Tensor) -> bool:
         c = self.conv
-        return (x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and native_bf16()
-                and torch.get_autocast_dtype("cpu") == torch.bfloat16 and not torch.is_grad_enabled()
-                and c.padding_mode == "zeros" and isinstance(c.padding, tuple) and x.dim() == 4)
+        return (
+            x.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and native_bf16()
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and not torch.is_grad_enabled()
+            and c.padding_mode == "zeros"
+            and isinstance(c.padding, tuple)
+            and x.dim() == 4
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._fusable(x):
@@ -155,8 +165,9 @@ class ConvReLU(nn.Module):
             self._bf16 = (w, None if c.bias is None else c.bias.detach().to(torch.bfloat16))
         w, b = self._bf16
         x = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-        return torch.ops.mkldnn._convolution_pointwise(x, w, b, list(c.padding), list(c.stride), list(c.dilation),
-                                                       c.groups, "relu", [], "")
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, w, b, list(c.padding), list(c.stride), list(c.dilation), c.groups, "relu", [], ""
+        )
 
 
 class ChannelsLastOutput(nn.Module):
@@ -181,9 +192,15 @@ def _is_plain_pool(mod: nn.Module) -> bool:
     def pair(v: Any) -> tuple:
         return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
-    return (isinstance(mod, nn.MaxPool2d) and pair(mod.kernel_size) == (2, 2) and pair(mod.stride) == (2, 2)
-            and pair(mod.padding) == (0, 0) and pair(mod.dilation) == (1, 1) and not mod.ceil_mode
-            and not mod.return_indices)
+    return (
+        isinstance(mod, nn.MaxPool2d)
+        and pair(mod.kernel_size) == (2, 2)
+        and pair(mod.stride) == (2, 2)
+        and pair(mod.padding) == (0, 0)
+        and pair(mod.dilation) == (1, 1)
+        and not mod.ceil_mode
+        and not mod.return_indices
+    )
 
 
 def _fuse_for_cpu(model: nn.Module, channels_last: bool) -> None:
@@ -193,12 +210,12 @@ def _fuse_for_cpu(model: nn.Module, channels_last: bool) -> None:
     for mod in list(model.modules()):
         if isinstance(mod, ResidualBlock):
             if isinstance(mod.bn1, nn.Identity) and isinstance(mod.relu1, nn.ReLU):
-                setattr(mod, "conv1", ConvReLU(mod.conv1))
-                setattr(mod, "relu1", nn.Identity())
+                mod.conv1 = ConvReLU(mod.conv1)
+                mod.relu1 = nn.Identity()
             if isinstance(mod.relu2, nn.ReLU):
                 mod.relu2.inplace = True
             if channels_last and isinstance(mod.conv_add, nn.Conv2d) and mod.conv_add.in_channels == 1:
-                setattr(mod, "conv_add", ChannelsLastOutput(mod.conv_add))
+                mod.conv_add = ChannelsLastOutput(mod.conv_add)
         for name, child in list(mod.named_children()):
             if _is_plain_pool(child):
                 setattr(mod, name, StridedMaxPool2d())
@@ -232,8 +249,9 @@ def inference_model(model: nn.Module, channels_last: bool = True) -> nn.Module:
     return fast
 
 
-def batch_fn(model: nn.Module, device: Any = "cpu", channels_last: bool = False,
-             bf16: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+def batch_fn(
+    model: nn.Module, device: Any = "cpu", channels_last: bool = False, bf16: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
     """Wrap a network as ``(B, h, w) float32 -> (B, 1, h, w)`` particle probabilities (softmax class 1).
 
     With `bf16` the convolutions run under bfloat16 autocast (CPU with native bf16 only);

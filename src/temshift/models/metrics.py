@@ -120,9 +120,12 @@ class MetricSums:
     def result(self) -> dict:
         """Metrics so far: ``ce, soft_dice, hard_dice, pooled_dice, fp_rate, fn_rate, overseg_share, n_patches``."""
         if self.patches == 0:
-            return {**{m: math.nan for m in METRICS}, "n_patches": 0}
-        out = {"ce": self.ce_sum / self.pixels, "soft_dice": self.soft_sum / self.patches,
-               "hard_dice": self.hard_sum / self.patches}
+            return {**dict.fromkeys(METRICS, math.nan), "n_patches": 0}
+        out = {
+            "ce": self.ce_sum / self.pixels,
+            "soft_dice": self.soft_sum / self.patches,
+            "hard_dice": self.hard_sum / self.patches,
+        }
         out.update(pooled_rates(self.tp, self.fp, self.fn, self.tn))
         out["n_patches"] = self.patches
         return out
@@ -135,8 +138,9 @@ def segmentation_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
     return sums.result()
 
 
-def generalization_gaps(train_loss: float, val_loss: float, own_test_loss: float | None = None,
-                        other_loss: float | None = None) -> dict:
+def generalization_gaps(
+    train_loss: float, val_loss: float, own_test_loss: float | None = None, other_loss: float | None = None
+) -> dict:
     """In-distribution gap (validation minus training loss) and out-of-distribution gap
     (loss on another dataset minus loss on the model's own test set)."""
     ood = (other_loss - own_test_loss) if other_loss is not None and own_test_loss is not None else math.nan

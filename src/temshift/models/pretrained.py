@@ -47,8 +47,10 @@ def pretrained_path(name: str, folder=None) -> Path:
         raise CheckpointError(f"no shipped model called {name!r} (shipped models: {', '.join(NAMES)})")
     path = pretrained_dir(folder) / f"{key}.pt"
     if not path.is_file():
-        raise CheckpointError(f"the {key} is not shipped yet ({path} is absent); train one with "
-                              f"`temshift pretrain --out RUN` and predict with RUN/{key}.pt")
+        raise CheckpointError(
+            f"the {key} is not shipped yet ({path} is absent); train one with "
+            f"`temshift pretrain --out RUN` and predict with RUN/{key}.pt"
+        )
     return path
 
 

@@ -152,9 +152,14 @@ def _check_layers(root, path: Path) -> float:
             k = _pair(d.get("kernel_size"))
             pad = d.get("padding")
             ok_pad = pad == "same" or _pair(pad) == (k[0] // 2, k[1] // 2)
-            if k not in ((3, 3), (1, 1)) or not ok_pad or _pair(d.get("stride", 1)) != (1, 1) \
-                    or _pair(d.get("dilation", 1)) != (1, 1) or d.get("groups", 1) != 1 \
-                    or d.get("padding_mode", "zeros") != "zeros":
+            if (
+                k not in ((3, 3), (1, 1))
+                or not ok_pad
+                or _pair(d.get("stride", 1)) != (1, 1)
+                or _pair(d.get("dilation", 1)) != (1, 1)
+                or d.get("groups", 1) != 1
+                or d.get("padding_mode", "zeros") != "zeros"
+            ):
                 raise CheckpointError(f"{path}: unsupported convolution settings at {where}")
         elif kind == "BatchNorm2d":
             eps.add(float(d.get("eps", 1e-5)))

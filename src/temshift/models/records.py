@@ -135,8 +135,9 @@ class CheckpointMeta(_Record):
         return TrainingStatistics.from_stored(value, STATS_VERSION)
 
     @classmethod
-    def from_payload(cls, meta: dict[str, Any] | None, *, config: dict[str, Any],
-                     architecture: str | None = None) -> CheckpointMeta:
+    def from_payload(
+        cls, meta: dict[str, Any] | None, *, config: dict[str, Any], architecture: str | None = None
+    ) -> CheckpointMeta:
         """Record of a checkpoint payload's ``meta`` with its architecture and config.
 
         Raises
@@ -154,6 +155,7 @@ class CheckpointMeta(_Record):
 
     def to_stored(self) -> dict[str, Any]:
         """The JSON stored as payload ``meta`` (architecture and config are stored beside it)."""
-        out: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_unset=True,
-                                              exclude={"config", "architecture"})
+        out: dict[str, Any] = self.model_dump(
+            mode="json", by_alias=True, exclude_unset=True, exclude={"config", "architecture"}
+        )
         return out

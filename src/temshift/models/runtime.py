@@ -55,8 +55,10 @@ def resolve_device(device: str = "auto") -> Any:
         raise TemshiftError(f"--device {device!r}: unknown device (use auto, cpu, cuda, cuda:N or mps)") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise TemshiftError(f"--device {device}: no CUDA GPU is available here (torch {torch.__version__}"
-                                f"{', built without CUDA' if torch.version.cuda is None else ''}); use --device cpu")
+            raise TemshiftError(
+                f"--device {device}: no CUDA GPU is available here (torch {torch.__version__}"
+                f"{', built without CUDA' if torch.version.cuda is None else ''}); use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise TemshiftError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if dev.type == "mps" and not mps_ok:
@@ -82,8 +84,7 @@ def resolve_speed(channels_last: bool | None, bf16: bool | None, device: Any) ->
     ~1.9x the eager fp32 throughput on such CPUs with unchanged accuracy), off otherwise.
     """
     fast_cpu = getattr(device, "type", str(device)) == "cpu" and native_bf16()
-    return (fast_cpu if channels_last is None else bool(channels_last),
-            fast_cpu if bf16 is None else bool(bf16))
+    return (fast_cpu if channels_last is None else bool(channels_last), fast_cpu if bf16 is None else bool(bf16))
 
 
 @contextlib.contextmanager
@@ -129,8 +130,11 @@ def keep_freed_memory() -> bool:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4  # glibc <malloc.h>
-        ok = bool(libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 1 << 30)
-                  and libc.mallopt(m_top_pad, 64 << 20))
+        ok = bool(
+            libc.mallopt(m_mmap_max, 0)
+            and libc.mallopt(m_trim_threshold, 1 << 30)
+            and libc.mallopt(m_top_pad, 64 << 20)
+        )
     except (OSError, AttributeError):
         return False
     _MALLOC_TUNED = ok

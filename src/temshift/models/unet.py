@@ -96,11 +96,18 @@ class UNet(nn.Module):
     H and W must be multiples of ``2 ** len(filters)``. Defaults give 130,682 parameters.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, filters=(4, 8, 16, 32),
-                 bottleneck: int = 64, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        filters=(4, 8, 16, 32),
+        bottleneck: int = 64,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
-        self.config = ModelConfig(in_channels=in_channels, num_classes=num_classes,
-                                  filters=tuple(filters), bottleneck=bottleneck)
+        self.config = ModelConfig(
+            in_channels=in_channels, num_classes=num_classes, filters=tuple(filters), bottleneck=bottleneck
+        )
         filters = self.config.filters
         self.num_blocks = len(filters)
         self.downs = nn.ModuleList()

@@ -174,8 +174,13 @@ def failure_reason(path: str | Path, exc: BaseException) -> str:
     return reason if str(path) in reason else f"{path}: {reason}"
 
 
-def model_chooser(models: Any, *, ensemble: Sequence[str | Path] | None = None, zoo_dir: str | Path | None = None,
-                  train_dataset: str | Path | None = None) -> Any:
+def model_chooser(
+    models: Any,
+    *,
+    ensemble: Sequence[str | Path] | None = None,
+    zoo_dir: str | Path | None = None,
+    train_dataset: str | Path | None = None,
+) -> Any:
     """A :class:`temshift.predict.zoo.ModelChooser` for `models`.
 
     `models` is a chooser already, a loaded :class:`~temshift.predict.pipeline.Predictor`,
@@ -230,19 +235,30 @@ def _records(frames: Iterable[str | Path]) -> list[FramePrediction]:
     return [FramePrediction(p, name, stem) for p, (name, stem) in zip(paths, unique_frame_names(paths))]
 
 
-def _read_and_choose(rec: FramePrediction, chooser: Any, cat: Any, s: PredictSettings
-                     ) -> tuple[Any, FrameMetadata, dict[str, Any]]:
+def _read_and_choose(
+    rec: FramePrediction, chooser: Any, cat: Any, s: PredictSettings
+) -> tuple[Any, FrameMetadata, dict[str, Any]]:
     """Read the frame, settle its metadata, pick its models (fills `rec`); returns the Frame, its
     metadata and the training reference."""
     from temshift.predict.metadata import read_frame_metadata
 
-    frame, meta = read_frame_metadata(rec.path, pixel_scale_nm=s.pixel_scale_nm, dose_e_per_A2=s.dose_e_per_A2,
-                                      catalog=cat, frame=s.frame)
+    frame, meta = read_frame_metadata(
+        rec.path, pixel_scale_nm=s.pixel_scale_nm, dose_e_per_A2=s.dose_e_per_A2, catalog=cat, frame=s.frame
+    )
     rec.metadata = meta
-    choice = chooser.for_frame(pixel_scale_nm=meta.pixel_scale_nm, dose_e_per_A2=meta.dose_e_per_A2,
-                               material=meta.material, diameter_nm=meta.diameter_nm, name=rec.path.name)
-    rec.predictor, rec.reference, rec.model_key, rec.choice_note = (choice.predictor, choice.reference, choice.key,
-                                                                    choice.note)
+    choice = chooser.for_frame(
+        pixel_scale_nm=meta.pixel_scale_nm,
+        dose_e_per_A2=meta.dose_e_per_A2,
+        material=meta.material,
+        diameter_nm=meta.diameter_nm,
+        name=rec.path.name,
+    )
+    rec.predictor, rec.reference, rec.model_key, rec.choice_note = (
+        choice.predictor,
+        choice.reference,
+        choice.key,
+        choice.note,
+    )
     return frame, meta, choice.reference
 
 
@@ -256,11 +272,20 @@ def _particles(seg: Any, pixel_scale_nm: float | None, s: PredictSettings) -> An
 Status = Callable[[str], contextlib.AbstractContextManager[Any]]
 
 
-def predict_frames(models: Any, frames: Iterable[str | Path], settings: PredictSettings | None = None, *,
-                   catalog: Any = None, ensemble: Sequence[str | Path] | None = None, zoo_dir: str | Path | None = None,
-                   train_dataset: str | Path | None = None, status: Status | None = None,
-                   on_frame: Callable[[FramePrediction], None] | None = None, keep_arrays: bool = True,
-                   **options: Any) -> list[FramePrediction]:
+def predict_frames(
+    models: Any,
+    frames: Iterable[str | Path],
+    settings: PredictSettings | None = None,
+    *,
+    catalog: Any = None,
+    ensemble: Sequence[str | Path] | None = None,
+    zoo_dir: str | Path | None = None,
+    train_dataset: str | Path | None = None,
+    status: Status | None = None,
+    on_frame: Callable[[FramePrediction], None] | None = None,
+    keep_arrays: bool = True,
+    **options: Any,
+) -> list[FramePrediction]:
     """Segment a batch of raw frames and assess each one's dataset-shift risk.
 
     Parameters
@@ -312,15 +337,33 @@ def predict_frames(models: Any, frames: Iterable[str | Path], settings: PredictS
             frame, meta, ref = _read_and_choose(rec, chooser, cat, s)
             predictor = rec.predictor
             scale = meta.pixel_scale_nm
-            with status(f"segmenting {rec.name} ({len(predictor.models)} model(s){' x 8 variants' if s.tta else ''})"), \
-                    named(rec.path):
-                seg = predict_frame(predictor, frame, scale, rescale=s.rescale, match_noise=s.match_noise,
-                                    threshold=s.threshold, tile=s.tile, batch_size=s.batch_size, device=s.device,
-                                    tta=s.tta)
-                rec.stats = frame_statistics(seg.model_input, pixel_scale_nm=scale,
-                                             input_pixel_scale_nm=seg.input_pixel_scale_nm, rescaled=seg.zoom != 1.0,
-                                             dose_e_per_A2=meta.dose_e_per_A2, mask=seg.input_mask,
-                                             tile=predictor.patch_size, native_image=seg.native_input, zoom=seg.zoom)
+            with (
+                status(f"segmenting {rec.name} ({len(predictor.models)} model(s){' x 8 variants' if s.tta else ''})"),
+                named(rec.path),
+            ):
+                seg = predict_frame(
+                    predictor,
+                    frame,
+                    scale,
+                    rescale=s.rescale,
+                    match_noise=s.match_noise,
+                    threshold=s.threshold,
+                    tile=s.tile,
+                    batch_size=s.batch_size,
+                    device=s.device,
+                    tta=s.tta,
+                )
+                rec.stats = frame_statistics(
+                    seg.model_input,
+                    pixel_scale_nm=scale,
+                    input_pixel_scale_nm=seg.input_pixel_scale_nm,
+                    rescaled=seg.zoom != 1.0,
+                    dose_e_per_A2=meta.dose_e_per_A2,
+                    mask=seg.input_mask,
+                    tile=predictor.patch_size,
+                    native_image=seg.native_input,
+                    zoom=seg.zoom,
+                )
         except Exception as exc:  # noqa: BLE001 -- recorded per frame, the batch goes on
             rec.error = failure_reason(rec.path, exc)
             rec.predictor = rec.reference = None
@@ -343,9 +386,17 @@ def _done(rec: FramePrediction, on_frame: Callable[[FramePrediction], None] | No
         rec.release_arrays()
 
 
-def check_frames(models: Any, frames: Iterable[str | Path], settings: PredictSettings | None = None, *,
-                 catalog: Any = None, zoo_dir: str | Path | None = None, train_dataset: str | Path | None = None,
-                 on_frame: Callable[[FramePrediction], None] | None = None, **options: Any) -> list[FramePrediction]:
+def check_frames(
+    models: Any,
+    frames: Iterable[str | Path],
+    settings: PredictSettings | None = None,
+    *,
+    catalog: Any = None,
+    zoo_dir: str | Path | None = None,
+    train_dataset: str | Path | None = None,
+    on_frame: Callable[[FramePrediction], None] | None = None,
+    **options: Any,
+) -> list[FramePrediction]:
     """Dataset-shift risk of a batch of frames for a model, without segmenting them.
 
     As :func:`predict_frames` (same parameters), but only preprocessing and pixel-scale
@@ -364,12 +415,26 @@ def check_frames(models: Any, frames: Iterable[str | Path], settings: PredictSet
             frame, meta, ref = _read_and_choose(rec, chooser, cat, s)
             predictor, scale = rec.predictor, meta.pixel_scale_nm
             with named(rec.path):
-                image, zoom, native = model_input(frame.data, predictor.preprocess, scale, predictor.pixel_scale_nm,
-                                                  s.rescale, return_native=True, match_noise=s.match_noise)
+                image, zoom, native = model_input(
+                    frame.data,
+                    predictor.preprocess,
+                    scale,
+                    predictor.pixel_scale_nm,
+                    s.rescale,
+                    return_native=True,
+                    match_noise=s.match_noise,
+                )
             in_scale = scale / zoom if scale else predictor.pixel_scale_nm
-            rec.stats = frame_statistics(image, pixel_scale_nm=scale, input_pixel_scale_nm=in_scale,
-                                         rescaled=zoom != 1.0, dose_e_per_A2=meta.dose_e_per_A2,
-                                         tile=predictor.patch_size, native_image=native, zoom=zoom)
+            rec.stats = frame_statistics(
+                image,
+                pixel_scale_nm=scale,
+                input_pixel_scale_nm=in_scale,
+                rescaled=zoom != 1.0,
+                dose_e_per_A2=meta.dose_e_per_A2,
+                tile=predictor.patch_size,
+                native_image=native,
+                zoom=zoom,
+            )
         except Exception as exc:  # noqa: BLE001 -- recorded per frame, the batch goes on
             rec.error = failure_reason(rec.path, exc)
             rec.predictor = rec.reference = None

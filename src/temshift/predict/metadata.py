@@ -106,8 +106,14 @@ def catalog_metadata(path: str | Path, catalog: Any = None) -> dict[str, Any]:
     return out
 
 
-def read_frame_metadata(path: str | Path, *, pixel_scale_nm: float | None = None, dose_e_per_A2: float | None = None,
-                        catalog: Any = None, frame: int | str | None = None) -> tuple[Any, FrameMetadata]:
+def read_frame_metadata(
+    path: str | Path,
+    *,
+    pixel_scale_nm: float | None = None,
+    dose_e_per_A2: float | None = None,
+    catalog: Any = None,
+    frame: int | str | None = None,
+) -> tuple[Any, FrameMetadata]:
     """Read a frame and settle its metadata: flag > file > catalog.
 
     Parameters
@@ -156,14 +162,25 @@ def read_frame_metadata(path: str | Path, *, pixel_scale_nm: float | None = None
         scale, scale_src = None, None
     if scale and scale_src != "flag":  # a recorded size outside the range: say where it came from
         where = "recorded in the file" if scale_src == "file" else "from the catalog"
-        scale = check_pixel_scale_nm(scale, f"{path}: pixel scale {where} (pass --pixel-scale)",
-                                     suggest_unit=scale_src != "file")
+        scale = check_pixel_scale_nm(
+            scale, f"{path}: pixel scale {where} (pass --pixel-scale)", suggest_unit=scale_src != "file"
+        )
     if dose_e_per_A2:
         dose, dose_src = dose_e_per_A2, "flag"
     elif cat["dose_e_per_A2"]:
         dose, dose_src = cat["dose_e_per_A2"], "catalog"
     else:
         dose, dose_src = None, None
-    meta = FrameMetadata(str(path), scale, scale_src, dose, dose_src, data.pixel_scale_nm, cat["material"],
-                         cat["diameter_nm"], frame, tuple(str(w.message) for w in caught))
+    meta = FrameMetadata(
+        str(path),
+        scale,
+        scale_src,
+        dose,
+        dose_src,
+        data.pixel_scale_nm,
+        cat["material"],
+        cat["diameter_nm"],
+        frame,
+        tuple(str(w.message) for w in caught),
+    )
     return data, meta

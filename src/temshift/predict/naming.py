@@ -48,7 +48,7 @@ def unique_frame_names(paths) -> list[FrameName]:
     depth = [0] * len(paths)
 
     def name(i: int) -> FrameName:
-        lead = list(parents[i][len(parents[i]) - depth[i]:]) if depth[i] else []
+        lead = list(parents[i][len(parents[i]) - depth[i] :]) if depth[i] else []
         return FrameName("/".join([*lead, paths[i].name]), "_".join([*lead, paths[i].stem]))
 
     def groups(names):

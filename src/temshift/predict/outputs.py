@@ -119,7 +119,8 @@ def write_overlay_png(path, image: np.ndarray, mask: np.ndarray, max_px: int = O
     path = Path(path)
     with atomic_path(path) as tmp:
         Image.fromarray(overlay_rgb(image, mask, max_px), mode="RGB").save(
-            tmp, format="PNG", compress_level=OVERLAY_PNG_COMPRESS_LEVEL)
+            tmp, format="PNG", compress_level=OVERLAY_PNG_COMPRESS_LEVEL
+        )
     return path
 
 
@@ -133,12 +134,22 @@ def write_risk_reports(out_dir, reports: list) -> tuple[Path, Path]:
     data = [r.to_dict() for r in reports]
     jpath = out_dir / "risk.json"
     atomic_write_text(jpath, json.dumps(data, indent=2))
-    rows = [{"frame": d["frame"], "risk": d["level"], "flagged": d["flagged"], "reasons": " | ".join(d["reasons"]),
-             "mask_doubts": " | ".join(d.get("doubts", [])), "not_compared": " | ".join(d.get("not_compared", []))}
-            for d in data]
+    rows = [
+        {
+            "frame": d["frame"],
+            "risk": d["level"],
+            "flagged": d["flagged"],
+            "reasons": " | ".join(d["reasons"]),
+            "mask_doubts": " | ".join(d.get("doubts", [])),
+            "not_compared": " | ".join(d.get("not_compared", [])),
+        }
+        for d in data
+    ]
     cpath = out_dir / "risk.csv"
     with atomic_path(cpath) as tmp:
-        pd.DataFrame(rows, columns=["frame", "risk", "flagged", "reasons", "mask_doubts", "not_compared"]).to_csv(tmp, index=False)
+        pd.DataFrame(rows, columns=["frame", "risk", "flagged", "reasons", "mask_doubts", "not_compared"]).to_csv(
+            tmp, index=False
+        )
     return jpath, cpath
 
 
@@ -148,8 +159,9 @@ PREDICTION_RECORD = "prediction.json"
 """What produced a prediction folder: version, models and their hashes, settings, frame metadata."""
 
 
-def write_frame_outputs(prediction: FramePrediction, out_dir: str | Path,
-                        settings: PredictSettings | None = None) -> list[str]:
+def write_frame_outputs(
+    prediction: FramePrediction, out_dir: str | Path, settings: PredictSettings | None = None
+) -> list[str]:
     """Write one frame's files: ``<stem>_mask.png``, ``_mask.tif``, ``_overlay.png``, and as set
     ``_probability.tif``, ``_std.tif`` (TTA / ensembles), ``_particles.csv``.
 
@@ -228,8 +240,9 @@ class FrameWriter:
         self.wait()
         if prediction.ok and not prediction.refused:
             copy = dataclasses.replace(prediction)  # shallow: holds the arrays after the caller drops them
-            self._pending.append((prediction, self._pool.submit(write_frame_outputs, copy, self.out_dir,
-                                                                 self.settings)))
+            self._pending.append(
+                (prediction, self._pool.submit(write_frame_outputs, copy, self.out_dir, self.settings))
+            )
 
     def wait(self) -> None:
         """Finish the pending writes; record their file names in each prediction's ``outputs``."""
@@ -250,9 +263,14 @@ class FrameWriter:
         self.close()
 
 
-def write_batch_outputs(predictions: Sequence[FramePrediction], out_dir: str | Path,
-                        settings: PredictSettings | None = None, *, inputs: dict[str, Any] | None = None,
-                        frame_writer: FrameWriter | None = None) -> list[str]:
+def write_batch_outputs(
+    predictions: Sequence[FramePrediction],
+    out_dir: str | Path,
+    settings: PredictSettings | None = None,
+    *,
+    inputs: dict[str, Any] | None = None,
+    frame_writer: FrameWriter | None = None,
+) -> list[str]:
     """Write the files of the whole batch: ``particles.csv``, ``particle_summary.csv``,
     ``size_histogram.csv`` / ``.png`` (when particle tables were made), ``risk.json``,
     ``risk.csv`` and :data:`PREDICTION_RECORD`.
@@ -293,13 +311,19 @@ def write_batch_outputs(predictions: Sequence[FramePrediction], out_dir: str | P
     written += ["risk.json", "risk.csv"]
     if frame_writer is not None:  # the record lists the frames' files: wait for them
         frame_writer.wait()
-    write_prediction_record(out_dir / PREDICTION_RECORD, predictions, settings, inputs=inputs,
-                            batch_outputs=[*written, PREDICTION_RECORD])
+    write_prediction_record(
+        out_dir / PREDICTION_RECORD, predictions, settings, inputs=inputs, batch_outputs=[*written, PREDICTION_RECORD]
+    )
     return [*written, PREDICTION_RECORD]
 
 
-def write_predictions(predictions: Iterable[FramePrediction], out_dir: str | Path,
-                      settings: PredictSettings | None = None, *, inputs: dict[str, Any] | None = None) -> list[str]:
+def write_predictions(
+    predictions: Iterable[FramePrediction],
+    out_dir: str | Path,
+    settings: PredictSettings | None = None,
+    *,
+    inputs: dict[str, Any] | None = None,
+) -> list[str]:
     """Write every file ``temshift predict`` writes for these predictions into `out_dir`.
 
     Per frame :func:`write_frame_outputs` (for frames that still hold their arrays and
@@ -338,16 +362,29 @@ def _model_entry(path: str | Path, meta: CheckpointMeta, hashes: dict[str, str])
     if key not in hashes:
         hashes[key] = _sha256(path)
     ds = meta.dataset
-    dataset = {} if ds is None else {k: getattr(ds, k) for k in ("name", "path", "spec_hash", "content_hash")
-                                     if getattr(ds, k) is not None}
+    dataset = (
+        {}
+        if ds is None
+        else {k: getattr(ds, k) for k in ("name", "path", "spec_hash", "content_hash") if getattr(ds, k) is not None}
+    )
     if "spec_hash" not in dataset and meta.dataset_spec_hash:
         dataset["spec_hash"] = meta.dataset_spec_hash
-    return {"path": key, "sha256": hashes[key], "source": meta.source, "kind": meta.kind,
-            "training_dataset": dataset or None}
+    return {
+        "path": key,
+        "sha256": hashes[key],
+        "source": meta.source,
+        "kind": meta.kind,
+        "training_dataset": dataset or None,
+    }
 
 
-def prediction_record(predictions: Sequence[FramePrediction], settings: PredictSettings | None = None, *,
-                      inputs: dict[str, Any] | None = None, batch_outputs: list[str] | None = None) -> dict[str, Any]:
+def prediction_record(
+    predictions: Sequence[FramePrediction],
+    settings: PredictSettings | None = None,
+    *,
+    inputs: dict[str, Any] | None = None,
+    batch_outputs: list[str] | None = None,
+) -> dict[str, Any]:
     """The content of :data:`PREDICTION_RECORD` (see :func:`write_prediction_record`)."""
     from temshift import __version__
     from temshift.datasets.statistics import jsonable
@@ -359,31 +396,53 @@ def prediction_record(predictions: Sequence[FramePrediction], settings: PredictS
         if p.predictor is not None and p.model_key not in models:
             pred = p.predictor
             models[p.model_key] = {
-                "key": p.model_key, "pixel_scale_nm": pred.pixel_scale_nm, "dose_e_per_A2": pred.dose_e_per_A2,
+                "key": p.model_key,
+                "pixel_scale_nm": pred.pixel_scale_nm,
+                "dose_e_per_A2": pred.dose_e_per_A2,
                 "preprocess": pred.preprocess.model_dump() if hasattr(pred.preprocess, "model_dump") else None,
-                "files": [_model_entry(f, m, hashes) for f, m in zip(pred.paths, pred.metas)]}
+                "files": [_model_entry(f, m, hashes) for f, m in zip(pred.paths, pred.metas)],
+            }
         status = "failed" if not p.ok else "refused" if p.refused else "predicted" if p.outputs else "assessed"
-        frames.append({"frame": p.name, "stem": p.stem, "path": str(p.path), "status": status, "error": p.error,
-                       "models": p.model_key if p.ok else None, "choice": p.choice_note,
-                       "risk": p.report.level if p.report is not None else None,
-                       "metadata": p.metadata.to_dict() if p.metadata is not None else None,
-                       "outputs": list(p.outputs)})
-    record = {"temshift_version": __version__,
-              "settings": settings.to_dict() if settings is not None else None,
-              "inputs": {k: (str(v) if isinstance(v, Path) else v) for k, v in (inputs or {}).items()},
-              "models": list(models.values()), "frames": frames, "batch_outputs": batch_outputs or []}
+        frames.append(
+            {
+                "frame": p.name,
+                "stem": p.stem,
+                "path": str(p.path),
+                "status": status,
+                "error": p.error,
+                "models": p.model_key if p.ok else None,
+                "choice": p.choice_note,
+                "risk": p.report.level if p.report is not None else None,
+                "metadata": p.metadata.to_dict() if p.metadata is not None else None,
+                "outputs": list(p.outputs),
+            }
+        )
+    record = {
+        "temshift_version": __version__,
+        "settings": settings.to_dict() if settings is not None else None,
+        "inputs": {k: (str(v) if isinstance(v, Path) else v) for k, v in (inputs or {}).items()},
+        "models": list(models.values()),
+        "frames": frames,
+        "batch_outputs": batch_outputs or [],
+    }
     return jsonable(record)
 
 
-def write_prediction_record(path: str | Path, predictions: Sequence[FramePrediction],
-                            settings: PredictSettings | None = None, *, inputs: dict[str, Any] | None = None,
-                            batch_outputs: list[str] | None = None) -> Path:
+def write_prediction_record(
+    path: str | Path,
+    predictions: Sequence[FramePrediction],
+    settings: PredictSettings | None = None,
+    *,
+    inputs: dict[str, Any] | None = None,
+    batch_outputs: list[str] | None = None,
+) -> Path:
     """Write :data:`PREDICTION_RECORD` atomically: temshift version, every setting, each model file
     with its SHA-256 and training dataset hashes, and per frame its metadata with the source of
     each value (``flag``, ``file``, ``catalog``), status, models and files."""
     from temshift.io.atomic import atomic_write_text
 
     path = Path(path)
-    atomic_write_text(path, json.dumps(prediction_record(predictions, settings, inputs=inputs,
-                                                         batch_outputs=batch_outputs), indent=2))
+    atomic_write_text(
+        path, json.dumps(prediction_record(predictions, settings, inputs=inputs, batch_outputs=batch_outputs), indent=2)
+    )
     return path

@@ -17,15 +17,25 @@ import numpy as np
 import pandas as pd
 
 COLUMNS = [
-    "particle", "centroid_row_px", "centroid_col_px", "centroid_y_nm", "centroid_x_nm", "area_px",
-    "area_nm2", "equivalent_diameter_nm", "perimeter_nm", "circularity", "touches_border",
+    "particle",
+    "centroid_row_px",
+    "centroid_col_px",
+    "centroid_y_nm",
+    "centroid_x_nm",
+    "area_px",
+    "area_nm2",
+    "equivalent_diameter_nm",
+    "perimeter_nm",
+    "circularity",
+    "touches_border",
 ]
 CONFIDENCE_COLUMNS = ["mean_probability", "mean_std", "agreement", "confidence"]
 """Added by :func:`particle_table` when the prediction's probabilities are given."""
 
 
-def label_particles(mask: np.ndarray, *, watershed: bool = False, min_area_px: int = 16,
-                    h_px: float = 2.0) -> np.ndarray:
+def label_particles(
+    mask: np.ndarray, *, watershed: bool = False, min_area_px: int = 16, h_px: float = 2.0
+) -> np.ndarray:
     """Label connected particles (8-connectivity), optionally splitting touching ones.
 
     Parameters
@@ -92,9 +102,16 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return relabel_sequential(labels)[0]
 
 
-def particle_table(mask: np.ndarray, pixel_scale_nm: float | None = None, *, watershed: bool = False,
-                   min_area_px: int = 16, probabilities: np.ndarray | None = None, std: np.ndarray | None = None,
-                   members=None) -> pd.DataFrame:
+def particle_table(
+    mask: np.ndarray,
+    pixel_scale_nm: float | None = None,
+    *,
+    watershed: bool = False,
+    min_area_px: int = 16,
+    probabilities: np.ndarray | None = None,
+    std: np.ndarray | None = None,
+    members=None,
+) -> pd.DataFrame:
     """Measure every particle of a mask.
 
     Parameters
@@ -130,9 +147,24 @@ def particle_table(mask: np.ndarray, pixel_scale_nm: float | None = None, *, wat
 
 #: skimage's Crofton perimeter weights of the 16 2x2 pixel configurations (4 directions), as a list
 #: so that ``CROFTON_WEIGHTS @ histogram`` is the very product skimage computes
-CROFTON_WEIGHTS = [0, np.pi / 4 * (1 + 1 / (np.sqrt(2))), np.pi / (4 * np.sqrt(2)), np.pi / (2 * np.sqrt(2)), 0,
-                   np.pi / 4 * (1 + 1 / (np.sqrt(2))), 0, np.pi / (4 * np.sqrt(2)), np.pi / 4, np.pi / 2,
-                   np.pi / (4 * np.sqrt(2)), np.pi / (4 * np.sqrt(2)), np.pi / 4, np.pi / 2, 0, 0]
+CROFTON_WEIGHTS = [
+    0,
+    np.pi / 4 * (1 + 1 / (np.sqrt(2))),
+    np.pi / (4 * np.sqrt(2)),
+    np.pi / (2 * np.sqrt(2)),
+    0,
+    np.pi / 4 * (1 + 1 / (np.sqrt(2))),
+    0,
+    np.pi / (4 * np.sqrt(2)),
+    np.pi / 4,
+    np.pi / 2,
+    np.pi / (4 * np.sqrt(2)),
+    np.pi / (4 * np.sqrt(2)),
+    np.pi / 4,
+    np.pi / 2,
+    0,
+    0,
+]
 
 
 def _region_measures(labels: np.ndarray):
@@ -146,7 +178,7 @@ def _region_measures(labels: np.ndarray):
     from scipy import ndimage as ndi
 
     n = int(labels.max(initial=0))
-    h, w = labels.shape
+    _h, w = labels.shape
     flat = np.flatnonzero(labels)
     lab = labels.ravel()[flat]
     rr, cc = np.divmod(flat, w)
@@ -183,19 +215,21 @@ def _measure(labels: np.ndarray, pixel_scale_nm, touching: bool = False) -> pd.D
         rs, cs = boxes[k]
         area = float(area_px[k])
         perim = float(crofton[k]) if area > 1 else 4.0
-        rows.append({
-            "particle": k + 1,
-            "centroid_row_px": float(cr[k]),
-            "centroid_col_px": float(cc[k]),
-            "centroid_y_nm": float(cr[k]) * s,
-            "centroid_x_nm": float(cc[k]) * s,
-            "area_px": int(area),
-            "area_nm2": area * s * s,
-            "equivalent_diameter_nm": float(np.sqrt(4.0 * area / np.pi)) * s,
-            "perimeter_nm": perim * s,
-            "circularity": float(4.0 * np.pi * area / perim**2) if perim > 0 else np.nan,
-            "touches_border": bool(rs.start == 0 or cs.start == 0 or rs.stop == h or cs.stop == w),
-        })
+        rows.append(
+            {
+                "particle": k + 1,
+                "centroid_row_px": float(cr[k]),
+                "centroid_col_px": float(cc[k]),
+                "centroid_y_nm": float(cr[k]) * s,
+                "centroid_x_nm": float(cc[k]) * s,
+                "area_px": int(area),
+                "area_nm2": area * s * s,
+                "equivalent_diameter_nm": float(np.sqrt(4.0 * area / np.pi)) * s,
+                "perimeter_nm": perim * s,
+                "circularity": float(4.0 * np.pi * area / perim**2) if perim > 0 else np.nan,
+                "touches_border": bool(rs.start == 0 or cs.start == 0 or rs.stop == h or cs.stop == w),
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -208,19 +242,21 @@ def _measure_regions(labels: np.ndarray, s: float) -> pd.DataFrame:
         r0, c0, r1, c1 = p.bbox
         area = float(p.area)
         perim = float(p.perimeter_crofton) if area > 1 else 4.0
-        rows.append({
-            "particle": int(p.label),
-            "centroid_row_px": float(p.centroid[0]),
-            "centroid_col_px": float(p.centroid[1]),
-            "centroid_y_nm": float(p.centroid[0]) * s,
-            "centroid_x_nm": float(p.centroid[1]) * s,
-            "area_px": int(area),
-            "area_nm2": area * s * s,
-            "equivalent_diameter_nm": float(np.sqrt(4.0 * area / np.pi)) * s,
-            "perimeter_nm": perim * s,
-            "circularity": float(4.0 * np.pi * area / perim**2) if perim > 0 else np.nan,
-            "touches_border": bool(r0 == 0 or c0 == 0 or r1 == h or c1 == w),
-        })
+        rows.append(
+            {
+                "particle": int(p.label),
+                "centroid_row_px": float(p.centroid[0]),
+                "centroid_col_px": float(p.centroid[1]),
+                "centroid_y_nm": float(p.centroid[0]) * s,
+                "centroid_x_nm": float(p.centroid[1]) * s,
+                "area_px": int(area),
+                "area_nm2": area * s * s,
+                "equivalent_diameter_nm": float(np.sqrt(4.0 * area / np.pi)) * s,
+                "perimeter_nm": perim * s,
+                "circularity": float(4.0 * np.pi * area / perim**2) if perim > 0 else np.nan,
+                "touches_border": bool(r0 == 0 or c0 == 0 or r1 == h or c1 == w),
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -251,8 +287,16 @@ def best_iou(labels: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return best[1:]
 
 
-def particle_confidence(labels: np.ndarray, probabilities: np.ndarray, std: np.ndarray | None = None, members=None,
-                        *, watershed: bool = False, min_area_px: int = 16, match_iou: float = 0.5) -> pd.DataFrame:
+def particle_confidence(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    std: np.ndarray | None = None,
+    members=None,
+    *,
+    watershed: bool = False,
+    min_area_px: int = 16,
+    match_iou: float = 0.5,
+) -> pd.DataFrame:
     """Per-particle confidence from the members of a prediction.
 
     Columns (one row per label 1..n, in label order):
@@ -301,8 +345,11 @@ def particle_confidence(labels: np.ndarray, probabilities: np.ndarray, std: np.n
     if len(idx) == 0:
         return pd.DataFrame(columns=CONFIDENCE_COLUMNS, dtype=float)
     mean_p = np.asarray(ndi.mean(np.asarray(probabilities, dtype=np.float64), labels, idx), dtype=float)
-    mean_s = (np.asarray(ndi.mean(np.asarray(std, dtype=np.float64), labels, idx), dtype=float)
-              if std is not None else np.full(len(idx), np.nan))
+    mean_s = (
+        np.asarray(ndi.mean(np.asarray(std, dtype=np.float64), labels, idx), dtype=float)
+        if std is not None
+        else np.full(len(idx), np.nan)
+    )
     if members is not None and len(members):
         hits = np.zeros(len(idx))
         for k in range(len(members)):
@@ -420,7 +467,7 @@ def _bootstrap(table: pd.DataFrame, frames, exclude_border: bool, bins, n_boot: 
     def ci(values):
         values = np.asarray(values, dtype=float)
         if values.size == 0 or np.isnan(values).all(axis=0).all():
-            return np.full((2,) + values.shape[1:], np.nan)
+            return np.full((2, *values.shape[1:]), np.nan)
         import warnings
 
         with warnings.catch_warnings():
@@ -440,8 +487,15 @@ def _bootstrap(table: pd.DataFrame, frames, exclude_border: bool, bins, n_boot: 
     return point, intervals, edges, unit, int(ok.sum())
 
 
-def particle_summary(table: pd.DataFrame, frames=None, *, exclude_border: bool = True, n_boot: int = N_BOOT,
-                     level: float = 0.95, seed: int = BOOT_SEED) -> pd.DataFrame:
+def particle_summary(
+    table: pd.DataFrame,
+    frames=None,
+    *,
+    exclude_border: bool = True,
+    n_boot: int = N_BOOT,
+    level: float = 0.95,
+    seed: int = BOOT_SEED,
+) -> pd.DataFrame:
     """Particle counts and diameters per frame and over all frames, with bootstrap intervals.
 
     Method: percentile bootstrap with `n_boot` replicates from ``numpy.random.default_rng(seed)``.
@@ -484,21 +538,39 @@ def particle_summary(table: pd.DataFrame, frames=None, *, exclude_border: bool =
         groups.append(("all", table))
     rows = []
     for name, sub in groups:
-        point, iv, _, unit, sized = _bootstrap(sub, frames if name == "all" else [name], exclude_border, "auto",
-                                               n_boot, level, seed)
-        rows.append({
-            "frame": name, "frames": len(frames) if name == "all" else 1,
-            "particles": int(point["count"]), "particles_ci_low": iv["count"][0], "particles_ci_high": iv["count"][1],
-            "sized_particles": sized,
-            "mean_diameter": point["mean"], "mean_diameter_ci_low": iv["mean"][0], "mean_diameter_ci_high": iv["mean"][1],
-            "median_diameter": point["median"], "median_diameter_ci_low": iv["median"][0],
-            "median_diameter_ci_high": iv["median"][1], "diameter_unit": unit,
-        })
+        point, iv, _, unit, sized = _bootstrap(
+            sub, frames if name == "all" else [name], exclude_border, "auto", n_boot, level, seed
+        )
+        rows.append(
+            {
+                "frame": name,
+                "frames": len(frames) if name == "all" else 1,
+                "particles": int(point["count"]),
+                "particles_ci_low": iv["count"][0],
+                "particles_ci_high": iv["count"][1],
+                "sized_particles": sized,
+                "mean_diameter": point["mean"],
+                "mean_diameter_ci_low": iv["mean"][0],
+                "mean_diameter_ci_high": iv["mean"][1],
+                "median_diameter": point["median"],
+                "median_diameter_ci_low": iv["median"][0],
+                "median_diameter_ci_high": iv["median"][1],
+                "diameter_unit": unit,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def size_histogram_table(table: pd.DataFrame, frames=None, *, exclude_border: bool = True, bins="auto",
-                         n_boot: int = N_BOOT, level: float = 0.95, seed: int = BOOT_SEED) -> pd.DataFrame:
+def size_histogram_table(
+    table: pd.DataFrame,
+    frames=None,
+    *,
+    exclude_border: bool = True,
+    bins="auto",
+    n_boot: int = N_BOOT,
+    level: float = 0.95,
+    seed: int = BOOT_SEED,
+) -> pd.DataFrame:
     """Size histogram (bins of :func:`size_histogram_png`) with bootstrap intervals per bin.
 
     The bootstrap is that of :func:`particle_summary` (frames resampled, Poisson particle
@@ -510,13 +582,27 @@ def size_histogram_table(table: pd.DataFrame, frames=None, *, exclude_border: bo
         One row per bin: ``bin_low, bin_high, unit, particles, ci_low, ci_high``.
     """
     point, iv, edges, unit, _ = _bootstrap(table, frames, exclude_border, bins, n_boot, level, seed)
-    return pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "unit": unit,
-                         "particles": point["hist"].astype(int), "ci_low": iv["hist"][0] if len(edges) else [],
-                         "ci_high": iv["hist"][1] if len(edges) else []})
+    return pd.DataFrame(
+        {
+            "bin_low": edges[:-1],
+            "bin_high": edges[1:],
+            "unit": unit,
+            "particles": point["hist"].astype(int),
+            "ci_low": iv["hist"][0] if len(edges) else [],
+            "ci_high": iv["hist"][1] if len(edges) else [],
+        }
+    )
 
 
-def size_histogram_png(table: pd.DataFrame, path, *, exclude_border: bool = True, bins="auto",
-                       title: str | None = None, ci: pd.DataFrame | None = None) -> Path:
+def size_histogram_png(
+    table: pd.DataFrame,
+    path,
+    *,
+    exclude_border: bool = True,
+    bins="auto",
+    title: str | None = None,
+    ci: pd.DataFrame | None = None,
+) -> Path:
     """Histogram of equivalent diameters (nm; pixels if no scale) as a PNG, atomically.
 
     Parameters
@@ -556,8 +642,16 @@ def size_histogram_png(table: pd.DataFrame, path, *, exclude_border: bool = True
         if ci is not None and len(ci) == len(counts):
             centers = 0.5 * (edges[:-1] + edges[1:])
             err = np.vstack([counts - ci["ci_low"].to_numpy(float), ci["ci_high"].to_numpy(float) - counts])
-            ax.errorbar(centers, counts, yerr=np.clip(err, 0, None), fmt="none", ecolor="black", elinewidth=1,
-                        capsize=2, label="95 % bootstrap interval")
+            ax.errorbar(
+                centers,
+                counts,
+                yerr=np.clip(err, 0, None),
+                fmt="none",
+                ecolor="black",
+                elinewidth=1,
+                capsize=2,
+                label="95 % bootstrap interval",
+            )
         ax.axvline(np.median(d), color="black", ls="--", lw=1, label=f"median {np.median(d):.3g} {unit}")
         ax.legend(frameon=False)
     else:

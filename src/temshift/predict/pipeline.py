@@ -76,8 +76,11 @@ class Predictor:
             self.train_stats = model_training_statistics(self.metas[0], dataset_path)
             self._stats_done = True
         ref = train_reference(self.metas[0], self.train_stats)
-        return replace(ref, pixel_scale_nm=ref.pixel_scale_nm or self.pixel_scale_nm,
-                       dose_e_per_A2=ref.dose_e_per_A2 or self.dose_e_per_A2)
+        return replace(
+            ref,
+            pixel_scale_nm=ref.pixel_scale_nm or self.pixel_scale_nm,
+            dose_e_per_A2=ref.dose_e_per_A2 or self.dose_e_per_A2,
+        )
 
 
 def model_files(path) -> list[Path]:
@@ -161,8 +164,9 @@ def load_predictor(paths) -> Predictor:
             raise CheckpointError(f"{f}: ensemble member trained at {a} nm/px, {files[0]} at {b} nm/px")
     scale = ref.get("pixel_scale_nm")
     dose = ref.get("dose_e_per_A2")
-    return Predictor(models, metas, settings, float(scale) if scale else None, float(dose) if dose else None,
-                     files, patch)
+    return Predictor(
+        models, metas, settings, float(scale) if scale else None, float(dose) if dose else None, files, patch
+    )
 
 
 @dataclass
@@ -224,9 +228,15 @@ def _check_resampled_size(shape, zoom: float, pixel_scale_nm, model_pixel_scale_
         )
 
 
-def model_input(raw: np.ndarray, settings=None, pixel_scale_nm: float | None = None,
-                model_pixel_scale_nm: float | None = None, rescale: bool = True, return_native: bool = False,
-                match_noise: bool = True):
+def model_input(
+    raw: np.ndarray,
+    settings=None,
+    pixel_scale_nm: float | None = None,
+    model_pixel_scale_nm: float | None = None,
+    rescale: bool = True,
+    return_native: bool = False,
+    match_noise: bool = True,
+):
     """Preprocess a raw frame as the model's training data and match the pixel scale.
 
     Parameters
@@ -273,8 +283,17 @@ def model_input(raw: np.ndarray, settings=None, pixel_scale_nm: float | None = N
     return (image, zoom, native) if return_native else (image, zoom)
 
 
-def predict_probabilities(models, image: np.ndarray, *, tile: int = 2048, overlap: int = 128, margin: int = 32,
-                          batch_size: int = 1, device: str = "cpu", bf16: bool | None = None) -> np.ndarray:
+def predict_probabilities(
+    models,
+    image: np.ndarray,
+    *,
+    tile: int = 2048,
+    overlap: int = 128,
+    margin: int = 32,
+    batch_size: int = 1,
+    device: str = "cpu",
+    bf16: bool | None = None,
+) -> np.ndarray:
     """Particle probability of a model input, averaged over models (blended tiles).
 
     Parameters
@@ -301,17 +320,30 @@ def predict_probabilities(models, image: np.ndarray, *, tile: int = 2048, overla
     if not isinstance(models, (list, tuple)):
         models = [models]
     total = None
-    for p in member_probabilities(models, image, tile=tile, overlap=overlap, margin=margin, batch_size=batch_size,
-                                  device=device, bf16=bf16):
+    for p in member_probabilities(
+        models, image, tile=tile, overlap=overlap, margin=margin, batch_size=batch_size, device=device, bf16=bf16
+    ):
         total = p if total is None else total + p
     return total / len(models)
 
 
-def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preprocess=None,
-                  model_pixel_scale_nm: float | None = None, rescale: bool = True, match_noise: bool = True,
-                  threshold: float | None = None,
-                  tile: int = 2048, overlap: int = 128, margin: int = 32, batch_size: int = 1,
-                  device: str = "cpu", tta: bool = False) -> Segmentation:
+def predict_frame(
+    models,
+    frame,
+    pixel_scale_nm: float | None = None,
+    *,
+    preprocess=None,
+    model_pixel_scale_nm: float | None = None,
+    rescale: bool = True,
+    match_noise: bool = True,
+    threshold: float | None = None,
+    tile: int = 2048,
+    overlap: int = 128,
+    margin: int = 32,
+    batch_size: int = 1,
+    device: str = "cpu",
+    tta: bool = False,
+) -> Segmentation:
     """Segment one raw frame.
 
     Parameters
@@ -359,24 +391,38 @@ def predict_frame(models, frame, pixel_scale_nm: float | None = None, *, preproc
         nets = models.models
     else:
         nets = models if isinstance(models, (list, tuple)) else [models]
-    image, zoom, native = model_input(raw, preprocess, pixel_scale_nm, model_pixel_scale_nm, rescale, return_native=True,
-                                      match_noise=match_noise)
+    image, zoom, native = model_input(
+        raw, preprocess, pixel_scale_nm, model_pixel_scale_nm, rescale, return_native=True, match_noise=match_noise
+    )
     std = members = None
     if tta or len(nets) > 1:
         from temshift.predict.uncertainty import member_probabilities, member_spread
 
-        spread = member_spread(member_probabilities(nets, image, tta=tta, tile=tile, overlap=overlap, margin=margin,
-                                                    batch_size=batch_size, device=device),
-                               threshold, out_shape=raw.shape)
+        spread = member_spread(
+            member_probabilities(
+                nets, image, tta=tta, tile=tile, overlap=overlap, margin=margin, batch_size=batch_size, device=device
+            ),
+            threshold,
+            out_shape=raw.shape,
+        )
         prob_in, members = spread.mean, spread.members
         std = resample_to_shape(spread.std, raw.shape) if zoom != 1.0 else spread.std
         np.clip(std, 0.0, 0.5, out=std)
     else:
-        prob_in = predict_probabilities(nets, image, tile=tile, overlap=overlap, margin=margin, batch_size=batch_size,
-                                        device=device)
+        prob_in = predict_probabilities(
+            nets, image, tile=tile, overlap=overlap, margin=margin, batch_size=batch_size, device=device
+        )
     prob = resample_to_shape(prob_in, raw.shape) if zoom != 1.0 else prob_in
     np.clip(prob, 0.0, 1.0, out=prob)
     in_scale = (pixel_scale_nm / zoom) if pixel_scale_nm else model_pixel_scale_nm
-    return Segmentation(prob, particle_mask(prob, threshold), zoom, in_scale, image,
-                        particle_mask(prob_in, threshold), native, std, members)
-
+    return Segmentation(
+        prob,
+        particle_mask(prob, threshold),
+        zoom,
+        in_scale,
+        image,
+        particle_mask(prob_in, threshold),
+        native,
+        std,
+        members,
+    )

@@ -71,8 +71,12 @@ def resample_image(image: np.ndarray, factor: float, order: int = 1) -> np.ndarr
 
     shape = (max(1, round(image.shape[0] * factor)), max(1, round(image.shape[1] * factor)))
     out = resize(
-        np.asarray(image, dtype=np.float32), shape, order=order, mode="reflect",
-        anti_aliasing=factor < 1.0, preserve_range=True,
+        np.asarray(image, dtype=np.float32),
+        shape,
+        order=order,
+        mode="reflect",
+        anti_aliasing=factor < 1.0,
+        preserve_range=True,
     )
     return out.astype(np.float32, copy=False)
 
@@ -101,8 +105,9 @@ def resample_to_shape(maps: np.ndarray, shape: tuple[int, int], order: int = 1) 
 
     downsampling = maps.shape[-1] > shape[-1]
     if maps.ndim == 2:
-        return resize(maps, shape, order=order, mode="edge", anti_aliasing=downsampling,
-                      preserve_range=True).astype(np.float32)
+        return resize(maps, shape, order=order, mode="edge", anti_aliasing=downsampling, preserve_range=True).astype(
+            np.float32
+        )
     return np.stack([resample_to_shape(m, shape, order) for m in maps])
 
 
@@ -113,7 +118,7 @@ NOISE_CROP = 2048
 def _central_crop(image: np.ndarray, size: int) -> np.ndarray:
     h, w = image.shape
     r, c = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return image[r:r + size, c:c + size]
+    return image[r : r + size, c : c + size]
 
 
 def restore_noise(resampled: np.ndarray, original: np.ndarray, factor: float, seed: int = 0) -> np.ndarray:

@@ -113,8 +113,11 @@ class TrainingReference:
     @classmethod
     def from_stored(cls, value: dict[str, Any]) -> TrainingReference:
         """Inverse of :meth:`to_stored` (statistics of other definitions are left out)."""
-        return cls(positive_or_none(value.get("pixel_scale_nm")), positive_or_none(value.get("dose_e_per_A2")),
-                   TrainingStatistics.from_stored(value, STATS_VERSION))
+        return cls(
+            positive_or_none(value.get("pixel_scale_nm")),
+            positive_or_none(value.get("dose_e_per_A2")),
+            TrainingStatistics.from_stored(value, STATS_VERSION),
+        )
 
 
 @dataclass
@@ -175,8 +178,16 @@ class ShiftReport:
         self.level = overall_level(self.findings)
 
     def to_dict(self) -> dict:
-        return {"frame": self.frame, "level": self.level, "flagged": self.flagged, "reasons": self.reasons,
-                "doubts": self.doubts, "not_compared": self.not_compared, "findings": [asdict(f) for f in self.findings], "stats": jsonable(self.stats)}
+        return {
+            "frame": self.frame,
+            "level": self.level,
+            "flagged": self.flagged,
+            "reasons": self.reasons,
+            "doubts": self.doubts,
+            "not_compared": self.not_compared,
+            "findings": [asdict(f) for f in self.findings],
+            "stats": jsonable(self.stats),
+        }
 
 
 def overall_level(findings) -> str:
@@ -188,8 +199,9 @@ def _level(value: float, limits: tuple[float, float]) -> str:
     return "high" if value > limits[1] else "medium" if value > limits[0] else "low"
 
 
-def model_training_statistics(meta: CheckpointMeta, dataset_path: str | Path | None = None
-                              ) -> TrainingStatistics | None:
+def model_training_statistics(
+    meta: CheckpointMeta, dataset_path: str | Path | None = None
+) -> TrainingStatistics | None:
     """Training statistics for a loaded model: carried in its meta, else computed lazily.
 
     Takes ``meta.training_statistics`` (present only when of the current definitions);
@@ -205,9 +217,18 @@ def model_training_statistics(meta: CheckpointMeta, dataset_path: str | Path | N
     return None
 
 
-def frame_statistics(model_input: np.ndarray, *, pixel_scale_nm: float | None, input_pixel_scale_nm: float | None,
-                     rescaled: bool, dose_e_per_A2: float | None = None, mask: np.ndarray | None = None,
-                     tile: int = 512, native_image: np.ndarray | None = None, zoom: float = 1.0) -> dict:
+def frame_statistics(
+    model_input: np.ndarray,
+    *,
+    pixel_scale_nm: float | None,
+    input_pixel_scale_nm: float | None,
+    rescaled: bool,
+    dose_e_per_A2: float | None = None,
+    mask: np.ndarray | None = None,
+    tile: int = 512,
+    native_image: np.ndarray | None = None,
+    zoom: float = 1.0,
+) -> dict:
     """Statistics of a new frame, measured on the model input.
 
     Parameters
@@ -238,8 +259,12 @@ def frame_statistics(model_input: np.ndarray, *, pixel_scale_nm: float | None, i
     s = image_statistics(model_input, mask, tile=tile)
     if native_image is not None and zoom != 1.0:
         s["snr"] = noise_snr(native_image, tile=tile) / zoom
-    s.update(pixel_scale_nm=pixel_scale_nm, input_pixel_scale_nm=input_pixel_scale_nm, rescaled=bool(rescaled),
-             dose_e_per_A2=dose_e_per_A2)
+    s.update(
+        pixel_scale_nm=pixel_scale_nm,
+        input_pixel_scale_nm=input_pixel_scale_nm,
+        rescaled=bool(rescaled),
+        dose_e_per_A2=dose_e_per_A2,
+    )
     return s
 
 
@@ -247,8 +272,9 @@ def _fmt_period(px: float, scale: float | None) -> str:
     return f"{px * scale:.3g} nm" if scale else f"{px:.3g} px"
 
 
-def assess_shift(frame_stats: dict, train: TrainingReference, name: str = "", *,
-                 rescale_requested: bool = True) -> ShiftReport:
+def assess_shift(
+    frame_stats: dict, train: TrainingReference, name: str = "", *, rescale_requested: bool = True
+) -> ShiftReport:
     """Compare frame statistics with training statistics; risk level and reasons.
 
     Parameters
@@ -271,14 +297,26 @@ def assess_shift(frame_stats: dict, train: TrainingReference, name: str = "", *,
     st = train.statistics
     s, s0 = frame_stats.get("pixel_scale_nm"), train.pixel_scale_nm
     if s0 is None:
-        out.append(Finding("pixel_scale", "low", "pixel scale not compared: training pixel scale unknown",
-                           kind="unchecked"))
+        out.append(
+            Finding("pixel_scale", "low", "pixel scale not compared: training pixel scale unknown", kind="unchecked")
+        )
     elif s is None and rescale_requested:
-        out.append(Finding("pixel_scale", "medium",
-                           f"frame pixel scale unknown (trained {s0:.3g} nm/px): not matched; pass --pixel-scale"))
+        out.append(
+            Finding(
+                "pixel_scale",
+                "medium",
+                f"frame pixel scale unknown (trained {s0:.3g} nm/px): not matched; pass --pixel-scale",
+            )
+        )
     elif s is None:
-        out.append(Finding("pixel_scale", "low", f"pixel scale not compared: frame pixel scale unknown (trained "
-                           f"{s0:.3g} nm/px); pass --pixel-scale", kind="unchecked"))
+        out.append(
+            Finding(
+                "pixel_scale",
+                "low",
+                f"pixel scale not compared: frame pixel scale unknown (trained {s0:.3g} nm/px); pass --pixel-scale",
+                kind="unchecked",
+            )
+        )
     elif frame_stats.get("rescaled"):
         out.append(Finding("pixel_scale", "low", f"pixel scale {s:.3g} nm/px resampled to trained {s0:.3g} nm/px"))
     else:
@@ -290,8 +328,10 @@ def assess_shift(frame_stats: dict, train: TrainingReference, name: str = "", *,
         elif lvl == "low":
             msg = f"pixel scale {s:.3g} vs trained {s0:.3g} nm/px ({rel:.0%} off, not resampled): within calibration spread"
         else:
-            msg = (f"pixel scale {s:.3g} vs trained {s0:.3g} nm/px ({rel:.0%} off, not resampled): "
-                   "features have the wrong size for the model")
+            msg = (
+                f"pixel scale {s:.3g} vs trained {s0:.3g} nm/px ({rel:.0%} off, not resampled): "
+                "features have the wrong size for the model"
+            )
         out.append(Finding("pixel_scale", lvl, msg))
 
     d, d0 = frame_stats.get("dose_e_per_A2"), train.dose_e_per_A2
@@ -299,20 +339,36 @@ def assess_shift(frame_stats: dict, train: TrainingReference, name: str = "", *,
         r = d / d0
         lvl = _level(abs(math.log2(r)), DOSE_LOG2)
         effect = "expect under-segmentation" if r < 1 else "expect over-segmentation"
-        out.append(Finding("dose", lvl, f"dose {d:.3g} e/A2 vs trained {d0:.3g}" + (f": {effect}" if lvl != "low" else "")))
+        out.append(
+            Finding("dose", lvl, f"dose {d:.3g} e/A2 vs trained {d0:.3g}" + (f": {effect}" if lvl != "low" else ""))
+        )
     elif not d:
-        out.append(Finding("dose", "low", "dose not compared: frame dose unknown (not in the catalog; pass --dose)"
-                           + ("" if d0 else "; training dose unknown too"), kind="unchecked"))
+        out.append(
+            Finding(
+                "dose",
+                "low",
+                "dose not compared: frame dose unknown (not in the catalog; pass --dose)"
+                + ("" if d0 else "; training dose unknown too"),
+                kind="unchecked",
+            )
+        )
     else:
-        out.append(Finding("dose", "low", f"dose not compared: training dose unknown (frame {d:.3g} e/A2)",
-                           kind="unchecked"))
+        out.append(
+            Finding("dose", "low", f"dose not compared: training dose unknown (frame {d:.3g} e/A2)", kind="unchecked")
+        )
 
     snr, snr0 = frame_stats.get("snr"), st.snr if st else None
     if snr is not None and snr0 and snr0.median and frame_stats.get("rescaled"):
         # the structure part of the SNR (support texture, fringes) changes with resolution, so
         # SNRs at two pixel scales are not comparable; the dose comparison still applies
-        out.append(Finding("snr", "low", f"image SNR {snr:.3g} vs trained {snr0.median:.3g} "
-                           "(not compared: frame resampled from another pixel scale)"))
+        out.append(
+            Finding(
+                "snr",
+                "low",
+                f"image SNR {snr:.3g} vs trained {snr0.median:.3g} "
+                "(not compared: frame resampled from another pixel scale)",
+            )
+        )
     elif snr is not None and snr0 and snr0.median:
         q = (snr / snr0.median) ** 2 if snr0.median > 0 else 1.0
         # distance to the nearest training frame, not to the median: the model has seen
@@ -321,8 +377,14 @@ def assess_shift(frame_stats: dict, train: TrainingReference, name: str = "", *,
         q_edge = (snr / bound) ** 2 if bound > 0 else 1.0
         lvl = "low" if q <= 0 else _level(abs(math.log2(max(q_edge, 1e-6))), DOSE_LOG2)
         effect = "expect under-segmentation" if q < 1 else "expect over-segmentation"
-        out.append(Finding("snr", lvl, f"image SNR {snr:.3g} vs trained {snr0.median:.3g} (like a dose "
-                           f"x{q:.2g})" + (f": {effect}" if lvl != "low" else "")))
+        out.append(
+            Finding(
+                "snr",
+                lvl,
+                f"image SNR {snr:.3g} vs trained {snr0.median:.3g} (like a dose "
+                f"x{q:.2g})" + (f": {effect}" if lvl != "low" else ""),
+            )
+        )
 
     peaks0 = st.fringe_peaks if st else ()
     if st and peaks0:
@@ -333,19 +395,36 @@ def assess_shift(frame_stats: dict, train: TrainingReference, name: str = "", *,
         n_train = st.n_frames
         if p is None and with_fringes is not None and n_train and with_fringes < n_train:
             # some training frames had no detectable fringes either (few particles, low dose)
-            out.append(Finding("fringe", "low", f"no lattice fringes detected (nor in {n_train - with_fringes} of "
-                               f"{n_train} training frames)"))
+            out.append(
+                Finding(
+                    "fringe",
+                    "low",
+                    f"no lattice fringes detected (nor in {n_train - with_fringes} of {n_train} training frames)",
+                )
+            )
         elif p is None:
             # one frame without fringes is not evidence of a shift (few particles); a batch is
-            out.append(Finding("fringe", "low", "no lattice fringes detected in this frame (trained frames show "
-                               f"{_fmt_period(peaks0[0].period_px, s0)})"))
+            out.append(
+                Finding(
+                    "fringe",
+                    "low",
+                    "no lattice fringes detected in this frame (trained frames show "
+                    f"{_fmt_period(peaks0[0].period_px, s0)})",
+                )
+            )
         else:
             ref = min((q.period_px for q in peaks0), key=lambda q0: abs(p / q0 - 1))
             rel = abs(p / ref - 1)
             lvl = _level(rel, FRINGE_REL)
-            out.append(Finding("fringe", lvl, f"fringe spacing {_fmt_period(p, sc)} ({p:.3g} px) vs trained "
-                               f"{_fmt_period(ref, s0)} ({ref:.3g} px)"
-                               + (f": differs by {rel:.0%} on the model's pixel grid" if lvl != "low" else "")))
+            out.append(
+                Finding(
+                    "fringe",
+                    lvl,
+                    f"fringe spacing {_fmt_period(p, sc)} ({p:.3g} px) vs trained "
+                    f"{_fmt_period(ref, s0)} ({ref:.3g} px)"
+                    + (f": differs by {rel:.0%} on the model's pixel grid" if lvl != "low" else ""),
+                )
+            )
 
     c, c_train = frame_stats.get("contrast"), st.contrast if st else None
     c0 = c_train.median if c_train else None
@@ -353,17 +432,32 @@ def assess_shift(frame_stats: dict, train: TrainingReference, name: str = "", *,
         # as for SNR, measured from the faintest training frame
         ratio = c / min(c0, c_train.min)
         lvl = "high" if ratio < CONTRAST_RATIO[1] else "medium" if ratio < CONTRAST_RATIO[0] else "low"
-        out.append(Finding("contrast", lvl, f"particle contrast under the mask {c:.2g} vs trained {c0:.2g}"
-                           + (": doubtful mask (particles missed, or background taken for particles)"
-                              if lvl != "low" else ""), kind="quality"))
+        out.append(
+            Finding(
+                "contrast",
+                lvl,
+                f"particle contrast under the mask {c:.2g} vs trained {c0:.2g}"
+                + (": doubtful mask (particles missed, or background taken for particles)" if lvl != "low" else ""),
+                kind="quality",
+            )
+        )
 
     m, m0 = frame_stats.get("median"), st.median if st else None
     if m is not None and m0:
         z = abs(m - m0.median) / max(m0.spread or 0.0, MEDIAN_MIN_SPREAD)
         lvl = _level(z, MEDIAN_Z)
-        out.append(Finding("median", lvl, f"histogram median after preprocessing {m:.3g} vs trained {m0.median:.3g}"
-                           + (": intensity distribution differs (mostly crystalline frame? other preprocessing?)"
-                              if lvl != "low" else "")))
+        out.append(
+            Finding(
+                "median",
+                lvl,
+                f"histogram median after preprocessing {m:.3g} vs trained {m0.median:.3g}"
+                + (
+                    ": intensity distribution differs (mostly crystalline frame? other preprocessing?)"
+                    if lvl != "low"
+                    else ""
+                ),
+            )
+        )
 
     return ShiftReport(frame=name, level=overall_level(out), findings=out, stats=frame_stats)
 
@@ -373,8 +467,9 @@ def _binomial_tail(m: int, n: int, p: float) -> float:
     return float(sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(m, n + 1)))
 
 
-def assess_batch(reports: list[ShiftReport], train: TrainingReference, *,
-                 min_frames: int = BATCH_MIN_FRAMES) -> list[Finding]:
+def assess_batch(
+    reports: list[ShiftReport], train: TrainingReference, *, min_frames: int = BATCH_MIN_FRAMES
+) -> list[Finding]:
     """Compare a batch of frames with the training frames; add the batch findings to every report.
 
     Parameters
@@ -409,19 +504,36 @@ def assess_batch(reports: list[ShiftReport], train: TrainingReference, *,
             p0 = (n_train - k + 1) / (n_train + 2)
             tail = _binomial_tail(m, len(measured), p0)
             lvl = "medium" if tail < BATCH_P else "low"
-            out.append(Finding("batch_fringe", lvl, f"{m} of {len(measured)} frames of this batch show no lattice "
-                               f"fringes (training frames without fringes: {n_train - k} of {n_train})"
-                               + (": low dose, defocus or other material?" if lvl != "low" else ""), kind="batch"))
+            out.append(
+                Finding(
+                    "batch_fringe",
+                    lvl,
+                    f"{m} of {len(measured)} frames of this batch show no lattice "
+                    f"fringes (training frames without fringes: {n_train - k} of {n_train})"
+                    + (": low dose, defocus or other material?" if lvl != "low" else ""),
+                    kind="batch",
+                )
+            )
 
     c_train = st.contrast if st else None
     contrasts = [s["contrast"] for s in stats if s.get("contrast") is not None]
     if len(contrasts) >= min_frames and c_train and c_train.min:
         med = float(np.median(contrasts))
         lvl = "medium" if med < c_train.min else "low"
-        out.append(Finding("batch_contrast", lvl, f"median particle contrast of the batch {med:.2g} vs training "
-                           f"frames {c_train.min:.2g}-{c_train.max:.2g}"
-                           + (": fainter than every training frame, expect missed particles or false detections"
-                              if lvl != "low" else ""), kind="batch"))
+        out.append(
+            Finding(
+                "batch_contrast",
+                lvl,
+                f"median particle contrast of the batch {med:.2g} vs training "
+                f"frames {c_train.min:.2g}-{c_train.max:.2g}"
+                + (
+                    ": fainter than every training frame, expect missed particles or false detections"
+                    if lvl != "low"
+                    else ""
+                ),
+                kind="batch",
+            )
+        )
 
     snr0 = st.snr if st else None
     snrs = [s["snr"] for s in stats if s.get("snr") is not None and not s.get("rescaled")]
@@ -429,9 +541,15 @@ def assess_batch(reports: list[ShiftReport], train: TrainingReference, *,
         q = (float(np.median(snrs)) / snr0.median) ** 2
         lvl = "medium" if q > 0 and abs(math.log2(q)) > DOSE_LOG2[0] else "low"
         effect = "expect under-segmentation" if q < 1 else "expect over-segmentation"
-        out.append(Finding("batch_snr", lvl, f"median image SNR of the batch {np.median(snrs):.3g} vs trained "
-                           f"{snr0.median:.3g} (like a dose x{q:.2g})" + (f": {effect}" if lvl != "low" else ""),
-                           kind="batch"))
+        out.append(
+            Finding(
+                "batch_snr",
+                lvl,
+                f"median image SNR of the batch {np.median(snrs):.3g} vs trained "
+                f"{snr0.median:.3g} (like a dose x{q:.2g})" + (f": {effect}" if lvl != "low" else ""),
+                kind="batch",
+            )
+        )
     for r in reports:
         r.add(out)
     return out

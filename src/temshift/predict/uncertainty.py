@@ -59,9 +59,18 @@ def variants(tta: bool) -> range:
     return range(N_VARIANTS if tta else 1)
 
 
-def member_probabilities(models, image: np.ndarray, *, tta: bool = False, tile: int = 2048, overlap: int = 128,
-                         margin: int = 32, batch_size: int = 1, device: str = "cpu",
-                         bf16: bool | None = None) -> Iterator[np.ndarray]:
+def member_probabilities(
+    models,
+    image: np.ndarray,
+    *,
+    tta: bool = False,
+    tile: int = 2048,
+    overlap: int = 128,
+    margin: int = 32,
+    batch_size: int = 1,
+    device: str = "cpu",
+    bf16: bool | None = None,
+) -> Iterator[np.ndarray]:
     """Particle probability of every member, one (H, W) float32 map at a time.
 
     Parameters
@@ -94,8 +103,15 @@ def member_probabilities(models, image: np.ndarray, *, tta: bool = False, tile: 
         fast = inference_model(m.eval(), channels_last=channels_last).to(device)
         fn = batch_fn(fast, device, channels_last=channels_last, bf16=bf16)
         for k in variants(tta):
-            p = predict_tiled(dihedral(image, k), fn, tile=tile, overlap=overlap, margin=margin,
-                              batch_size=batch_size, multiple=size_multiple(m))[0]
+            p = predict_tiled(
+                dihedral(image, k),
+                fn,
+                tile=tile,
+                overlap=overlap,
+                margin=margin,
+                batch_size=batch_size,
+                multiple=size_multiple(m),
+            )[0]
             yield np.ascontiguousarray(inverse_dihedral(p, k))
 
 
@@ -118,8 +134,9 @@ class MemberSpread:
     members: MemberMasks
 
 
-def member_spread(maps: Iterable[np.ndarray], threshold: float | None = None, out_shape: tuple[int, int] | None = None
-                  ) -> MemberSpread:
+def member_spread(
+    maps: Iterable[np.ndarray], threshold: float | None = None, out_shape: tuple[int, int] | None = None
+) -> MemberSpread:
     """Mean, standard deviation and member masks of member probability maps, in one pass.
 
     Parameters

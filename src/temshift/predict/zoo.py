@@ -38,8 +38,20 @@ AUTO = "zoo:auto"
 WEIGHTS = {"pixel_scale": 2.0, "dose": 1.0, "diameter": 0.5, "material": 0.5}
 """Distance weights, per log2 unit (material: per mismatch); see :func:`distance`."""
 
-MANIFEST_COLUMNS = ["set", "fold", "seed", "training_set", "material", "diameter_nm", "pixel_scale_nm",
-                    "dose_e_per_A2", "session", "file", "sha256", "size_bytes"]
+MANIFEST_COLUMNS = [
+    "set",
+    "fold",
+    "seed",
+    "training_set",
+    "material",
+    "diameter_nm",
+    "pixel_scale_nm",
+    "dose_e_per_A2",
+    "session",
+    "file",
+    "sha256",
+    "size_bytes",
+]
 
 
 class ZooError(TemshiftError):
@@ -89,11 +101,22 @@ def manifest() -> list[ZooModel]:
     """The packaged manifest, one entry per released model file."""
     out = []
     for row in _read_manifest_rows():
-        out.append(ZooModel(set=row["set"], fold=int(row["fold"]), seed=int(row["seed"]),
-                            training_set=row["training_set"], material=row["material"],
-                            diameter_nm=float(row["diameter_nm"]), pixel_scale_nm=float(row["pixel_scale_nm"]),
-                            dose_e_per_A2=float(row["dose_e_per_A2"]), session=row["session"], file=row["file"],
-                            sha256=row["sha256"], size_bytes=int(row["size_bytes"])))
+        out.append(
+            ZooModel(
+                set=row["set"],
+                fold=int(row["fold"]),
+                seed=int(row["seed"]),
+                training_set=row["training_set"],
+                material=row["material"],
+                diameter_nm=float(row["diameter_nm"]),
+                pixel_scale_nm=float(row["pixel_scale_nm"]),
+                dose_e_per_A2=float(row["dose_e_per_A2"]),
+                session=row["session"],
+                file=row["file"],
+                sha256=row["sha256"],
+                size_bytes=int(row["size_bytes"]),
+            )
+        )
     return out
 
 
@@ -106,8 +129,10 @@ def training_sets() -> list[ZooSet]:
     """Training sets of the manifest, in manifest order, each with its fold models."""
     sets: dict[str, ZooSet] = {}
     for m in manifest():
-        s = sets.setdefault(m.set, ZooSet(m.set, m.training_set, m.material, m.diameter_nm, m.pixel_scale_nm,
-                                          m.dose_e_per_A2, m.session))
+        s = sets.setdefault(
+            m.set,
+            ZooSet(m.set, m.training_set, m.material, m.diameter_nm, m.pixel_scale_nm, m.dose_e_per_A2, m.session),
+        )
         s.models.append(m)
     return list(sets.values())
 
@@ -135,8 +160,9 @@ def resolve(names) -> list[ZooModel]:
             found = [by_file.get(key) or by_stem[key]]
         else:
             sets = ", ".join(s.name for s in training_sets())
-            raise ZooError(f"{name}: not in the zoo (training sets: {sets}; or a file name, or 'all'); "
-                           "see `temshift zoo list`")
+            raise ZooError(
+                f"{name}: not in the zoo (training sets: {sets}; or a file name, or 'all'); see `temshift zoo list`"
+            )
         out.extend(m for m in found if m not in out)
     return out
 
@@ -207,8 +233,8 @@ def pull(names, dest, *, base_url: str = DEFAULT_BASE_URL, timeout: float = 60.0
         Network or HTTP failure, or a file whose SHA-256 does not match (nothing is left
         under its final name; a short ``.part`` is kept for resuming).
     """
-    from temshift.io.atomic import atomic_write_text
     from temshift.catalog.fetch import download, file_url
+    from temshift.io.atomic import atomic_write_text
 
     models = resolve(names)
     dest = Path(dest)
@@ -247,8 +273,10 @@ def local_files(zset: ZooSet, folder) -> list[Path]:
     bad = [m for m in zset.models if not is_complete(m, folder)]
     if bad:
         what = ", ".join(m.file for m in bad[:2]) + (f" and {len(bad) - 2} more" if len(bad) > 2 else "")
-        raise ZooError(f"zoo set {zset.name}: {len(bad)} of {len(zset.models)} model files missing or damaged in "
-                       f"{folder} ({what}); run `temshift zoo pull {zset.name} --dest {folder}`")
+        raise ZooError(
+            f"zoo set {zset.name}: {len(bad)} of {len(zset.models)} model files missing or damaged in "
+            f"{folder} ({what}); run `temshift zoo pull {zset.name} --dest {folder}`"
+        )
     return [folder / m.file for m in zset.models]
 
 
@@ -265,8 +293,9 @@ class Ranked:
     why: list[str]
 
 
-def distance(zset: ZooSet, *, pixel_scale_nm=None, dose_e_per_A2=None, material=None, diameter_nm=None
-             ) -> tuple[float, dict[str, float], list[str]]:
+def distance(
+    zset: ZooSet, *, pixel_scale_nm=None, dose_e_per_A2=None, material=None, diameter_nm=None
+) -> tuple[float, dict[str, float], list[str]]:
     """Distance of a training set to a frame's recording conditions.
 
     ``d = sqrt(sum_k (w_k * t_k) ** 2)`` over the known conditions, with
@@ -303,7 +332,10 @@ def distance(zset: ZooSet, *, pixel_scale_nm=None, dose_e_per_A2=None, material=
             return
         t = abs(math.log2(float(value) / trained))
         terms[key] = WEIGHTS[key] * t
-        why.append(f"{label} {float(value):g} vs {trained:g} {unit}" + ("" if t < 1e-9 else f" (x{float(value) / trained:.2g})"))
+        why.append(
+            f"{label} {float(value):g} vs {trained:g} {unit}"
+            + ("" if t < 1e-9 else f" (x{float(value) / trained:.2g})")
+        )
 
     ratio_term("pixel_scale", pixel_scale_nm, zset.pixel_scale_nm, "nm/px", "pixel scale")
     ratio_term("dose", dose_e_per_A2, zset.dose_e_per_A2, "e/A2", "dose")
@@ -333,8 +365,9 @@ def pick(*, pixel_scale_nm=None, dose_e_per_A2=None, material=None, diameter_nm=
         raise ZooError("give at least one of pixel scale, dose, material or size to pick a training set")
     out = []
     for s in sets if sets is not None else training_sets():
-        d, terms, why = distance(s, pixel_scale_nm=pixel_scale_nm, dose_e_per_A2=dose_e_per_A2, material=material,
-                                 diameter_nm=diameter_nm)
+        d, terms, why = distance(
+            s, pixel_scale_nm=pixel_scale_nm, dose_e_per_A2=dose_e_per_A2, material=material, diameter_nm=diameter_nm
+        )
         out.append(Ranked(s, d, terms, why))
     out.sort(key=lambda r: r.distance)
     return out
@@ -347,8 +380,9 @@ def explain(ranked: list[Ranked]) -> str:
     tied = [r.set.name for r in ranked[1:] if r.distance - best.distance < 1e-6]
     if tied:
         unknown = [w.split(" not compared")[0] for w in best.why if "not compared" in w]
-        text += (f"; TIED with {', '.join(tied)}, first in the manifest taken"
-                 + (f" (give the {' / '.join(unknown)} to decide)" if unknown else ""))
+        text += f"; TIED with {', '.join(tied)}, first in the manifest taken" + (
+            f" (give the {' / '.join(unknown)} to decide)" if unknown else ""
+        )
     elif len(ranked) > 1:
         text += f"; next {ranked[1].set.name} ({ranked[1].distance:.2f})"
     return text
@@ -395,22 +429,40 @@ def build_manifest(model_details_csv, weights_dir, catalog=None):
         if path is None:
             continue
         m = re.match(r"unet_(.+?)_fold(\d+)_seed(\d+)_model\.h5$", path.name, re.IGNORECASE)
-        material, diameter, scale, dose = (str(r["Np Material"]), float(r["Np Diameter (nm)"]),
-                                           float(r["Pixel Scale (nm)"]), float(r["Dosage (e/A2)"]))
-        match = df[(df["material"] == material) & (df["diameter_nm"].astype(float) == diameter)
-                   & ((df["pixel_scale_nm"].astype(float) - scale).abs() < 1e-4)
-                   & ((df["dose_e_per_A2"].astype(float) - dose).abs() <= 5)
-                   & df["folder"].str.contains("UTC|Ultrathin", case=False)]
+        material, diameter, scale, dose = (
+            str(r["Np Material"]),
+            float(r["Np Diameter (nm)"]),
+            float(r["Pixel Scale (nm)"]),
+            float(r["Dosage (e/A2)"]),
+        )
+        match = df[
+            (df["material"] == material)
+            & (df["diameter_nm"].astype(float) == diameter)
+            & ((df["pixel_scale_nm"].astype(float) - scale).abs() < 1e-4)
+            & ((df["dose_e_per_A2"].astype(float) - dose).abs() <= 5)
+            & df["folder"].str.contains("UTC|Ultrathin", case=False)
+        ]
         dates = sorted({pd.to_datetime(d, format="%m/%d/%y").strftime("%Y-%m-%d") for d in match["date"]})
         sess = re.search(r"Sess(\d\d)(\d\d)", str(r["Dataset Trained On"]))
         if sess:
             named = [d for d in dates if d[2:4] == sess.group(2) and d[5:7] == sess.group(1)]
             dates = named or dates
-        rows.append({"set": m.group(1), "fold": int(m.group(2)), "seed": int(m.group(3)),
-                     "training_set": str(r["Dataset Trained On"]).removesuffix("_Images"), "material": material,
-                     "diameter_nm": diameter, "pixel_scale_nm": scale, "dose_e_per_A2": dose,
-                     "session": " or ".join(dates), "file": path.name, "sha256": sha256_file(path),
-                     "size_bytes": path.stat().st_size})
+        rows.append(
+            {
+                "set": m.group(1),
+                "fold": int(m.group(2)),
+                "seed": int(m.group(3)),
+                "training_set": str(r["Dataset Trained On"]).removesuffix("_Images"),
+                "material": material,
+                "diameter_nm": diameter,
+                "pixel_scale_nm": scale,
+                "dose_e_per_A2": dose,
+                "session": " or ".join(dates),
+                "file": path.name,
+                "sha256": sha256_file(path),
+                "size_bytes": path.stat().st_size,
+            }
+        )
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
@@ -466,16 +518,20 @@ class ModelChooser:
             predictor = load_predictor([model, *(ensemble or [])])
             self._fixed = Choice(predictor, predictor.training_reference(train_dataset), str(model))
 
-    def for_frame(self, *, pixel_scale_nm=None, dose_e_per_A2=None, material=None, diameter_nm=None,
-                  name: str = "") -> Choice:
+    def for_frame(
+        self, *, pixel_scale_nm=None, dose_e_per_A2=None, material=None, diameter_nm=None, name: str = ""
+    ) -> Choice:
         """The models for a frame with these recorded conditions."""
         if not self.auto:
             return self._fixed
         if pixel_scale_nm is None and dose_e_per_A2 is None:
-            raise ZooError(f"{name or 'frame'}: {AUTO} needs the frame's pixel scale or dose to pick a training set "
-                           "(from the file, the catalog, --pixel-scale or --dose)")
-        ranked = pick(pixel_scale_nm=pixel_scale_nm, dose_e_per_A2=dose_e_per_A2, material=material,
-                      diameter_nm=diameter_nm)
+            raise ZooError(
+                f"{name or 'frame'}: {AUTO} needs the frame's pixel scale or dose to pick a training set "
+                "(from the file, the catalog, --pixel-scale or --dose)"
+            )
+        ranked = pick(
+            pixel_scale_nm=pixel_scale_nm, dose_e_per_A2=dose_e_per_A2, material=material, diameter_nm=diameter_nm
+        )
         zset = ranked[0].set
         if zset.name not in self._cache:
             from temshift.predict.pipeline import load_predictor
@@ -483,12 +539,17 @@ class ModelChooser:
             predictor = load_predictor(local_files(zset, self.folder))
             # the manifest is the authority on what the released models were trained on
             predictor.pixel_scale_nm, predictor.dose_e_per_A2 = zset.pixel_scale_nm, zset.dose_e_per_A2
-            ref = replace(predictor.training_reference(), pixel_scale_nm=zset.pixel_scale_nm,
-                          dose_e_per_A2=zset.dose_e_per_A2)
+            ref = replace(
+                predictor.training_reference(), pixel_scale_nm=zset.pixel_scale_nm, dose_e_per_A2=zset.dose_e_per_A2
+            )
             self._cache[zset.name] = Choice(predictor, ref, zset.name)
         base = self._cache[zset.name]
-        return Choice(base.predictor, base.reference, base.key,
-                      f"{name}: {AUTO} picked {explain(ranked)}, {len(zset.models)} folds")
+        return Choice(
+            base.predictor,
+            base.reference,
+            base.key,
+            f"{name}: {AUTO} picked {explain(ranked)}, {len(zset.models)} folds",
+        )
 
 
 def catalog_conditions(path, catalog=None) -> dict:

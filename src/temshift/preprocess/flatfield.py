@@ -115,8 +115,9 @@ def min_frame_shape(degree: tuple[int, int] = (2, 2), downscale: int = 4) -> tup
     return downscale * (degree[0] + 1), downscale * (degree[1] + 1)
 
 
-def fit_coefficients(img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale: int = 4,
-                     iterations: int = 2) -> np.ndarray:
+def fit_coefficients(
+    img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale: int = 4, iterations: int = 2
+) -> np.ndarray:
     """Fit the Bernstein background of a frame.
 
     Parameters
@@ -186,8 +187,9 @@ def evaluate_background(coef: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(np.einsum("ik,kj->ij", left, right))
 
 
-def fit_illumination(img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale: int = 4,
-                     iterations: int = 2) -> np.ndarray:
+def fit_illumination(
+    img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale: int = 4, iterations: int = 2
+) -> np.ndarray:
     """Full-resolution background (illumination) of a frame, float32, same units as `img`.
 
     See `fit_coefficients` for the parameters.
@@ -196,8 +198,12 @@ def fit_illumination(img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale
     return evaluate_background(fit_coefficients(img, degree, downscale, iterations), img.shape)
 
 
-def divide_background(img: ArrayLike, coef: np.ndarray, out: np.ndarray | None = None,
-                      moments: list[tuple[int, float, float, float]] | None = None) -> np.ndarray:
+def divide_background(
+    img: ArrayLike,
+    coef: np.ndarray,
+    out: np.ndarray | None = None,
+    moments: list[tuple[int, float, float, float]] | None = None,
+) -> np.ndarray:
     """``img / (By @ C @ Bx.T)`` evaluated chunk by chunk: the background is never held in full.
 
     Parameters
@@ -227,8 +233,9 @@ def divide_background(img: ArrayLike, coef: np.ndarray, out: np.ndarray | None =
         # einsum, not matmul: BLAS may spawn threads for this thin product, a loss here
         bg = np.einsum("ik,kj->ij", left[r0 : r0 + n], right, out=buf[:n])
         if check and not (bg.min() > 0):
-            raise PreprocessError("flat-field background is not positive everywhere (empty, inverted or "
-                                  "background-subtracted frame?)")
+            raise PreprocessError(
+                "flat-field background is not positive everywhere (empty, inverted or background-subtracted frame?)"
+            )
         res = np.divide(img[r0 : r0 + n], bg, out=result[r0 : r0 + n], casting="unsafe")
         if moments is not None:
             shift = float(res.mean()) if shift is None else shift  # ~ the mean: no cancellation
@@ -236,8 +243,13 @@ def divide_background(img: ArrayLike, coef: np.ndarray, out: np.ndarray | None =
     return result
 
 
-def flatfield_correct(img: ArrayLike, degree: tuple[int, int] = (2, 2), downscale: int = 4, iterations: int = 2,
-                      out: np.ndarray | None = None) -> np.ndarray:
+def flatfield_correct(
+    img: ArrayLike,
+    degree: tuple[int, int] = (2, 2),
+    downscale: int = 4,
+    iterations: int = 2,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Divide a frame by its fitted background.
 
     Parameters

@@ -18,8 +18,13 @@ from temshift.studies.plan import DATASET_SEED, Task, _where_json
 KINDS = ("repo", "dataset", "stats", "evaluate", "labels")
 PATCH_PX = 512
 DEFAULT_SEED = 11
-LABEL_CONDITIONS = {"material": "Au", "diameter_nm": 5, "pixel_scale_nm": (0.02, 0.0005),
-                    "dose_e_per_A2": (421, 5), "date": "11/09/22"}
+LABEL_CONDITIONS = {
+    "material": "Au",
+    "diameter_nm": 5,
+    "pixel_scale_nm": (0.02, 0.0005),
+    "dose_e_per_A2": (421, 5),
+    "date": "11/09/22",
+}
 """Catalog group of the real hand label (5 nm Au on UTC, 0.02 nm/px, 421 e/A2, 11/09/22)."""
 
 
@@ -46,10 +51,26 @@ class RealismScale:
 
 
 SCALES = {
-    "quick": RealismScale("quick", 1024, 3, "multislice", 3, "projection", False,
-                          {"repo": 120.0, "dataset": 3.0, "stats": 1.0, "evaluate": 4.0, "labels": 2.0}),
-    "paper": RealismScale("paper", 4096, 8, "multislice", 8, "multislice", True,
-                          {"repo": 3000.0, "dataset": 30.0, "stats": 5.0, "evaluate": 60.0, "labels": 5.0}),
+    "quick": RealismScale(
+        "quick",
+        1024,
+        3,
+        "multislice",
+        3,
+        "projection",
+        False,
+        {"repo": 120.0, "dataset": 3.0, "stats": 1.0, "evaluate": 4.0, "labels": 2.0},
+    ),
+    "paper": RealismScale(
+        "paper",
+        4096,
+        8,
+        "multislice",
+        8,
+        "multislice",
+        True,
+        {"repo": 3000.0, "dataset": 30.0, "stats": 5.0, "evaluate": 60.0, "labels": 5.0},
+    ),
 }
 
 
@@ -133,27 +154,73 @@ def resolve(models_dir, out, scale="quick", seed: int = DEFAULT_SEED, catalog=No
         q = catalog_query(ts, catalog)
         plan.queries[ts.key] = q
         records = sorted(catalog.query(**q).records(), key=lambda r: (r["folder"], r["file"]))
-        repo = plan.add(Task("repo", f"simulate {ts.key}", {
-            "rows": records, "frames_per_group": sc.frames_per_group, "frame_size": sc.frame_size,
-            "mode": sc.mode, "seed": plan.seed, "simulator": plan.simulator}, {}, root))
-        ds = plan.add(Task("dataset", f"build {ts.key}", {
-            "where": _where_json(q), "preprocess": pre, "patch_size": sc.patch_px, "seed": DATASET_SEED,
-            "repository": {}}, {"repo": repo}, root, meta={"name": ts.key}))
+        repo = plan.add(
+            Task(
+                "repo",
+                f"simulate {ts.key}",
+                {
+                    "rows": records,
+                    "frames_per_group": sc.frames_per_group,
+                    "frame_size": sc.frame_size,
+                    "mode": sc.mode,
+                    "seed": plan.seed,
+                    "simulator": plan.simulator,
+                },
+                {},
+                root,
+            )
+        )
+        ds = plan.add(
+            Task(
+                "dataset",
+                f"build {ts.key}",
+                {
+                    "where": _where_json(q),
+                    "preprocess": pre,
+                    "patch_size": sc.patch_px,
+                    "seed": DATASET_SEED,
+                    "repository": {},
+                },
+                {"repo": repo},
+                root,
+                meta={"name": ts.key},
+            )
+        )
         plan.datasets[ts.key] = ds
         plan.stats[ts.key] = plan.add(Task("stats", f"statistics of {ts.key}", {"version": 1}, {"dataset": ds}, root))
     for ts in sets:
         for fold, path in ts.models:
             sha = file_sha256(path)
             for test in sets:
-                key = plan.add(Task("evaluate", f"evaluate {ts.key} f{fold} on {test.key}",
-                                    {"model_sha256": sha, "dihedral": sc.dihedral},
-                                    {"dataset": plan.datasets[test.key]}, root,
-                                    meta={"model_path": str(path)}))
+                key = plan.add(
+                    Task(
+                        "evaluate",
+                        f"evaluate {ts.key} f{fold} on {test.key}",
+                        {"model_sha256": sha, "dihedral": sc.dihedral},
+                        {"dataset": plan.datasets[test.key]},
+                        root,
+                        meta={"model_path": str(path)},
+                    )
+                )
                 plan.evaluations.append((ts.key, fold, str(path), test.key, key))
     records = sorted(catalog.query(**LABEL_CONDITIONS).records(), key=lambda r: (r["folder"], r["file"]))
-    repo = plan.add(Task("repo", "simulate paper-scale frames for the label statistics", {
-        "rows": records, "frames_per_group": sc.label_frames, "frame_size": sc.label_frame_size, "mode": sc.label_mode,
-        "seed": plan.seed, "simulator": plan.simulator}, {}, root))
-    plan.labels = plan.add(Task("labels", "label statistics of paper-scale frames", {"version": 1},
-                                {"repo": repo}, root))
+    repo = plan.add(
+        Task(
+            "repo",
+            "simulate paper-scale frames for the label statistics",
+            {
+                "rows": records,
+                "frames_per_group": sc.label_frames,
+                "frame_size": sc.label_frame_size,
+                "mode": sc.label_mode,
+                "seed": plan.seed,
+                "simulator": plan.simulator,
+            },
+            {},
+            root,
+        )
+    )
+    plan.labels = plan.add(
+        Task("labels", "label statistics of paper-scale frames", {"version": 1}, {"repo": repo}, root)
+    )
     return plan

@@ -47,12 +47,15 @@ def draw_figure(summary: dict, examples: dict, out_png) -> Path:
     ax.set_xlabel("synthetic test set")
     ax.set_ylabel("released model trained on (real)")
     g = summary["gaps"]
-    gap = f"mean |synthetic - real| {g['mean_abs_gap']:.3f} over {g['known_cells']} cells (red)" \
-        if g["mean_abs_gap"] is not None else "no real cell known"
+    gap = (
+        f"mean |synthetic - real| {g['mean_abs_gap']:.3f} over {g['known_cells']} cells (red)"
+        if g["mean_abs_gap"] is not None
+        else "no real cell known"
+    )
     ax.set_title(f"hard dice, mean over folds; {gap}", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.04)
 
-    bx = fig.add_subplot(gs[0, cols // 2 + 1:])
+    bx = fig.add_subplot(gs[0, cols // 2 + 1 :])
     st = summary["image_statistics"]
     x = np.arange(n)
     syn = [st.get(k, {}).get("particle_contrast", np.nan) for k in keys]
@@ -97,45 +100,109 @@ def write_html(summary: dict, png: Path | None, out_html) -> Path:
     """A short self-contained page: gaps, matrix, image and label statistics, the figure."""
     names = _labels(summary)
     g = summary["gaps"]
-    parts = ["<html><head><meta charset='utf-8'><title>temshift realism</title><style>"
-             "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}</style></head><body>",
-             f"<h1>Realism benchmark ({html.escape(summary['scale'])}, seed {summary['seed']})</h1>",
-             f"<p>{html.escape(summary['protocol'])}.</p>"]
+    parts = [
+        "<html><head><meta charset='utf-8'><title>temshift realism</title><style>"
+        "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}</style></head><body>",
+        f"<h1>Realism benchmark ({html.escape(summary['scale'])}, seed {summary['seed']})</h1>",
+        f"<p>{html.escape(summary['protocol'])}.</p>",
+    ]
     if g["mean_abs_gap"] is not None:
         w = g["worst"]
-        parts.append(f"<p><b>mean |synthetic - real| hard dice: {g['mean_abs_gap']:.3f}</b> over {g['known_cells']} "
-                     f"known cells; worst {html.escape(names[w['train']])} on {html.escape(names[w['test']])}: "
-                     f"{w['synthetic']:.3f} synthetic vs {w['real']:.3f} real; {g['easier_on_synthetic']} of "
-                     f"{g['known_cells']} cells easier on synthetic frames.</p>")
+        parts.append(
+            f"<p><b>mean |synthetic - real| hard dice: {g['mean_abs_gap']:.3f}</b> over {g['known_cells']} "
+            f"known cells; worst {html.escape(names[w['train']])} on {html.escape(names[w['test']])}: "
+            f"{w['synthetic']:.3f} synthetic vs {w['real']:.3f} real; {g['easier_on_synthetic']} of "
+            f"{g['known_cells']} cells easier on synthetic frames.</p>"
+        )
     if png is not None:
         data = base64.b64encode(Path(png).read_bytes()).decode()
         parts.append(f"<img src='data:image/png;base64,{data}' style='max-width:100%'>")
-    rows = [[names[c["train"]], names[c["test"]], f"{_f(c['hard_dice_mean'])} ± {_f(c['hard_dice_std'])}",
-             _f(c["pooled_dice_mean"]), _f(c["overseg_share_mean"]), _f(c["real_hard_dice"]), _f(c["gap"], "{:+.3f}"),
-             c["n_models"]] for c in summary["matrix"]]
-    parts += ["<h2>Matrix</h2>", _table(rows, ["model trained on (real)", "synthetic test set", "hard dice",
-                                              "pooled dice", "FP share", "real hard dice", "gap", "models"])]
+    rows = [
+        [
+            names[c["train"]],
+            names[c["test"]],
+            f"{_f(c['hard_dice_mean'])} ± {_f(c['hard_dice_std'])}",
+            _f(c["pooled_dice_mean"]),
+            _f(c["overseg_share_mean"]),
+            _f(c["real_hard_dice"]),
+            _f(c["gap"], "{:+.3f}"),
+            c["n_models"],
+        ]
+        for c in summary["matrix"]
+    ]
+    parts += [
+        "<h2>Matrix</h2>",
+        _table(
+            rows,
+            [
+                "model trained on (real)",
+                "synthetic test set",
+                "hard dice",
+                "pooled dice",
+                "FP share",
+                "real hard dice",
+                "gap",
+                "models",
+            ],
+        ),
+    ]
     st = summary["image_statistics"]
-    rows = [[names[k], v.get("n_patches"), _f(v.get("particle_contrast")), _f(v.get("real_particle_contrast")),
-             _f(v.get("roughness_mean"), "{:.4f}"), _f(v.get("histogram_median")), _f(v.get("particle_fraction"))]
-            for k, v in st.items()]
-    parts += ["<h2>Image statistics</h2>", _table(rows, ["dataset", "patches", "particle contrast",
-                                                         "real contrast", "roughness (cycles²/px²)",
-                                                         "histogram median", "particle fraction"])]
+    rows = [
+        [
+            names[k],
+            v.get("n_patches"),
+            _f(v.get("particle_contrast")),
+            _f(v.get("real_particle_contrast")),
+            _f(v.get("roughness_mean"), "{:.4f}"),
+            _f(v.get("histogram_median")),
+            _f(v.get("particle_fraction")),
+        ]
+        for k, v in st.items()
+    ]
+    parts += [
+        "<h2>Image statistics</h2>",
+        _table(
+            rows,
+            [
+                "dataset",
+                "patches",
+                "particle contrast",
+                "real contrast",
+                "roughness (cycles²/px²)",
+                "histogram median",
+                "particle fraction",
+            ],
+        ),
+    ]
     lab = summary["label_statistics"]
     s, r = lab["synthetic"] or {}, lab["real"]
-    rows = [["particles per frame", f"{_f(s.get('particles_median'), '{:g}')} "
-             f"({s.get('particles_min', '-')}-{s.get('particles_max', '-')})", r["particles"]],
-            ["area fraction", f"{_f(s.get('area_fraction_median'), '{:.2%}')} ({_f(s.get('area_fraction_min'), '{:.2%}')}"
-             f"-{_f(s.get('area_fraction_max'), '{:.2%}')})", f"{r['area_fraction']:.1%}"],
-            ["equivalent diameter, nm", f"median {_f(s.get('equivalent_diameter_nm_median'), '{:.1f}')} "
-             f"({_f(s.get('equivalent_diameter_nm_min'), '{:.1f}')}-{_f(s.get('equivalent_diameter_nm_max'), '{:.1f}')})",
-             f"median {r['equivalent_diameter_nm_median']} ({r['equivalent_diameter_nm_min']}-"
-             f"{r['equivalent_diameter_nm_max']})"]]
+    rows = [
+        [
+            "particles per frame",
+            f"{_f(s.get('particles_median'), '{:g}')} ({s.get('particles_min', '-')}-{s.get('particles_max', '-')})",
+            r["particles"],
+        ],
+        [
+            "area fraction",
+            f"{_f(s.get('area_fraction_median'), '{:.2%}')} ({_f(s.get('area_fraction_min'), '{:.2%}')}"
+            f"-{_f(s.get('area_fraction_max'), '{:.2%}')})",
+            f"{r['area_fraction']:.1%}",
+        ],
+        [
+            "equivalent diameter, nm",
+            f"median {_f(s.get('equivalent_diameter_nm_median'), '{:.1f}')} "
+            f"({_f(s.get('equivalent_diameter_nm_min'), '{:.1f}')}-{_f(s.get('equivalent_diameter_nm_max'), '{:.1f}')})",
+            f"median {r['equivalent_diameter_nm_median']} ({r['equivalent_diameter_nm_min']}-"
+            f"{r['equivalent_diameter_nm_max']})",
+        ],
+    ]
     sf = lab["synthetic_frames"]
-    parts += [f"<h2>Labels of paper-scale frames ({s.get('frames', 0)} synthetic frames, {sf['frame_size']}², "
-              f"{html.escape(sf['mode'])})</h2>", _table(rows, ["", "synthetic", "real hand label"])]
+    parts += [
+        f"<h2>Labels of paper-scale frames ({s.get('frames', 0)} synthetic frames, {sf['frame_size']}², "
+        f"{html.escape(sf['mode'])})</h2>",
+        _table(rows, ["", "synthetic", "real hand label"]),
+    ]
     parts.append(f"<p style='font-size:80%'>{html.escape(summary['reference_source'])}</p></body></html>")
     out_html = Path(out_html)
     atomic_write_text(out_html, "\n".join(parts))

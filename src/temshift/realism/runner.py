@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from temshift.compute import open_client
 from temshift.io.atomic import atomic_write_text
 from temshift.progress import Reporter
 from temshift.realism.plan import DEFAULT_SEED, RealismPlan, resolve
-from temshift.compute import open_client
 from temshift.studies.graph import RunOutcome, run_plan
 
 REGISTRY = "temshift.realism.tasks:REGISTRY"
@@ -50,9 +50,18 @@ def aggregate(plan: RealismPlan, outcome: RunOutcome, figure: bool = True) -> tu
     return summary, write_outputs(summary, _examples(plan, outcome.records), plan.out, figure=figure)
 
 
-def run_realism(models_dir, out, scale: str = "quick", seed: int = DEFAULT_SEED, workers: int | None = None,
-                registry=REGISTRY, processes: bool = True, reporter: Reporter | None = None, figure: bool = True,
-                catalog=None) -> RealismRun:
+def run_realism(
+    models_dir,
+    out,
+    scale: str = "quick",
+    seed: int = DEFAULT_SEED,
+    workers: int | None = None,
+    registry=REGISTRY,
+    processes: bool = True,
+    reporter: Reporter | None = None,
+    figure: bool = True,
+    catalog=None,
+) -> RealismRun:
     """Simulate the training sets of the released models in `models_dir`, test every model on every set.
 
     Parameters
@@ -88,8 +97,21 @@ def run_realism(models_dir, out, scale: str = "quick", seed: int = DEFAULT_SEED,
         view = PlanProgress(plan, slots, reporter, job="realism")
         outcome = run_plan(plan, client, registry=registry, runtime=runtime, progress=view)
     summary, paths = aggregate(plan, outcome, figure=figure)
-    atomic_write_text(plan.out / "run.json", json.dumps({
-        "scale": plan.scale.name, "seed": plan.seed, "tasks": len(plan.tasks), "cached": len(outcome.cached),
-        "failed": len(outcome.failed), "skipped": len(outcome.skipped), "seconds": time.perf_counter() - t0,
-        "workers": slots, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
+    atomic_write_text(
+        plan.out / "run.json",
+        json.dumps(
+            {
+                "scale": plan.scale.name,
+                "seed": plan.seed,
+                "tasks": len(plan.tasks),
+                "cached": len(outcome.cached),
+                "failed": len(outcome.failed),
+                "skipped": len(outcome.skipped),
+                "seconds": time.perf_counter() - t0,
+                "workers": slots,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+            indent=1,
+        ),
+    )
     return RealismRun(plan, outcome, summary, paths)

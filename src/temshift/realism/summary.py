@@ -71,7 +71,7 @@ def cell_table(evals: pd.DataFrame, known: dict) -> pd.DataFrame:
     """Mean and std over folds per (train, test), the real score and the gap where known."""
     cols = ["train", "test", "n_models"] + [f"{m}_{s}" for m in MATRIX_METRICS for s in ("mean", "std")]
     if not len(evals):
-        return pd.DataFrame(columns=cols + ["real_hard_dice", "real_models", "gap"])
+        return pd.DataFrame(columns=[*cols, "real_hard_dice", "real_models", "gap"])
     g = evals.groupby(["train", "test"], sort=False)
     out = g[list(MATRIX_METRICS)].agg(["mean", "std"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
@@ -81,7 +81,7 @@ def cell_table(evals: pd.DataFrame, known: dict) -> pd.DataFrame:
     out["real_hard_dice"] = [e["hard_dice"] if e else math.nan for e in real]
     out["real_models"] = [f"{e['models']}, {e.get('note', e.get('split'))}" if e else "" for e in real]
     out["gap"] = out["hard_dice_mean"] - out["real_hard_dice"]
-    return out[cols + ["real_hard_dice", "real_models", "gap"]]
+    return out[[*cols, "real_hard_dice", "real_models", "gap"]]
 
 
 def gap_summary(cells: pd.DataFrame) -> dict:
@@ -93,8 +93,13 @@ def gap_summary(cells: pd.DataFrame) -> dict:
     return {
         "known_cells": int(len(known)),
         "mean_abs_gap": float(known["gap"].abs().mean()),
-        "worst": {"train": worst["train"], "test": worst["test"], "synthetic": float(worst["hard_dice_mean"]),
-                  "real": float(worst["real_hard_dice"]), "gap": float(worst["gap"])},
+        "worst": {
+            "train": worst["train"],
+            "test": worst["test"],
+            "synthetic": float(worst["hard_dice_mean"]),
+            "real": float(worst["real_hard_dice"]),
+            "gap": float(worst["gap"]),
+        },
         "easier_on_synthetic": int((known["gap"] > 0).sum()),
     }
 
@@ -121,24 +126,43 @@ def summarize(plan, records: dict, reference: dict | None = None) -> dict:
         "seed": plan.seed,
         "simulator_fingerprint": plan.simulator,
         "protocol": "released models (trained on real frames) on synthetic datasets: every synthetic set is "
-                    "'another dataset', so each fold model is tested on the whole set; cells = mean and std "
-                    "over the fold models; hard dice per patch (softmax, round, dice of class 1, smoothing 1); "
-                    f"dihedral test expansion: {plan.scale.dihedral}",
-        "simulation": {"frame_size": plan.scale.frame_size, "frames_per_group": plan.scale.frames_per_group,
-                       "mode": plan.scale.mode, "patch_px": plan.scale.patch_px, "preprocess": "flat field + standardize"},
+        "'another dataset', so each fold model is tested on the whole set; cells = mean and std "
+        "over the fold models; hard dice per patch (softmax, round, dice of class 1, smoothing 1); "
+        f"dihedral test expansion: {plan.scale.dihedral}",
+        "simulation": {
+            "frame_size": plan.scale.frame_size,
+            "frames_per_group": plan.scale.frames_per_group,
+            "mode": plan.scale.mode,
+            "patch_px": plan.scale.patch_px,
+            "preprocess": "flat field + standardize",
+        },
         "reference_source": reference["source"],
-        "training_sets": [{"key": ts.key, "name": ts.name, "label": ts.label, **ts.conditions(),
-                           "support": ts.support, "models": len(ts.models),
-                           "catalog_query": {k: list(v) if isinstance(v, tuple) else v
-                                             for k, v in plan.queries.get(ts.key, {}).items()}}
-                          for ts in sets],
+        "training_sets": [
+            {
+                "key": ts.key,
+                "name": ts.name,
+                "label": ts.label,
+                **ts.conditions(),
+                "support": ts.support,
+                "models": len(ts.models),
+                "catalog_query": {
+                    k: list(v) if isinstance(v, tuple) else v for k, v in plan.queries.get(ts.key, {}).items()
+                },
+            }
+            for ts in sets
+        ],
         "matrix": json.loads(cells.to_json(orient="records")),
         "gaps": gap_summary(cells),
         "image_statistics": stats,
-        "label_statistics": {"synthetic": lab["result"] if lab else None,
-                             "synthetic_frames": {"frame_size": plan.scale.label_frame_size, "mode": plan.scale.label_mode,
-                                                  "frames": plan.scale.label_frames},
-                             "real": reference["label"]},
+        "label_statistics": {
+            "synthetic": lab["result"] if lab else None,
+            "synthetic_frames": {
+                "frame_size": plan.scale.label_frame_size,
+                "mode": plan.scale.label_mode,
+                "frames": plan.scale.label_frames,
+            },
+            "real": reference["label"],
+        },
     }
 
 

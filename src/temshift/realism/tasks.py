@@ -49,9 +49,8 @@ def statistics(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
         # the example: the patch with the median particle share (a typical one)
         share = ds.labels.reshape(len(ds.labels), -1).mean(1)
         i = int(np.argsort(share)[len(share) // 2])
-        with atomic_path(out_dir / EXAMPLES) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, image=ds.images[i].astype(np.float16), label=ds.labels[i])
+        with atomic_path(out_dir / EXAMPLES) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, image=ds.images[i].astype(np.float16), label=ds.labels[i])
     atomic_write_text(out_dir / STATS, json.dumps(out, indent=1))
     return out
 
@@ -63,8 +62,8 @@ def evaluate(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     from temshift.evaluation.evaluate import evaluate_model
     from temshift.io.atomic import atomic_write_text
     from temshift.models import load_published
-    from temshift.realism.plan import file_sha256
     from temshift.models.runtime import set_threads
+    from temshift.realism.plan import file_sha256
 
     set_threads(runtime.get("threads"))
     path = Path(runtime["model_path"])
@@ -79,7 +78,8 @@ def evaluate(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
 def label_statistics(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     """Particles per frame, area fraction and equivalent diameters of the labels of a repository."""
     import numpy as np
-    from skimage.measure import label as connected, regionprops
+    from skimage.measure import label as connected
+    from skimage.measure import regionprops
 
     from temshift.catalog import Catalog
     from temshift.io import read_label
@@ -93,8 +93,15 @@ def label_statistics(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> 
         regions = regionprops(connected(mask != 0, connectivity=2))
         px_nm = float(row["pixel_scale_nm"])
         diam = [float(r.equivalent_diameter_area) * px_nm for r in regions]
-        frames.append({"file": row["file"], "shape": list(mask.shape), "particles": len(regions),
-                       "area_fraction": float(np.mean(mask != 0)), "equivalent_diameters_nm": diam})
+        frames.append(
+            {
+                "file": row["file"],
+                "shape": list(mask.shape),
+                "particles": len(regions),
+                "area_fraction": float(np.mean(mask != 0)),
+                "equivalent_diameters_nm": diam,
+            }
+        )
     atomic_write_text(out_dir / LABELS, json.dumps(frames, indent=1))
     return summarize_labels(frames)
 
@@ -108,16 +115,33 @@ def summarize_labels(frames: list[dict]) -> dict:
     n = [f["particles"] for f in frames]
     a = [f["area_fraction"] for f in frames]
     d = [x for f in frames for x in f["equivalent_diameters_nm"]]
-    out = {"frames": len(frames), "particles_median": float(np.median(n)), "particles_min": int(min(n)),
-           "particles_max": int(max(n)), "area_fraction_median": float(np.median(a)),
-           "area_fraction_min": float(min(a)), "area_fraction_max": float(max(a)), "particles_total": int(sum(n))}
+    out = {
+        "frames": len(frames),
+        "particles_median": float(np.median(n)),
+        "particles_min": int(min(n)),
+        "particles_max": int(max(n)),
+        "area_fraction_median": float(np.median(a)),
+        "area_fraction_min": float(min(a)),
+        "area_fraction_max": float(max(a)),
+        "particles_total": int(sum(n)),
+    }
     if d:
-        out.update({"equivalent_diameter_nm_median": float(np.median(d)),
-                    "equivalent_diameter_nm_min": float(min(d)), "equivalent_diameter_nm_max": float(max(d)),
-                    "equivalent_diameter_nm_p10": float(np.percentile(d, 10)),
-                    "equivalent_diameter_nm_p90": float(np.percentile(d, 90))})
+        out.update(
+            {
+                "equivalent_diameter_nm_median": float(np.median(d)),
+                "equivalent_diameter_nm_min": float(min(d)),
+                "equivalent_diameter_nm_max": float(max(d)),
+                "equivalent_diameter_nm_p10": float(np.percentile(d, 10)),
+                "equivalent_diameter_nm_p90": float(np.percentile(d, 90)),
+            }
+        )
     return out
 
 
-REGISTRY = {"repo": simulate_repo, "dataset": build, "stats": statistics, "evaluate": evaluate,
-            "labels": label_statistics}
+REGISTRY = {
+    "repo": simulate_repo,
+    "dataset": build,
+    "stats": statistics,
+    "evaluate": evaluate,
+    "labels": label_statistics,
+}

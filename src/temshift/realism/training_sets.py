@@ -21,8 +21,15 @@ from pathlib import Path
 from temshift.errors import TemshiftError
 
 DETAILS = "model_details.csv"
-COLUMNS = {"Model Name": "model", "Fold": "fold", "Dataset Trained On": "dataset", "Np Diameter (nm)": "diameter_nm",
-           "Np Material": "material", "Pixel Scale (nm)": "pixel_scale_nm", "Dosage (e/A2)": "dose_e_per_A2"}
+COLUMNS = {
+    "Model Name": "model",
+    "Fold": "fold",
+    "Dataset Trained On": "dataset",
+    "Np Diameter (nm)": "diameter_nm",
+    "Np Material": "material",
+    "Pixel Scale (nm)": "pixel_scale_nm",
+    "Dosage (e/A2)": "dose_e_per_A2",
+}
 DOSE_TOLERANCE = 0.03
 """Relative dose tolerance: keeps a set's own spread (447-450 e/A2) and separates the nearest
 distinct sets of the catalog (840 vs 884 e/A2 at 0.02 nm/px, 5 % apart)."""
@@ -73,8 +80,12 @@ class TrainingSet:
         return f"{self.dose_e_per_A2:g} e/Å², {self.pixel_scale_nm:.3f} nm/px"
 
     def conditions(self) -> dict:
-        return {"material": self.material, "diameter_nm": self.diameter_nm, "pixel_scale_nm": self.pixel_scale_nm,
-                "dose_e_per_A2": self.dose_e_per_A2}
+        return {
+            "material": self.material,
+            "diameter_nm": self.diameter_nm,
+            "pixel_scale_nm": self.pixel_scale_nm,
+            "dose_e_per_A2": self.dose_e_per_A2,
+        }
 
     def matches(self, cond: dict) -> bool:
         """Whether reference conditions (material, diameter, pixel scale, dose, optional date) name this set."""
@@ -84,8 +95,10 @@ class TrainingSet:
             return False
         if "pixel_scale_nm" in cond and abs(float(cond["pixel_scale_nm"]) - self.pixel_scale_nm) > PIXEL_SCALE_TOL_NM:
             return False
-        if "dose_e_per_A2" in cond and abs(float(cond["dose_e_per_A2"]) - self.dose_e_per_A2) > \
-                DOSE_TOLERANCE * self.dose_e_per_A2:
+        if (
+            "dose_e_per_A2" in cond
+            and abs(float(cond["dose_e_per_A2"]) - self.dose_e_per_A2) > DOSE_TOLERANCE * self.dose_e_per_A2
+        ):
             return False
         if "date" in cond and self.session is not None:
             month, _, year = str(cond["date"]).split("/")
@@ -141,8 +154,12 @@ def read_training_sets(models_dir) -> list[TrainingSet]:
         if path is None:
             raise RealismError(f"{where}: model file {row['model']} not found in {d}")
         try:
-            cond = (str(row["material"]).strip(), float(row["diameter_nm"]), float(row["pixel_scale_nm"]),
-                    float(row["dose_e_per_A2"]))
+            cond = (
+                str(row["material"]).strip(),
+                float(row["diameter_nm"]),
+                float(row["pixel_scale_nm"]),
+                float(row["dose_e_per_A2"]),
+            )
             fold = int(row["fold"])
         except (TypeError, ValueError):
             raise RealismError(f"{where}: non-numeric fold, diameter, pixel scale or dose") from None
@@ -156,8 +173,18 @@ def read_training_sets(models_dir) -> list[TrainingSet]:
     out = []
     for name, g in groups.items():
         material, diameter, scale, dose = g["cond"]
-        out.append(TrainingSet(name, material, diameter, scale, dose, _support(name), _session(name),
-                               tuple(sorted(g["models"], key=lambda m: m[0]))))
+        out.append(
+            TrainingSet(
+                name,
+                material,
+                diameter,
+                scale,
+                dose,
+                _support(name),
+                _session(name),
+                tuple(sorted(g["models"], key=lambda m: m[0])),
+            )
+        )
     return sorted(out, key=lambda t: (t.pixel_scale_nm, t.dose_e_per_A2))
 
 
@@ -169,25 +196,29 @@ def catalog_query(ts: TrainingSet, catalog) -> dict:
     RealismError
         When no catalog row matches (an unknown training set).
     """
-    q = {"material": ts.material, "diameter_nm": ts.diameter_nm,
-         "pixel_scale_nm": (ts.pixel_scale_nm, PIXEL_SCALE_TOL_NM),
-         "dose_e_per_A2": (ts.dose_e_per_A2, round(DOSE_TOLERANCE * ts.dose_e_per_A2, 3))}
+    q = {
+        "material": ts.material,
+        "diameter_nm": ts.diameter_nm,
+        "pixel_scale_nm": (ts.pixel_scale_nm, PIXEL_SCALE_TOL_NM),
+        "dose_e_per_A2": (ts.dose_e_per_A2, round(DOSE_TOLERANCE * ts.dose_e_per_A2, 3)),
+    }
     if ts.support:
         q["support"] = ts.support
     df = catalog.df
     if ts.session:
         month, year = ts.session
-        dates = sorted({str(x) for x in df["date"]
-                        if re.fullmatch(rf"{month:02d}/\d{{2}}/{year:02d}", str(x))})
+        dates = sorted({str(x) for x in df["date"] if re.fullmatch(rf"{month:02d}/\d{{2}}/{year:02d}", str(x))})
         if not dates:
             raise RealismError(f"training set {ts.name}: no catalog session in {month:02d}/{year:02d}")
         q["date"] = dates if len(dates) > 1 else dates[0]
     try:
         catalog.query(**q)
     except TemshiftError as exc:
-        raise RealismError(f"training set {ts.name}: no catalog rows with {ts.material}, {ts.diameter_nm:g} nm, "
-                           f"{ts.pixel_scale_nm:g} nm/px, {ts.dose_e_per_A2:g} e/A2"
-                           + (f", support {ts.support}" if ts.support else "")
-                           + (f", session {ts.session[0]:02d}/{ts.session[1]:02d}" if ts.session else "")
-                           + f" ({exc})") from None
+        raise RealismError(
+            f"training set {ts.name}: no catalog rows with {ts.material}, {ts.diameter_nm:g} nm, "
+            f"{ts.pixel_scale_nm:g} nm/px, {ts.dose_e_per_A2:g} e/A2"
+            + (f", support {ts.support}" if ts.support else "")
+            + (f", session {ts.session[0]:02d}/{ts.session[1]:02d}" if ts.session else "")
+            + f" ({exc})"
+        ) from None
     return q

@@ -130,8 +130,10 @@ def noise_transfer(camera: Camera) -> tuple[float, float]:
     w = 1 / d0 - u
     if u < 1 - 1e-9 or w < -1e-9:
         lo, hi = m2 / (m2 + 1 / d0 - 1), d0
-        raise ValueError(f"camera dqe_nyquist={dn} impossible with dqe_zero={d0} and MTF(Nyquist)^2={m2:.3f}: "
-                         f"it must lie in [{lo:.3f}, {hi:.3f}]")
+        raise ValueError(
+            f"camera dqe_nyquist={dn} impossible with dqe_zero={d0} and MTF(Nyquist)^2={m2:.3f}: "
+            f"it must lie in [{lo:.3f}, {hi:.3f}]"
+        )
     return max(u, 1.0), max(w, 0.0)
 
 
@@ -183,9 +185,16 @@ def plant_xrays(counts: np.ndarray, camera: Camera, rng) -> np.ndarray:
     return np.stack([rows, cols], 1)
 
 
-def detect(intensity: np.ndarray, dose_e_per_A2: float, pixel_scale_A: float, rng, camera: Camera | None = None,
-           gain_counts_per_e: float | None = None, gain_error: np.ndarray | None = None,
-           xrays: bool = True):
+def detect(
+    intensity: np.ndarray,
+    dose_e_per_A2: float,
+    pixel_scale_A: float,
+    rng,
+    camera: Camera | None = None,
+    gain_counts_per_e: float | None = None,
+    gain_error: np.ndarray | None = None,
+    xrays: bool = True,
+):
     """Turn a pixel-integrated intensity into a raw frame of counts.
 
     Parameters

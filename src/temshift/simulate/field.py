@@ -62,8 +62,9 @@ def expected_count(area_fraction: float, extent_A: float, diameter_A: float) -> 
     return area_fraction * extent_A**2 / (np.pi * diameter_A**2 / 4)
 
 
-def place_particles(radii_A, extent_A: float, rng, cluster_fraction: float = CLUSTER_FRACTION,
-                    max_tries: int = 200) -> Placement:
+def place_particles(
+    radii_A, extent_A: float, rng, cluster_fraction: float = CLUSTER_FRACTION, max_tries: int = 200
+) -> Placement:
     """Place particles of the given bounding radii without overlap.
 
     Parameters

@@ -133,8 +133,11 @@ def drawn_outline(polygon_xy_A: np.ndarray, offset_A: float, jitter_A: float, rn
     """
     # densify so that the displacement follows the angle, not the few hull vertices
     closed = np.vstack([polygon_xy_A, polygon_xy_A[:1]])
-    pts = [closed[i] + (closed[i + 1] - closed[i]) * t for i in range(len(polygon_xy_A))
-           for t in np.linspace(0, 1, 8, endpoint=False)]
+    pts = [
+        closed[i] + (closed[i + 1] - closed[i]) * t
+        for i in range(len(polygon_xy_A))
+        for t in np.linspace(0, 1, 8, endpoint=False)
+    ]
     pts = np.asarray(pts)
     c = pts.mean(0)
     d = pts - c
@@ -177,8 +180,16 @@ def particle_visibility(intensity: np.ndarray, masks, electrons_per_px: float, d
     return np.asarray(out, float)
 
 
-def human_label(particles, shape, pixel_scale_A: float, model: LabelingModel, rng, intensity=None,
-                electrons_per_px: float | None = None, dqe_zero: float = 1.0):
+def human_label(
+    particles,
+    shape,
+    pixel_scale_A: float,
+    model: LabelingModel,
+    rng,
+    intensity=None,
+    electrons_per_px: float | None = None,
+    dqe_zero: float = 1.0,
+):
     """Label mask as a human annotator following `model` would draw it.
 
     Parameters

@@ -209,13 +209,19 @@ def simulate_frame(req: FrameRequest, keep_intermediates: bool = False, particle
     extent_A = n_px * px_A
     support = resolve_support(req.support)
     thickness_A = float(max(10.0, support.thickness_A + support.thickness_spread_A * rng.standard_normal()))
-    defocus_A = float(req.defocus_A) if req.defocus_A is not None else float(
-        np.clip(session.defocus_mean_A + 30.0 * rng.standard_normal(), -200.0, 300.0))
+    defocus_A = (
+        float(req.defocus_A)
+        if req.defocus_A is not None
+        else float(np.clip(session.defocus_mean_A + 30.0 * rng.standard_normal(), -200.0, 300.0))
+    )
 
     # specimen: particles and where they lie
     if particles is None:
-        af = req.area_fraction if req.area_fraction is not None else default_area_fraction(
-            req.diameter_nm, n_px, req.density)
+        af = (
+            req.area_fraction
+            if req.area_fraction is not None
+            else default_area_fraction(req.diameter_nm, n_px, req.density)
+        )
         lam = expected_count(af, extent_A + req.diameter_nm * 10 / 1.5, req.diameter_nm * 10)
         n = int(min(MAX_PARTICLES, max(1, rng.poisson(lam))))
         parts = [make_nanoparticle(req.material, req.diameter_nm, rng, req.shape) for _ in range(n)]
@@ -245,8 +251,9 @@ def simulate_frame(req: FrameRequest, keep_intermediates: bool = False, particle
     del intensity_f
     illum = illumination_field(session.illumination, intensity.shape)
     gain_err = gain_error_field(session.illumination, intensity.shape)
-    counts, xray_coords = detect(intensity * illum, req.dose_e_per_A2, px_A, rng, cam,
-                                 session.gain_counts_per_e, gain_err, xrays=req.xrays)
+    counts, xray_coords = detect(
+        intensity * illum, req.dose_e_per_A2, px_A, rng, cam, session.gain_counts_per_e, gain_err, xrays=req.xrays
+    )
     t_image = time.perf_counter()
 
     # exact label from the atoms
@@ -257,10 +264,22 @@ def simulate_frame(req: FrameRequest, keep_intermediates: bool = False, particle
     if req.labeling.enabled:
         # own stream: switching the annotator on changes nothing else in the frame
         rng_label = np.random.default_rng(np.random.SeedSequence([int(req.seed), key_hash(req.frame_key), 3]))
-        label, labelled, vis = human_label(footprints, counts.shape, px_A, req.labeling, rng_label, intensity,
-                                           electrons_per_pixel(req.dose_e_per_A2, px_A), cam.dqe_zero)
-        labeling = {**req.labeling.as_dict(), "n_labelled": int(labelled.sum()),
-                    "visibility": [round(float(v), 2) for v in vis], "exact_area_fraction": round(exact_fraction, 5)}
+        label, labelled, vis = human_label(
+            footprints,
+            counts.shape,
+            px_A,
+            req.labeling,
+            rng_label,
+            intensity,
+            electrons_per_pixel(req.dose_e_per_A2, px_A),
+            cam.dqe_zero,
+        )
+        labeling = {
+            **req.labeling.as_dict(),
+            "n_labelled": int(labelled.sum()),
+            "visibility": [round(float(v), 2) for v in vis],
+            "exact_area_fraction": round(exact_fraction, 5),
+        }
     t_label = time.perf_counter()
 
     params = {
@@ -288,8 +307,12 @@ def simulate_frame(req: FrameRequest, keep_intermediates: bool = False, particle
         "camera": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cam.as_dict().items()},
         "labeling": labeling,
         "particles": [
-            {"y_nm": round(float(c[0]) / 10, 4), "x_nm": round(float(c[1]) / 10, 4), "clustered": bool(k),
-             **p.describe()}
+            {
+                "y_nm": round(float(c[0]) / 10, 4),
+                "x_nm": round(float(c[1]) / 10, 4),
+                "clustered": bool(k),
+                **p.describe(),
+            }
             for p, c, k in zip(parts, centers, clustered)
         ],
         "seconds": {

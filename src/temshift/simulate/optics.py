@@ -134,8 +134,9 @@ def spatial_frequencies(shape, sampling_A: float, rfft: bool = False):
     return ky[:, None], kx[None, :]
 
 
-def aberration_phase(ky, kx, defocus_A: float, microscope: Microscope, astigmatism_A: float = 0.0,
-                     astigmatism_angle_rad: float = 0.0):
+def aberration_phase(
+    ky, kx, defocus_A: float, microscope: Microscope, astigmatism_A: float = 0.0, astigmatism_angle_rad: float = 0.0
+):
     """chi(k) in rad and d chi / dk (rad A) on a frequency grid (see module docstring)."""
     lam = microscope.wavelength_A
     k2 = kx * kx + ky * ky
@@ -149,9 +150,15 @@ def aberration_phase(ky, kx, defocus_A: float, microscope: Microscope, astigmati
     return chi, dchi
 
 
-def transfer_function(shape, sampling_A: float, defocus_A: float, microscope: Microscope,
-                      astigmatism_A: float = 0.0, astigmatism_angle_rad: float = 0.0,
-                      temporal_envelope: bool = True) -> np.ndarray:
+def transfer_function(
+    shape,
+    sampling_A: float,
+    defocus_A: float,
+    microscope: Microscope,
+    astigmatism_A: float = 0.0,
+    astigmatism_angle_rad: float = 0.0,
+    temporal_envelope: bool = True,
+) -> np.ndarray:
     """Coherent transfer function with envelopes and aperture, complex64, FFT layout.
 
     Parameters
@@ -191,8 +198,14 @@ def focal_points(microscope: Microscope) -> tuple[np.ndarray, np.ndarray]:
     return nodes * float(microscope.focal_spread_A), weights / weights.sum()
 
 
-def image_intensity(exit_wave: np.ndarray, sampling_A: float, defocus_A: float, microscope: Microscope,
-                    astigmatism_A: float = 0.0, astigmatism_angle_rad: float = 0.0) -> np.ndarray:
+def image_intensity(
+    exit_wave: np.ndarray,
+    sampling_A: float,
+    defocus_A: float,
+    microscope: Microscope,
+    astigmatism_A: float = 0.0,
+    astigmatism_angle_rad: float = 0.0,
+) -> np.ndarray:
     """Image intensity (float32, 1 = unscattered beam) of an exit wave, focal spread included.
 
     With ``microscope.focal_spread_points > 1`` the intensity is the weighted sum of
@@ -206,8 +219,15 @@ def image_intensity(exit_wave: np.ndarray, sampling_A: float, defocus_A: float, 
     spec = sfft.fft2(exit_wave, workers=w, overwrite_x=True)
     offsets, weights = focal_points(microscope)
     incoherent = len(offsets) > 1
-    tf = transfer_function(exit_wave.shape, sampling_A, defocus_A, microscope, astigmatism_A,
-                           astigmatism_angle_rad, temporal_envelope=not incoherent)
+    tf = transfer_function(
+        exit_wave.shape,
+        sampling_A,
+        defocus_A,
+        microscope,
+        astigmatism_A,
+        astigmatism_angle_rad,
+        temporal_envelope=not incoherent,
+    )
     if not incoherent:
         spec *= tf
         wave = sfft.ifft2(spec, workers=w, overwrite_x=True)

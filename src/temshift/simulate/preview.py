@@ -58,9 +58,19 @@ def add_scale_bar(ax, pixel_scale_nm: float, width_px: int, step: int = 1):
     from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
     length_nm = _nice_length_nm(width_px * pixel_scale_nm)
-    bar = AnchoredSizeBar(ax.transData, length_nm / (pixel_scale_nm * step), f"{length_nm:g} nm", "lower right",
-                          pad=0.3, borderpad=0.3, sep=2, color="white", frameon=True,
-                          size_vertical=max(1, width_px / step / 80), fontproperties={"size": 7})
+    bar = AnchoredSizeBar(
+        ax.transData,
+        length_nm / (pixel_scale_nm * step),
+        f"{length_nm:g} nm",
+        "lower right",
+        pad=0.3,
+        borderpad=0.3,
+        sep=2,
+        color="white",
+        frameon=True,
+        size_vertical=max(1, width_px / step / 80),
+        fontproperties={"size": 7},
+    )
     bar.patch.set(facecolor="black", alpha=0.55, edgecolor="none")  # readable on bright and dark frames
     ax.add_artist(bar)
     return bar
@@ -71,9 +81,12 @@ def _diverse_groups(df, max_rows: int):
     firsts = df.groupby(list(PREVIEW_GROUPS), sort=True).head(1)
     chosen, seen = [], {f: set() for f in PREVIEW_GROUPS}
     while len(chosen) < min(max_rows, len(firsts)):
-        gains = [(sum(row[f] not in seen[f] for f in PREVIEW_GROUPS), -k)
-                 for k, (idx, row) in enumerate(firsts.iterrows()) if idx not in chosen]
-        best_gain, neg_k = max(gains)
+        gains = [
+            (sum(row[f] not in seen[f] for f in PREVIEW_GROUPS), -k)
+            for k, (idx, row) in enumerate(firsts.iterrows())
+            if idx not in chosen
+        ]
+        _best_gain, neg_k = max(gains)
         idx = firsts.index[-neg_k]
         chosen.append(idx)
         for f in PREVIEW_GROUPS:
@@ -117,8 +130,7 @@ def preview_figure(repo, max_rows: int = 12, catalog=None):
         for ax in ax_row[:3]:
             add_scale_bar(ax, scale, frame.shape[1], step)
         add_scale_bar(ax_row[3], scale, z.shape[1])
-        title = (f"{row['material']} {row['diameter_nm']:g} nm, {row['dose_e_per_A2']:g} e/Å², "
-                 f"{scale:g} nm/px")
+        title = f"{row['material']} {row['diameter_nm']:g} nm, {row['dose_e_per_A2']:g} e/Å², {scale:g} nm/px"
         ax_row[0].set_title(f"raw counts\n{title}", fontsize=8)
         ax_row[1].set_title("x-rays removed, flat-fielded", fontsize=8)
         ax_row[2].set_title("label outline", fontsize=8)

@@ -100,17 +100,25 @@ def check_rows(df: pd.DataFrame, source: str, frame_size: int) -> None:
             resolve_material(row["material"])
         except KeyError:
             bad("Material", f"= {row['material']!r} is not simulated (known: Au, Ag, CdSe)")
-        for field, col in (("Nanoparticle Size (nm)", "diameter_nm"), ("Dosage (e/A2)", "dose_e_per_A2"),
-                           ("Pixel Scale (nm)", "pixel_scale_nm")):
+        for field, col in (
+            ("Nanoparticle Size (nm)", "diameter_nm"),
+            ("Dosage (e/A2)", "dose_e_per_A2"),
+            ("Pixel Scale (nm)", "pixel_scale_nm"),
+        ):
             v = float(row[col])
             if not math.isfinite(v) or v <= 0:
                 bad(field, f"must be a positive number, got {row[col]!r}")
         if float(row["diameter_nm"]) > MAX_DIAMETER_NM:
-            bad("Nanoparticle Size (nm)", f"= {row['diameter_nm']:g} nm is above the simulator's {MAX_DIAMETER_NM:g} nm")
+            bad(
+                "Nanoparticle Size (nm)", f"= {row['diameter_nm']:g} nm is above the simulator's {MAX_DIAMETER_NM:g} nm"
+            )
         px = float(row["pixel_scale_nm"])
         if not MIN_PIXEL_SCALE_NM <= px <= MAX_PIXEL_SCALE_NM:
-            bad("Pixel Scale (nm)", f"= {px:g} nm is outside the HRTEM range "
-                f"{MIN_PIXEL_SCALE_NM:g}-{MAX_PIXEL_SCALE_NM:g} nm the simulator handles")
+            bad(
+                "Pixel Scale (nm)",
+                f"= {px:g} nm is outside the HRTEM range "
+                f"{MIN_PIXEL_SCALE_NM:g}-{MAX_PIXEL_SCALE_NM:g} nm the simulator handles",
+            )
         if str(row["shape"]).strip().lower() not in SHAPES:
             bad("Nanoparticle Shape", f"= {row['shape']!r} is not simulated (known: Sphere, Oblong)")
         try:
@@ -119,8 +127,11 @@ def check_rows(df: pd.DataFrame, source: str, frame_size: int) -> None:
             bad("Support", f"= {row['support']!r} is not simulated (known: UT Carbon, SiN)")
         extent_nm = frame_size * px
         if float(row["diameter_nm"]) > extent_nm:
-            bad("Nanoparticle Size (nm)", f"= {row['diameter_nm']:g} nm does not fit a {frame_size}-pixel frame "
-                f"at {px:g} nm/pixel ({extent_nm:.1f} nm); use a larger --frame-size")
+            bad(
+                "Nanoparticle Size (nm)",
+                f"= {row['diameter_nm']:g} nm does not fit a {frame_size}-pixel frame "
+                f"at {px:g} nm/pixel ({extent_nm:.1f} nm); use a larger --frame-size",
+            )
 
 
 def _check_options(mode, frame_size, frames_per_group, seed, workers, density):
@@ -187,8 +198,9 @@ def _check_distinct(rows, all_paths, source: str) -> None:
     for (_, row), p in zip(rows, all_paths):
         key = str(p["frame"]).casefold()
         if key in seen:
-            raise SimulationError(f"{_row_name(row, source)} and {_row_name(seen[key])} would both be written to "
-                                  f"{p['frame']}")
+            raise SimulationError(
+                f"{_row_name(row, source)} and {_row_name(seen[key])} would both be written to {p['frame']}"
+            )
         seen[key] = row
 
 
@@ -197,9 +209,19 @@ def _frame_done(paths: dict) -> bool:
 
 
 #: sidecar key -> request key: parameters a present frame must share with the run to be kept
-RECORDED = {"mode": "mode", "seed": "seed", "frame_size_px": "frame_size_px", "density": "density",
-            "material": "material", "nominal_diameter_nm": "diameter_nm", "dose_e_per_A2": "dose_e_per_A2",
-            "pixel_scale_nm": "pixel_scale_nm", "shape": "shape", "support": "support", "session_key": "session_key"}
+RECORDED = {
+    "mode": "mode",
+    "seed": "seed",
+    "frame_size_px": "frame_size_px",
+    "density": "density",
+    "material": "material",
+    "nominal_diameter_nm": "diameter_nm",
+    "dose_e_per_A2": "dose_e_per_A2",
+    "pixel_scale_nm": "pixel_scale_nm",
+    "shape": "shape",
+    "support": "support",
+    "session_key": "session_key",
+}
 
 
 def recorded_differences(params: dict, request: dict) -> dict:
@@ -230,8 +252,10 @@ def _check_present_frames(out: Path, tasks: list, source: str) -> None:
             if not isinstance(params, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
-            raise SimulationError(f"{sidecar}: unreadable simulation record ({str(exc).splitlines()[0]}); "
-                                  "delete the frame's three files to simulate it again") from None
+            raise SimulationError(
+                f"{sidecar}: unreadable simulation record ({str(exc).splitlines()[0]}); "
+                "delete the frame's three files to simulate it again"
+            ) from None
         diff = recorded_differences(params, t["request"])
         if diff:
             stale.append((t, diff))
@@ -242,7 +266,8 @@ def _check_present_frames(out: Path, tasks: list, source: str) -> None:
         raise SimulationError(
             f"{out}: {len(stale)} of the {len(tasks)} frames already there were simulated with other parameters "
             f"(first: {Path(t['paths']['frame']).relative_to(out)}, {source} row {t['row']}, has {had}; this run "
-            f"asks {asks}); frames would mix: re-run with the recorded parameters to resume, or use another --out")
+            f"asks {asks}); frames would mix: re-run with the recorded parameters to resume, or use another --out"
+        )
 
 
 # ----------------------------------------------------------------------------- one frame
@@ -290,14 +315,13 @@ def run_frame(task: dict) -> dict:
         req = FrameRequest(**task["request"])
         frame = simulate_frame(req)
         paths = task["paths"]
-        params = dict(frame.params, source_file=task["file"], folder=task["folder"],
-                      density=task["request"]["density"])
+        params = dict(frame.params, source_file=task["file"], folder=task["folder"], density=task["request"]["density"])
         write_label_png(paths["label"], frame.label)
         Path(paths["sidecar"]).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(paths["sidecar"], json.dumps(params, indent=1))
         write_tiff_frame(paths["frame"], frame.counts, req.pixel_scale_nm)  # last: marks the frame done
         return {"ok": True, "key": (task["folder"], task["file"]), "params": params}
-    except BaseException as exc:  # noqa: BLE001 -- reported per frame, the run goes on
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         return {
@@ -313,8 +337,12 @@ def run_frame(task: dict) -> dict:
 
 def _lost(task: dict, exc: BaseException) -> dict:
     """The result of a frame whose worker died (e.g. out of memory)."""
-    return {"ok": False, "key": (task["folder"], task["file"]),
-            "error": f"worker lost: {type(exc).__name__}: {exc}", "traceback": ""}
+    return {
+        "ok": False,
+        "key": (task["folder"], task["file"]),
+        "error": f"worker lost: {type(exc).__name__}: {exc}",
+        "traceback": "",
+    }
 
 
 def _run(tasks: list[dict], workers: int, reporter: Reporter | None) -> list[dict]:
@@ -342,9 +370,20 @@ def _summary(params: dict) -> dict:
     return out
 
 
-def simulate_repository(out, catalog=None, where=None, frames_per_group=None, frame_size=None,
-                        mode="multislice", seed=0, workers=None, *, density: float = 1.0,
-                        labeling: dict | None = None, reporter: Reporter | None = None):
+def simulate_repository(
+    out,
+    catalog=None,
+    where=None,
+    frames_per_group=None,
+    frame_size=None,
+    mode="multislice",
+    seed=0,
+    workers=None,
+    *,
+    density: float = 1.0,
+    labeling: dict | None = None,
+    reporter: Reporter | None = None,
+):
     """Write a synthetic raw repository mirroring a catalog.
 
     Parameters
@@ -450,8 +489,15 @@ def simulate_repository(out, catalog=None, where=None, frames_per_group=None, fr
         fail_rows = []
         for f in failures:
             t = by_key[tuple(f["key"])]
-            fail_rows.append({"row": t["row"], "folder": t["folder"], "file": t["file"], "error": f["error"],
-                              **{k: v for k, v in t["request"].items() if k not in ("frame_key", "session_key")}})
+            fail_rows.append(
+                {
+                    "row": t["row"],
+                    "folder": t["folder"],
+                    "file": t["file"],
+                    "error": f["error"],
+                    **{k: v for k, v in t["request"].items() if k not in ("frame_key", "session_key")},
+                }
+            )
         from temshift.io.atomic import atomic_path
 
         with atomic_path(out / FAILURES_FILE) as tmp:
@@ -461,8 +507,8 @@ def simulate_repository(out, catalog=None, where=None, frames_per_group=None, fr
             f"{len(failures)} of {len(pending)} frames failed (first: row {first['row']} {first['file']}, "
             f"{first['material']} {first['diameter_nm']:g} nm, {first['dose_e_per_A2']:g} e/A2, "
             f"{first['pixel_scale_nm']:g} nm/px: {first['error']}); details in {out / FAILURES_FILE}; "
-            f"re-run to retry them")
+            f"re-run to retry them"
+        )
     elif (out / FAILURES_FILE).exists():
         (out / FAILURES_FILE).unlink()
     return result
-

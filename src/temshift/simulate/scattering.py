@@ -68,13 +68,15 @@ def configure_abtem() -> None:
         return
     import abtem
 
-    abtem.config.set({
-        "fft": "numpy",
-        "diagnostics.progress_bar": False,
-        "fftw.planning_effort": "FFTW_ESTIMATE",
-        "fftw.threads": 1,
-        "mkl.threads": 1,
-    })
+    abtem.config.set(
+        {
+            "fft": "numpy",
+            "diagnostics.progress_bar": False,
+            "fftw.planning_effort": "FFTW_ESTIMATE",
+            "fftw.threads": 1,
+            "mkl.threads": 1,
+        }
+    )
     _ABTEM_READY = True
 
 
@@ -110,8 +112,14 @@ def _fourier_crop(wave: np.ndarray, n: int) -> np.ndarray:
     return out.astype(np.complex64)
 
 
-def particle_exit_wave(particle, field_sampling_A: float, center_yx_A, mode: str = "multislice",
-                       energy_eV: float = 300e3, fine_sampling_A: float = FINE_SAMPLING_A):
+def particle_exit_wave(
+    particle,
+    field_sampling_A: float,
+    center_yx_A,
+    mode: str = "multislice",
+    energy_eV: float = 300e3,
+    fine_sampling_A: float = FINE_SAMPLING_A,
+):
     """Exit wave of one particle in vacuum on a local box of the field grid (abTEM).
 
     Parameters
@@ -192,8 +200,15 @@ def paste_wave(field: np.ndarray, local: np.ndarray, origin) -> None:
     field[y0:y1, x0:x1] *= tapered[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
 
 
-def support_transmission(support, thickness_A: float, shape, field_sampling_A: float, rng,
-                         energy_eV: float = 300e3, block_A: float = SUPPORT_BLOCK_A) -> np.ndarray:
+def support_transmission(
+    support,
+    thickness_A: float,
+    shape,
+    field_sampling_A: float,
+    rng,
+    energy_eV: float = 300e3,
+    block_A: float = SUPPORT_BLOCK_A,
+) -> np.ndarray:
     """Phase grating of the amorphous support over the whole field, complex64.
 
     Parameters

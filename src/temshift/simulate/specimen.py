@@ -145,8 +145,16 @@ SUPPORTS: dict[str, Support] = {
     "SiN": Support("SiN", ("Si", "N"), (3 / 7, 4 / 7), 3.0, 1.5, 50.0, 4.0),
 }
 #: spelling variants of support names accepted from catalogs (lower case, no spaces)
-SUPPORT_ALIASES = {"utcarbon": "UT Carbon", "utc": "UT Carbon", "ultrathincarbon": "UT Carbon",
-                   "carbon": "UT Carbon", "c": "UT Carbon", "sin": "SiN", "si3n4": "SiN", "sinx": "SiN"}
+SUPPORT_ALIASES = {
+    "utcarbon": "UT Carbon",
+    "utc": "UT Carbon",
+    "ultrathincarbon": "UT Carbon",
+    "carbon": "UT Carbon",
+    "c": "UT Carbon",
+    "sin": "SiN",
+    "si3n4": "SiN",
+    "sinx": "SiN",
+}
 #: particle shapes the simulator honours
 SHAPES = ("sphere", "oblong")
 
@@ -210,8 +218,9 @@ class Orientation:
     tilt_deg: float
 
 
-def draw_orientation(structure: CrystalStructure, rng, zone_axis=None, tilt_deg=None,
-                     p_zone_axis: float = P_ZONE_AXIS) -> Orientation:
+def draw_orientation(
+    structure: CrystalStructure, rng, zone_axis=None, tilt_deg=None, p_zone_axis: float = P_ZONE_AXIS
+) -> Orientation:
     """Draw a particle orientation.
 
     Parameters
@@ -320,9 +329,18 @@ def _lattice_points(cell: np.ndarray, scaled_basis: np.ndarray, radius_A: float)
     return pos[keep], idx[keep]
 
 
-def make_nanoparticle(material: str, diameter_nm: float, rng, shape: str = "Sphere", *,
-                      structure: str | None = None, zone_axis=None, tilt_deg=None,
-                      exact_diameter: bool = False, p_zone_axis: float = P_ZONE_AXIS) -> Nanoparticle:
+def make_nanoparticle(
+    material: str,
+    diameter_nm: float,
+    rng,
+    shape: str = "Sphere",
+    *,
+    structure: str | None = None,
+    zone_axis=None,
+    tilt_deg=None,
+    exact_diameter: bool = False,
+    p_zone_axis: float = P_ZONE_AXIS,
+) -> Nanoparticle:
     """Cut one nanoparticle from a rotated crystal.
 
     Parameters
@@ -391,8 +409,15 @@ def make_nanoparticle(material: str, diameter_nm: float, rng, shape: str = "Sphe
 # ----------------------------------------------------------------------------- supports
 
 
-def random_packing(n_atoms: int, box_A, min_distance_A: float, rng, periodic_xy: bool = True,
-                   max_rounds: int = 60, tolerance: float = 0.002) -> np.ndarray:
+def random_packing(
+    n_atoms: int,
+    box_A,
+    min_distance_A: float,
+    rng,
+    periodic_xy: bool = True,
+    max_rounds: int = 60,
+    tolerance: float = 0.002,
+) -> np.ndarray:
     """Random points in a box with no two closer than `min_distance_A` (vectorised RSA).
 
     Each round throws uniform candidates (enough for the missing atoms at the last round's survival rate), drops those too close
@@ -419,7 +444,7 @@ def random_packing(n_atoms: int, box_A, min_distance_A: float, rng, periodic_xy:
     box = np.asarray(box_A, float)
     # z is padded so that the periodic wrap in z never brings atoms closer than min_distance
     boxsize = np.array([box[0], box[1], box[2] + 3 * min_distance_A]) if periodic_xy else None
-    kw = dict(boxsize=boxsize, balanced_tree=False, compact_nodes=False)
+    kw = {"boxsize": boxsize, "balanced_tree": False, "compact_nodes": False}
     accepted, trees, count = [], [], 0  # one k-d tree per round: earlier trees are reused
     yield_ = 0.6  # fraction of candidates that survive, updated each round
     for _ in range(max_rounds):
@@ -471,5 +496,6 @@ def make_support(support: str | Support, extent_A: float, thickness_A: float, rn
     pos = random_packing(n, (extent_A, extent_A, thickness_A), sup.min_distance_A, rng)
     pos[:, 2] += 1.0
     symbols = rng.choice(np.asarray(sup.symbols), size=len(pos), p=np.asarray(sup.fractions))
-    return Atoms(symbols=list(symbols), positions=pos, cell=[extent_A, extent_A, thickness_A + 2.0],
-                 pbc=[True, True, False])
+    return Atoms(
+        symbols=list(symbols), positions=pos, cell=[extent_A, extent_A, thickness_A + 2.0], pbc=[True, True, False]
+    )

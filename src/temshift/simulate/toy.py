@@ -29,10 +29,20 @@ AU_111_NM = 0.235
 """Lattice-fringe period of the toy particles, nm."""
 
 DEFAULT_GROUPS: tuple[dict, ...] = (
-    {"material": "Au", "dose_e_per_A2": 423, "pixel_scale_nm": 0.02, "folder": "2021_08_26 5nm Au on C/UTC",
-     "date": "08/26/21"},
-    {"material": "Au", "dose_e_per_A2": 80, "pixel_scale_nm": 0.02, "folder": "2021_09_02 5nm Au low dose",
-     "date": "09/02/21"},
+    {
+        "material": "Au",
+        "dose_e_per_A2": 423,
+        "pixel_scale_nm": 0.02,
+        "folder": "2021_08_26 5nm Au on C/UTC",
+        "date": "08/26/21",
+    },
+    {
+        "material": "Au",
+        "dose_e_per_A2": 80,
+        "pixel_scale_nm": 0.02,
+        "folder": "2021_09_02 5nm Au low dose",
+        "date": "09/02/21",
+    },
 )
 """Catalog groups of :func:`write_toy_repository` by default (two doses of 5 nm Au)."""
 
@@ -172,8 +182,9 @@ def toy_patches(n: int = 40, size: int = 64, seed: int = 0, noise: float = 0.6) 
     return images, labels
 
 
-def write_toy_repository(out: str | Path, groups: Sequence[dict] | None = None, frames_per_group: int = 2,
-                         size: int = 1024, seed: int = 0) -> Path:
+def write_toy_repository(
+    out: str | Path, groups: Sequence[dict] | None = None, frames_per_group: int = 2, size: int = 1024, seed: int = 0
+) -> Path:
     """Write :func:`toy_frame` frames (``.tif``), labels and ``catalog.csv`` in the published layout.
 
     Parameters

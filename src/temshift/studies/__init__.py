@@ -18,8 +18,10 @@ _EXPORTS = {
     "run_study": "temshift.studies.runner",
     "plan_study": "temshift.studies.runner",
     "check_study": "temshift.studies.check",
-    **{name: "temshift.studies.records" for name in (
-        "TaskRecord", "SimulateResult", "BuildResult", "TrainResult", "EvaluateResult", "DatasetStatistics")},
+    **dict.fromkeys(
+        ("TaskRecord", "SimulateResult", "BuildResult", "TrainResult", "EvaluateResult", "DatasetStatistics"),
+        "temshift.studies.records",
+    ),
 }
 
 __all__ = ["StudySpec", "load_spec", "parse_spec", "preset_names", *_EXPORTS]

@@ -41,6 +41,7 @@ MODES = ((True, True), (True, False), (False, False))
 """(pixel-scale matching, noise restoration) combinations scored: full matching (the default
 of `temshift predict`), resampling alone, and no matching."""
 
+
 def _tasks(study_dir: Path) -> dict:
     """Tasks of a study run by key, from its ``plan.json`` (key, kind, deps, dir)."""
     return {t["key"]: t for t in json.loads((study_dir / "plan.json").read_text())["tasks"]}
@@ -81,9 +82,16 @@ def fold_test_frames(dataset_path: Path, fold: int, n_folds: int = 5) -> set[str
     return full or set(share[share >= 0.5].index)
 
 
-def study_frame_scores(study_dir: str | Path, experiment: str | None = None, *, max_frames: int | None = None,
-                       folds: Sequence[int] | None = None, tile: int = 1024, reporter: Reporter | None = None,
-                       modes: Sequence[tuple[bool, bool]] = MODES) -> pd.DataFrame:
+def study_frame_scores(
+    study_dir: str | Path,
+    experiment: str | None = None,
+    *,
+    max_frames: int | None = None,
+    folds: Sequence[int] | None = None,
+    tile: int = 1024,
+    reporter: Reporter | None = None,
+    modes: Sequence[tuple[bool, bool]] = MODES,
+) -> pd.DataFrame:
     """Score every (fold model, frame) pair of an experiment, with and without rescaling.
 
     Parameters
@@ -114,7 +122,6 @@ def study_frame_scores(study_dir: str | Path, experiment: str | None = None, *, 
     from temshift.models.metrics import mask_dice
     from temshift.predict.pipeline import load_predictor, predict_frame
     from temshift.predict.shift import frame_statistics, jsonable
-
     from temshift.progress import reporter_or_log
 
     study_dir = Path(study_dir).expanduser().resolve()
@@ -154,18 +161,37 @@ def study_frame_scores(study_dir: str | Path, experiment: str | None = None, *, 
                 scale = r.get("pixel_scale_nm") or frame.pixel_scale_nm
                 for rescale, noise in modes:
                     pred = predict_frame(predictor, frame, scale, rescale=rescale, match_noise=noise, tile=tile)
-                    stats = frame_statistics(pred.model_input, pixel_scale_nm=scale,
-                                             input_pixel_scale_nm=pred.input_pixel_scale_nm, rescaled=pred.zoom != 1.0,
-                                             dose_e_per_A2=r.get("dose_e_per_A2"), mask=pred.input_mask,
-                                             tile=predictor.patch_size, native_image=pred.native_input, zoom=pred.zoom)
-                    rows.append({"train": train, "fold": fold, "test": test, "frame": r["file"],
-                                 "diagonal": test == train, "rescale": rescale, "noise_match": noise,
-                                 "hard_dice": mask_dice(pred.mask, label),
-                                 "pred_fraction": float(pred.mask.mean()), "label_fraction": float((label != 0).mean()),
-                                 "stats": json.dumps(jsonable(stats))})
+                    stats = frame_statistics(
+                        pred.model_input,
+                        pixel_scale_nm=scale,
+                        input_pixel_scale_nm=pred.input_pixel_scale_nm,
+                        rescaled=pred.zoom != 1.0,
+                        dose_e_per_A2=r.get("dose_e_per_A2"),
+                        mask=pred.input_mask,
+                        tile=predictor.patch_size,
+                        native_image=pred.native_input,
+                        zoom=pred.zoom,
+                    )
+                    rows.append(
+                        {
+                            "train": train,
+                            "fold": fold,
+                            "test": test,
+                            "frame": r["file"],
+                            "diagonal": test == train,
+                            "rescale": rescale,
+                            "noise_match": noise,
+                            "hard_dice": mask_dice(pred.mask, label),
+                            "pred_fraction": float(pred.mask.mean()),
+                            "label_fraction": float((label != 0).mean()),
+                            "stats": json.dumps(jsonable(stats)),
+                        }
+                    )
         rep.advance("acceptance")
-        rep.note("acceptance", f"{train} fold {fold}: "
-                               f"{sum(1 for x in rows if x['train'] == train and x['fold'] == fold)} scores")
+        rep.note(
+            "acceptance",
+            f"{train} fold {fold}: {sum(1 for x in rows if x['train'] == train and x['fold'] == fold)} scores",
+        )
     rep.stop("acceptance")
     return assess_scores(pd.DataFrame(rows), refs)
 
@@ -187,8 +213,9 @@ def read_scores(folder: str | Path) -> pd.DataFrame:
     from temshift.predict.shift import TrainingReference
 
     folder = Path(folder)
-    refs = {k: TrainingReference.from_stored(v)
-            for k, v in json.loads((folder / "references.json").read_text()).items()}
+    refs = {
+        k: TrainingReference.from_stored(v) for k, v in json.loads((folder / "references.json").read_text()).items()
+    }
     return assess_scores(pd.read_csv(folder / "frame_scores.csv"), refs)
 
 
@@ -216,8 +243,10 @@ def assess_scores(scores: pd.DataFrame, references: dict[str, TrainingReference]
     scores = scores.copy()
     by_index = {}
     for _, g in scores.groupby(["train", "fold", "test", "rescale", "noise_match"], sort=False):
-        reps = [assess_shift(json.loads(st), references[t], f, rescale_requested=bool(rs))
-                for st, t, f, rs in zip(g["stats"], g["train"], g["frame"], g["rescale"])]
+        reps = [
+            assess_shift(json.loads(st), references[t], f, rescale_requested=bool(rs))
+            for st, t, f, rs in zip(g["stats"], g["train"], g["frame"], g["rescale"])
+        ]
         assess_batch(reps, references[g["train"].iloc[0]])
         by_index.update(zip(g.index, reps))
     reps = [by_index[i] for i in scores.index]
@@ -253,8 +282,9 @@ def acceptance_summary(scores: pd.DataFrame, magnification_tol: float = 0.05, wa
         off = [v for (a, b), v in cell.items() if a != b]
         out[key] = {"diag": float(np.mean(diag)) if diag else None, "offdiag": float(np.mean(off)) if off else None}
     r = out["rescaled"]
-    out["magnification_ok"] = bool(r["diag"] is not None and r["offdiag"] is not None
-                                   and r["offdiag"] >= r["diag"] - magnification_tol)
+    out["magnification_ok"] = bool(
+        r["diag"] is not None and r["offdiag"] is not None and r["offdiag"] >= r["diag"] - magnification_tol
+    )
     out.update(warning_criteria(scores[scores["rescale"] & scores["noise_match"]], warn_gap))
     # the same criteria when frames are not matched (e.g. `--no-rescale`): other pairs fail
     plain = scores[~scores["rescale"]]
@@ -280,8 +310,16 @@ def warning_criteria(s: pd.DataFrame, warn_gap: float = 0.1) -> dict:
         gap = float(diag_by_train.get(train, np.nan) - g["hard_dice"].mean())
         share = float(g["flagged"].mean())
         failing = bool(gap > warn_gap)
-        pairs.append({"train": train, "test": test, "dice": float(g["hard_dice"].mean()), "gap": gap,
-                      "failing": failing, "flagged_share": share})
+        pairs.append(
+            {
+                "train": train,
+                "test": test,
+                "dice": float(g["hard_dice"].mean()),
+                "gap": gap,
+                "failing": failing,
+                "flagged_share": share,
+            }
+        )
         if failing and share < 1.0:
             all_failing_flagged = False
     out["pairs"] = pairs

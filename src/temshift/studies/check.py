@@ -57,8 +57,10 @@ def _experiments(spec, finding: str) -> list[str]:
 
 def check_dose(spec, results, datasets) -> list[Finding]:
     """Two findings: the diagonal dominance of Fig 3d and the FP/FN asymmetry of Fig S4."""
-    claims = ("every row: the diagonal beats the off-diagonal cells",
-              "tested at a higher dose than trained -> higher FP share than tested at a lower dose")
+    claims = (
+        "every row: the diagonal beats the off-diagonal cells",
+        "tested at a higher dose than trained -> higher FP share than tested at a lower dose",
+    )
     names = ("dose: diagonal", "dose: FP share")
     exps = [e for e in _experiments(spec, "dose") if e in set(results["experiment"])]
     if not exps:
@@ -74,7 +76,9 @@ def check_dose(spec, results, datasets) -> list[Finding]:
                 continue
             text = f"row {r}: diagonal {mean.loc[r, r]:.3f} vs best off-diagonal {off.max():.3f}"
             (rows_ok if mean.loc[r, r] > off.max() else rows_bad).append(text)
-        share = cell_scores(results, e, "overseg_share").groupby(["train_dataset", "test_dataset"])["overseg_share"].mean()
+        share = (
+            cell_scores(results, e, "overseg_share").groupby(["train_dataset", "test_dataset"])["overseg_share"].mean()
+        )
         up, down = [], []
         for (tr, te), v in share.items():
             d_tr, d_te = _meta(datasets, tr, "dose_e_per_A2"), _meta(datasets, te, "dose_e_per_A2")
@@ -109,11 +113,17 @@ def check_flatfield(spec, results, datasets) -> Finding:
         if len(flags) == 1:
             by_flag[flags.pop()].append(_offdiag_mean(matrix(results, e)[0]))
     if not by_flag[True] or not by_flag[False]:
-        return Finding("flatfield", claim, "not run", "needs session matrices both with and without flat-field correction")
+        return Finding(
+            "flatfield", claim, "not run", "needs session matrices both with and without flat-field correction"
+        )
     with_ff, without = float(np.mean(by_flag[True])), float(np.mean(by_flag[False]))
     ok = with_ff > without
-    return Finding("flatfield", claim, "reproduced" if ok else "not reproduced",
-                   f"mean off-diagonal dice {without:.3f} without, {with_ff:.3f} with flat-field correction")
+    return Finding(
+        "flatfield",
+        claim,
+        "reproduced" if ok else "not reproduced",
+        f"mean off-diagonal dice {without:.3f} without, {with_ff:.3f} with flat-field correction",
+    )
 
 
 def check_magnification(spec, results, datasets) -> Finding:
@@ -127,14 +137,19 @@ def check_magnification(spec, results, datasets) -> Finding:
         for r in mean.index:
             for c in mean.columns:
                 if r != c and np.isfinite(mean.loc[r, c]):
-                    xs.append(abs(math.log(_meta(datasets, c, "pixel_scale_nm") / _meta(datasets, r, "pixel_scale_nm"))))
+                    xs.append(
+                        abs(math.log(_meta(datasets, c, "pixel_scale_nm") / _meta(datasets, r, "pixel_scale_nm")))
+                    )
                     ys.append(mean.loc[r, c])
     if len(xs) < 3:
         return Finding("magnification", claim, "not run", "fewer than 3 off-diagonal cells")
     rho = float(pd.Series(xs).rank().corr(pd.Series(ys).rank()))
-    return Finding("magnification", claim, "reproduced" if rho < 0 else "not reproduced",
-                   f"Spearman correlation of off-diagonal dice with |log pixel-scale ratio|: {rho:+.2f} "
-                   f"over {len(xs)} cells")
+    return Finding(
+        "magnification",
+        claim,
+        "reproduced" if rho < 0 else "not reproduced",
+        f"Spearman correlation of off-diagonal dice with |log pixel-scale ratio|: {rho:+.2f} over {len(xs)} cells",
+    )
 
 
 def check_noise(spec, results, datasets) -> Finding:
@@ -146,8 +161,13 @@ def check_noise(spec, results, datasets) -> Finding:
     for e in exps:
         exp = spec.experiments[e]
         low = min(exp.test_sets, key=lambda n: _meta(datasets, n, "dose_e_per_A2"))
-        df = results[(results["experiment"] == e) & (results["split"] == "test") & (results["test_dataset"] == low)
-                     & (results["train_dataset"].isin(exp.train)) & (results["variant"] != "reference")]
+        df = results[
+            (results["experiment"] == e)
+            & (results["split"] == "test")
+            & (results["test_dataset"] == low)
+            & (results["train_dataset"].isin(exp.train))
+            & (results["variant"] != "reference")
+        ]
         for variant, g in df.groupby("variant"):
             rho = [g[c].dropna().max() for c in ("noise_rho", "noise_rho_max") if c in g and g[c].notna().any()]
             score = float(g["hard_dice"].mean())
@@ -158,8 +178,12 @@ def check_noise(spec, results, datasets) -> Finding:
     if not base or best_name is None:
         return Finding("noise", claim, "not run", "needs a rho = 0 model and a rho > 0 model")
     b = float(np.mean(base))
-    return Finding("noise", claim, "reproduced" if best > b else "not reproduced",
-                   f"hard dice on the lowest dose: rho = 0 {b:.3f}, best rho > 0 {best:.3f} ({best_name})")
+    return Finding(
+        "noise",
+        claim,
+        "reproduced" if best > b else "not reproduced",
+        f"hard dice on the lowest dose: rho = 0 {b:.3f}, best rho > 0 {best:.3f} ({best_name})",
+    )
 
 
 def check_rescaling(spec, results, datasets) -> Finding:
@@ -175,8 +199,12 @@ def check_rescaling(spec, results, datasets) -> Finding:
     if "standardize" not in stds or "normalize" not in stds:
         return Finding("rescaling", claim, "not run", "needs standardized and normalized datasets")
     s, n = float(np.mean(stds["standardize"])), float(np.mean(stds["normalize"]))
-    return Finding("rescaling", claim, "reproduced" if s <= n else "not reproduced",
-                   f"test hard dice std over folds: standardize {s:.4f}, normalize {n:.4f}")
+    return Finding(
+        "rescaling",
+        claim,
+        "reproduced" if s <= n else "not reproduced",
+        f"test hard dice std over folds: standardize {s:.4f}, normalize {n:.4f}",
+    )
 
 
 def _spread(std: pd.DataFrame, r: str, cols) -> float:
@@ -216,9 +244,11 @@ def check_size(spec, results, datasets) -> list[Finding]:
 
     Raw hard dice, not the difficulty-normalized matrix (Fig S2).
     """
-    claims = ("every model scores worst on the 2.2 nm set",
-              "the 5 and 10 nm sets are nearly interchangeable: in every row |dice(5) - dice(10)| <= "
-              "sqrt(sd_5^2 + sd_10^2) over folds")
+    claims = (
+        "every model scores worst on the 2.2 nm set",
+        "the 5 and 10 nm sets are nearly interchangeable: in every row |dice(5) - dice(10)| <= "
+        "sqrt(sd_5^2 + sd_10^2) over folds",
+    )
     names = ("size: 2.2 nm hardest", "size: 5 ~ 10 nm")
     exps = [e for e in _experiments(spec, "size") if e in set(results["experiment"])]
     if not exps:
@@ -238,7 +268,7 @@ def check_size(spec, results, datasets) -> list[Finding]:
             text = f"row {r}: {diam[small]:g} nm {mean.loc[r, small]:.3f} vs others' min {others.min():.3f}"
             (worst_ok if mean.loc[r, small] < others.min() else worst_bad).append(text)
             diff, tol = abs(mean.loc[r, mid] - mean.loc[r, large]), _spread(std, r, (mid, large))
-            text = (f"row {r}: |{diam[mid]:g} nm - {diam[large]:g} nm| = {diff:.3f} vs fold spread {tol:.3f}")
+            text = f"row {r}: |{diam[mid]:g} nm - {diam[large]:g} nm| = {diff:.3f} vs fold spread {tol:.3f}"
             (same_ok if diff <= tol else same_bad).append(text)
     return [
         Finding(names[0], claims[0], "not reproduced" if worst_bad else "reproduced", "; ".join(worst_bad + worst_ok)),
@@ -267,8 +297,10 @@ def check_material(spec, results, datasets) -> list[Finding]:
       the fold spread compared with their own CdSe set, which the paper calls not very high
       (``dice(CdSe->Au) >= dice(CdSe->CdSe) - sqrt(sd^2 + sd^2)``).
     """
-    claims = ("Au- and Ag-trained models do well on Au: dice(Ag->Au) >= dice(Au->Au) - fold spread",
-              "the CdSe-trained model does decently on Au: dice(CdSe->Au) >= dice(CdSe->CdSe) - fold spread")
+    claims = (
+        "Au- and Ag-trained models do well on Au: dice(Ag->Au) >= dice(Au->Au) - fold spread",
+        "the CdSe-trained model does decently on Au: dice(CdSe->Au) >= dice(CdSe->CdSe) - fold spread",
+    )
     names = ("material: Au and Ag on Au", "material: CdSe on Au")
     exps = [e for e in _experiments(spec, "material") if e in set(results["experiment"])]
     if not exps:
@@ -290,7 +322,7 @@ def check_material(spec, results, datasets) -> list[Finding]:
             cdse_bad.append(msg)
             continue
         ref, got, tol = mean.loc[au, au], mean.loc[ag, au], _spread(std, ag, (au,))
-        tol = math.sqrt(tol ** 2 + _spread(std, au, (au,)) ** 2)
+        tol = math.sqrt(tol**2 + _spread(std, au, (au,)) ** 2)
         text = f"Ag->Au {got:.3f}, Au->Au {ref:.3f} (fold spread {tol:.3f})"
         (well_ok if got >= ref - tol else well_bad).append(text)
         ref, got, tol = mean.loc[cdse, cdse], mean.loc[cdse, au], _spread(std, cdse, (cdse, au))

@@ -65,8 +65,15 @@ def parameter_order(plan, names: list[str]) -> list[str] | None:
     return sorted(names, key=lambda n: values[n][varying[0]])
 
 
-def draw_matrix(mean: pd.DataFrame, std: pd.DataFrame, labels: dict, title: str, path: Path,
-                vmax: float | None = 1.0, fmt: str = "{:.2f}") -> Path:
+def draw_matrix(
+    mean: pd.DataFrame,
+    std: pd.DataFrame,
+    labels: dict,
+    title: str,
+    path: Path,
+    vmax: float | None = 1.0,
+    fmt: str = "{:.2f}",
+) -> Path:
     """Heatmap with "mean ± std" in each cell; rows = training set, columns = test set."""
     plt = _plt()
     n_r, n_c = mean.shape
@@ -79,8 +86,16 @@ def draw_matrix(mean: pd.DataFrame, std: pd.DataFrame, labels: dict, title: str,
             if np.isfinite(v):
                 text = fmt.format(v) + ("\n± " + fmt.format(s) if np.isfinite(s) else "")
                 light = v < 0.6 * (vmax or np.nanmax(values))
-                ax.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if light else "black",
-                        fontweight="bold" if mean.index[i] == mean.columns[j] else "normal")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if light else "black",
+                    fontweight="bold" if mean.index[i] == mean.columns[j] else "normal",
+                )
     ax.set_xticks(range(n_c), [labels.get(c, c) for c in mean.columns], rotation=30, ha="right")
     ax.set_yticks(range(n_r), [labels.get(r, r) for r in mean.index])
     ax.set_xlabel("test dataset")
@@ -125,8 +140,9 @@ def draw_noise(results: pd.DataFrame, plan, experiment: str, labels: dict, title
     for color, test in zip(colors, exp.test_sets):
         g = curve[curve["test_dataset"] == test].groupby("x")["hard_dice"]
         m, s = g.mean(), g.std(ddof=0).fillna(0)
-        ax.errorbar(m.index, m.values, yerr=s.values, marker="o", ms=4, capsize=3, color=color,
-                    label=labels.get(test, test))
+        ax.errorbar(
+            m.index, m.values, yerr=s.values, marker="o", ms=4, capsize=3, color=color, label=labels.get(test, test)
+        )
         r = ref[ref["test_dataset"] == test]["hard_dice"]
         if len(r):
             ax.axhline(r.mean(), ls=":", color=color, lw=1.5)
@@ -141,7 +157,11 @@ def draw_noise(results: pd.DataFrame, plan, experiment: str, labels: dict, title
 def draw_fpfn(results: pd.DataFrame, experiment: str, labels: dict, order: list[str], title: str, path: Path) -> Path:
     """Stacked bars of the FP and FN shares of the errors, per (training, test) pair."""
     plt = _plt()
-    share = cell_scores(results, experiment, "overseg_share").groupby(["train_dataset", "test_dataset"])["overseg_share"].mean()
+    share = (
+        cell_scores(results, experiment, "overseg_share")
+        .groupby(["train_dataset", "test_dataset"])["overseg_share"]
+        .mean()
+    )
     pairs = [(r, c) for r in order for c in order if (r, c) in share.index]
     fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(pairs), 3.6))
     fp = np.array([share[p] for p in pairs])
@@ -149,8 +169,9 @@ def draw_fpfn(results: pd.DataFrame, experiment: str, labels: dict, order: list[
     ax.bar(x, fp, color="#c44e52", label="false positives (over-segmentation)")
     ax.bar(x, 1 - fp, bottom=fp, color="#55a868", label="false negatives (under-segmentation)")
     ax.axhline(0.5, color="k", lw=0.8, ls="--")
-    ax.set_xticks(x, [f"{labels.get(r, r)} → {labels.get(c, c)}" for r, c in pairs], rotation=40, ha="right",
-                  fontsize=8)
+    ax.set_xticks(
+        x, [f"{labels.get(r, r)} → {labels.get(c, c)}" for r, c in pairs], rotation=40, ha="right", fontsize=8
+    )
     ax.set_ylabel("share of errors")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -173,8 +194,9 @@ def draw_dataset_stats(datasets: pd.DataFrame, labels: dict, path: Path) -> Path
     return _save(fig, path)
 
 
-def draw_noise_stats(plan, experiment: str, datasets: pd.DataFrame, labels: dict, path: Path,
-                     max_patches: int = 32) -> Path | None:
+def draw_noise_stats(
+    plan, experiment: str, datasets: pd.DataFrame, labels: dict, path: Path, max_patches: int = 32
+) -> Path | None:
     """Fig S7: statistics of the noise-augmented training set vs rho, real datasets as lines."""
     from temshift.datasets import load_dataset
     from temshift.studies.stats import patch_statistics, with_noise
@@ -223,10 +245,16 @@ def draw_all(plan, results: pd.DataFrame, datasets: pd.DataFrame, out_dir) -> di
             if exp.normalize_by_diagonal:
                 diag = pd.Series({c: mean.loc[c, c] for c in mean.columns if c in mean.index})
                 figs[f"matrix_{name}_normalized"] = draw_matrix(
-                    mean / diag, std / diag, labels, f"{title}, / test set's in-distribution dice",
-                    out_dir / f"matrix_{name}_normalized.png", vmax=None)
-            figs[f"fpfn_{name}"] = draw_fpfn(results, name, labels, list(mean.index), f"{title}: FP / FN shares",
-                                             out_dir / f"fpfn_{name}.png")
+                    mean / diag,
+                    std / diag,
+                    labels,
+                    f"{title}, / test set's in-distribution dice",
+                    out_dir / f"matrix_{name}_normalized.png",
+                    vmax=None,
+                )
+            figs[f"fpfn_{name}"] = draw_fpfn(
+                results, name, labels, list(mean.index), f"{title}: FP / FN shares", out_dir / f"fpfn_{name}.png"
+            )
         elif exp.kind == "rescaling":
             figs[f"rescaling_{name}"] = draw_rescaling(results, name, labels, title, out_dir / f"rescaling_{name}.png")
         elif exp.kind == "noise":

@@ -20,13 +20,15 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temshift.io.atomic import atomic_write_text
 
 DONE = "done.json"
 DEFAULT_REGISTRY = "temshift.studies.tasks:REGISTRY"
+
+
 def read_done(out_dir) -> dict | None:
     """The completion record of a task folder, or None when it has not finished."""
     path = Path(out_dir) / DONE
@@ -46,10 +48,12 @@ def _registry(registry):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def execute(kind: str, key: str, inputs: dict, out_dir: str, deps: dict, runtime: dict, registry=DEFAULT_REGISTRY) -> dict:
+def execute(
+    kind: str, key: str, inputs: dict, out_dir: str, deps: dict, runtime: dict, registry=DEFAULT_REGISTRY
+) -> dict:
     """Run one task on a worker (or return its record when it already finished).
 
     Parameters
@@ -120,8 +124,9 @@ def _error_text(future) -> str:
     return f"{type(exc).__name__}: {exc}\n" + "".join(lines[-6:])
 
 
-def run_plan(plan, client, registry=DEFAULT_REGISTRY, runtime=None, progress=None, retries: int = 1,
-             poll_s: float = 0.25) -> RunOutcome:
+def run_plan(
+    plan, client, registry=DEFAULT_REGISTRY, runtime=None, progress=None, retries: int = 1, poll_s: float = 0.25
+) -> RunOutcome:
     """Submit the unfinished tasks of `plan` to `client` and wait for all of them.
 
     Parameters
@@ -157,9 +162,17 @@ def run_plan(plan, client, registry=DEFAULT_REGISTRY, runtime=None, progress=Non
             continue
         deps = {role: futures.get(dk, out.records.get(dk)) for role, dk in task.deps.items()}
         futures[key] = client.submit(
-            execute, task.kind, key, task.inputs, str(task.out_dir), deps, {**runtime.get(task.kind, {}), **task.meta},
+            execute,
+            task.kind,
+            key,
+            task.inputs,
+            str(task.out_dir),
+            deps,
+            {**runtime.get(task.kind, {}), **task.meta},
             registry,
-            key=key, retries=retries, pure=False,
+            key=key,
+            retries=retries,
+            pure=False,
         )
     if progress is not None:
         progress.start(out.cached)

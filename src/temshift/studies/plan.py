@@ -97,7 +97,7 @@ class Plan:
         return task.key
 
     def counts(self) -> dict:
-        out = {k: 0 for k in KINDS}
+        out = dict.fromkeys(KINDS, 0)
         for t in self.tasks.values():
             out[t.kind] += 1
         return out
@@ -224,20 +224,36 @@ def _add_experiment(plan: Plan, ename: str, exp: Experiment, base: dict, folds: 
             ds_key = _add_dataset(plan, train, tasks_root)
             for fold in folds:
                 tkey = plan.add(
-                    Task("train", f"train {train} fold {fold} ({vname})",
-                         {"fold": fold, "settings": settings, "threads": plan.train_threads},
-                         {"dataset": ds_key}, tasks_root)
+                    Task(
+                        "train",
+                        f"train {train} fold {fold} ({vname})",
+                        {"fold": fold, "settings": settings, "threads": plan.train_threads},
+                        {"dataset": ds_key},
+                        tasks_root,
+                    )
                 )
                 for test in [train] if pairs == "diagonal" else test_sets:
                     test_key = _add_dataset(plan, test, tasks_root)
                     ekey = plan.add(
-                        Task("evaluate", f"evaluate {train} f{fold} ({vname}) on {test}", ev,
-                             {"run": tkey, "dataset": test_key}, tasks_root)
+                        Task(
+                            "evaluate",
+                            f"evaluate {train} f{fold} ({vname}) on {test}",
+                            ev,
+                            {"run": tkey, "dataset": test_key},
+                            tasks_root,
+                        )
                     )
                     plan.cells.append(Cell(ename, vname, train, fold, test, tkey, ekey))
                 if exp.kind == "rescaling":
-                    ekey = plan.add(Task("evaluate", f"evaluate {train} f{fold} ({vname}) on its training split",
-                                         {**ev, "split": "train"}, {"run": tkey, "dataset": ds_key}, tasks_root))
+                    ekey = plan.add(
+                        Task(
+                            "evaluate",
+                            f"evaluate {train} f{fold} ({vname}) on its training split",
+                            {**ev, "split": "train"},
+                            {"run": tkey, "dataset": ds_key},
+                            tasks_root,
+                        )
+                    )
                     plan.cells.append(Cell(ename, vname, train, fold, train, tkey, ekey, split="train"))
 
 

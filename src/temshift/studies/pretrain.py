@@ -83,24 +83,57 @@ class PretrainScale(BaseModel):
 SCALES: dict[str, PretrainScale] = {
     # tiny frames for tests: particles capped at the 5 nm frame extent, numbers meaningless
     "ci": PretrainScale(
-        name="ci", n_frames=6, frames_per_task=3, working_frame_px=128, patch_size=64, sim_mode="projection",
-        training={"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "dihedral": False, "n_folds": 3,
-                  "samples_per_epoch": 16},
+        name="ci",
+        n_frames=6,
+        frames_per_task=3,
+        working_frame_px=128,
+        patch_size=64,
+        sim_mode="projection",
+        training={
+            "epochs": 2,
+            "batch_size": 8,
+            "learning_rate": 1e-3,
+            "dihedral": False,
+            "n_folds": 3,
+            "samples_per_epoch": 16,
+        },
         ranges={"diameter_nm_log": (1.5, 3.0), "pixel_scale_nm_log": (0.04, 0.08)},
     ),
     # CPU: 2 cores, about an hour
     "quick": PretrainScale(
-        name="quick", n_frames=384, frames_per_task=16, working_frame_px=512, patch_size=256, sim_mode="projection",
-        training={"epochs": 40, "batch_size": 8, "learning_rate": 1e-3, "patch_crop": 128, "dihedral": False,
-                  "n_folds": 10, "samples_per_epoch": 512},
+        name="quick",
+        n_frames=384,
+        frames_per_task=16,
+        working_frame_px=512,
+        patch_size=256,
+        sim_mode="projection",
+        training={
+            "epochs": 40,
+            "batch_size": 8,
+            "learning_rate": 1e-3,
+            "patch_crop": 128,
+            "dihedral": False,
+            "n_folds": 10,
+            "samples_per_epoch": 512,
+        },
     ),
     # GPUs: multislice frames, the paper's patch size, long training; ~16000 patches of 512 px
     # (16 GB as float32: the dataset task and train_fold hold them in memory)
     "paper": PretrainScale(
-        name="paper", n_frames=4000, frames_per_task=50, working_frame_px=1024, patch_size=512,
+        name="paper",
+        n_frames=4000,
+        frames_per_task=50,
+        working_frame_px=1024,
+        patch_size=512,
         sim_mode="multislice",
-        training={"epochs": 250, "batch_size": 32, "learning_rate": 1e-4, "dihedral": True, "n_folds": 20,
-                  "samples_per_epoch": 8192},
+        training={
+            "epochs": 250,
+            "batch_size": 32,
+            "learning_rate": 1e-4,
+            "dihedral": True,
+            "n_folds": 20,
+            "samples_per_epoch": 8192,
+        },
     ),
 }
 
@@ -152,8 +185,14 @@ def simulate_chunk(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> di
     images, labels, frames, rows, cols, draws = [], [], [], [], [], []
     cpu0 = time.process_time()
     for index in inputs["indices"]:
-        draw = draw_frame(ranges, inputs["seed"], index, working_pixel_scale_nm=working,
-                          working_frame_px=inputs["working_frame_px"], mode=inputs["mode"])
+        draw = draw_frame(
+            ranges,
+            inputs["seed"],
+            index,
+            working_pixel_scale_nm=working,
+            working_frame_px=inputs["working_frame_px"],
+            mode=inputs["mode"],
+        )
         try:
             sim = simulate_frame(frame_request(draw))
             image, _ = model_input(sim.counts, pre, draw.pixel_scale_nm, working)
@@ -167,17 +206,32 @@ def simulate_chunk(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> di
         frames += [index] * len(p_img)
         rows += coords[:, 0].tolist()
         cols += coords[:, 1].tolist()
-        draws.append({**draw.model_dump(), "n_patches": int(len(p_img)), "n_particles": sim.params["n_particles"],
-                      "label_area_fraction": sim.params["label_area_fraction"]})
+        draws.append(
+            {
+                **draw.model_dump(),
+                "n_patches": int(len(p_img)),
+                "n_particles": sim.params["n_particles"],
+                "label_area_fraction": sim.params["label_area_fraction"],
+            }
+        )
     p = int(inputs["patch_size"])
     with atomic_path(out_dir / PATCHES) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, images=np.concatenate(images) if images else np.empty((0, p, p), np.float32),
-                 labels=np.concatenate(labels) if labels else np.empty((0, p, p), np.uint8),
-                 frame=np.asarray(frames, np.int64), row=np.asarray(rows, np.int64), col=np.asarray(cols, np.int64))
+        np.savez(
+            fh,
+            images=np.concatenate(images) if images else np.empty((0, p, p), np.float32),
+            labels=np.concatenate(labels) if labels else np.empty((0, p, p), np.uint8),
+            frame=np.asarray(frames, np.int64),
+            row=np.asarray(rows, np.int64),
+            col=np.asarray(cols, np.int64),
+        )
     atomic_write_text(out_dir / DRAWS, json.dumps(draws, indent=1))
     failed = sum("error" in d for d in draws)
-    return {"frames": len(draws) - failed, "failed_frames": failed, "patches": int(len(frames)),
-            "cpu_seconds": round(time.process_time() - cpu0, 1)}
+    return {
+        "frames": len(draws) - failed,
+        "failed_frames": failed,
+        "patches": int(len(frames)),
+        "cpu_seconds": round(time.process_time() - cpu0, 1),
+    }
 
 
 def assemble(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
@@ -200,23 +254,43 @@ def assemble(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     images, labels = np.concatenate(images), np.concatenate(labels)
     if not len(images):
         raise PretrainError("no simulated frame gave a patch with particles; nothing to train on")
-    spec = {"name": MODEL_NAME, "source": "pretrain", "preprocess": inputs["preprocess"],
-            "patch_size": inputs["patch_size"], "pixel_scale_nm": inputs["working_pixel_scale_nm"],
-            "dose_e_per_A2": None, "pretrain_ranges": inputs["ranges"], "seed": inputs["seed"],
-            "n_frames": inputs["n_frames"]}
+    spec = {
+        "name": MODEL_NAME,
+        "source": "pretrain",
+        "preprocess": inputs["preprocess"],
+        "patch_size": inputs["patch_size"],
+        "pixel_scale_nm": inputs["working_pixel_scale_nm"],
+        "dose_e_per_A2": None,
+        "pretrain_ranges": inputs["ranges"],
+        "seed": inputs["seed"],
+        "n_frames": inputs["n_frames"],
+    }
     spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     spec["spec_hash"] = spec_hash
     frames = np.concatenate(frames)
-    prov = pd.DataFrame({"file": [f"pretrain/{i}" for i in frames], "row": np.concatenate(rows),
-                         "col": np.concatenate(cols)})
-    attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": MODEL_NAME,
-             "spec": json.dumps(spec, sort_keys=True), "spec_hash": spec_hash,
-             "preprocess": json.dumps(inputs["preprocess"]), "content_hash": content_hash(images, labels),
-             "pixel_scale_nm": inputs["working_pixel_scale_nm"], "n_frames": int(len(np.unique(frames))),
-             "patch_size": inputs["patch_size"], "seed": inputs["seed"]}
+    prov = pd.DataFrame(
+        {"file": [f"pretrain/{i}" for i in frames], "row": np.concatenate(rows), "col": np.concatenate(cols)}
+    )
+    attrs = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": MODEL_NAME,
+        "spec": json.dumps(spec, sort_keys=True),
+        "spec_hash": spec_hash,
+        "preprocess": json.dumps(inputs["preprocess"]),
+        "content_hash": content_hash(images, labels),
+        "pixel_scale_nm": inputs["working_pixel_scale_nm"],
+        "n_frames": int(len(np.unique(frames))),
+        "patch_size": inputs["patch_size"],
+        "seed": inputs["seed"],
+    }
     path = write_dataset_file(out_dir / DATASET, images, labels, prov, attrs)
-    return {"path": str(path), "spec_hash": spec_hash, "patches": int(len(images)),
-            "frames": int(len(np.unique(frames)))}
+    return {
+        "path": str(path),
+        "spec_hash": spec_hash,
+        "patches": int(len(images)),
+        "frames": int(len(np.unique(frames))),
+    }
 
 
 def _registry():
@@ -257,8 +331,14 @@ class PretrainPlan:
         return task.key
 
 
-def plan_pretrain(run_dir, scale: str = "quick", seed: int = 0, ranges=None, train_threads: int | None = None,
-                  training: dict | None = None) -> PretrainPlan:
+def plan_pretrain(
+    run_dir,
+    scale: str = "quick",
+    seed: int = 0,
+    ranges=None,
+    train_threads: int | None = None,
+    training: dict | None = None,
+) -> PretrainPlan:
     """Resolve a pretraining run into content-addressed tasks under ``run_dir/tasks``.
 
     Parameters
@@ -293,22 +373,45 @@ def plan_pretrain(run_dir, scale: str = "quick", seed: int = 0, ranges=None, tra
     run_dir = Path(run_dir).expanduser().resolve()
     root = str(run_dir / "tasks")
     plan = PretrainPlan(run_dir, sc, rg, seed, settings)
-    common = {"seed": seed, "ranges": rg.model_dump(mode="json"), "preprocess": PreprocessSettings().model_dump(mode="json"),
-              "working_pixel_scale_nm": sc.working_pixel_scale_nm, "working_frame_px": sc.working_frame_px,
-              "patch_size": sc.patch_size, "mode": sc.sim_mode, "recipe": RECIPE_VERSION}
+    common = {
+        "seed": seed,
+        "ranges": rg.model_dump(mode="json"),
+        "preprocess": PreprocessSettings().model_dump(mode="json"),
+        "working_pixel_scale_nm": sc.working_pixel_scale_nm,
+        "working_frame_px": sc.working_frame_px,
+        "patch_size": sc.patch_size,
+        "mode": sc.sim_mode,
+        "recipe": RECIPE_VERSION,
+    }
     deps = {}
     for c, start in enumerate(range(0, sc.n_frames, sc.frames_per_task)):
         indices = list(range(start, min(sc.n_frames, start + sc.frames_per_task)))
-        key = plan.add(Task("frames", f"simulate frames {indices[0]}-{indices[-1]}", {**common, "indices": indices},
-                            {}, root))
+        key = plan.add(
+            Task("frames", f"simulate frames {indices[0]}-{indices[-1]}", {**common, "indices": indices}, {}, root)
+        )
         plan.chunks.append(key)
         deps[f"chunk{c:05d}"] = key
-    plan.dataset_key = plan.add(Task("dataset", "assemble the patches", {**common, "n_frames": sc.n_frames}, deps, root))
-    plan.train_key = plan.add(Task("train", "train the generalist", {"fold": 0, "settings": settings,
-                                                                     "threads": train_threads},
-                                   {"dataset": plan.dataset_key}, root))
-    plan.evaluate_key = plan.add(Task("evaluate", "score it on the held-out frames", {"dihedral": False},
-                                      {"run": plan.train_key, "dataset": plan.dataset_key}, root))
+    plan.dataset_key = plan.add(
+        Task("dataset", "assemble the patches", {**common, "n_frames": sc.n_frames}, deps, root)
+    )
+    plan.train_key = plan.add(
+        Task(
+            "train",
+            "train the generalist",
+            {"fold": 0, "settings": settings, "threads": train_threads},
+            {"dataset": plan.dataset_key},
+            root,
+        )
+    )
+    plan.evaluate_key = plan.add(
+        Task(
+            "evaluate",
+            "score it on the held-out frames",
+            {"dihedral": False},
+            {"run": plan.train_key, "dataset": plan.dataset_key},
+            root,
+        )
+    )
     return plan
 
 
@@ -340,26 +443,41 @@ def _record(plan: PretrainPlan, records: dict) -> dict:
     chunks = [records[k] for k in plan.chunks]
     return {
         "name": MODEL_NAME,
-        "recipe": {"command": f"temshift pretrain --out RUN --scale {plan.scale.name} --seed {plan.seed}",
-                   "version": RECIPE_VERSION, "scale": plan.scale.model_dump(mode="json"), "seed": plan.seed,
-                   "temshift_version": __version__},
+        "recipe": {
+            "command": f"temshift pretrain --out RUN --scale {plan.scale.name} --seed {plan.seed}",
+            "version": RECIPE_VERSION,
+            "scale": plan.scale.model_dump(mode="json"),
+            "seed": plan.seed,
+            "temshift_version": __version__,
+        },
         "ranges": plan.ranges.model_dump(mode="json"),
         "working_pixel_scale_nm": plan.scale.working_pixel_scale_nm,
         "training": {"settings": plan.settings, **{k: v for k, v in train.items() if k != "run_dir"}},
-        "data": {"frames": sum(c["result"]["frames"] for c in chunks),
-                 "failed_frames": sum(c["result"].get("failed_frames", 0) for c in chunks),
-                 "patches": records[plan.dataset_key]["result"]["patches"],
-                 "simulation_seconds": round(sum(c["seconds"] for c in chunks), 1),
-                 "simulation_cpu_seconds": round(sum(c["result"].get("cpu_seconds", 0.0) for c in chunks), 1),
-                 "training_seconds": round(records[plan.train_key]["seconds"], 1)},
+        "data": {
+            "frames": sum(c["result"]["frames"] for c in chunks),
+            "failed_frames": sum(c["result"].get("failed_frames", 0) for c in chunks),
+            "patches": records[plan.dataset_key]["result"]["patches"],
+            "simulation_seconds": round(sum(c["seconds"] for c in chunks), 1),
+            "simulation_cpu_seconds": round(sum(c["result"].get("cpu_seconds", 0.0) for c in chunks), 1),
+            "training_seconds": round(records[plan.train_key]["seconds"], 1),
+        },
         "held_out": {k: float(metrics[k]) for k in ("hard_dice", "soft_dice", "ce") if k in metrics},
     }
 
 
-def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, scheduler: str | None = None,
-                 seed: int = 0, ranges=None, training: dict | None = None, train_threads: int | None = None,
-                 processes: bool = True, registry=REGISTRY_PATH,
-                 reporter: Reporter | None = None) -> PretrainResult:
+def run_pretrain(
+    run_dir,
+    scale: str = "quick",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    seed: int = 0,
+    ranges=None,
+    training: dict | None = None,
+    train_threads: int | None = None,
+    processes: bool = True,
+    registry=REGISTRY_PATH,
+    reporter: Reporter | None = None,
+) -> PretrainResult:
     """Run (or resume) a pretraining run and write ``RUN/generalist.pt`` and ``RUN/generalist.json``.
 
     Parameters
@@ -390,13 +508,13 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
     PretrainError
         Bad options, or a task failed (named, with its error; re-run to resume).
     """
+    from temshift.compute import check_workers_see, local_threads, open_client
     from temshift.io.atomic import atomic_write_text
     from temshift.models.checkpoint import load_checkpoint, save_checkpoint
-    from temshift.compute import check_workers_see, local_threads, open_client
     from temshift.studies.graph import run_plan
     from temshift.studies.progress import PlanProgress
-    from temshift.threads import thread_env
     from temshift.studies.tasks import RUN
+    from temshift.threads import thread_env
 
     if workers and scheduler:
         raise PretrainError("give either --workers or --scheduler, not both")
@@ -406,19 +524,33 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
     plan = plan_pretrain(run_dir, scale, seed, ranges, None if scheduler else train_threads, training)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     threads = None if scheduler else local_threads(workers)
-    with thread_env(threads, ("TEMSHIFT_FFT_WORKERS", "OMP_NUM_THREADS")), \
-            open_client(workers, scheduler, processes=processes) as (client, th):
+    with (
+        thread_env(threads, ("TEMSHIFT_FFT_WORKERS", "OMP_NUM_THREADS")),
+        open_client(workers, scheduler, processes=processes) as (client, th),
+    ):
         if scheduler:  # workers elsewhere must see the run folder at the same path
             check_workers_see(client, [plan.run_dir])
         rt = {"threads": th}
-        outcome = run_plan(plan, client, registry=registry,
-                           runtime={"frames": rt, "dataset": {}, "train": {}, "evaluate": rt},
-                           progress=PlanProgress(plan, 1, reporter, job="pretrain", title=f"pretrain {plan.scale.name}",
-                                                 kinds=("frames", "dataset", "train", "evaluate")))
+        outcome = run_plan(
+            plan,
+            client,
+            registry=registry,
+            runtime={"frames": rt, "dataset": {}, "train": {}, "evaluate": rt},
+            progress=PlanProgress(
+                plan,
+                1,
+                reporter,
+                job="pretrain",
+                title=f"pretrain {plan.scale.name}",
+                kinds=("frames", "dataset", "train", "evaluate"),
+            ),
+        )
     if outcome.failed:
         key, err = next(iter(outcome.failed.items()))
-        raise PretrainError(f"{plan.tasks[key].label} failed ({err.splitlines()[0]}); "
-                            f"{len(outcome.failed)} task(s) failed; re-run the same command to resume")
+        raise PretrainError(
+            f"{plan.tasks[key].label} failed ({err.splitlines()[0]}); "
+            f"{len(outcome.failed)} task(s) failed; re-run the same command to resume"
+        )
     if outcome.skipped:
         raise PretrainError(f"{len(outcome.skipped)} task(s) skipped after a failure; re-run to resume")
     record = _record(plan, outcome.records)
@@ -427,5 +559,6 @@ def run_pretrain(run_dir, scale: str = "quick", workers: int | None = None, sche
     model_path = save_checkpoint(plan.run_dir / f"{MODEL_NAME}.pt", model, meta)
     record_path = plan.run_dir / f"{MODEL_NAME}.json"
     atomic_write_text(record_path, json.dumps(record, indent=1, default=str))
-    return PretrainResult(plan, model_path, record_path, record, len(outcome.cached),
-                          len(outcome.records) - len(outcome.cached))
+    return PretrainResult(
+        plan, model_path, record_path, record, len(outcome.cached), len(outcome.records) - len(outcome.cached)
+    )

@@ -35,8 +35,15 @@ class PlanProgress:
         Task kinds in display order (default ``plan.kinds`` or the study kinds).
     """
 
-    def __init__(self, plan: Any, slots: int, reporter: Reporter | None = None, job: str = "study",
-                 title: str | None = None, kinds: Sequence[str] | None = None):
+    def __init__(
+        self,
+        plan: Any,
+        slots: int,
+        reporter: Reporter | None = None,
+        job: str = "study",
+        title: str | None = None,
+        kinds: Sequence[str] | None = None,
+    ):
         self.plan, self.slots = plan, max(1, slots)
         self.reporter = reporter_or_log(reporter)
         self.job = job
@@ -60,7 +67,9 @@ class PlanProgress:
         real_done = sum(self.outcome.records[k].get("seconds", 0.0) for k in new)
         ratio = real_done / est_done if est_done > 0 and real_done > 0 else 1.0
         finished = set(self.outcome.records) | set(self.outcome.failed) | set(self.outcome.skipped)
-        remaining = sum(self._cost(k) * (0.5 if k in self.running else 1.0) for k in self.plan.tasks if k not in finished)
+        remaining = sum(
+            self._cost(k) * (0.5 if k in self.running else 1.0) for k in self.plan.tasks if k not in finished
+        )
         return remaining * ratio / self.slots
 
     def status(self) -> GraphStatus:
@@ -72,12 +81,17 @@ class PlanProgress:
             if not keys:
                 continue
             cached = sum(k in self.cached for k in keys)
-            stages.append(StageCounts(
-                kind, len(keys), cached,
-                done=sum(k in out.records for k in keys) - cached if out else 0,
-                running=sum(k in self.running for k in keys),
-                failed=sum(k in out.failed for k in keys) if out else 0,
-                skipped=sum(k in out.skipped for k in keys) if out else 0))
+            stages.append(
+                StageCounts(
+                    kind,
+                    len(keys),
+                    cached,
+                    done=sum(k in out.records for k in keys) - cached if out else 0,
+                    running=sum(k in self.running for k in keys),
+                    failed=sum(k in out.failed for k in keys) if out else 0,
+                    skipped=sum(k in out.skipped for k in keys) if out else 0,
+                )
+            )
         labels = tuple(self.plan.tasks[k].label for k in sorted(self.running))
         return GraphStatus(self.title, tuple(stages), labels, time.perf_counter() - self.t0, self.eta_s())
 

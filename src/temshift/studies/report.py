@@ -7,7 +7,7 @@ import html
 import json
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +25,28 @@ def read_matrix(mean: pd.DataFrame, labels: dict) -> str:
     parts = [f"Mean in-distribution (diagonal) dice {np.nanmean(diag):.3f}"]
     if off:
         parts[0] += f", mean cross-dataset (off-diagonal) dice {np.mean([v for *_, v in off]):.3f}"
-        rows_ok = [r for r in mean.index if r in mean.columns
-                   and all(mean.loc[r, r] > mean.loc[r, c] for c in mean.columns if c != r)]
+        rows_ok = [
+            r
+            for r in mean.index
+            if r in mean.columns and all(mean.loc[r, r] > mean.loc[r, c] for c in mean.columns if c != r)
+        ]
         parts.append(f"the diagonal beats every off-diagonal cell in {len(rows_ok)} of {len(diag)} rows")
         worst = min(off, key=lambda t: t[2])
-        parts.append(f"hardest transfer {labels.get(worst[0], worst[0])} → {labels.get(worst[1], worst[1])} "
-                     f"({worst[2]:.3f})")
-        pairs = [(r, c, mean.loc[r, c] - mean.loc[c, r]) for r, c, _ in off
-                 if c in mean.index and r in mean.columns and np.isfinite(mean.loc[c, r]) and str(r) < str(c)]
+        parts.append(
+            f"hardest transfer {labels.get(worst[0], worst[0])} → {labels.get(worst[1], worst[1])} ({worst[2]:.3f})"
+        )
+        pairs = [
+            (r, c, mean.loc[r, c] - mean.loc[c, r])
+            for r, c, _ in off
+            if c in mean.index and r in mean.columns and np.isfinite(mean.loc[c, r]) and str(r) < str(c)
+        ]
         if pairs:
             r, c, d = max(pairs, key=lambda t: abs(t[2]))
             a, b = (r, c) if d > 0 else (c, r)
-            parts.append(f"mean asymmetry |M - Mᵀ| {np.mean([abs(p[2]) for p in pairs]):.3f}; largest: "
-                         f"{labels.get(a, a)} → {labels.get(b, b)} beats the reverse by {abs(d):.3f}")
+            parts.append(
+                f"mean asymmetry |M - Mᵀ| {np.mean([abs(p[2]) for p in pairs]):.3f}; largest: "
+                f"{labels.get(a, a)} → {labels.get(b, b)} beats the reverse by {abs(d):.3f}"
+            )
     return "; ".join(parts) + "."
 
 
@@ -49,9 +58,15 @@ def _img(path: Path) -> str:
 def _provenance(plan) -> dict:
     import temshift
 
-    out = {"temshift": temshift.__version__, "python": platform.python_version(), "platform": platform.platform(),
-           "written": datetime.now(timezone.utc).isoformat(timespec="seconds"), "study_dir": str(plan.study_dir),
-           "repository": plan.spec.repository.source, "scale": plan.scale.name}
+    out = {
+        "temshift": temshift.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        "study_dir": str(plan.study_dir),
+        "repository": plan.spec.repository.source,
+        "scale": plan.scale.name,
+    }
     for mod in ("torch", "dask", "distributed", "numpy", "pandas"):
         try:
             out[mod] = __import__(mod).__version__
@@ -59,8 +74,12 @@ def _provenance(plan) -> dict:
             pass
     try:
         root = Path(__file__).resolve().parents[3]
-        out["git_commit"] = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                                           capture_output=True, text=True, timeout=5).stdout.strip() or None
+        out["git_commit"] = (
+            subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except Exception:  # noqa: BLE001
         pass
     return out
@@ -77,25 +96,34 @@ table.t{border-collapse:collapse;font-size:.85em}table.t td,table.t th{padding:.
 .ok{color:#2a7}.bad{color:#c33}.muted{color:#888}"""
 
 
-def write_report(plan, results: pd.DataFrame, datasets: pd.DataFrame, timing: pd.DataFrame, outcome, figs: dict,
-                 path) -> Path:
+def write_report(
+    plan, results: pd.DataFrame, datasets: pd.DataFrame, timing: pd.DataFrame, outcome, figs: dict, path
+) -> Path:
     """Write the report and return its path."""
     from temshift.io.atomic import atomic_write_text
     from temshift.studies.check import run_checks
 
     spec = plan.spec
-    body = [f"<h1>Study {html.escape(spec.name)} <span class='muted'>({plan.scale.name} scale)</span></h1>",
-            f"<p>{html.escape(spec.description)}</p>"]
+    body = [
+        f"<h1>Study {html.escape(spec.name)} <span class='muted'>({plan.scale.name} scale)</span></h1>",
+        f"<p>{html.escape(spec.description)}</p>",
+    ]
     n_fail = len(outcome.failed) + len(outcome.skipped)
-    body.append(f"<p>{len(plan.tasks)} tasks: {len(outcome.cached)} reused from cache, "
-                f"{len(outcome.records) - len(outcome.cached)} run, "
-                f"<span class='{'bad' if n_fail else 'ok'}'>{len(outcome.failed)} failed, "
-                f"{len(outcome.skipped)} skipped</span>; {len(results)} result rows.</p>")
-    body.append("<h2>Findings</h2><table class='t'><tr><th>finding</th><th>claim</th><th>status</th><th>detail</th></tr>")
+    body.append(
+        f"<p>{len(plan.tasks)} tasks: {len(outcome.cached)} reused from cache, "
+        f"{len(outcome.records) - len(outcome.cached)} run, "
+        f"<span class='{'bad' if n_fail else 'ok'}'>{len(outcome.failed)} failed, "
+        f"{len(outcome.skipped)} skipped</span>; {len(results)} result rows.</p>"
+    )
+    body.append(
+        "<h2>Findings</h2><table class='t'><tr><th>finding</th><th>claim</th><th>status</th><th>detail</th></tr>"
+    )
     for f in run_checks(spec, results, datasets):
         cls = {"reproduced": "ok", "not reproduced": "bad"}.get(f.status, "muted")
-        body.append(f"<tr><td>{f.name}</td><td>{html.escape(f.claim)}</td><td class='{cls}'>{f.status}</td>"
-                    f"<td>{html.escape(f.detail)}</td></tr>")
+        body.append(
+            f"<tr><td>{f.name}</td><td>{html.escape(f.claim)}</td><td class='{cls}'>{f.status}</td>"
+            f"<td>{html.escape(f.detail)}</td></tr>"
+        )
     body.append("</table>")
     labels = {n: (d.label or n) for n, d in spec.datasets.items()}
     for name, exp in spec.experiments.items():
@@ -114,19 +142,40 @@ def write_report(plan, results: pd.DataFrame, datasets: pd.DataFrame, timing: pd
     body.append(_table(datasets.drop(columns=[c for c in ("dataset_key",) if c in datasets])))
     body.append("<h2>Timings</h2>")
     if len(timing):
-        t = timing.groupby("kind").agg(tasks=("seconds", "size"), total_s=("seconds", "sum"), mean_s=("seconds", "mean"),
-                                       max_s=("seconds", "max")).reset_index()
+        t = (
+            timing.groupby("kind")
+            .agg(
+                tasks=("seconds", "size"),
+                total_s=("seconds", "sum"),
+                mean_s=("seconds", "mean"),
+                max_s=("seconds", "max"),
+            )
+            .reset_index()
+        )
         body.append(_table(t, "{:.1f}"))
     if n_fail:
-        body.append("<h2>Failures</h2><pre>" + html.escape(json.dumps(
-            {**{plan.tasks[k].label: e for k, e in outcome.failed.items()},
-             **{plan.tasks[k].label: f"skipped (needs {u})" for k, u in outcome.skipped.items()}}, indent=1)) + "</pre>")
-    body.append("<h2>Specification</h2><pre>" + html.escape(spec.model_dump_json(indent=1, exclude_defaults=True))
-                + "</pre>")
+        body.append(
+            "<h2>Failures</h2><pre>"
+            + html.escape(
+                json.dumps(
+                    {
+                        **{plan.tasks[k].label: e for k, e in outcome.failed.items()},
+                        **{plan.tasks[k].label: f"skipped (needs {u})" for k, u in outcome.skipped.items()},
+                    },
+                    indent=1,
+                )
+            )
+            + "</pre>"
+        )
+    body.append(
+        "<h2>Specification</h2><pre>" + html.escape(spec.model_dump_json(indent=1, exclude_defaults=True)) + "</pre>"
+    )
     body.append("<h2>Scale</h2><pre>" + html.escape(plan.scale.model_dump_json(indent=1)) + "</pre>")
     body.append("<h2>Provenance</h2><pre>" + html.escape(json.dumps(_provenance(plan), indent=1)) + "</pre>")
-    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>temshift study {html.escape(spec.name)}</title>"
-           f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+    doc = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>temshift study {html.escape(spec.name)}</title>"
+        f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>"
+    )
     path = Path(path)
     atomic_write_text(path, doc)
     return path

@@ -17,8 +17,17 @@ import pandas as pd
 from temshift.studies.records import TaskRecord, TrainResult
 
 METRICS = ("hard_dice", "soft_dice", "ce", "pooled_dice", "fp_rate", "fn_rate", "overseg_share")
-ID_COLUMNS = ("study", "scale", "experiment", "variant", "train_dataset", "fold", "test_dataset", "split",
-              "same_dataset")
+ID_COLUMNS = (
+    "study",
+    "scale",
+    "experiment",
+    "variant",
+    "train_dataset",
+    "fold",
+    "test_dataset",
+    "split",
+    "same_dataset",
+)
 
 
 def collect(plan, records: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -43,19 +52,28 @@ def collect(plan, records: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         metrics = pd.read_parquet(Path(rec["dir"]) / "metrics.parquet")
         trained = TrainResult.from_task(records.get(cell.train_key))
         ids = {
-            "study": plan.spec.name, "scale": plan.scale.name, "experiment": cell.experiment,
-            "variant": cell.variant, "train_dataset": cell.train, "fold": cell.fold, "test_dataset": cell.test,
-            "split": cell.split, "same_dataset": cell.train == cell.test,
+            "study": plan.spec.name,
+            "scale": plan.scale.name,
+            "experiment": cell.experiment,
+            "variant": cell.variant,
+            "train_dataset": cell.train,
+            "fold": cell.fold,
+            "test_dataset": cell.test,
+            "split": cell.split,
+            "same_dataset": cell.train == cell.test,
         }
         over = plan.variants.get((cell.experiment, cell.variant), {})
         extra = {
-            "noise_rho": over.get("noise_rho"), "noise_rho_max": over.get("noise_rho_max"),
+            "noise_rho": over.get("noise_rho"),
+            "noise_rho_max": over.get("noise_rho_max"),
             "train_hard_dice": trained.train_hard_dice if trained else None,
             "train_loss": trained.train_loss if trained else None,
             "best_epoch": trained.best_epoch if trained else None,
             "best_val_loss": trained.best_val_loss if trained else None,
-            "train_key": cell.train_key, "eval_key": cell.eval_key,
-            "train_dataset_key": plan.datasets[cell.train], "test_dataset_key": plan.datasets[cell.test],
+            "train_key": cell.train_key,
+            "eval_key": cell.eval_key,
+            "train_dataset_key": plan.datasets[cell.train],
+            "test_dataset_key": plan.datasets[cell.test],
         }
         for _, mrow in metrics.iterrows():
             row = dict(ids)
@@ -87,12 +105,18 @@ def dataset_table(plan, records: dict) -> pd.DataFrame:
         ds = plan.spec.datasets[name]
         task = plan.tasks[key]
         stats = records.get(plan.stats[name], {}).get("result", {})
-        rows.append({
-            "dataset": name, "label": ds.label or name, "dataset_key": key,
-            "where": json.dumps(task.inputs["where"]), "rescale": task.inputs["preprocess"].get("rescale"),
-            "flatfield": task.inputs["preprocess"].get("flatfield"), "patch_size": task.inputs["patch_size"],
-            **{k: v for k, v in stats.items() if not isinstance(v, (dict, list))},
-        })
+        rows.append(
+            {
+                "dataset": name,
+                "label": ds.label or name,
+                "dataset_key": key,
+                "where": json.dumps(task.inputs["where"]),
+                "rescale": task.inputs["preprocess"].get("rescale"),
+                "flatfield": task.inputs["preprocess"].get("flatfield"),
+                "patch_size": task.inputs["patch_size"],
+                **{k: v for k, v in stats.items() if not isinstance(v, (dict, list))},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -115,8 +139,9 @@ def load(study_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_parquet(study_dir / "results.parquet"), pd.read_csv(study_dir / "datasets.csv")
 
 
-def cell_scores(results: pd.DataFrame, experiment: str, metric: str = "hard_dice", variant: str | None = None
-                ) -> pd.DataFrame:
+def cell_scores(
+    results: pd.DataFrame, experiment: str, metric: str = "hard_dice", variant: str | None = None
+) -> pd.DataFrame:
     """Per (train, test) pair: the fold models' scores of one experiment and variant.
 
     Same-dataset pairs use each fold model on its own test block; other pairs every fold
@@ -130,8 +155,13 @@ def cell_scores(results: pd.DataFrame, experiment: str, metric: str = "hard_dice
     return df.groupby(["train_dataset", "test_dataset", "fold"], sort=False)[metric].mean().reset_index()
 
 
-def matrix(results: pd.DataFrame, experiment: str, metric: str = "hard_dice", variant: str | None = None,
-           order: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def matrix(
+    results: pd.DataFrame,
+    experiment: str,
+    metric: str = "hard_dice",
+    variant: str | None = None,
+    order: list[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean and standard deviation over folds, train datasets as rows, test datasets as columns.
 
     Datasets are ordered by `order`, or else by difficulty: in-distribution (diagonal)
@@ -165,7 +195,16 @@ def difficulty_order(mean: pd.DataFrame) -> list[str]:
 def timings(plan, records: dict) -> pd.DataFrame:
     """Seconds per task (from the completion records), with kind and label."""
     done = {k: TaskRecord.model_validate(records[k]) for k in plan.tasks if k in records}
-    rows = [{"key": k, "kind": t.kind, "label": t.label, "seconds": done[k].seconds,
-             "started": done[k].started, "finished": done[k].finished}
-            for k, t in plan.tasks.items() if k in done]
+    rows = [
+        {
+            "key": k,
+            "kind": t.kind,
+            "label": t.label,
+            "seconds": done[k].seconds,
+            "started": done[k].started,
+            "finished": done[k].finished,
+        }
+        for k, t in plan.tasks.items()
+        if k in done
+    ]
     return pd.DataFrame(rows, columns=["key", "kind", "label", "seconds", "started", "finished"])

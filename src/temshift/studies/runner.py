@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from temshift.compute import CONNECT_TIMEOUT_S, check_workers_see, local_threads, open_client
 from temshift.io.atomic import atomic_write_text
 from temshift.progress import Reporter
-from temshift.compute import CONNECT_TIMEOUT_S, check_workers_see, local_threads, open_client
 from temshift.studies.graph import DEFAULT_REGISTRY, RunOutcome, read_done, run_plan
 from temshift.studies.plan import Plan, resolve
 from temshift.studies.spec import StudySpec, load_spec
@@ -27,8 +27,9 @@ class StudyRun:
     aggregate_s: float
 
 
-def plan_study(spec_or_name, out, scale: str | None = None, workers: int | None = None,
-               scheduler: str | None = None) -> Plan:
+def plan_study(
+    spec_or_name, out, scale: str | None = None, workers: int | None = None, scheduler: str | None = None
+) -> Plan:
     """Load a spec (preset name, path or StudySpec) and resolve it under `out`.
 
     The worker count fixes the torch threads of training tasks (part of their keys);
@@ -47,8 +48,10 @@ def _write_plan(plan: Plan) -> None:
     d = plan.study_dir
     d.mkdir(parents=True, exist_ok=True)
     atomic_write_text(d / "spec.json", plan.spec.model_dump_json(indent=1))
-    tasks = [{"key": k, "kind": t.kind, "label": t.label, "deps": t.deps, "dir": str(t.out_dir)}
-             for k, t in plan.tasks.items()]
+    tasks = [
+        {"key": k, "kind": t.kind, "label": t.label, "deps": t.deps, "dir": str(t.out_dir)}
+        for k, t in plan.tasks.items()
+    ]
     atomic_write_text(d / "plan.json", json.dumps({"scale": plan.scale.model_dump(), "tasks": tasks}, indent=1))
 
 
@@ -71,8 +74,12 @@ def aggregate(plan: Plan, outcome: RunOutcome, figures: bool = True) -> Path | N
     timing["cached"] = timing["key"].isin(outcome.cached)
     timing.to_csv(d / "timings.csv", index=False)
     failures = {k: {"label": plan.tasks[k].label, "error": e} for k, e in outcome.failed.items()}
-    failures.update({k: {"label": plan.tasks[k].label, "error": f"skipped: needs {u}, which failed"}
-                     for k, u in outcome.skipped.items()})
+    failures.update(
+        {
+            k: {"label": plan.tasks[k].label, "error": f"skipped: needs {u}, which failed"}
+            for k, u in outcome.skipped.items()
+        }
+    )
     atomic_write_text(d / "failures.json", json.dumps(failures, indent=1))
     if not figures or not len(table):
         return None
@@ -83,9 +90,18 @@ def aggregate(plan: Plan, outcome: RunOutcome, figures: bool = True) -> Path | N
     return write_report(plan, table, datasets, timing, outcome, figs, d / "report.html")
 
 
-def run_study(spec_or_name, out, scale: str | None = None, workers: int | None = None, scheduler: str | None = None,
-              registry=DEFAULT_REGISTRY, processes: bool = True, reporter: Reporter | None = None,
-              figures: bool = True, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> StudyRun:
+def run_study(
+    spec_or_name,
+    out,
+    scale: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    registry=DEFAULT_REGISTRY,
+    processes: bool = True,
+    reporter: Reporter | None = None,
+    figures: bool = True,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+) -> StudyRun:
     """Run a study end to end.
 
     Parameters
@@ -125,17 +141,29 @@ def run_study(spec_or_name, out, scale: str | None = None, workers: int | None =
             check_workers_see(client, [plan.study_dir, *_task_roots(plan)])
         slots = max(1, sum(client.nthreads().values()))
         runtime = {
-            "repo": {"threads": threads}, "dataset": {"threads": threads},
-            "train": {"threads": threads}, "evaluate": {"threads": threads}, "stats": {},
+            "repo": {"threads": threads},
+            "dataset": {"threads": threads},
+            "train": {"threads": threads},
+            "evaluate": {"threads": threads},
+            "stats": {},
         }
         view = PlanProgress(plan, slots, reporter)
         outcome = run_plan(plan, client, registry=registry, runtime=runtime, progress=view)
     t0 = time.perf_counter()
     report = aggregate(plan, outcome, figures=figures)
     agg_s = time.perf_counter() - t0
-    summary = {"study": plan.spec.name, "scale": plan.scale.name, "tasks": len(plan.tasks),
-               "cached": len(outcome.cached), "failed": len(outcome.failed), "skipped": len(outcome.skipped),
-               "graph_seconds": outcome.seconds, "aggregate_seconds": agg_s, "workers": slots,
-               "pid": os.getpid(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    summary = {
+        "study": plan.spec.name,
+        "scale": plan.scale.name,
+        "tasks": len(plan.tasks),
+        "cached": len(outcome.cached),
+        "failed": len(outcome.failed),
+        "skipped": len(outcome.skipped),
+        "graph_seconds": outcome.seconds,
+        "aggregate_seconds": agg_s,
+        "workers": slots,
+        "pid": os.getpid(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     atomic_write_text(plan.study_dir / "run.json", json.dumps(summary, indent=1))
     return StudyRun(plan, outcome, plan.study_dir, report, agg_s)

@@ -268,8 +268,9 @@ def _validate(raw: dict[str, Any], source: str) -> StudySpec:
         raise SpecError(_format_error(source, exc)) from None
 
 
-def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None,
-               _seen: tuple[str, ...] = ()) -> StudySpec:
+def parse_spec(
+    text: str, source: str = "<spec>", base_dir: Path | None = None, _seen: tuple[str, ...] = ()
+) -> StudySpec:
     """Validate TOML text into a StudySpec, resolving `include`.
 
     Included specs (preset names or paths relative to the spec) contribute their
@@ -301,8 +302,9 @@ def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None,
     return _validate(data, source)
 
 
-def load_spec(preset_or_path: str | os.PathLike[str], base_dir: Path | None = None,
-              _seen: tuple[str, ...] = ()) -> StudySpec:
+def load_spec(
+    preset_or_path: str | os.PathLike[str], base_dir: Path | None = None, _seen: tuple[str, ...] = ()
+) -> StudySpec:
     """Load a packaged preset by name, or a TOML file by path."""
     text_name = str(preset_or_path)
     path = Path(text_name)

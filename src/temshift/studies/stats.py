@@ -35,7 +35,10 @@ def patch_statistics(images: np.ndarray, labels: np.ndarray) -> dict:
     """
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels).astype(bool)
-    out = {"n_patches": int(images.shape[0]), "particle_fraction": float(labels.mean()) if labels.size else float("nan")}
+    out = {
+        "n_patches": int(images.shape[0]),
+        "particle_fraction": float(labels.mean()) if labels.size else float("nan"),
+    }
     if images.size == 0:
         return {**out, "histogram_median": float("nan"), "roughness": float("nan"), "particle_contrast": float("nan")}
     out["histogram_median"] = float(np.median(images))

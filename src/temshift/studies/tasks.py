@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from temshift.studies.records import (BuildResult, DatasetStatistics, EvaluateResult, SimulateResult,
-                                      TrainResult)
+
+from temshift.studies.records import BuildResult, DatasetStatistics, EvaluateResult, SimulateResult, TrainResult
 
 REPO = "repo"
 DATASET = "dataset.h5"
@@ -30,8 +30,13 @@ def simulate_repo(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dic
 
     rows = Catalog(pd.DataFrame(inputs["rows"]), source="study rows", normalized=True)
     cat = simulate_repository(
-        out_dir / REPO, catalog=rows, frames_per_group=inputs["frames_per_group"], frame_size=inputs["frame_size"],
-        mode=inputs["mode"], seed=inputs["seed"], workers=1,
+        out_dir / REPO,
+        catalog=rows,
+        frames_per_group=inputs["frames_per_group"],
+        frame_size=inputs["frame_size"],
+        mode=inputs["mode"],
+        seed=inputs["seed"],
+        workers=1,
     )
     return SimulateResult(frames=len(cat), repo=str(out_dir / REPO)).to_stored()
 
@@ -54,8 +59,11 @@ def build(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
 
     catalog, root = _catalog_and_root(inputs, deps)
     spec = DatasetSpec(
-        name=runtime.get("name", "dataset"), where=where_from_json(inputs["where"]),
-        preprocess=PreprocessSettings(**inputs["preprocess"]), patch_size=inputs["patch_size"], seed=inputs["seed"],
+        name=runtime.get("name", "dataset"),
+        where=where_from_json(inputs["where"]),
+        preprocess=PreprocessSettings(**inputs["preprocess"]),
+        patch_size=inputs["patch_size"],
+        seed=inputs["seed"],
     )
     path = build_dataset(catalog, root, spec, out_dir / DATASET, workers=runtime.get("threads") or 1)
     return BuildResult(path=str(path), spec_hash=spec.hash()).to_stored()
@@ -93,9 +101,13 @@ def train(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     hist = pd.read_csv(res.history_path)
     best = hist[hist["epoch"] == res.best_epoch].iloc[0]
     return TrainResult(
-        run_dir=str(res.run_dir), best_epoch=int(res.best_epoch), best_val_loss=float(res.best_val_loss),
-        epochs_run=int(res.epochs_run), train_hard_dice=float(best.get("hard_dice", float("nan"))),
-        train_loss=float(best.get("loss", float("nan"))), val_hard_dice=float(best.get("val_hard_dice", float("nan"))),
+        run_dir=str(res.run_dir),
+        best_epoch=int(res.best_epoch),
+        best_val_loss=float(res.best_val_loss),
+        epochs_run=int(res.epochs_run),
+        train_hard_dice=float(best.get("hard_dice", float("nan"))),
+        train_loss=float(best.get("loss", float("nan"))),
+        val_hard_dice=float(best.get("val_hard_dice", float("nan"))),
     ).to_stored()
 
 
@@ -106,8 +118,8 @@ def _evaluate_train_split(run_dir: Path, dataset_path: Path, threads, dihedral: 
     from temshift.errors import CheckpointError
     from temshift.evaluation import evaluate_model
     from temshift.models.checkpoint import load_model
-    from temshift.models.unet import ModelConfig
     from temshift.models.runtime import set_threads
+    from temshift.models.unet import ModelConfig
     from temshift.training.data import load_patches
     from temshift.training.splits import split_fold
 
@@ -116,8 +128,9 @@ def _evaluate_train_split(run_dir: Path, dataset_path: Path, threads, dihedral: 
     if meta.fold is None:
         raise CheckpointError(f"{run_dir / 'model.pt'}: the model records no fold")
     images, labels, info = load_patches(dataset_path, ModelConfig.model_validate(meta.config))
-    split = split_fold(info.n_patches, meta.fold, meta.n_folds or 5,
-                       0.125 if meta.val_fraction is None else meta.val_fraction)
+    split = split_fold(
+        info.n_patches, meta.fold, meta.n_folds or 5, 0.125 if meta.val_fraction is None else meta.val_fraction
+    )
     metrics = evaluate_model(model, images[split.train], labels[split.train], dihedral=dihedral)
     return pd.DataFrame([{"run": str(run_dir), "test_path": info.path, **metrics}])
 
@@ -132,8 +145,9 @@ def evaluate(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     else:
         from temshift.evaluation import evaluate_runs
 
-        df = evaluate_runs([run_dir], ds_path, threads=runtime.get("threads"), use_cache=False,
-                           dihedral=inputs.get("dihedral", True))
+        df = evaluate_runs(
+            [run_dir], ds_path, threads=runtime.get("threads"), use_cache=False, dihedral=inputs.get("dihedral", True)
+        )
     with atomic_path(out_dir / METRICS) as tmp:
         df.to_parquet(tmp, index=False)
     return EvaluateResult(rows=int(len(df))).to_stored()

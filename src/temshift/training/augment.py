@@ -49,8 +49,9 @@ def rotate(images: torch.Tensor, labels: torch.Tensor, angles_deg: torch.Tensor,
     grid = F.affine_grid(mat, [b, 1, h, w], align_corners=False).to(images.dtype)
     fill = fill.to(images.dtype).view(b, 1, 1, 1)
     out = F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
-    lab = F.grid_sample(labels.unsqueeze(1).to(images.dtype), grid, mode="nearest", padding_mode="zeros",
-                        align_corners=False)
+    lab = F.grid_sample(
+        labels.unsqueeze(1).to(images.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False
+    )
     return out, lab.squeeze(1).round().to(labels.dtype)
 
 
@@ -86,8 +87,9 @@ def random_flip_rotate(images, labels, generator: torch.Generator, probability: 
     return images, labels
 
 
-def sample_rho(batch: int, generator: torch.Generator, rho: float | None = None,
-               rho_max: float | None = None) -> torch.Tensor | None:
+def sample_rho(
+    batch: int, generator: torch.Generator, rho: float | None = None, rho_max: float | None = None
+) -> torch.Tensor | None:
     """Noise scales for a batch: fixed `rho`, or uniform in [0, `rho_max`] per sample; None for no noise."""
     if rho is not None:
         return torch.full((batch,), float(rho))
@@ -110,4 +112,3 @@ def crop_offsets(batch: int, size: int, crop: int, generator: torch.Generator | 
     if generator is None:
         return torch.full((batch, 2), (size - crop) // 2, dtype=torch.long)
     return torch.randint(0, size - crop + 1, (batch, 2), generator=generator)
-

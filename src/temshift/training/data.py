@@ -45,8 +45,9 @@ def check_arrays(images, labels, config, source="arrays", patch_crop: int | None
     labels = np.asarray(labels)
     if images.ndim == 4:
         if images.shape[1] != config.in_channels:
-            raise DatasetError(f"{source}: images have {images.shape[1]} channels, the model expects "
-                               f"{config.in_channels}")
+            raise DatasetError(
+                f"{source}: images have {images.shape[1]} channels, the model expects {config.in_channels}"
+            )
         if images.shape[1] != 1:
             raise DatasetError(f"{source}: only single-channel patches are supported")
         images = images[:, 0]
@@ -118,13 +119,19 @@ class PatchSource:
         """The checkpoint's record of this dataset (meta key ``dataset``)."""
         from temshift.models.records import TrainedDataset
 
-        return TrainedDataset(path=self.path, name=self.name, spec_hash=self.spec_hash,
-                              content_hash=self.content_hash, n_patches=self.n_patches,
-                              patch_size=self.patch_size_px)
+        return TrainedDataset(
+            path=self.path,
+            name=self.name,
+            spec_hash=self.spec_hash,
+            content_hash=self.content_hash,
+            n_patches=self.n_patches,
+            patch_size=self.patch_size_px,
+        )
 
 
-def load_patches(path: str | os.PathLike[str], config: ModelConfig,
-                 patch_crop: int | None = None) -> tuple[np.ndarray, np.ndarray, PatchSource]:
+def load_patches(
+    path: str | os.PathLike[str], config: ModelConfig, patch_crop: int | None = None
+) -> tuple[np.ndarray, np.ndarray, PatchSource]:
     """Load and check a dataset file for a model.
 
     Returns
@@ -150,8 +157,9 @@ def load_patches(path: str | os.PathLike[str], config: ModelConfig,
     spec = dict(ds.spec)
     name = ds.record.spec.name or path.name.removesuffix("_Images.h5").removesuffix(".h5")
     h, w = (int(s) for s in images.shape[1:])
-    info = PatchSource(str(path.resolve()), name, spec, spec_hash(spec, ds.attrs), ds.record.content_hash,
-                       int(len(images)), (h, w))
+    info = PatchSource(
+        str(path.resolve()), name, spec, spec_hash(spec, ds.attrs), ds.record.content_hash, int(len(images)), (h, w)
+    )
     return images, labels, info
 
 
@@ -196,7 +204,7 @@ class PatchSet:
         for j, (p, k) in enumerate(pairs):
             if crop:
                 r, c = offsets[j].tolist() if offsets is not None else ((h - ch) // 2, (w - cw) // 2)
-                img, lab = self.images[p, r:r + ch, c:c + cw], self.labels[p, r:r + ch, c:c + cw]
+                img, lab = self.images[p, r : r + ch, c : c + cw], self.labels[p, r : r + ch, c : c + cw]
             else:
                 img, lab = self.images[p], self.labels[p]
             x[j, 0] = dihedral(img, int(k))

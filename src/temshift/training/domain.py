@@ -181,8 +181,15 @@ def _choice(rng, options):
     return options[int(rng.integers(len(options)))]
 
 
-def draw_frame(ranges: PretrainRanges, seed: int, index: int, *, working_pixel_scale_nm: float,
-               working_frame_px: int, mode: str = "projection") -> FrameDraw:
+def draw_frame(
+    ranges: PretrainRanges,
+    seed: int,
+    index: int,
+    *,
+    working_pixel_scale_nm: float,
+    working_frame_px: int,
+    mode: str = "projection",
+) -> FrameDraw:
     """Draw the parameters of frame `index` (a pure function of `seed` and `index`).
 
     Parameters
@@ -208,9 +215,13 @@ def draw_frame(ranges: PretrainRanges, seed: int, index: int, *, working_pixel_s
     extent_nm = working_frame_px * working_pixel_scale_nm
     diameter = min(_uniform(rng, r.diameter_nm_log, True), extent_nm)  # the simulator needs it to fit
     return FrameDraw(
-        index=int(index), seed=int(seed),
-        material=_choice(rng, r.materials), shape=_choice(rng, r.shapes), support=_choice(rng, r.supports),
-        diameter_nm=diameter, pixel_scale_nm=px,
+        index=int(index),
+        seed=int(seed),
+        material=_choice(rng, r.materials),
+        shape=_choice(rng, r.shapes),
+        support=_choice(rng, r.supports),
+        diameter_nm=diameter,
+        pixel_scale_nm=px,
         dose_e_per_A2=_uniform(rng, r.dose_e_per_A2_log, True),
         density=_uniform(rng, r.density_log, True),
         defocus_A=_uniform(rng, r.defocus_A, False),
@@ -234,14 +245,33 @@ def frame_request(draw: FrameDraw):
     from temshift.simulate.micrograph import FrameRequest
     from temshift.simulate.optics import Microscope
 
-    mic = Microscope(energy_eV=draw.energy_eV, cs_A=draw.cs_A, focal_spread_A=draw.focal_spread_A,
-                     convergence_mrad=draw.convergence_mrad, aperture_mrad=draw.aperture_mrad)
-    cam = Camera(gain_counts_per_e=draw.gain_counts_per_e, read_noise_counts=draw.read_noise_counts,
-                 mtf_floor=draw.mtf_floor, mtf_q0=draw.mtf_q0_per_px)
+    mic = Microscope(
+        energy_eV=draw.energy_eV,
+        cs_A=draw.cs_A,
+        focal_spread_A=draw.focal_spread_A,
+        convergence_mrad=draw.convergence_mrad,
+        aperture_mrad=draw.aperture_mrad,
+    )
+    cam = Camera(
+        gain_counts_per_e=draw.gain_counts_per_e,
+        read_noise_counts=draw.read_noise_counts,
+        mtf_floor=draw.mtf_floor,
+        mtf_q0=draw.mtf_q0_per_px,
+    )
     return FrameRequest(
-        material=draw.material, diameter_nm=draw.diameter_nm, dose_e_per_A2=draw.dose_e_per_A2,
-        pixel_scale_nm=draw.pixel_scale_nm, shape=draw.shape, support=draw.support,
-        frame_size_px=draw.frame_size_px, mode=draw.mode, seed=draw.seed,
-        frame_key=f"pretrain/{draw.index}", session_key=f"pretrain/{draw.index}",
-        density=draw.density, defocus_A=draw.defocus_A, microscope=mic, camera=cam,
+        material=draw.material,
+        diameter_nm=draw.diameter_nm,
+        dose_e_per_A2=draw.dose_e_per_A2,
+        pixel_scale_nm=draw.pixel_scale_nm,
+        shape=draw.shape,
+        support=draw.support,
+        frame_size_px=draw.frame_size_px,
+        mode=draw.mode,
+        seed=draw.seed,
+        frame_key=f"pretrain/{draw.index}",
+        session_key=f"pretrain/{draw.index}",
+        density=draw.density,
+        defocus_A=draw.defocus_A,
+        microscope=mic,
+        camera=cam,
     )

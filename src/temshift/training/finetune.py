@@ -78,9 +78,20 @@ class FinetuneResult:
         """Read ``result.json`` of a finished run."""
         run_dir = Path(run_dir)
         d = json.loads((run_dir / RESULT_FILE).read_text())
-        return cls(run_dir, run_dir / MODEL_FILE, run_dir / HISTORY_FILE, d["base_model"]["file"], d["freeze"],
-                   d["n_frames"], d["n_patches"], d["best_epoch"], d["epochs_run"], d["best_loss"], d["seconds"],
-                   d["zoom"])
+        return cls(
+            run_dir,
+            run_dir / MODEL_FILE,
+            run_dir / HISTORY_FILE,
+            d["base_model"]["file"],
+            d["freeze"],
+            d["n_frames"],
+            d["n_patches"],
+            d["best_epoch"],
+            d["epochs_run"],
+            d["best_loss"],
+            d["seconds"],
+            d["zoom"],
+        )
 
 
 def finetune_settings(**overrides):
@@ -117,21 +128,25 @@ def resolve_base(model, zoo_dir=None) -> tuple[Path, str | None]:
     if path.exists():
         files = model_files(path)
         if len(files) > 1:
-            raise FinetuneError(f"{path}: holds {len(files)} models (an ensemble); fine-tune one of them, "
-                                f"e.g. {files[0]}")
+            raise FinetuneError(
+                f"{path}: holds {len(files)} models (an ensemble); fine-tune one of them, e.g. {files[0]}"
+            )
         return files[0], None
     try:
         found = zoo.resolve([str(model)])
     except zoo.ZooError:
-        raise FinetuneError(f"{model}: no such model file or run directory, and not a zoo model "
-                            "(see `temshift zoo list`)") from None
+        raise FinetuneError(
+            f"{model}: no such model file or run directory, and not a zoo model (see `temshift zoo list`)"
+        ) from None
     if str(model).strip().lower() == "all":
         raise FinetuneError("'all' names every released model; fine-tune one training set or file")
     chosen = sorted(found, key=lambda m: m.fold)[0]
     folder = zoo.zoo_dir(zoo_dir)
     if not zoo.is_complete(chosen, folder):
-        raise zoo.ZooError(f"zoo model {chosen.file}: missing or damaged in {folder}; "
-                           f"run `temshift zoo pull {chosen.set} --dest {folder}`")
+        raise zoo.ZooError(
+            f"zoo model {chosen.file}: missing or damaged in {folder}; "
+            f"run `temshift zoo pull {chosen.set} --dest {folder}`"
+        )
     note = f"zoo set {chosen.set}: starting from its fold-{chosen.fold} model {chosen.file}" if len(found) > 1 else None
     return folder / chosen.file, note
 
@@ -175,8 +190,14 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def prepare_frames(pairs: list[FramePair], preprocess, model_pixel_scale_nm: float | None, patch_size: int,
-                   size_multiple: int, pixel_scale_nm: float | None = None) -> PreparedFrames:
+def prepare_frames(
+    pairs: list[FramePair],
+    preprocess,
+    model_pixel_scale_nm: float | None,
+    patch_size: int,
+    size_multiple: int,
+    pixel_scale_nm: float | None = None,
+) -> PreparedFrames:
     """Preprocess labelled frames as at prediction and cut them into patches.
 
     Parameters
@@ -214,12 +235,23 @@ def prepare_frames(pairs: list[FramePair], preprocess, model_pixel_scale_nm: flo
         if zoom != 1.0:
             label = (resample_to_shape(label.astype(np.float32), image.shape) >= 0.5).astype(np.uint8)
         if min(image.shape) < size_multiple:
-            raise DatasetError(f"{pair.image}: {image.shape[0]}x{image.shape[1]} px after resampling, smaller than "
-                               f"the model's {size_multiple} px minimum")
+            raise DatasetError(
+                f"{pair.image}: {image.shape[0]}x{image.shape[1]} px after resampling, smaller than "
+                f"the model's {size_multiple} px minimum"
+            )
         inputs.append((image, label))
-        records.append({"image": pair.image.name, "label": pair.label.name, "image_sha256": _sha256(pair.image),
-                        "label_sha256": _sha256(pair.label), "shape": list(frame.data.shape),
-                        "input_shape": list(image.shape), "pixel_scale_nm": scale, "zoom": float(zoom)})
+        records.append(
+            {
+                "image": pair.image.name,
+                "label": pair.label.name,
+                "image_sha256": _sha256(pair.image),
+                "label_sha256": _sha256(pair.label),
+                "shape": list(frame.data.shape),
+                "input_shape": list(image.shape),
+                "pixel_scale_nm": scale,
+                "zoom": float(zoom),
+            }
+        )
     known = [f["pixel_scale_nm"] is not None for f in records]
     if any(known) and not all(known):  # one model cannot hold frames on the base's grid and on their own
         missing = next(f["image"] for f in records if f["pixel_scale_nm"] is None)
@@ -231,25 +263,38 @@ def prepare_frames(pairs: list[FramePair], preprocess, model_pixel_scale_nm: flo
     for k, (image, label) in enumerate(inputs):
         for r in _origins(image.shape[0], patch):
             for c in _origins(image.shape[1], patch):
-                images.append(image[r:r + patch, c:c + patch])
-                labels.append(label[r:r + patch, c:c + patch])
+                images.append(image[r : r + patch, c : c + patch])
+                labels.append(label[r : r + patch, c : c + patch])
                 index.append(k)
                 rows.append(r)
                 cols.append(c)
-    return PreparedFrames(np.stack(images).astype(np.float32), np.stack(labels).astype(np.uint8),
-                          np.asarray(index), np.asarray(rows), np.asarray(cols), records)
+    return PreparedFrames(
+        np.stack(images).astype(np.float32),
+        np.stack(labels).astype(np.uint8),
+        np.asarray(index),
+        np.asarray(rows),
+        np.asarray(cols),
+        records,
+    )
 
 
 def _data_spec(prepared: PreparedFrames, preprocess, model_pixel_scale_nm, base_sha256: str) -> dict:
     """The spec of the fine-tuning data as a dataset spec (what `load_predictor` reads back)."""
     resampled = all(f["pixel_scale_nm"] for f in prepared.frames)
-    return {"name": "finetune", "preprocess": json.loads(preprocess.model_dump_json()),
-            "patch_size": int(prepared.images.shape[-1]),
-            # frames of known scale were resampled to the base's scale; otherwise their own grid is the model's
-            "pixel_scale_nm": model_pixel_scale_nm if resampled else None, "dose_e_per_A2": None,
-            "frames": [{k: f[k] for k in ("image", "label", "image_sha256", "label_sha256", "pixel_scale_nm")}
-                       for f in prepared.frames],
-            "base_model_sha256": base_sha256, "n_frames": len(prepared.frames)}
+    return {
+        "name": "finetune",
+        "preprocess": json.loads(preprocess.model_dump_json()),
+        "patch_size": int(prepared.images.shape[-1]),
+        # frames of known scale were resampled to the base's scale; otherwise their own grid is the model's
+        "pixel_scale_nm": model_pixel_scale_nm if resampled else None,
+        "dose_e_per_A2": None,
+        "frames": [
+            {k: f[k] for k in ("image", "label", "image_sha256", "label_sha256", "pixel_scale_nm")}
+            for f in prepared.frames
+        ],
+        "base_model_sha256": base_sha256,
+        "n_frames": len(prepared.frames),
+    }
 
 
 def _write_data(path: Path, prepared: PreparedFrames, spec: dict) -> dict:
@@ -259,15 +304,30 @@ def _write_data(path: Path, prepared: PreparedFrames, spec: dict) -> dict:
     from temshift.datasets.store import content_hash, write_dataset_file
     from temshift.training.data import spec_hash
 
-    info = {"spec_hash": spec_hash(spec), "content_hash": content_hash(prepared.images, prepared.labels),
-            "n_patches": int(len(prepared.images))}
+    info = {
+        "spec_hash": spec_hash(spec),
+        "content_hash": content_hash(prepared.images, prepared.labels),
+        "n_patches": int(len(prepared.images)),
+    }
     if not path.exists():
-        prov = pd.DataFrame({"file": [prepared.frames[k]["image"] for k in prepared.frame_index],
-                             "row": prepared.rows, "col": prepared.cols})
-        attrs = {"format": "temshift.dataset", "name": spec["name"], "spec": json.dumps(spec, sort_keys=True),
-                 "spec_hash": info["spec_hash"], "content_hash": info["content_hash"],
-                 "preprocess": json.dumps(spec["preprocess"]), "pixel_scale_nm": spec["pixel_scale_nm"],
-                 "patch_size": spec["patch_size"], "n_frames": spec["n_frames"]}
+        prov = pd.DataFrame(
+            {
+                "file": [prepared.frames[k]["image"] for k in prepared.frame_index],
+                "row": prepared.rows,
+                "col": prepared.cols,
+            }
+        )
+        attrs = {
+            "format": "temshift.dataset",
+            "name": spec["name"],
+            "spec": json.dumps(spec, sort_keys=True),
+            "spec_hash": info["spec_hash"],
+            "content_hash": info["content_hash"],
+            "preprocess": json.dumps(spec["preprocess"]),
+            "pixel_scale_nm": spec["pixel_scale_nm"],
+            "patch_size": spec["patch_size"],
+            "n_frames": spec["n_frames"],
+        }
         write_dataset_file(path, prepared.images, prepared.labels, prov, attrs)
     return info
 
@@ -283,24 +343,45 @@ def _check_run_dir(out_dir: Path, identity: dict) -> None:
         raise CheckpointError(f"{summary_path}: unreadable run summary ({exc})") from None
     if stored.get("kind") != "finetune":
         raise CheckpointError(f"{out_dir}: holds a training run, not a fine-tuning run; use another output folder")
-    differ = [k for k in ("base_sha256", "content_hash", "freeze", "settings", "val_frames")
-              if stored.get(k) != identity.get(k)]
+    differ = [
+        k
+        for k in ("base_sha256", "content_hash", "freeze", "settings", "val_frames")
+        if stored.get(k) != identity.get(k)
+    ]
     if differ:
-        what = {"base_sha256": "another base model", "content_hash": "other frames", "freeze": "another freeze mode",
-                "settings": "other settings", "val_frames": "other validation frames"}
-        raise CheckpointError(f"{out_dir}: holds a finished fine-tuning run with "
-                              f"{', '.join(what[k] for k in differ)} ({_describe(stored)}); use another output folder")
+        what = {
+            "base_sha256": "another base model",
+            "content_hash": "other frames",
+            "freeze": "another freeze mode",
+            "settings": "other settings",
+            "val_frames": "other validation frames",
+        }
+        raise CheckpointError(
+            f"{out_dir}: holds a finished fine-tuning run with "
+            f"{', '.join(what[k] for k in differ)} ({_describe(stored)}); use another output folder"
+        )
 
 
 def _describe(identity: dict) -> str:
     frames = identity.get("frames") or []
-    return (f"base {identity.get('base_file')}, {len(frames)} frames "
-            f"{', '.join(frames[:3])}{' ...' if len(frames) > 3 else ''}, freeze {identity.get('freeze')}")
+    return (
+        f"base {identity.get('base_file')}, {len(frames)} frames "
+        f"{', '.join(frames[:3])}{' ...' if len(frames) > 3 else ''}, freeze {identity.get('freeze')}"
+    )
 
 
-def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder", settings=None,
-             pixel_scale_nm: float | None = None, val_frames: int = 0, zoo_dir=None,
-             reporter: Reporter | None = None) -> FinetuneResult:
+def finetune(
+    model,
+    pairs: list[FramePair],
+    out_dir,
+    *,
+    freeze: str = "decoder",
+    settings=None,
+    pixel_scale_nm: float | None = None,
+    val_frames: int = 0,
+    zoo_dir=None,
+    reporter: Reporter | None = None,
+) -> FinetuneResult:
     """Fine-tune `model` on labelled frames into the run folder `out_dir`; resume an interrupted run.
 
     Parameters
@@ -339,11 +420,11 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
     import time
 
     from temshift.datasets.records import StoredSpec
+    from temshift.datasets.statistics import checkpoint_statistics
     from temshift.models.checkpoint import save_checkpoint
     from temshift.models.records import CheckpointMeta, TrainedDataset
-    from temshift.predict.pipeline import load_predictor
-    from temshift.datasets.statistics import checkpoint_statistics
     from temshift.models.runtime import resolve_device, set_threads
+    from temshift.predict.pipeline import load_predictor
     from temshift.training.data import PatchSet, check_arrays, expand
     from temshift.training.freeze import freeze as freeze_parts
     from temshift.training.trainer import fit
@@ -355,7 +436,9 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
     if not pairs:
         raise FinetuneError("no labelled frames given")
     if not 0 <= val_frames < len(pairs):
-        raise FinetuneError(f"--val-frames {val_frames}: must leave at least one of the {len(pairs)} frames for training")
+        raise FinetuneError(
+            f"--val-frames {val_frames}: must leave at least one of the {len(pairs)} frames for training"
+        )
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FinetuneError(f"{out_dir}: exists and is not a folder")
@@ -363,15 +446,31 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
     predictor = load_predictor(base_path)
     net, base_meta = predictor.models[0], predictor.metas[0]
     base_sha = _sha256(base_path)
-    prepared = prepare_frames(pairs, predictor.preprocess, predictor.pixel_scale_nm, predictor.patch_size,
-                              net.config.size_multiple, pixel_scale_nm)
+    prepared = prepare_frames(
+        pairs,
+        predictor.preprocess,
+        predictor.pixel_scale_nm,
+        predictor.patch_size,
+        net.config.size_multiple,
+        pixel_scale_nm,
+    )
     if settings.patch_crop and settings.patch_crop >= prepared.images.shape[-1]:
         settings = settings.model_copy(update={"patch_crop": None})  # small frames: train on whole patches
-    check_arrays(prepared.images, prepared.labels, net.config, source="fine-tuning frames", patch_crop=settings.patch_crop)
+    check_arrays(
+        prepared.images, prepared.labels, net.config, source="fine-tuning frames", patch_crop=settings.patch_crop
+    )
     seed = settings.seed_for(0)
-    identity = {"kind": "finetune", "base_sha256": base_sha, "base_file": base_path.name,
-                "content_hash": None, "freeze": freeze, "settings": settings.fingerprint(), "seed": seed,
-                "val_frames": val_frames, "frames": [f["image"] for f in prepared.frames]}
+    identity = {
+        "kind": "finetune",
+        "base_sha256": base_sha,
+        "base_file": base_path.name,
+        "content_hash": None,
+        "freeze": freeze,
+        "settings": settings.fingerprint(),
+        "seed": seed,
+        "val_frames": val_frames,
+        "frames": [f["image"] for f in prepared.frames],
+    }
     spec = _data_spec(prepared, predictor.preprocess, predictor.pixel_scale_nm, base_sha)
     from temshift.datasets.store import content_hash
 
@@ -386,11 +485,15 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
 
             there = load_dataset(data_path).record.content_hash
         except Exception as exc:  # noqa: BLE001  (damaged file: say so rather than train on it)
-            raise CheckpointError(f"{data_path}: unreadable fine-tuning data ({exc}); delete {out_dir} to start over") from None
+            raise CheckpointError(
+                f"{data_path}: unreadable fine-tuning data ({exc}); delete {out_dir} to start over"
+            ) from None
         if there != identity["content_hash"]:
-            raise CheckpointError(f"{out_dir}: holds an interrupted fine-tuning run on other frames or preprocessing "
-                                  f"({data_path.name} content hash {str(there)[:16]}, these frames "
-                                  f"{identity['content_hash'][:16]}); use another output folder, or delete it to start over")
+            raise CheckpointError(
+                f"{out_dir}: holds an interrupted fine-tuning run on other frames or preprocessing "
+                f"({data_path.name} content hash {str(there)[:16]}, these frames "
+                f"{identity['content_hash'][:16]}); use another output folder, or delete it to start over"
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     info = _write_data(data_path, prepared, spec)
 
@@ -401,41 +504,85 @@ def finetune(model, pairs: list[FramePair], out_dir, *, freeze: str = "decoder",
     n_train = len(pairs) - val_frames
     train_idx = np.flatnonzero(prepared.frame_index < n_train)
     val_idx = np.flatnonzero(prepared.frame_index >= n_train)
-    train = PatchSet(prepared.images, prepared.labels, expand(train_idx, settings.train_shuffle_seed, settings.dihedral))
+    train = PatchSet(
+        prepared.images, prepared.labels, expand(train_idx, settings.train_shuffle_seed, settings.dihedral)
+    )
     val = PatchSet(prepared.images, prepared.labels, expand(val_idx, settings.val_shuffle_seed, settings.dihedral))
-    fingerprint = {k: identity[k] for k in ("kind", "base_sha256", "content_hash", "freeze", "settings", "seed",
-                                            "val_frames")}
+    fingerprint = {
+        k: identity[k] for k in ("kind", "base_sha256", "content_hash", "freeze", "settings", "seed", "val_frames")
+    }
     start = time.perf_counter()
-    result = fit(net, train, val, settings, seed, device, state_path=out_dir / STATE_FILE,
-                 history_path=out_dir / HISTORY_FILE, fingerprint=fingerprint,
-                 description=f"fine-tune {base_path.name} ({freeze} frozen)", reporter=reporter)
+    result = fit(
+        net,
+        train,
+        val,
+        settings,
+        seed,
+        device,
+        state_path=out_dir / STATE_FILE,
+        history_path=out_dir / HISTORY_FILE,
+        fingerprint=fingerprint,
+        description=f"fine-tune {base_path.name} ({freeze} frozen)",
+        reporter=reporter,
+    )
     net.load_state_dict(result.best_state)
     seconds = sum(float(r["seconds"]) for r in result.history)
     best_row = next(r for r in result.history if r["epoch"] == result.best_epoch)
-    base = {"path": str(base_path.resolve()), "file": base_path.name, "sha256": base_sha,
-            "source": base_meta.source, "kind": base_meta.kind,
-            "dataset_spec_hash": base_meta.dataset_spec_hash,
-            "pixel_scale_nm": predictor.pixel_scale_nm, "dose_e_per_A2": predictor.dose_e_per_A2}
+    base = {
+        "path": str(base_path.resolve()),
+        "file": base_path.name,
+        "sha256": base_sha,
+        "source": base_meta.source,
+        "kind": base_meta.kind,
+        "dataset_spec_hash": base_meta.dataset_spec_hash,
+        "pixel_scale_nm": predictor.pixel_scale_nm,
+        "dose_e_per_A2": predictor.dose_e_per_A2,
+    }
     meta = CheckpointMeta(
-        kind="finetune", seed=seed, settings=settings.fingerprint(), freeze=frozen, base_model=base,
+        kind="finetune",
+        seed=seed,
+        settings=settings.fingerprint(),
+        freeze=frozen,
+        base_model=base,
         frames=prepared.frames,
-        frames_role={"train": [f["image"] for f in prepared.frames[:n_train]],
-                     "val": [f["image"] for f in prepared.frames[n_train:]]},
-        dataset=TrainedDataset.model_validate({"path": str(data_path.resolve()), "name": "finetune", **info,
-                                               "patch_size": list(prepared.images.shape[1:])}),
-        dataset_spec=StoredSpec.from_stored(spec), dataset_spec_hash=info["spec_hash"],
-        best_epoch=result.best_epoch, best_val_loss=result.best_val_loss,
-        train_loss_at_best=best_row["loss"], trained_with=result.speed,
-        training_statistics=checkpoint_statistics(data_path))
+        frames_role={
+            "train": [f["image"] for f in prepared.frames[:n_train]],
+            "val": [f["image"] for f in prepared.frames[n_train:]],
+        },
+        dataset=TrainedDataset.model_validate(
+            {
+                "path": str(data_path.resolve()),
+                "name": "finetune",
+                **info,
+                "patch_size": list(prepared.images.shape[1:]),
+            }
+        ),
+        dataset_spec=StoredSpec.from_stored(spec),
+        dataset_spec_hash=info["spec_hash"],
+        best_epoch=result.best_epoch,
+        best_val_loss=result.best_val_loss,
+        train_loss_at_best=best_row["loss"],
+        trained_with=result.speed,
+        training_statistics=checkpoint_statistics(data_path),
+    )
     from temshift.models.unet import UNet
 
     plain = UNet.from_config(net.config)  # ordinary BatchNorms: the checkpoint is a normal U-Net
     plain.load_state_dict(net.state_dict())
     save_checkpoint(out_dir / MODEL_FILE, plain, meta)
-    summary = {"base_model": base, "freeze": freeze, "n_frames": n_train, "n_patches": int(len(train_idx)),
-               "best_epoch": result.best_epoch, "epochs_run": len(result.history), "best_loss": result.best_val_loss,
-               "seconds": round(seconds, 1), "zoom": [f["zoom"] for f in prepared.frames],
-               "wall_seconds_this_session": round(time.perf_counter() - start, 1), "identity": identity}
+    summary = {
+        "base_model": base,
+        "freeze": freeze,
+        "n_frames": n_train,
+        "n_patches": int(len(train_idx)),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "best_loss": result.best_val_loss,
+        "seconds": round(seconds, 1),
+        "zoom": [f["zoom"] for f in prepared.frames],
+        "wall_seconds_this_session": round(time.perf_counter() - start, 1),
+        "identity": identity,
+    }
     from temshift.io.atomic import atomic_write_text
 
     atomic_write_text(out_dir / RESULT_FILE, json.dumps(summary, indent=2))

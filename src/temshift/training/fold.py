@@ -12,7 +12,6 @@ resuming or returning the finished model.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +20,6 @@ from temshift.progress import Reporter
 from temshift.training.settings import TrainSettings
 
 if TYPE_CHECKING:
-    from temshift.datasets.records import TrainingStatistics
     from temshift.training.data import PatchSource
 
 MODEL_FILE = "model.pt"
@@ -63,10 +61,18 @@ class RunResult:
         """Read ``result.json`` of a finished run."""
         run_dir = Path(run_dir)
         data = json.loads((run_dir / RESULT_FILE).read_text())
-        return cls(run_dir=run_dir, fold=data["fold"], seed=data["seed"], best_epoch=data["best_epoch"],
-                   best_val_loss=data["best_val_loss"], train_loss_at_best=data["train_loss_at_best"],
-                   epochs_run=data["epochs_run"], stopped_early=data["stopped_early"],
-                   model_path=run_dir / MODEL_FILE, history_path=run_dir / HISTORY_FILE)
+        return cls(
+            run_dir=run_dir,
+            fold=data["fold"],
+            seed=data["seed"],
+            best_epoch=data["best_epoch"],
+            best_val_loss=data["best_val_loss"],
+            train_loss_at_best=data["train_loss_at_best"],
+            epochs_run=data["epochs_run"],
+            stopped_early=data["stopped_early"],
+            model_path=run_dir / MODEL_FILE,
+            history_path=run_dir / HISTORY_FILE,
+        )
 
 
 #: what identifies a run's training data (the file may move; its content may not change)
@@ -74,8 +80,10 @@ DATASET_KEYS = ("spec_hash", "content_hash", "n_patches")
 
 
 def _describe_dataset(d: dict) -> str:
-    return (f"{d.get('path') or d.get('name') or '?'} (spec hash {d.get('spec_hash')}, "
-            f"content hash {str(d.get('content_hash'))[:16]}, {d.get('n_patches')} patches)")
+    return (
+        f"{d.get('path') or d.get('name') or '?'} (spec hash {d.get('spec_hash')}, "
+        f"content hash {str(d.get('content_hash'))[:16]}, {d.get('n_patches')} patches)"
+    )
 
 
 def _finished(out_dir: Path, fingerprint: dict, info: PatchSource) -> RunResult:
@@ -91,8 +99,10 @@ def _finished(out_dir: Path, fingerprint: dict, info: PatchSource) -> RunResult:
         raise CheckpointError(f"{out_dir}: holds a finished run with other settings; use another output folder")
     trained_on = summary.get("dataset") or {}
     if any(trained_on.get(k) != getattr(info, k) for k in DATASET_KEYS):
-        raise CheckpointError(f"{out_dir}: holds a finished run trained on {_describe_dataset(trained_on)}, not on "
-                              f"{_describe_dataset(vars(info))}; use another output folder")
+        raise CheckpointError(
+            f"{out_dir}: holds a finished run trained on {_describe_dataset(trained_on)}, not on "
+            f"{_describe_dataset(vars(info))}; use another output folder"
+        )
     return RunResult.read(out_dir)
 
 
@@ -116,8 +126,9 @@ def build_sets(images, labels, fold: int, settings: TrainSettings):
     return train, val, split
 
 
-def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, out_dir=None,
-               reporter: Reporter | None = None) -> RunResult:
+def train_fold(
+    dataset_path, fold: int, settings: TrainSettings | None = None, out_dir=None, reporter: Reporter | None = None
+) -> RunResult:
     """Train the model of one fold; resume an interrupted run; return at once if already finished.
 
     Parameters
@@ -149,13 +160,13 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
         finished run in `out_dir` with other settings or another dataset (never returned
         for this one).
     """
+    from temshift.datasets.records import StoredSpec
     from temshift.datasets.statistics import checkpoint_statistics
     from temshift.errors import DatasetError, SpecError
-    from temshift.datasets.records import StoredSpec
     from temshift.models.checkpoint import save_checkpoint
     from temshift.models.records import CheckpointMeta
-    from temshift.models.unet import UNet
     from temshift.models.runtime import resolve_device, set_threads
+    from temshift.models.unet import UNet
     from temshift.training.data import load_patches
     from temshift.training.trainer import fit, torch_generator
 
@@ -176,29 +187,63 @@ def train_fold(dataset_path, fold: int, settings: TrainSettings | None = None, o
         raise DatasetError(f"{dataset_path}: {exc}") from None
     device = resolve_device(settings.device)
     model = UNet.from_config(settings.model, generator=torch_generator(seed, 0, 0)).to(device)
-    fingerprint = {"settings": settings.fingerprint(), "seed": seed, "fold": fold,
-                   "dataset_hash": info.spec_hash, "content_hash": info.content_hash,
-                   "n_patches": info.n_patches}
+    fingerprint = {
+        "settings": settings.fingerprint(),
+        "seed": seed,
+        "fold": fold,
+        "dataset_hash": info.spec_hash,
+        "content_hash": info.content_hash,
+        "n_patches": info.n_patches,
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = fit(model, train, val, settings, seed, device, state_path=out_dir / STATE_FILE,
-                 history_path=out_dir / "history.csv", fingerprint=fingerprint,
-                 description=f"{info.name} fold {fold}", reporter=reporter)
+    result = fit(
+        model,
+        train,
+        val,
+        settings,
+        seed,
+        device,
+        state_path=out_dir / STATE_FILE,
+        history_path=out_dir / "history.csv",
+        fingerprint=fingerprint,
+        description=f"{info.name} fold {fold}",
+        reporter=reporter,
+    )
     model.load_state_dict(result.best_state)
     best_row = next(r for r in result.history if r["epoch"] == result.best_epoch)
     trained = info.trained_dataset()
-    dataset = trained.model_dump(mode="json", by_alias=True)  # path, name, spec_hash, content_hash, n_patches, patch_size
-    meta = CheckpointMeta(kind="fold", fold=fold, seed=seed, n_folds=settings.n_folds,
-                          val_fraction=settings.val_fraction, settings=settings.fingerprint(), dataset=trained,
-                          dataset_spec=StoredSpec.from_stored(info.spec), dataset_spec_hash=info.spec_hash,
-                          split={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
-                          best_epoch=result.best_epoch, best_val_loss=result.best_val_loss,
-                          train_loss_at_best=best_row["loss"], trained_with=result.speed,
-                          training_statistics=checkpoint_statistics(dataset_path))
+    dataset = trained.model_dump(
+        mode="json", by_alias=True
+    )  # path, name, spec_hash, content_hash, n_patches, patch_size
+    meta = CheckpointMeta(
+        kind="fold",
+        fold=fold,
+        seed=seed,
+        n_folds=settings.n_folds,
+        val_fraction=settings.val_fraction,
+        settings=settings.fingerprint(),
+        dataset=trained,
+        dataset_spec=StoredSpec.from_stored(info.spec),
+        dataset_spec_hash=info.spec_hash,
+        split={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+        best_epoch=result.best_epoch,
+        best_val_loss=result.best_val_loss,
+        train_loss_at_best=best_row["loss"],
+        trained_with=result.speed,
+        training_statistics=checkpoint_statistics(dataset_path),
+    )
     save_checkpoint(out_dir / MODEL_FILE, model.cpu(), meta)
-    summary = {"fold": fold, "seed": seed, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-               "train_loss_at_best": best_row["loss"], "epochs_run": len(result.history),
-               "stopped_early": result.stopped_early, "dataset": dataset,
-               "fingerprint": {"settings": settings.fingerprint(), "seed": seed, "fold": fold}}
+    summary = {
+        "fold": fold,
+        "seed": seed,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "train_loss_at_best": best_row["loss"],
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "dataset": dataset,
+        "fingerprint": {"settings": settings.fingerprint(), "seed": seed, "fold": fold},
+    }
     from temshift.io.atomic import atomic_write_text
 
     atomic_write_text(out_dir / RESULT_FILE, json.dumps(summary, indent=2))

@@ -28,15 +28,20 @@ class EvalBatchNorm2d(nn.BatchNorm2d):
     loads into an ordinary `UNet`.
     """
 
-    def train(self, mode: bool = True):  # noqa: ARG002  (the mode is ignored on purpose)
+    def train(self, mode: bool = True):
         return super().train(False)
 
 
 def _eval_batchnorms(module: nn.Module) -> None:
     for name, child in list(module.named_children()):
         if isinstance(child, nn.BatchNorm2d) and not isinstance(child, EvalBatchNorm2d):
-            frozen = EvalBatchNorm2d(child.num_features, eps=child.eps, momentum=child.momentum,
-                                     affine=child.affine, track_running_stats=child.track_running_stats)
+            frozen = EvalBatchNorm2d(
+                child.num_features,
+                eps=child.eps,
+                momentum=child.momentum,
+                affine=child.affine,
+                track_running_stats=child.track_running_stats,
+            )
             frozen.load_state_dict(child.state_dict())
             frozen.to(next(child.buffers()).device)
             setattr(module, name, frozen.eval())
@@ -79,5 +84,9 @@ def freeze(model: nn.Module, mode: str) -> dict:
             p.requires_grad_(False)
     n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"mode": mode, "frozen": list(PARTS.get(mode, ())), "frozen_parameters": int(n_frozen),
-            "trainable_parameters": int(n_train)}
+    return {
+        "mode": mode,
+        "frozen": list(PARTS.get(mode, ())),
+        "frozen_parameters": int(n_frozen),
+        "trainable_parameters": int(n_train),
+    }

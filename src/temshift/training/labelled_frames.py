@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from temshift.errors import FrameReadError, TemshiftError
+from temshift.errors import TemshiftError
 
 #: files in the folders that are not frames and are skipped without complaint
 IGNORED_SUFFIXES = (".txt", ".md", ".csv", ".json", ".yaml", ".yml", ".toml")
@@ -63,8 +63,10 @@ def _listing(folder: Path, suffixes: tuple[str, ...], what: str) -> list[Path]:
             continue
         (files if p.suffix.lower() in suffixes else bad).append(p)
     if bad:
-        raise PairingError(f"{bad[0]}: unsupported {what} format {bad[0].suffix or '(no suffix)'!r} "
-                           f"(use {', '.join(suffixes)})" + (f"; and {len(bad) - 1} more" if len(bad) > 1 else ""))
+        raise PairingError(
+            f"{bad[0]}: unsupported {what} format {bad[0].suffix or '(no suffix)'!r} "
+            f"(use {', '.join(suffixes)})" + (f"; and {len(bad) - 1} more" if len(bad) > 1 else "")
+        )
     if not files:
         raise PairingError(f"{folder}: no {what} files ({', '.join(suffixes)})")
     return files
@@ -113,11 +115,14 @@ def pair_frames(images_dir, labels_dir) -> list[FramePair]:
     if unpaired or orphans:
         parts = []
         if unpaired:
-            parts.append(f"{len(unpaired)} image(s) in {images_dir} without a label in {labels_dir}: {_names(unpaired)}")
+            parts.append(
+                f"{len(unpaired)} image(s) in {images_dir} without a label in {labels_dir}: {_names(unpaired)}"
+            )
         if orphans:
             parts.append(f"{len(orphans)} label(s) in {labels_dir} without an image: {_names(orphans)}")
-        raise PairingError("; ".join(parts) + " (pairs by name: image_K <-> label_K, or the same stem, "
-                                             "or NAME <-> NAME_label)")
+        raise PairingError(
+            "; ".join(parts) + " (pairs by name: image_K <-> label_K, or the same stem, or NAME <-> NAME_label)"
+        )
 
     def natural(p: FramePair):
         return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.image.name.lower())]
@@ -156,6 +161,8 @@ def read_pair(pair: FramePair):
     frame = read_image(pair.image)
     label = read_label(pair.label)
     if label.shape != frame.data.shape:
-        raise PairingError(f"{pair.label}: label shape {label.shape[0]}x{label.shape[1]} does not match image "
-                           f"{pair.image} ({frame.data.shape[0]}x{frame.data.shape[1]})")
+        raise PairingError(
+            f"{pair.label}: label shape {label.shape[0]}x{label.shape[1]} does not match image "
+            f"{pair.image} ({frame.data.shape[0]}x{frame.data.shape[1]})"
+        )
     return frame, label

@@ -44,8 +44,8 @@ class Segmenter:
         Without a validation set, the last ``val_fraction`` of the patches (a contiguous
         block) is held out for choosing the best epoch.
         """
-        from temshift.models.unet import UNet
         from temshift.models.runtime import resolve_device, set_threads
+        from temshift.models.unet import UNet
         from temshift.training.data import PatchSet, check_arrays, expand
         from temshift.training.trainer import fit, torch_generator
 
@@ -67,8 +67,15 @@ class Segmenter:
         self.model.load_state_dict(result.best_state)
         self.model.eval()
         self.history = result.history
-        self.meta = CheckpointMeta(kind="segmenter", seed=seed, settings=s.fingerprint(), best_epoch=result.best_epoch,
-                                   best_val_loss=result.best_val_loss, dataset_spec=None, trained_with=result.speed)
+        self.meta = CheckpointMeta(
+            kind="segmenter",
+            seed=seed,
+            settings=s.fingerprint(),
+            best_epoch=result.best_epoch,
+            best_val_loss=result.best_val_loss,
+            dataset_spec=None,
+            trained_with=result.speed,
+        )
         return self
 
     def _require(self):

@@ -56,8 +56,8 @@ def split_fold(n: int, fold: int, n_folds: int = 5, val_fraction: float = 0.125)
     n_val = max(1, int(round(val_fraction * len(rest)))) if val_fraction > 0 else 0
     size = n // n_folds
     start = len(rest) - n_val if fold == n_folds - 1 else min(fold * size, len(rest) - n_val)
-    val = rest[start:start + n_val]
-    train = np.concatenate([rest[:start], rest[start + n_val:]])
+    val = rest[start : start + n_val]
+    train = np.concatenate([rest[:start], rest[start + n_val :]])
     if len(train) == 0:
         raise ValueError(f"{n} patches leave no training patches in fold {fold}")
     return Split(train=train, val=val, test=test)

@@ -27,8 +27,17 @@ from temshift.training import augment
 from temshift.training.data import PatchSet
 from temshift.training.settings import TrainSettings
 
-HISTORY_COLUMNS = ("epoch", "loss", "soft_dice", "hard_dice", "val_loss", "val_soft_dice", "val_hard_dice",
-                   "seconds", "best")
+HISTORY_COLUMNS = (
+    "epoch",
+    "loss",
+    "soft_dice",
+    "hard_dice",
+    "val_loss",
+    "val_soft_dice",
+    "val_hard_dice",
+    "seconds",
+    "best",
+)
 STATE_FORMAT = "temshift.train_state"
 
 
@@ -74,11 +83,11 @@ def train_batches(data: PatchSet, settings: TrainSettings, seed: int, epoch: int
     order = np.arange(len(data))
     if settings.shuffle_each_epoch or epoch_samples(len(data), settings) < len(data):
         order = np.random.default_rng(derived_seed(seed, epoch, 1)).permutation(len(data))
-    order = order[:epoch_samples(len(data), settings)]
+    order = order[: epoch_samples(len(data), settings)]
     gen = torch_generator(seed, epoch, 2)
     size = data.images.shape[1]
     for start in range(0, len(order), settings.batch_size):
-        rows = order[start:start + settings.batch_size]
+        rows = order[start : start + settings.batch_size]
         offsets = None
         if settings.patch_crop:
             offsets = augment.crop_offsets(len(rows), size, settings.patch_crop, gen)
@@ -88,8 +97,9 @@ def train_batches(data: PatchSet, settings: TrainSettings, seed: int, epoch: int
         yield _noise(x, settings, gen), y
 
 
-def train_epoch(model, optimizer, data: PatchSet, settings: TrainSettings, seed: int, epoch: int,
-                device: torch.device, advance=None) -> dict:
+def train_epoch(
+    model, optimizer, data: PatchSet, settings: TrainSettings, seed: int, epoch: int, device: torch.device, advance=None
+) -> dict:
     """One pass over the training samples; returns loss, soft and hard dice (train mode)."""
     model.train()
     sums = MetricSums()
@@ -128,10 +138,17 @@ def validate(model, data: PatchSet, settings: TrainSettings, seed: int, device: 
 def _save_state(path: Path, model, optimizer, result: FitResult, fingerprint: dict, epoch: int) -> None:
     from temshift.io.atomic import atomic_path
 
-    state = {"format": STATE_FORMAT, "epoch": epoch, "fingerprint": json.dumps(fingerprint, sort_keys=True),
-             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "best_state": result.best_state,
-             "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-             "history": json.dumps(result.history)}
+    state = {
+        "format": STATE_FORMAT,
+        "epoch": epoch,
+        "fingerprint": json.dumps(fingerprint, sort_keys=True),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "best_state": result.best_state,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "history": json.dumps(result.history),
+    }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -147,14 +164,22 @@ def _load_state(path: Path, model, optimizer, fingerprint: dict) -> tuple[FitRes
     stored, asked = json.loads(state["fingerprint"]), json.loads(json.dumps(fingerprint, sort_keys=True))
     if stored != asked:
         differ = [k for k in sorted(set(stored) | set(asked)) if stored.get(k) != asked.get(k)]
-        shown = "; ".join([f"{k}: {_short(stored.get(k))} there, {_short(asked.get(k))} asked" for k in differ
-                           if k != "settings"] + (["settings differ"] if "settings" in differ else []))
-        raise CheckpointError(f"{path}: belongs to an interrupted run with other settings or data ({shown}); "
-                              f"not resuming: use another output folder, or delete {path.parent} to start over")
+        shown = "; ".join(
+            [f"{k}: {_short(stored.get(k))} there, {_short(asked.get(k))} asked" for k in differ if k != "settings"]
+            + (["settings differ"] if "settings" in differ else [])
+        )
+        raise CheckpointError(
+            f"{path}: belongs to an interrupted run with other settings or data ({shown}); "
+            f"not resuming: use another output folder, or delete {path.parent} to start over"
+        )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    result = FitResult(history=json.loads(state["history"]), best_state=state["best_state"],
-                       best_epoch=int(state["best_epoch"]), best_val_loss=float(state["best_val_loss"]))
+    result = FitResult(
+        history=json.loads(state["history"]),
+        best_state=state["best_state"],
+        best_epoch=int(state["best_epoch"]),
+        best_val_loss=float(state["best_val_loss"]),
+    )
     return result, int(state["epoch"])
 
 
@@ -173,9 +198,20 @@ def write_history(path: Path, history: list) -> None:
         writer.writerows(history)
 
 
-def fit(model, train: PatchSet, val: PatchSet, settings: TrainSettings, seed: int, device: torch.device, *,
-        state_path: Path | None = None, history_path: Path | None = None, fingerprint: dict | None = None,
-        description: str = "train", reporter: Reporter | None = None) -> FitResult:
+def fit(
+    model,
+    train: PatchSet,
+    val: PatchSet,
+    settings: TrainSettings,
+    seed: int,
+    device: torch.device,
+    *,
+    state_path: Path | None = None,
+    history_path: Path | None = None,
+    fingerprint: dict | None = None,
+    description: str = "train",
+    reporter: Reporter | None = None,
+) -> FitResult:
     """Train `model` in place and return the history and the best-validation weights.
 
     Parameters
@@ -228,8 +264,11 @@ def fit(model, train: PatchSet, val: PatchSet, settings: TrainSettings, seed: in
                 break
             start = time.perf_counter()
             row = {"epoch": epoch, **train_epoch(model, optimizer, train, settings, seed, epoch, device, advance)}
-            row.update(validate(model, val, settings, seed, device) if len(val) else
-                       {"val_loss": row["loss"], "val_soft_dice": row["soft_dice"], "val_hard_dice": row["hard_dice"]})
+            row.update(
+                validate(model, val, settings, seed, device)
+                if len(val)
+                else {"val_loss": row["loss"], "val_soft_dice": row["soft_dice"], "val_hard_dice": row["hard_dice"]}
+            )
             row["seconds"] = round(time.perf_counter() - start, 3)
             row["best"] = row["val_loss"] < result.best_val_loss
             if row["best"]:
