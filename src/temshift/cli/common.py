@@ -58,6 +58,21 @@ def _file_on_the_way(path):
     return None
 
 
+def _make_writable_folder(folder, path, option: str, which: str) -> None:
+    """Create `folder` (for `option` `path`) and check files can be written there; `which` names it in messages."""
+    from temshift.errors import OutputPathError
+
+    blocker = _file_on_the_way(path)
+    if blocker is not None:
+        raise OutputPathError(f"{option} {path}: {blocker} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"{option} {path}: cannot create the folder{which} ({exc.strerror or exc})") from None
+    if not _writable(folder):
+        raise OutputPathError(f"{option} {path}: folder{which} is not writable")
+
+
 def output_dir(path, option: str = "--out"):
     """Create the output folder `path` (and parents) and check that it is a writable folder.
 
@@ -73,15 +88,7 @@ def output_dir(path, option: str = "--out"):
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{option} {path}: exists and is a file, not a folder")
-    blocker = _file_on_the_way(path)
-    if blocker is not None:
-        raise OutputPathError(f"{option} {path}: {blocker} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputPathError(f"{option} {path}: cannot create the folder ({exc.strerror or exc})") from None
-    if not _writable(path):
-        raise OutputPathError(f"{option} {path}: folder is not writable")
+    _make_writable_folder(path, path, option, "")
     return path
 
 
@@ -100,16 +107,7 @@ def output_file(path, option: str = "--out"):
     path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"{option} {path}: is a folder; give a file name")
-    parent = path.parent
-    blocker = _file_on_the_way(path)
-    if blocker is not None:
-        raise OutputPathError(f"{option} {path}: {blocker} is a file, not a folder")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputPathError(f"{option} {path}: cannot create the folder {parent} ({exc.strerror or exc})") from None
-    if not _writable(parent):
-        raise OutputPathError(f"{option} {path}: folder {parent} is not writable")
+    _make_writable_folder(path.parent, path, option, f" {path.parent}")
     return path
 
 
