@@ -264,7 +264,7 @@ def _stream(resp, part: Path, offset: int, url: str, on_bytes) -> None:
             raise FetchError(
                 f"{url}: connection lost after {written} bytes ({type(exc).__name__}); run again to resume"
             ) from None
-        except Exception as exc:  # http.client.IncompleteRead and friends
+        except Exception as exc:  # noqa: BLE001  http.client.IncompleteRead and friends, re-raised as FetchError
             fh.flush()
             raise FetchError(
                 f"{url}: transfer broke off after {written} bytes ({type(exc).__name__}); run again to resume"
@@ -320,14 +320,15 @@ def fetch(
     rep = reporter_or_log(reporter)
     rep.start("fetch", None, unit="bytes")
     rep.note("fetch", f"0/{len(items)} files")
+    counted = [0]  # bytes reported for the current file: a restarted download reports some twice
+
+    def on_bytes(n: int) -> None:
+        counted[0] += n
+        rep.advance("fetch", n)
+
     try:
         for k, item in enumerate(items, 1):
-            counted = [0]  # bytes reported for this file: a restarted download reports some twice
-
-            def on_bytes(n: int) -> None:
-                counted[0] += n
-                rep.advance("fetch", n)
-
+            counted[0] = 0
             status = download(item.url, item.dest, timeout=timeout, on_bytes=on_bytes, overwrite=overwrite)
             got = item.dest.stat().st_size
             if status == "skipped":

@@ -5,8 +5,9 @@ crosses the particle. The particles are convex (ellipsoids, faceted for fcc), so
 footprint is exactly the convex hull of the projected atom centres grown by the atomic
 radius -- the same region where the particle's projected potential exceeds the vacuum
 level, with the atomic-scale surface steps and the dips between surface columns bridged
-(by at most ~1.6 A), as an annotator's outline would. It is computed from atom coordinates, never from the (noisy) image, so it is
-correct for every orientation and at every pixel scale; it is filled by construction.
+(by at most ~1.6 A), as an annotator's outline would. It is computed from atom coordinates,
+never from the (noisy) image, so it is correct for every orientation and at every pixel
+scale; it is filled by construction.
 A pixel is particle when its centre lies inside the footprint of any particle.
 
 Detector pixel (i, j) is centred at (y, x) = (i, j) * pixel_scale_A (see `optics`).

@@ -24,6 +24,7 @@ import math
 import os
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -90,11 +91,13 @@ def check_rows(df: pd.DataFrame, source: str, frame_size: int) -> None:
     """Refuse rows the simulator cannot honour (one-line SimulationError naming row and field)."""
     from temshift.simulate.specimen import SHAPES, resolve_material, resolve_support
 
+    where = ""  # the row being checked, named by bad()
+
+    def bad(field: str, why: str) -> NoReturn:
+        raise SimulationError(f"{where}: field {field!r} {why}")
+
     for _, row in df.iterrows():
         where = f"{source}: row {row['_row']} ({row['file']})"
-
-        def bad(field, why):
-            raise SimulationError(f"{where}: field {field!r} {why}")
 
         try:
             resolve_material(row["material"])
@@ -454,10 +457,7 @@ def simulate_repository(
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     n_workers = max(1, min(n_workers, len(pending)))
     out.mkdir(parents=True, exist_ok=True)
-    if pending:
-        results = _run(pending, n_workers, reporter)
-    else:
-        results = []
+    results = _run(pending, n_workers, reporter) if pending else []
     failures = [r for r in results if not r["ok"]]
 
     # the repository's catalog: every selected frame present on disk

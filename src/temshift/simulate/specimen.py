@@ -420,11 +420,11 @@ def random_packing(
 ) -> np.ndarray:
     """Random points in a box with no two closer than `min_distance_A` (vectorised RSA).
 
-    Each round throws uniform candidates (enough for the missing atoms at the last round's survival rate), drops those too close
-    to accepted atoms and one of each too-close candidate pair, and keeps as many of the
-    rest as are missing. Stops when the count is within `tolerance` (relative) of the
-    target; converges in a few rounds at amorphous-solid packing fractions (~0.1 for
-    carbon at 1.2 A).
+    Each round throws uniform candidates (enough for the missing atoms at the last round's
+    survival rate), drops those too close to accepted atoms and one of each too-close
+    candidate pair, and keeps as many of the rest as are missing. Stops when the count is
+    within `tolerance` (relative) of the target; converges in a few rounds at amorphous-solid
+    packing fractions (~0.1 for carbon at 1.2 A).
 
     Parameters
     ----------

@@ -167,8 +167,9 @@ def simulate_chunk(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> di
 
     A frame the simulator or the preprocessing fails on (e.g. a flat-field fit that is not
     positive everywhere on a frame of ~1 electron per pixel) is recorded in ``draws.json``
-    with its error and skipped (deterministic: it would fail again). Each frame goes through `model_input` (the prediction path) to the working scale; its
-    exact label is resampled to the same grid (bilinear, threshold 0.5).
+    with its error and skipped (deterministic: it would fail again). Each frame goes through
+    `model_input` (the prediction path) to the working scale; its exact label is resampled to
+    the same grid (bilinear, threshold 0.5).
     """
     from temshift.io.atomic import atomic_path, atomic_write_text
     from temshift.predict.pipeline import model_input
