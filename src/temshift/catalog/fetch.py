@@ -17,6 +17,7 @@ file of another size is never overwritten unless asked. The fetched rows are wri
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -115,13 +116,14 @@ def plan_fetch(
     return items
 
 
-def _request(url: str, method: str = "GET", offset: int = 0, timeout: float = 60.0):
+def _request(url: str, method: str = "GET", offset: int = 0, timeout: float = 60.0) -> http.client.HTTPResponse:
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     req = urllib.request.Request(url, headers=headers, method=method)
     try:
-        return urllib.request.urlopen(req, timeout=timeout)
+        resp: http.client.HTTPResponse = urllib.request.urlopen(req, timeout=timeout)
+        return resp
     except urllib.error.HTTPError as exc:
         if exc.code == 416:
             raise
@@ -247,7 +249,9 @@ def download(
     return status
 
 
-def _stream(resp, part: Path, offset: int, url: str, on_bytes) -> None:
+def _stream(
+    resp: http.client.HTTPResponse, part: Path, offset: int, url: str, on_bytes: Callable[[int], None] | None
+) -> None:
     mode = "r+b" if offset else "wb"
     with open(part, mode) as fh:
         fh.seek(offset)

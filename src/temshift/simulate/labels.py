@@ -134,12 +134,13 @@ def drawn_outline(polygon_xy_A: np.ndarray, offset_A: float, jitter_A: float, rn
     """
     # densify so that the displacement follows the angle, not the few hull vertices
     closed = np.vstack([polygon_xy_A, polygon_xy_A[:1]])
-    pts = [
-        closed[i] + (closed[i + 1] - closed[i]) * t
-        for i in range(len(polygon_xy_A))
-        for t in np.linspace(0, 1, 8, endpoint=False)
-    ]
-    pts = np.asarray(pts)
+    pts = np.asarray(
+        [
+            closed[i] + (closed[i + 1] - closed[i]) * t
+            for i in range(len(polygon_xy_A))
+            for t in np.linspace(0, 1, 8, endpoint=False)
+        ]
+    )
     c = pts.mean(0)
     d = pts - c
     r = np.hypot(d[:, 0], d[:, 1])

@@ -24,7 +24,7 @@ import math
 import os
 import traceback
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -197,7 +197,7 @@ def output_paths(out: Path, row, source: str | None = None) -> dict:
 
 def _check_distinct(rows, all_paths, source: str) -> None:
     """Two rows must not share an output frame (``a.dm3`` and ``a.dm4`` in one folder)."""
-    seen = {}
+    seen: dict[str, Any] = {}
     for (_, row), p in zip(rows, all_paths):
         key = str(p["frame"]).casefold()
         if key in seen:
@@ -277,7 +277,7 @@ def _check_present_frames(out: Path, tasks: list, source: str) -> None:
 
 
 def _task(row, paths, mode, seed, frame_size, density, labeling=None) -> dict:
-    task = {
+    task: dict[str, Any] = {
         "row": int(row["_row"]),
         "file": str(row["file"]),
         "folder": str(row["folder"]),
