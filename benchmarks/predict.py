@@ -146,7 +146,7 @@ def _pair(args, n_models: int, frame_scale: float, threads: int, bf16: bool = Tr
 
 def _load() -> str:
     try:
-        return "load average %.1f / %.1f / %.1f" % os.getloadavg()
+        return "load average {:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
     except OSError:
         return "load average n/a"
 
@@ -162,13 +162,15 @@ def _section(rows: list[dict], cmd: str, load_before: str, load_after: str) -> s
         f"{rows[0]['batch']} tiles per pass. Median of {rows[0]['repeats']} runs per configuration, each "
         "configuration in a fresh process (peak RSS = whole process incl. Python, torch and the frame).",
         "",
-        "| configuration | total s | preprocess s | inference s | peak RSS MB | all runs s | inference CPU s | vs baseline |",
+        "| configuration | total s | preprocess s | inference s | peak RSS MB | all runs s | inference CPU s "
+        "| vs baseline |",
         "|---|---|---|---|---|---|---|---|",
     ]
     base = {(r["models"], r["threads"], r["bf16"], r["frame_scale_nm"]): r for r in rows if r.get("baseline")}
     for r in rows:
         name = (
-            f"{r['models']} model{'s' if r['models'] > 1 else ''}, {r['threads']} thread{'s' if r['threads'] > 1 else ''}, "
+            f"{r['models']} model{'s' if r['models'] > 1 else ''}, "
+            f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}, "
             f"{'bf16' if r['bf16'] else 'fp32'}"
         )
         if r["zoom"] != 1.0:
@@ -277,7 +279,8 @@ def main() -> None:
     for r in rows:
         n, scale = r["models"], r["frame_scale_nm"]
         print(
-            f"{'baseline ' if r['baseline'] else ''}{n} model(s), {r['threads']} thread(s), frame {scale} nm/px: total {r['total_s']:.2f} s (preprocess {r['preprocess_s']:.2f}, "
+            f"{'baseline ' if r['baseline'] else ''}{n} model(s), {r['threads']} thread(s), frame {scale} nm/px: "
+            f"total {r['total_s']:.2f} s (preprocess {r['preprocess_s']:.2f}, "
             f"inference {r['inference_s']:.2f}), peak RSS {r['peak_rss_mb']:.0f} MB",
             flush=True,
         )

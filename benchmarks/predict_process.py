@@ -23,6 +23,7 @@ Prints a markdown table (``benchmarks/predict.py --whole`` puts it into RESULTS.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -133,10 +134,8 @@ def breakdown_worker(args: list[str]) -> dict:
     from temshift.cli import predict_cmd  # noqa: F401
 
     for _, mod, _ in STAGES:
-        try:
+        with contextlib.suppress(ImportError):  # a module of another version (--baseline-src)
             importlib.import_module(mod)
-        except ImportError:  # a module of another version (--baseline-src)
-            pass
     import threading
 
     spent = {"import": time.perf_counter() - t0, "background": 0.0}

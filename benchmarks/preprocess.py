@@ -86,7 +86,7 @@ def baseline(frame, mask, threshold=1500.0, patch_size=512):
     small = downscale_local_mean(img, (4, 4)).reshape(-1)
     small_basis = downscale_local_mean(basis, (4, 4, 1)).reshape(-1, 9)
     weights = np.ones_like(small)
-    for it in range(2):
+    for _it in range(2):
         sw = np.sqrt(weights)
         coef = np.linalg.lstsq(small_basis * sw[:, None], small * sw, rcond=None)[0]
         e = (small_basis @ coef - small) ** 2

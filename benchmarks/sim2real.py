@@ -188,7 +188,7 @@ def part_finetune(
 
 
 def _load() -> str:
-    return "%.1f / %.1f / %.1f" % os.getloadavg()
+    return "{:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
 
 
 def _merge(runs: list[dict]) -> dict:

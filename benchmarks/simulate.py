@@ -137,7 +137,8 @@ def main() -> None:
         f"Load average at the end: {load:.1f} on 2 cores (other jobs running), so wall times are inflated; "
         "CPU s is the process CPU time (both cores count).",
         "",
-        "| frame | mode | particles | wall s / frame | CPU s / frame | target | peak RSS (MB) | support / particles / imaging (wall s) |",
+        "| frame | mode | particles | wall s / frame | CPU s / frame | target | peak RSS (MB) "
+        "| support / particles / imaging (wall s) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -145,7 +146,7 @@ def main() -> None:
         p = r["parts"]
         lines.append(
             f"| {r['size']}^2 | {r['mode']} | {r['n_particles']} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | "
-            f"{'<= %d s' % t if t else '-'} | {r['peak_rss_mb']:.0f} | "
+            f"{f'<= {t:d} s' if t else '-'} | {r['peak_rss_mb']:.0f} | "
             f"{p['support']:.1f} / {p['particles']:.1f} / {p['imaging']:.1f} |"
         )
     if repo:

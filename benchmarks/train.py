@@ -113,7 +113,7 @@ def infer_fn(size, batch, channels_last=False, bf16=False):
 def measure(variants: dict, rounds: int, per_call: int, warmup=1) -> dict:
     """Median patches/s of each variant; variants interleaved round by round."""
     times = {k: [] for k in variants}
-    for name, (fn, _threads) in variants.items():
+    for fn, _threads in variants.values():
         set_threads(_threads)
         for _ in range(warmup):
             fn()

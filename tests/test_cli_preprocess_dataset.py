@@ -99,7 +99,7 @@ def test_dataset_info_and_import_errors(cli, tmp_path):
 
 
 def test_usage_errors_print_usage_not_a_traceback(cli):
-    code, out, err = cli("catalog", "summary")
+    code, _out, err = cli("catalog", "summary")
     assert code == 2
     assert "Missing argument" in err and "Traceback" not in err
     code, _out, err = cli("dataset", "build", "--no-such-option")

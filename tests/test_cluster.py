@@ -90,25 +90,23 @@ def cluster(tmp_path: Path, n_workers: int = 2, worker_prefix: list[str] | None 
     logs.mkdir(exist_ok=True)
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(
-            subprocess.Popen(
-                _dask("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"),
-                env=_env(),
-                cwd=logs,
-                stdout=open(logs / "scheduler.log", "w"),
-                stderr=subprocess.STDOUT,
+        with open(logs / "scheduler.log", "w") as log:  # the child keeps its own copy of the handle
+            procs.append(
+                subprocess.Popen(
+                    _dask("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"),
+                    env=_env(),
+                    cwd=logs,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             )
-        )
         workers = []
         for k in range(n_workers):
             wdir = logs / f"worker{k}"
             wdir.mkdir(exist_ok=True)
             cmd = (worker_prefix or []) + _worker_cmd(address, wdir) if k == 0 else _worker_cmd(address, wdir)
-            workers.append(
-                subprocess.Popen(
-                    cmd, env=_env(), cwd=wdir, stdout=open(logs / f"worker{k}.log", "w"), stderr=subprocess.STDOUT
-                )
-            )
+            with open(logs / f"worker{k}.log", "w") as log:
+                workers.append(subprocess.Popen(cmd, env=_env(), cwd=wdir, stdout=log, stderr=subprocess.STDOUT))
         procs += workers
         _wait_for_workers(address, n_workers)
         yield address, workers

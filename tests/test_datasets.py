@@ -5,6 +5,7 @@ import json
 import h5py
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from temshift.catalog import Catalog
 from temshift.datasets import (
@@ -49,7 +50,7 @@ def test_spec_hash_and_json_round_trip():
     assert again.where["dose_e_per_A2"] == (425, 10)  # a tolerance stays a tolerance, not a list
     assert DatasetSpec(name="au", where=SPEC.where, patch_size=128).hash() != SPEC.hash()
     assert SPEC.particle_threshold == 400 * (64 / 512) ** 2
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         DatasetSpec(name="x", patchsize=3)
 
 

@@ -1,6 +1,7 @@
 """Reading and writing frames and labels; error messages for bad files."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,7 +69,7 @@ def test_write_is_atomic(tmp_path, frame, monkeypatch):
     import rsciio.tiff
 
     def broken(filename, signal, **kw):
-        open(filename, "wb").write(b"partial")
+        Path(filename).write_bytes(b"partial")
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(rsciio.tiff, "file_writer", broken)

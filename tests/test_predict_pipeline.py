@@ -275,3 +275,8 @@ def test_cli_check_flags_a_batch_of_low_snr_frames_once_below_the_table(write_tr
     assert "batch of 3 frames" in res.output and "median image SNR of the batch" in res.output
     risk = json.loads((tmp_path / "risk.json").read_text())
     assert all(any(f["kind"] == "batch" and f["level"] == "medium" for f in r["findings"]) for r in risk)
+
+
+def test_predict_probabilities_without_models_is_a_clear_error():
+    with pytest.raises(ValueError, match="no models"):
+        predict_probabilities([], np.zeros((64, 64), np.float32))

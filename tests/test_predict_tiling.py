@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -58,7 +60,7 @@ def test_tile_geometry():
     assert t % 16 == 0 and t <= 1024
     starts = tile_origins(4096 + 128, t, t - 128)
     assert starts[0] == 0 and starts[-1] + t == 4096 + 128
-    assert all(b - a <= t - 128 for a, b in zip(starts, starts[1:]))
+    assert all(b - a <= t - 128 for a, b in itertools.pairwise(starts))
     with pytest.raises(ValueError):
         blend_window(64, 16, 8)
 

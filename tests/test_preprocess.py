@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from temshift.preprocess import (
     PreprocessSettings,
@@ -256,9 +257,9 @@ def test_pipeline_equals_composition_of_steps():
 
 
 def test_settings_validate():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         PreprocessSettings(rescale="zscore")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         PreprocessSettings(flatfeld=False)
     assert PreprocessSettings().xray_threshold == 1500
 

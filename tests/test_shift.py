@@ -220,7 +220,7 @@ def test_batch_without_fringes_flags_every_frame():
 
 def test_batch_contrast_below_every_training_frame_flags_the_batch():
     ref = reference(contrast={"median": 0.6, "spread": 0.1, "min": 0.3, "max": 0.9, "n": 8})
-    reports, found = _batch([{"contrast": c} for c in (0.1, 0.5, 0.62)], ref)  # one failed frame
+    reports, _found = _batch([{"contrast": c} for c in (0.1, 0.5, 0.62)], ref)  # one failed frame
     assert not any(r.flagged for r in reports) and reports[0].doubts
     reports, _found = _batch([{"contrast": c} for c in (0.1, 0.2, 0.62)], ref)  # most frames fainter than any seen
     assert all(r.flagged for r in reports) and "fainter than every training frame" in reports[2].reasons[0]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -229,7 +229,7 @@ def fan_out(
             yield item, result
 
 
-def map_ordered(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+def map_ordered(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Generator[R, None, None]:
     """``map(fn, items)`` on `workers` local threads, in order, with at most 2 * workers results in flight.
 
     For work that releases the GIL (numpy, h5py); the bound keeps memory flat when results are

@@ -17,6 +17,7 @@ file of another size is never overwritten unless asked. The fetched rows are wri
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -115,13 +116,14 @@ def plan_fetch(
     return items
 
 
-def _request(url: str, method: str = "GET", offset: int = 0, timeout: float = 60.0):
+def _request(url: str, method: str = "GET", offset: int = 0, timeout: float = 60.0) -> http.client.HTTPResponse:
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     req = urllib.request.Request(url, headers=headers, method=method)
     try:
-        return urllib.request.urlopen(req, timeout=timeout)
+        resp: http.client.HTTPResponse = urllib.request.urlopen(req, timeout=timeout)
+        return resp
     except urllib.error.HTTPError as exc:
         if exc.code == 416:
             raise
@@ -247,7 +249,9 @@ def download(
     return status
 
 
-def _stream(resp, part: Path, offset: int, url: str, on_bytes) -> None:
+def _stream(
+    resp: http.client.HTTPResponse, part: Path, offset: int, url: str, on_bytes: Callable[[int], None] | None
+) -> None:
     mode = "r+b" if offset else "wb"
     with open(part, mode) as fh:
         fh.seek(offset)
@@ -264,7 +268,7 @@ def _stream(resp, part: Path, offset: int, url: str, on_bytes) -> None:
             raise FetchError(
                 f"{url}: connection lost after {written} bytes ({type(exc).__name__}); run again to resume"
             ) from None
-        except Exception as exc:  # http.client.IncompleteRead and friends
+        except Exception as exc:  # noqa: BLE001  http.client.IncompleteRead and friends, re-raised as FetchError
             fh.flush()
             raise FetchError(
                 f"{url}: transfer broke off after {written} bytes ({type(exc).__name__}); run again to resume"
@@ -320,14 +324,15 @@ def fetch(
     rep = reporter_or_log(reporter)
     rep.start("fetch", None, unit="bytes")
     rep.note("fetch", f"0/{len(items)} files")
+    counted = [0]  # bytes reported for the current file: a restarted download reports some twice
+
+    def on_bytes(n: int) -> None:
+        counted[0] += n
+        rep.advance("fetch", n)
+
     try:
         for k, item in enumerate(items, 1):
-            counted = [0]  # bytes reported for this file: a restarted download reports some twice
-
-            def on_bytes(n: int) -> None:
-                counted[0] += n
-                rep.advance("fetch", n)
-
+            counted[0] = 0
             status = download(item.url, item.dest, timeout=timeout, on_bytes=on_bytes, overwrite=overwrite)
             got = item.dest.stat().st_size
             if status == "skipped":

@@ -48,7 +48,7 @@ def build(
     """Build a dataset: select frames by metadata, shuffle, preprocess, cut patches, write HDF5.
 
     Example: temshift dataset build catalog.csv --where material=Au --where "dose_e_per_A2=423±20" --name Au_423e --out Au_423e.h5
-    """
+    """  # noqa: E501  a command line for --help, one line to copy
     from rich.console import Console
 
     from temshift.catalog import Catalog, parse_where

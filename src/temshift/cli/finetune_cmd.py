@@ -78,7 +78,7 @@ def finetune(
     from temshift.training.fold import epochs_done
     from temshift.training.labelled_frames import pair_frames
 
-    values = {
+    values: dict[str, object] = {
         **FINETUNE_DEFAULTS,
         **{
             k: v

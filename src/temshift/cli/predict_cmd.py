@@ -149,7 +149,8 @@ def predict(
         2048,
         "--tile",
         min=272,
-        help="Largest tile edge, pixels, at least 272 = 2 x overlap + 16 (larger tiles waste less on overlap, need more memory).",
+        help="Largest tile edge, pixels, at least 272 = 2 x overlap + 16 "
+        "(larger tiles waste less on overlap, need more memory).",
     ),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Tiles per forward pass."),
     threads: int = typer.Option(
@@ -161,7 +162,8 @@ def predict(
     tta: bool = typer.Option(
         False,
         "--tta",
-        help="Test-time augmentation: average each model over the 8 dihedral variants (8x the time); with it or an ensemble, also a per-pixel SD map (<stem>_std.tif) and per-particle confidence.",
+        help="Test-time augmentation: average each model over the 8 dihedral variants (8x the time); "
+        "with it or an ensemble, also a per-pixel SD map (<stem>_std.tif) and per-particle confidence.",
     ),
 ):
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""

@@ -30,7 +30,7 @@ def preprocess(
     """Preprocess full frames (x-rays, flat field, rescale; no patching).
 
     Writes each result as float32 OUT/<stem>.npy and a JSON sidecar OUT/<stem>.json with the settings, the source file and its pixel size.
-    """
+    """  # noqa: E501  typer prints the docstring's lines as they are: one line for --help
     import json
 
     import numpy as np

@@ -54,9 +54,10 @@ def _process(sub, row, root, spec: DatasetSpec) -> _FramePatches:
         img = preprocess_frame(frame.data, spec.preprocess)
     except ValueError as exc:
         raise DatasetError(f"{frame_path}: preprocessing failed ({exc})") from None
-    frame.data = None  # free the raw frame (64 MB at 4096^2) before patching
+    pixel_scale_nm = frame.pixel_scale_nm
+    del frame  # free the raw frame (64 MB at 4096^2) before patching
     patches, labels, coords = extract_patches(img, label, spec.patch_size, spec.particle_threshold)
-    return _FramePatches(f"{row['folder']}/{row['file']}", patches, labels, coords, frame.pixel_scale_nm)
+    return _FramePatches(f"{row['folder']}/{row['file']}", patches, labels, coords, pixel_scale_nm)
 
 
 def _median(values) -> float:
@@ -141,8 +142,9 @@ def build_dataset(
                 labels.resize(n0 + k, axis=0)
                 images[n0:] = res.patches
                 labels[n0:] = res.labels
-                hi.update(np.ascontiguousarray(res.patches))  # buffer protocol: no copy
-                hl.update(np.ascontiguousarray(res.labels))
+                # buffer protocol: no copy (numpy's stubs declare __buffer__ for Python >= 3.12 only)
+                hi.update(np.ascontiguousarray(res.patches))  # type: ignore[arg-type]
+                hl.update(np.ascontiguousarray(res.labels))  # type: ignore[arg-type]
                 files += [res.source] * k
                 prow += res.coords[:, 0].tolist()
                 pcol += res.coords[:, 1].tolist()

@@ -39,6 +39,7 @@ import functools
 import json
 import os
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,7 @@ def fringe_peaks(profile: np.ndarray, n: int, max_peaks: int = 5) -> list[dict]:
     idx = local_maxima(p)
     idx = idx[p[idx] >= FRINGE_MIN_PROMINENCE]
     heights = p[idx]
-    order = np.argsort(heights)[::-1][:max_peaks] if len(idx) else []
+    order: np.ndarray | list[int] = np.argsort(heights)[::-1][:max_peaks] if len(idx) else []
     out = []
     top = heights[order[0]] if len(order) else 0.0
     for j in order:
@@ -181,7 +182,8 @@ def noise_sd(tile: np.ndarray) -> float:
 def tile_statistics(tile: np.ndarray, mask: np.ndarray | None = None) -> dict:
     """Statistics of one tile: ``snr``, ``median``, ``logpower`` (radial log power), ``contrast``."""
     t = np.asarray(tile, dtype=np.float64)
-    m = near = None
+    m: np.ndarray | None = None
+    near: np.ndarray | None = None
     if mask is not None:
         from scipy.ndimage import binary_dilation
 
@@ -193,7 +195,7 @@ def tile_statistics(tile: np.ndarray, mask: np.ndarray | None = None) -> dict:
         "logpower": radial_log_power(t),
         "contrast": np.nan,
     }
-    if m is not None:
+    if m is not None and near is not None:  # both or neither
         out["particle_fraction"] = float(m.mean())
         # as for training patches (docs/protocol.md, step 4), a tile counts only with enough particle
         # pixels: a few stray mask pixels give a meaningless, near-zero contrast
@@ -377,7 +379,7 @@ def training_statistics(
         files = prov["file"].astype(str).to_numpy()
         if len(set(files)) == 1 and "row" in prov.columns and (prov["row"] < 0).all():
             files = None  # provenance unknown (published pair): each patch counts as a frame
-    groups = {}
+    groups: dict[Any, list[int]] = {}
     for i in range(n_patches):
         groups.setdefault(files[i] if files is not None else i, []).append(i)
     rng = np.random.default_rng(seed)

@@ -8,6 +8,7 @@ cached per run directory in ``evaluations.json`` so that a re-run only evaluates
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -125,10 +126,8 @@ def _write_cache(run: Path, cache: dict) -> None:
 
     path = _cache_path(run)
     if path is not None:
-        try:
+        with contextlib.suppress(OSError):
             atomic_write_text(path, json.dumps(cache, indent=1))
-        except OSError:
-            pass
 
 
 def _is_same(meta: CheckpointMeta, info: PatchSource) -> bool:

@@ -127,7 +127,7 @@ def _unet() -> Architecture:
         return UNet.from_config(dict(config))
 
     def config_of(model: nn.Module) -> dict[str, Any]:
-        cfg: dict[str, Any] = model.config.model_dump()  # type: ignore[union-attr, operator]
+        cfg: dict[str, Any] = model.config.model_dump()
         return cfg
 
     return Architecture("unet", UNet, build, config_of, fold_batchnorm)

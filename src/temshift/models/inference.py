@@ -245,7 +245,7 @@ def inference_model(model: nn.Module, channels_last: bool = True) -> nn.Module:
     fold_batchnorm(fast)  # by the model's registered architecture (unregistered modules: not folded)
     _fuse_for_cpu(fast, channels_last)
     if channels_last:
-        fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing in torch's stubs
+        fast = fast.to(memory_format=torch.channels_last)
     return fast
 
 

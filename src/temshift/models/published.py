@@ -52,7 +52,9 @@ class _StandIn:
         self.__dict__.update(state)
 
 
-_STAND_INS = {key: type(key[1], (_StandIn,), {"qualname": ".".join(key)}) for key in _MODULE_CLASSES}
+_STAND_INS: dict[tuple[str, str], type[_StandIn]] = {
+    key: type(key[1], (_StandIn,), {"qualname": ".".join(key)}) for key in _MODULE_CLASSES
+}
 
 
 def _allowed_functions() -> dict:
@@ -85,10 +87,15 @@ def _restricted_load(file, **kwargs):
     return _RestrictedUnpickler(file, **kwargs).load()
 
 
-restricted_pickle = types.ModuleType("temshift_restricted_pickle")
-restricted_pickle.Unpickler = _RestrictedUnpickler
-restricted_pickle.load = _restricted_load
-restricted_pickle.UnpicklingError = pickle.UnpicklingError
+class _RestrictedPickleModule(types.ModuleType):
+    """What torch.load calls as its `pickle_module`."""
+
+    Unpickler = _RestrictedUnpickler
+    UnpicklingError = pickle.UnpicklingError
+    load = staticmethod(_restricted_load)
+
+
+restricted_pickle = _RestrictedPickleModule("temshift_restricted_pickle")
 
 
 def read_published(path) -> _StandIn:

@@ -17,12 +17,15 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from temshift.errors import SpecError, TemshiftError
 from temshift.predict.metadata import FrameMetadata
+
+if TYPE_CHECKING:
+    from temshift.predict.shift import TrainingReference
 
 #: smallest tile edge: 2 x the 128 px overlap + 16
 MIN_TILE = 272
@@ -120,7 +123,7 @@ class FramePrediction:
         Which models predicted it (model path, or the zoo training set's name).
     predictor : Predictor or None
         Those models.
-    reference : dict or None
+    reference : temshift.predict.shift.TrainingReference or None
         The training reference it was compared with.
     choice_note : str or None
         What ``zoo:auto`` picked and why.
@@ -144,7 +147,7 @@ class FramePrediction:
     report: Any = None
     model_key: str | None = None
     predictor: Any = None
-    reference: dict[str, Any] | None = None
+    reference: TrainingReference | None = None
     choice_note: str | None = None
     particles: Any = None
     refused: bool = False
@@ -237,7 +240,7 @@ def _records(frames: Iterable[str | Path]) -> list[FramePrediction]:
 
 def _read_and_choose(
     rec: FramePrediction, chooser: Any, cat: Any, s: PredictSettings
-) -> tuple[Any, FrameMetadata, dict[str, Any]]:
+) -> tuple[Any, FrameMetadata, TrainingReference]:
     """Read the frame, settle its metadata, pick its models (fills `rec`); returns the Frame, its
     metadata and the training reference."""
     from temshift.predict.metadata import read_frame_metadata
@@ -480,9 +483,12 @@ def assess_batches(predictions: Sequence[FramePrediction]) -> list[BatchFinding]
     Called once by :func:`predict_frames` and :func:`check_frames`; read them again with
     :func:`batch_findings`.
     """
-    from temshift.predict.shift import assess_batch
+    from temshift.predict.shift import TrainingReference, assess_batch
 
-    return [BatchFinding(g, assess_batch([p.report for p in g], g[0].reference or {})) for g in _groups(predictions)]
+    return [
+        BatchFinding(g, assess_batch([p.report for p in g], g[0].reference or TrainingReference()))
+        for g in _groups(predictions)
+    ]
 
 
 def batch_findings(predictions: Sequence[FramePrediction]) -> list[BatchFinding]:

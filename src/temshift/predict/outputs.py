@@ -188,9 +188,12 @@ def write_frame_outputs(
     out_dir = Path(out_dir)
     if not prediction.ok or prediction.refused:
         return []
-    seg, stem, scale = prediction.segmentation, prediction.stem, prediction.metadata.pixel_scale_nm
-    if seg is None:
+    seg, stem, image, meta = prediction.segmentation, prediction.stem, prediction.image, prediction.metadata
+    if seg is None or image is None:
         raise ValueError(f"{prediction.name}: the prediction's arrays were released; write its outputs before")
+    if meta is None:
+        raise ValueError(f"{prediction.name}: the prediction has no frame metadata")
+    scale = meta.pixel_scale_nm
     written = []
 
     def done(path: Path) -> None:
@@ -198,7 +201,7 @@ def write_frame_outputs(
 
     done(write_label_png(out_dir / f"{stem}_mask.png", seg.mask, MASK_PNG_COMPRESS_LEVEL))
     done(write_mask_tiff(out_dir / f"{stem}_mask.tif", seg.mask, scale))
-    done(write_overlay_png(out_dir / f"{stem}_overlay.png", prediction.image, seg.mask))
+    done(write_overlay_png(out_dir / f"{stem}_overlay.png", image, seg.mask))
     if settings is not None and settings.save_probabilities:
         done(write_tiff_frame(out_dir / f"{stem}_probability.tif", seg.probabilities, scale))
     if seg.std is not None:
@@ -393,7 +396,7 @@ def prediction_record(
     models: dict[str, dict[str, Any]] = {}
     frames = []
     for p in predictions:
-        if p.predictor is not None and p.model_key not in models:
+        if p.predictor is not None and p.model_key is not None and p.model_key not in models:
             pred = p.predictor
             models[p.model_key] = {
                 "key": p.model_key,

@@ -12,6 +12,7 @@ the nm columns are NaN.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -452,7 +453,7 @@ def _bootstrap(table: pd.DataFrame, frames, exclude_border: bool, bins, n_boot: 
     onehot = np.zeros((len(d_sorted), n_bins))
     if n_bins:
         onehot[np.arange(len(d_sorted)), np.clip(np.searchsorted(edges, d_sorted, side="right") - 1, 0, n_bins - 1)] = 1
-    reps = {"count": [], "mean": [], "median": [], "hist": []}
+    reps: dict[str, list[Any]] = {"count": [], "mean": [], "median": [], "hist": []}
     rng = np.random.default_rng(seed)
     for w in _replicate_weights(frame_index, len(names), n_boot, rng):
         reps["count"].append(w.sum(axis=1))
@@ -638,7 +639,7 @@ def size_histogram_png(
         edges = np.histogram_bin_edges(d, bins=bins)
         if ci is not None and len(ci):
             edges = np.append(ci["bin_low"].to_numpy(float), ci["bin_high"].to_numpy(float)[-1])
-        counts, _, _ = ax.hist(d, bins=edges, color="tab:orange", edgecolor="black")
+        counts, _, _ = ax.hist(d, bins=edges, color="tab:orange", edgecolor="black")  # type: ignore[arg-type]  # stubs omit arrays
         if ci is not None and len(ci) == len(counts):
             centers = 0.5 * (edges[:-1] + edges[1:])
             err = np.vstack([counts - ci["ci_low"].to_numpy(float), ci["ci_high"].to_numpy(float) - counts])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -319,11 +319,13 @@ def predict_probabilities(
 
     if not isinstance(models, (list, tuple)):
         models = [models]
-    total = None
+    total: np.ndarray | None = None
     for p in member_probabilities(
         models, image, tile=tile, overlap=overlap, margin=margin, batch_size=batch_size, device=device, bf16=bf16
     ):
         total = p if total is None else total + p
+    if total is None:
+        raise ValueError("no models")
     return total / len(models)
 
 
@@ -388,7 +390,7 @@ def predict_frame(
     if isinstance(models, Predictor):
         preprocess = preprocess or models.preprocess
         model_pixel_scale_nm = model_pixel_scale_nm or models.pixel_scale_nm
-        nets = models.models
+        nets: list[Any] | tuple[Any, ...] = models.models
     else:
         nets = models if isinstance(models, (list, tuple)) else [models]
     image, zoom, native = model_input(

@@ -326,7 +326,10 @@ def assess_shift(
             # within calibration precision: the frame is not resampled because it needs no resampling
             msg = f"pixel scale {s:.3g} nm/px matches trained {s0:.3g} nm/px ({rel:.0%} off)"
         elif lvl == "low":
-            msg = f"pixel scale {s:.3g} vs trained {s0:.3g} nm/px ({rel:.0%} off, not resampled): within calibration spread"
+            msg = (
+                f"pixel scale {s:.3g} vs trained {s0:.3g} nm/px ({rel:.0%} off, not resampled): "
+                "within calibration spread"
+            )
         else:
             msg = (
                 f"pixel scale {s:.3g} vs trained {s0:.3g} nm/px ({rel:.0%} off, not resampled): "
@@ -493,7 +496,6 @@ def assess_batch(
         return []
     out: list[Finding] = []
     stats = [r.stats for r in reports]
-    b = len(stats)
 
     n_train, fp0 = (st.n_frames, st.fringe_period_px) if st else (0, None)
     if st and st.fringe_peaks and n_train:

@@ -151,6 +151,8 @@ def predict_tiled(
         for (r, c), o in zip(chunk, out):
             acc[:, r : r + th, c : c + tw] += o * window
             weight[r : r + th, c : c + tw] += window
+    if acc is None:
+        raise ValueError(f"no tiles for an image of shape {image.shape}")
     acc = acc[:, pad : pad + h, pad : pad + w]
     weight = weight[pad : pad + h, pad : pad + w]
     acc /= np.maximum(weight, 1e-12)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -159,11 +160,14 @@ def member_spread(
     from temshift.predict.scale import resample_to_shape
 
     threshold = THRESHOLD if threshold is None else threshold
-    total = s1 = s2 = None
-    packed, n = [], 0
+    total: np.ndarray | None = None
+    s1: np.ndarray | None = None
+    s2: np.ndarray | None = None
+    packed: list[np.ndarray] = []
+    n = 0
     for p in maps:
         total = p if total is None else total + p  # the float32 sum of predict_probabilities
-        if s1 is None:
+        if s1 is None or s2 is None:
             s1, s2 = p.astype(np.float64), np.square(p, dtype=np.float64)
         else:  # in place: float64 sums for the variance without float32 cancellation
             s1 += p
@@ -171,8 +175,8 @@ def member_spread(
         q = p if out_shape is None or tuple(out_shape) == p.shape else resample_to_shape(p, out_shape)
         packed.append(np.packbits(particle_mask(q, threshold), axis=-1))
         n += 1
-    if n == 0:
+    if total is None or s1 is None or s2 is None:  # n == 0
         raise ValueError("no member probability maps")
     var = np.maximum(s2 / n - (s1 / n) ** 2, 0.0)
-    shape = tuple(out_shape) if out_shape is not None else total.shape
+    shape = cast(tuple[int, int], tuple(out_shape) if out_shape is not None else total.shape)
     return MemberSpread(total / n, np.sqrt(var).astype(np.float32), MemberMasks(packed, shape))

@@ -558,7 +558,7 @@ def catalog_conditions(path, catalog=None) -> dict:
 
     cat = catalog if catalog is not None else Catalog.published()
     rows = cat.df[cat.df["file"].astype(str) == Path(path).name]
-    out = {"material": None, "diameter_nm": None}
+    out: dict[str, str | float | None] = {"material": None, "diameter_nm": None}
     if len(rows):
         row = rows.iloc[0]
         out["material"] = str(row["material"]) if str(row.get("material", "")).strip() not in ("", "nan") else None

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 
-def min_particle_pixels(patch_size: int) -> float:
+def min_particle_pixels(patch_size: float) -> float:
     """Particle-pixel threshold for a patch: ``400 * (patch_size / 512) ** 2`` pixels.
 
     Examples

@@ -192,7 +192,8 @@ def write_html(summary: dict, png: Path | None, out_html) -> Path:
         [
             "equivalent diameter, nm",
             f"median {_f(s.get('equivalent_diameter_nm_median'), '{:.1f}')} "
-            f"({_f(s.get('equivalent_diameter_nm_min'), '{:.1f}')}-{_f(s.get('equivalent_diameter_nm_max'), '{:.1f}')})",
+            f"({_f(s.get('equivalent_diameter_nm_min'), '{:.1f}')}-"
+            f"{_f(s.get('equivalent_diameter_nm_max'), '{:.1f}')})",
             f"median {r['equivalent_diameter_nm_median']} ({r['equivalent_diameter_nm_min']}-"
             f"{r['equivalent_diameter_nm_max']})",
         ],

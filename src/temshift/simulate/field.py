@@ -82,7 +82,10 @@ def place_particles(
     Placement
         Particles that could be placed (a crowded field may drop some).
     """
-    ys, xs, rs, cl = [], [], [], []
+    ys: list[float] = []
+    xs: list[float] = []
+    rs: list[float] = []
+    cl: list[bool] = []
 
     def free(y, x, r):
         if not ys:
@@ -101,13 +104,19 @@ def place_particles(
                 dist = rs[k] + r + rng.uniform(2.0, 10.0)
                 y, x = ys[k] + dist * np.sin(ang), xs[k] + dist * np.cos(ang)
                 if lo <= y <= hi and lo <= x <= hi and free(y, x, r):
-                    ys.append(y), xs.append(x), rs.append(r), cl.append(True)
+                    ys.append(y)
+                    xs.append(x)
+                    rs.append(r)
+                    cl.append(True)
                     placed = True
                     break
         if not placed:
             for _ in range(max_tries):
                 y, x = rng.uniform(lo, hi, 2)
                 if free(y, x, r):
-                    ys.append(y), xs.append(x), rs.append(r), cl.append(False)
+                    ys.append(y)
+                    xs.append(x)
+                    rs.append(r)
+                    cl.append(False)
                     break
     return Placement(np.asarray(ys), np.asarray(xs), np.asarray(rs), np.asarray(cl, bool))

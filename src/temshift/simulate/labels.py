@@ -5,8 +5,9 @@ crosses the particle. The particles are convex (ellipsoids, faceted for fcc), so
 footprint is exactly the convex hull of the projected atom centres grown by the atomic
 radius -- the same region where the particle's projected potential exceeds the vacuum
 level, with the atomic-scale surface steps and the dips between surface columns bridged
-(by at most ~1.6 A), as an annotator's outline would. It is computed from atom coordinates, never from the (noisy) image, so it is
-correct for every orientation and at every pixel scale; it is filled by construction.
+(by at most ~1.6 A), as an annotator's outline would. It is computed from atom coordinates,
+never from the (noisy) image, so it is correct for every orientation and at every pixel
+scale; it is filled by construction.
 A pixel is particle when its centre lies inside the footprint of any particle.
 
 Detector pixel (i, j) is centred at (y, x) = (i, j) * pixel_scale_A (see `optics`).
@@ -133,12 +134,13 @@ def drawn_outline(polygon_xy_A: np.ndarray, offset_A: float, jitter_A: float, rn
     """
     # densify so that the displacement follows the angle, not the few hull vertices
     closed = np.vstack([polygon_xy_A, polygon_xy_A[:1]])
-    pts = [
-        closed[i] + (closed[i + 1] - closed[i]) * t
-        for i in range(len(polygon_xy_A))
-        for t in np.linspace(0, 1, 8, endpoint=False)
-    ]
-    pts = np.asarray(pts)
+    pts = np.asarray(
+        [
+            closed[i] + (closed[i + 1] - closed[i]) * t
+            for i in range(len(polygon_xy_A))
+            for t in np.linspace(0, 1, 8, endpoint=False)
+        ]
+    )
     c = pts.mean(0)
     d = pts - c
     r = np.hypot(d[:, 0], d[:, 1])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -260,7 +261,7 @@ def simulate_frame(req: FrameRequest, keep_intermediates: bool = False, particle
     footprints = [((p.positions_A[:, :2] + np.array([c[1], c[0]])), p.atomic_radius_A) for p, c in zip(parts, centers)]
     label = particle_label(footprints, counts.shape, px_A)
     exact_fraction = float(label.mean())
-    labeling = {"enabled": False}
+    labeling: dict[str, Any] = {"enabled": False}
     if req.labeling.enabled:
         # own stream: switching the annotator on changes nothing else in the frame
         rng_label = np.random.default_rng(np.random.SeedSequence([int(req.seed), key_hash(req.frame_key), 3]))

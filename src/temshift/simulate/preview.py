@@ -11,6 +11,7 @@ image has a scale bar in nm.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,8 @@ def add_scale_bar(ax, pixel_scale_nm: float, width_px: int, step: int = 1):
 def _diverse_groups(df, max_rows: int):
     """First frame of up to `max_rows` groups, greedily covering every value of each field."""
     firsts = df.groupby(list(PREVIEW_GROUPS), sort=True).head(1)
-    chosen, seen = [], {f: set() for f in PREVIEW_GROUPS}
+    chosen: list[Any] = []
+    seen: dict[str, set[Any]] = {f: set() for f in PREVIEW_GROUPS}
     while len(chosen) < min(max_rows, len(firsts)):
         gains = [
             (sum(row[f] not in seen[f] for f in PREVIEW_GROUPS), -k)

@@ -24,6 +24,7 @@ import math
 import os
 import traceback
 from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -90,11 +91,13 @@ def check_rows(df: pd.DataFrame, source: str, frame_size: int) -> None:
     """Refuse rows the simulator cannot honour (one-line SimulationError naming row and field)."""
     from temshift.simulate.specimen import SHAPES, resolve_material, resolve_support
 
+    where = ""  # the row being checked, named by bad()
+
+    def bad(field: str, why: str) -> NoReturn:
+        raise SimulationError(f"{where}: field {field!r} {why}")
+
     for _, row in df.iterrows():
         where = f"{source}: row {row['_row']} ({row['file']})"
-
-        def bad(field, why):
-            raise SimulationError(f"{where}: field {field!r} {why}")
 
         try:
             resolve_material(row["material"])
@@ -194,7 +197,7 @@ def output_paths(out: Path, row, source: str | None = None) -> dict:
 
 def _check_distinct(rows, all_paths, source: str) -> None:
     """Two rows must not share an output frame (``a.dm3`` and ``a.dm4`` in one folder)."""
-    seen = {}
+    seen: dict[str, Any] = {}
     for (_, row), p in zip(rows, all_paths):
         key = str(p["frame"]).casefold()
         if key in seen:
@@ -274,7 +277,7 @@ def _check_present_frames(out: Path, tasks: list, source: str) -> None:
 
 
 def _task(row, paths, mode, seed, frame_size, density, labeling=None) -> dict:
-    task = {
+    task: dict[str, Any] = {
         "row": int(row["_row"]),
         "file": str(row["file"]),
         "folder": str(row["folder"]),
@@ -454,10 +457,7 @@ def simulate_repository(
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     n_workers = max(1, min(n_workers, len(pending)))
     out.mkdir(parents=True, exist_ok=True)
-    if pending:
-        results = _run(pending, n_workers, reporter)
-    else:
-        results = []
+    results = _run(pending, n_workers, reporter) if pending else []
     failures = [r for r in results if not r["ok"]]
 
     # the repository's catalog: every selected frame present on disk

@@ -35,6 +35,7 @@ periodic in x and y (so the block can be tiled without seams, see `scattering`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -420,11 +421,11 @@ def random_packing(
 ) -> np.ndarray:
     """Random points in a box with no two closer than `min_distance_A` (vectorised RSA).
 
-    Each round throws uniform candidates (enough for the missing atoms at the last round's survival rate), drops those too close
-    to accepted atoms and one of each too-close candidate pair, and keeps as many of the
-    rest as are missing. Stops when the count is within `tolerance` (relative) of the
-    target; converges in a few rounds at amorphous-solid packing fractions (~0.1 for
-    carbon at 1.2 A).
+    Each round throws uniform candidates (enough for the missing atoms at the last round's
+    survival rate), drops those too close to accepted atoms and one of each too-close
+    candidate pair, and keeps as many of the rest as are missing. Stops when the count is
+    within `tolerance` (relative) of the target; converges in a few rounds at amorphous-solid
+    packing fractions (~0.1 for carbon at 1.2 A).
 
     Parameters
     ----------
@@ -445,7 +446,9 @@ def random_packing(
     # z is padded so that the periodic wrap in z never brings atoms closer than min_distance
     boxsize = np.array([box[0], box[1], box[2] + 3 * min_distance_A]) if periodic_xy else None
     kw = {"boxsize": boxsize, "balanced_tree": False, "compact_nodes": False}
-    accepted, trees, count = [], [], 0  # one k-d tree per round: earlier trees are reused
+    accepted: list[np.ndarray] = []
+    trees: list[Any] = []
+    count = 0  # one k-d tree per round: earlier trees are reused
     yield_ = 0.6  # fraction of candidates that survive, updated each round
     for _ in range(max_rounds):
         missing = n_atoms - count

@@ -61,7 +61,8 @@ def _discs(rng: np.random.Generator, size: int, radius_px: float, n: int) -> Ite
 
 
 def toy_frame(size: int = 1024, dose_e_per_A2: float = 423.0, pixel_scale_nm: float = 0.02,
-              n_particles: int = 3, diameter_nm: float = 5.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+              n_particles: int = 3, diameter_nm: float = 5.0,
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """A raw toy frame and its mask: bright fringed discs, tilted illumination, 3 x-ray spikes.
 
     Parameters

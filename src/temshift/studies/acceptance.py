@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -72,10 +72,13 @@ def fold_test_frames(dataset_path: Path, fold: int, n_folds: int = 5) -> set[str
     of their patches in the test block are used (partly seen in training: optimistic).
     """
     from temshift.datasets import load_dataset
+    from temshift.errors import DatasetError
     from temshift.training.splits import test_block
 
     prov = load_dataset(dataset_path).provenance
-    test = np.zeros(len(prov), bool)
+    if prov is None:
+        raise DatasetError(f"{dataset_path}: no patch provenance, cannot tell the test frames of fold {fold}")
+    test = np.zeros(len(prov), dtype=np.bool_)
     test[test_block(len(prov), fold, n_folds)] = True
     share = pd.Series(test, dtype=float).groupby(prov["file"].to_numpy()).mean()
     full = set(share[share >= 1.0].index)
@@ -238,10 +241,10 @@ def assess_scores(scores: pd.DataFrame, references: dict[str, TrainingReference]
         `scores` with ``risk, flagged, reasons, doubtful, doubts`` (re)computed; the
         references are kept in ``attrs["references"]``.
     """
-    from temshift.predict.shift import assess_batch, assess_shift
+    from temshift.predict.shift import ShiftReport, assess_batch, assess_shift
 
     scores = scores.copy()
-    by_index = {}
+    by_index: dict[Any, ShiftReport] = {}
     for _, g in scores.groupby(["train", "fold", "test", "rescale", "noise_match"], sort=False):
         reps = [
             assess_shift(json.loads(st), references[t], f, rescale_requested=bool(rs))
@@ -270,7 +273,7 @@ def acceptance_summary(scores: pd.DataFrame, magnification_tol: float = 0.05, wa
         ``warnings_flag_all_failing``, ``warnings_quiet_in_distribution``, ...) plus
         ``not_rescaled_warnings`` (the same without pixel-scale matching) when scored.
     """
-    out = {}
+    out: dict[str, Any] = {}
     if "noise_match" not in scores:
         scores = scores.assign(noise_match=scores["rescale"])
     for (rescale, noise), key in zip(MODES, ("rescaled", "resampled_without_noise", "not_rescaled")):
@@ -303,7 +306,7 @@ def warning_criteria(s: pd.DataFrame, warn_gap: float = 0.1) -> dict:
         share flagged), ``warnings_flag_all_failing``, ``in_distribution_flagged_share``,
         ``warnings_quiet_in_distribution``.
     """
-    out = {}
+    out: dict[str, Any] = {}
     diag_by_train = s[s["diagonal"]].groupby("train")["hard_dice"].mean()
     pairs, all_failing_flagged = [], True
     for (train, test), g in s[~s["diagonal"]].groupby(["train", "test"]):

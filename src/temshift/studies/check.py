@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,7 +66,10 @@ def check_dose(spec, results, datasets) -> list[Finding]:
     exps = [e for e in _experiments(spec, "dose") if e in set(results["experiment"])]
     if not exps:
         return [Finding(n, c, "not run", "no dose experiment in this study") for n, c in zip(names, claims)]
-    rows_bad, rows_ok, share_bad, share_ok = [], [], [], []
+    rows_bad: list[str] = []
+    rows_ok: list[str] = []
+    share_bad: list[str] = []
+    share_ok: list[str] = []
     for e in exps:
         mean, _ = matrix(results, e)
         for r in mean.index:
@@ -106,7 +110,7 @@ def check_flatfield(spec, results, datasets) -> Finding:
     claim = "flat-field correction raises the mean off-diagonal cross-session dice"
     exps = [e for e in _experiments(spec, "flatfield") if e in set(results["experiment"])]
     ff = datasets.set_index("dataset")["flatfield"].astype(bool).to_dict()
-    by_flag = {True: [], False: []}
+    by_flag: dict[bool, list[Any]] = {True: [], False: []}
     for e in exps:
         names = spec.experiments[e].train
         flags = {ff.get(n) for n in names}
@@ -190,7 +194,7 @@ def check_rescaling(spec, results, datasets) -> Finding:
     claim = "standardization's test dice std across folds is not above normalization's"
     exps = [e for e in _experiments(spec, "rescaling") if e in set(results["experiment"])]
     method = datasets.set_index("dataset")["rescale"].to_dict()
-    stds = {}
+    stds: dict[str, Any] = {}
     for e in exps:
         scores = cell_scores(results, e)
         scores = scores[scores["train_dataset"] == scores["test_dataset"]]
@@ -253,7 +257,10 @@ def check_size(spec, results, datasets) -> list[Finding]:
     exps = [e for e in _experiments(spec, "size") if e in set(results["experiment"])]
     if not exps:
         return [Finding(n, c, "not run", "no size experiment in this study") for n, c in zip(names, claims)]
-    worst_bad, worst_ok, same_bad, same_ok = [], [], [], []
+    worst_bad: list[str] = []
+    worst_ok: list[str] = []
+    same_bad: list[str] = []
+    same_ok: list[str] = []
     for e in exps:
         mean, std = matrix(results, e)
         diam = {c: _meta(datasets, c, "diameter_nm") for c in mean.columns}
@@ -305,7 +312,10 @@ def check_material(spec, results, datasets) -> list[Finding]:
     exps = [e for e in _experiments(spec, "material") if e in set(results["experiment"])]
     if not exps:
         return [Finding(n, c, "not run", "no material experiment in this study") for n, c in zip(names, claims)]
-    well_bad, well_ok, cdse_bad, cdse_ok = [], [], [], []
+    well_bad: list[str] = []
+    well_ok: list[str] = []
+    cdse_bad: list[str] = []
+    cdse_ok: list[str] = []
     for e in exps:
         mean, std = matrix(results, e)
         mat = {n: (_text(datasets, n, "material") or "").lower() for n in set(mean.index) | set(mean.columns)}

@@ -22,6 +22,7 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from temshift.io.atomic import atomic_write_text
 
@@ -156,7 +157,7 @@ def run_plan(
         if rec is not None:
             out.records[key] = rec
             out.cached.add(key)
-    futures = {}
+    futures: dict[str, Any] = {}
     for key, task in plan.tasks.items():
         if key in out.cached:
             continue

@@ -167,8 +167,9 @@ def simulate_chunk(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> di
 
     A frame the simulator or the preprocessing fails on (e.g. a flat-field fit that is not
     positive everywhere on a frame of ~1 electron per pixel) is recorded in ``draws.json``
-    with its error and skipped (deterministic: it would fail again). Each frame goes through `model_input` (the prediction path) to the working scale; its
-    exact label is resampled to the same grid (bilinear, threshold 0.5).
+    with its error and skipped (deterministic: it would fail again). Each frame goes through
+    `model_input` (the prediction path) to the working scale; its exact label is resampled to
+    the same grid (bilinear, threshold 0.5).
     """
     from temshift.io.atomic import atomic_path, atomic_write_text
     from temshift.predict.pipeline import model_input
@@ -243,15 +244,19 @@ def assemble(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     from temshift.datasets.store import FORMAT, FORMAT_VERSION, content_hash, write_dataset_file
     from temshift.studies.tasks import DATASET
 
-    images, labels, frames, rows, cols = [], [], [], [], []
+    image_parts: list[np.ndarray] = []
+    label_parts: list[np.ndarray] = []
+    frame_parts: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
     for role in sorted(deps):
         with np.load(Path(deps[role]) / PATCHES, allow_pickle=False) as z:
-            images.append(z["images"])
-            labels.append(z["labels"])
-            frames.append(z["frame"])
+            image_parts.append(z["images"])
+            label_parts.append(z["labels"])
+            frame_parts.append(z["frame"])
             rows.append(z["row"])
             cols.append(z["col"])
-    images, labels = np.concatenate(images), np.concatenate(labels)
+    images, labels = np.concatenate(image_parts), np.concatenate(label_parts)
     if not len(images):
         raise PretrainError("no simulated frame gave a patch with particles; nothing to train on")
     spec = {
@@ -267,7 +272,7 @@ def assemble(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     }
     spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     spec["spec_hash"] = spec_hash
-    frames = np.concatenate(frames)
+    frames = np.concatenate(frame_parts)
     prov = pd.DataFrame(
         {"file": [f"pretrain/{i}" for i in frames], "row": np.concatenate(rows), "col": np.concatenate(cols)}
     )

@@ -48,7 +48,7 @@ class PlanProgress:
         self.reporter = reporter_or_log(reporter)
         self.job = job
         self.title = title or f"study {plan.spec.name} ({plan.scale.name})"
-        self.kinds = tuple(kinds or getattr(plan, "kinds", KINDS))
+        self.kinds: tuple[str, ...] = tuple(kinds) if kinds else tuple(getattr(plan, "kinds", KINDS))
         self.t0 = time.perf_counter()
         self.cached: set = set()
         self.outcome: Any = None

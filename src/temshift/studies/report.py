@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import platform
@@ -68,10 +69,8 @@ def _provenance(plan) -> dict:
         "scale": plan.scale.name,
     }
     for mod in ("torch", "dask", "distributed", "numpy", "pandas"):
-        try:
+        with contextlib.suppress(Exception):  # a missing or broken package is just not listed
             out[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001
-            pass
     try:
         root = Path(__file__).resolve().parents[3]
         out["git_commit"] = (

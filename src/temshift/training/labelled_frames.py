@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from temshift.errors import TemshiftError
 
@@ -57,7 +58,8 @@ def _label_keys(stem: str) -> list[str]:
 def _listing(folder: Path, suffixes: tuple[str, ...], what: str) -> list[Path]:
     if not folder.is_dir():
         raise PairingError(f"{folder}: no such {what} folder")
-    files, bad = [], []
+    files: list[Path] = []
+    bad: list[Path] = []
     for p in sorted(folder.iterdir()):
         if p.name.startswith(".") or not p.is_file() or p.suffix.lower() in IGNORED_SUFFIXES:
             continue
@@ -96,7 +98,9 @@ def pair_frames(images_dir, labels_dir) -> list[FramePair]:
     images = _listing(Path(images_dir), image_suffixes(), "image")
     labels = _listing(Path(labels_dir), LABEL_SUFFIXES, "label")
     label_keys = {lab: _label_keys(lab.stem) for lab in labels}
-    pairs, used, unpaired = [], {}, []
+    pairs: list[Any] = []
+    used: dict[Any, Any] = {}
+    unpaired: list[Any] = []
     for img in images:
         keys = _image_keys(img.stem)
         exact = [lab for lab, lk in label_keys.items() if lk[0] == keys[0]]

@@ -105,7 +105,7 @@ def train_epoch(
     sums = MetricSums()
     for x, y in train_batches(data, settings, seed, epoch):
         y = y.to(device)
-        with autocast(device, settings.bf16):
+        with autocast(device, bool(settings.bf16)):  # resolved by train_fold (None = off)
             logits = model(_prepare(x, settings, device))
         loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
@@ -129,7 +129,7 @@ def validate(model, data: PatchSet, settings: TrainSettings, seed: int, device: 
         if settings.noise_on_validation:
             x = _noise(x, settings, gen)
         y = y.to(device)
-        logits = forward(model, x, device=device, channels_last=settings.channels_last, bf16=settings.bf16)
+        logits = forward(model, x, device=device, channels_last=bool(settings.channels_last), bf16=bool(settings.bf16))
         sums.update(logits, y)
     r = sums.result()
     return {"val_loss": r["ce"], "val_soft_dice": r["soft_dice"], "val_hard_dice": r["hard_dice"]}

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import torch
 
-torch.set_num_threads(1)
 from temshift.catalog import Catalog
 from temshift.datasets import DatasetSpec, build_dataset
 from temshift.demo import make_synthetic_repo
 from temshift.models.unet import ModelConfig
 from temshift.training import TrainSettings, train_fold
+
+torch.set_num_threads(1)
 
 out = Path(sys.argv[1])
 work = Path(sys.argv[2])
