@@ -222,7 +222,7 @@ def markdown(runs: list[dict]) -> str:
         "",
         f"{os.cpu_count()} cores, Python {platform.python_version()}. Data: the 20 real 512 x 512 8-bit frames "
         "of `../shared/data/real/tem_particles` (hand labels; nothing tuned on them). Score: hard dice per frame "
-        "(`temshift.evaluation.metrics.dice_per_patch` of the mask), mean over frames. Runs (the machine was "
+        "(`temshift.models.metrics.dice_per_patch` of the mask), mean over frames. Runs (the machine was "
         "shared with other jobs, load average far above its 2 cores: wall times are pessimistic; CPU seconds "
         "are those of the benchmark process):",
         "",
