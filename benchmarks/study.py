@@ -30,7 +30,7 @@ def run_once(preset: str, scale: str, workers: int, out: Path) -> dict:
     from temshift.studies.runner import run_study
 
     t0 = time.perf_counter()
-    run = run_study(preset, out, scale=scale, workers=workers, progress=False)
+    run = run_study(preset, out, scale=scale, workers=workers)
     wall = time.perf_counter() - t0
     timing = pd.read_csv(out / "timings.csv")
     fresh = timing[~timing["cached"]]

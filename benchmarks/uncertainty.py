@@ -87,7 +87,6 @@ def simulate(work: Path, frames_train: int, frames_eval: int, density: float, wh
                 mode="projection",
                 seed=seed,
                 workers=1,
-                progress=False,
                 density=density,
             )
         return Catalog.read(out / "catalog.csv"), out
@@ -104,7 +103,7 @@ def train(work: Path, catalog, root: Path, folds: int, where: dict) -> list[Path
     ds = work / "dataset.h5"
     if not ds.exists():
         spec = DatasetSpec(name=f"Au_{TRAIN_DOSE}e", where={**where, **DOSES[TRAIN_DOSE]}, patch_size=scale.patch_size)
-        build_dataset(catalog, root, spec, ds, workers=1, progress=False)
+        build_dataset(catalog, root, spec, ds, workers=1)
     settings = TrainSettings(**scale.training, threads=1, progress=False)
     return [Path(train_fold(ds, k, settings, work / f"run{k}").run_dir) / "model.pt" for k in range(folds)]
 
