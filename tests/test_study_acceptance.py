@@ -44,26 +44,30 @@ def test_summary_criteria():
     assert all(p["failing"] for p in bad["pairs"])
 
 
+def _reference():
+    """The training reference of set A: fringes of period 11.8 px in each of 9 frames."""
+    from temshift.datasets.records import TrainingStatistics
+    from temshift.predict.shift import TrainingReference
+
+    stats = {
+        "version": 2,
+        "tile": 256,
+        "n_patches": 36,
+        "dataset": "a.h5",
+        "n_frames": 9,
+        "fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}],
+        "fringe_period_px": {"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8, "n": 9},
+    }
+    return TrainingReference(statistics=TrainingStatistics.model_validate(stats))
+
+
 def test_scores_are_assessed_per_batch_of_one_model_and_test_set():
     import json
 
-    from temshift.datasets.records import TrainingStatistics
     from temshift.predict.shift import TrainingReference
     from temshift.studies.acceptance import assess_scores
 
-    ref = TrainingReference(
-        statistics=TrainingStatistics.model_validate(
-            {
-                "version": 2,
-                "tile": 256,
-                "n_patches": 36,
-                "dataset": "a.h5",
-                "n_frames": 9,
-                "fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}],
-                "fringe_period_px": {"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8, "n": 9},
-            }
-        )
-    )
+    ref = _reference()
     assert TrainingReference.from_stored(json.loads(json.dumps(ref.to_stored()))) == ref  # references.json
     rows = []
     for test, period in (("A", 11.8), ("B", None)):  # set B shows no fringes in any frame
@@ -92,23 +96,9 @@ def test_acceptance_command_reassesses_stored_scores(cli, tmp_path):
     """`temshift study acceptance --from-scores` prints the summary and writes it with --out (library records)."""
     import json
 
-    from temshift.datasets.records import TrainingStatistics
-    from temshift.predict.shift import TrainingReference
     from temshift.studies.acceptance import write_acceptance
 
-    ref = TrainingReference(
-        statistics=TrainingStatistics.model_validate(
-            {
-                "version": 2,
-                "tile": 256,
-                "n_patches": 36,
-                "dataset": "a.h5",
-                "n_frames": 9,
-                "fringe_peaks": [{"period_px": 11.8, "prominence": 3.0}],
-                "fringe_period_px": {"median": 11.8, "spread": 0.0, "min": 11.8, "max": 11.8, "n": 9},
-            }
-        )
-    )
+    ref = _reference()
     rows = [
         {
             "train": "A",
