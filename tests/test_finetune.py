@@ -6,7 +6,6 @@ Tiny synthetic frames (dark discs on a noisy 8-bit background) written as PNGs a
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -191,8 +190,7 @@ def test_pairs_by_name_conventions(tmp_path):
     assert [p.label.name for p in pair_frames(images, labels)] == ["x0.png", "x1.png"]
 
 
-def test_unpaired_files_are_one_line_errors_naming_them(tmp_path, base_model, monkeypatch, capsys):
-    from temshift.cli import main
+def test_unpaired_files_are_one_line_errors_naming_them(tmp_path, base_model, cli):
     from temshift.training.labelled_frames import PairingError, pair_frames
 
     images, labels = _write_frames(tmp_path / "d", n=3)
@@ -201,55 +199,19 @@ def test_unpaired_files_are_one_line_errors_naming_them(tmp_path, base_model, mo
         pair_frames(images, labels)
     msg = str(err.value)
     assert "image_2.png" in msg and "label_7.png" in msg and "\n" not in msg
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "temshift",
-            "finetune",
-            str(base_model),
-            "--images",
-            str(images),
-            "--labels",
-            str(labels),
-            "--out",
-            str(tmp_path / "run"),
-        ],
-    )
-    with pytest.raises(SystemExit) as done:
-        main()
-    assert done.value.code == 1
-    out = capsys.readouterr().err
+    code, _, out = cli("finetune", base_model, "--images", images, "--labels", labels, "--out", tmp_path / "run")
+    assert code == 1
     assert "error:" in out and "image_2.png" in out and "Traceback" not in out
     assert not (tmp_path / "run").exists()
 
 
-def test_shape_mismatch_names_both_files(tmp_path, base_model, monkeypatch, capsys):
+def test_shape_mismatch_names_both_files(tmp_path, base_model, cli):
     from PIL import Image
-
-    from temshift.cli import main
 
     images, labels = _write_frames(tmp_path / "e", n=2)
     Image.fromarray(np.zeros((SIZE, SIZE + 8), np.uint8), mode="L").save(labels / "label_1.png")
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "temshift",
-            "finetune",
-            str(base_model),
-            "--images",
-            str(images),
-            "--labels",
-            str(labels),
-            "--out",
-            str(tmp_path / "run"),
-        ],
-    )
-    with pytest.raises(SystemExit) as done:
-        main()
-    assert done.value.code == 1
-    err = capsys.readouterr().err
+    code, _, err = cli("finetune", base_model, "--images", images, "--labels", labels, "--out", tmp_path / "run")
+    assert code == 1
     assert "label_1.png" in err and "image_1.png" in err and "64x72" in err and "Traceback" not in err
 
 
