@@ -185,13 +185,15 @@ def run_plan(
                 fut = futures[key]
                 if fut.status == "finished":
                     out.records[key] = fut.result()
-                elif fut.status in ("error", "cancelled", "lost"):
+                elif fut.status in ("error", "cancelled"):
                     upstream = [dk for dk in plan.tasks[key].deps.values() if dk in out.failed or dk in out.skipped]
                     if upstream:
                         out.skipped[key] = upstream[0]
                     else:
                         out.failed[key] = _error_text(fut) if fut.status == "error" else fut.status
                 else:
+                    # "lost": a dead worker held the result; the scheduler recomputes it
+                    # (execute() returns the record already on disk), so it is still pending
                     still.append(key)
             pending = still
             if progress is not None:
