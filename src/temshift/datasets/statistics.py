@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from temshift.datasets.records import TrainingStatistics, positive_or_none
+from temshift.preprocess.noise import KERNEL_NORM, immerkaer_residual
 from temshift.preprocess.patches import min_particle_pixels
 
 STATS_VERSION = 2
@@ -169,14 +170,6 @@ def local_maxima(x: np.ndarray) -> np.ndarray:
     inner = np.arange(1, len(starts) - 1)
     peak = inner[(vals[inner] > vals[inner - 1]) & (vals[inner] > vals[inner + 1])]
     return ((starts[peak] + ends[peak]) // 2).astype(np.intp)
-
-
-def noise_sd(tile: np.ndarray) -> float:
-    """Immerkaer noise SD of a tile (robust, fringe-insensitive), same units as the tile."""
-    t = np.asarray(tile, dtype=np.float64)
-    lap = t[:-2] - 2 * t[1:-1] + t[2:]
-    lap = lap[:, :-2] - 2 * lap[:, 1:-1] + lap[:, 2:]
-    return float(1.4826 * np.median(np.abs(lap - np.median(lap))) / 6.0)
 
 
 def tile_statistics(tile: np.ndarray, mask: np.ndarray | None = None) -> dict:
@@ -311,8 +304,7 @@ def _snr(tile: np.ndarray, mask: np.ndarray | None = None, near: np.ndarray | No
     (>= 2 px from particles) count, without one the few % of particle pixels of a frame do.
     `near` is the mask dilated by 2 px, when the caller has it already."""
     t = np.asarray(tile, dtype=np.float64)
-    lap = t[:-2] - 2 * t[1:-1] + t[2:]
-    lap = lap[:, :-2] - 2 * lap[:, 1:-1] + lap[:, 2:]
+    lap = immerkaer_residual(t)
     bg_t, bg_l = t.ravel(), lap.ravel()
     if mask is not None:
         if near is None:
@@ -322,7 +314,7 @@ def _snr(tile: np.ndarray, mask: np.ndarray | None = None, near: np.ndarray | No
         bg = ~near
         if bg.sum() >= 0.1 * bg.size:
             bg_t, bg_l = t[bg], lap[bg[1:-1, 1:-1]]
-    sd_n = _clipped_sd(bg_l) / 6.0
+    sd_n = _clipped_sd(bg_l) / KERNEL_NORM
     sd_t = _clipped_sd(bg_t)
     return float(np.sqrt(max(sd_t**2 - sd_n**2, 0.0)) / sd_n) if sd_n > 0 else float("inf")
 

@@ -406,7 +406,7 @@ def check_frames(
     matching run: the statistics that need a mask (particle contrast) are not measured.
     """
     from temshift.errors import named
-    from temshift.predict.pipeline import model_input
+    from temshift.preprocess.model_input import model_input
     from temshift.predict.shift import assess_shift, frame_statistics
 
     s = _settings(settings, options)

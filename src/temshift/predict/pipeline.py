@@ -4,7 +4,7 @@ Order of operations for a raw frame (counts):
 
 1. the training dataset's preprocessing (x-rays, flat field, rescaling) at the frame's own
    resolution (x-ray spikes are single pixels: remove them before any resampling);
-2. resampling to the model's training pixel scale (:mod:`temshift.predict.scale`) with the
+2. resampling to the model's training pixel scale (:mod:`temshift.preprocess.scale`) with the
    pixel noise a detector at that scale would have recorded restored, then the rescaling
    step once more so the model input has exactly the trained intensity statistics;
 3. blended tiled inference (:mod:`temshift.predict.tiling` over
@@ -208,81 +208,6 @@ class Segmentation:
     members: object | None = None
 
 
-#: largest model input (pixels) a frame is resampled to: 16384^2, 1 GiB per float32 copy
-MAX_MODEL_INPUT_PIXELS = 16384**2
-
-
-def _check_resampled_size(shape, zoom: float, pixel_scale_nm, model_pixel_scale_nm) -> None:
-    """Refuse pixel scales that would resample a frame to an absurd size (a unit slip, mostly)."""
-    from temshift.errors import PreprocessError
-    from temshift.units import check_pixel_scale_nm
-
-    if pixel_scale_nm:
-        check_pixel_scale_nm(pixel_scale_nm, "frame pixel scale")
-    h, w = (int(round(n * zoom)) for n in shape)
-    if h * w > MAX_MODEL_INPUT_PIXELS:
-        raise PreprocessError(
-            f"at {pixel_scale_nm:g} nm/px for a model trained at {model_pixel_scale_nm:g} nm/px the "
-            f"{shape[0]}x{shape[1]} frame would be resampled {zoom:.3g}x to {h}x{w} pixels (at most "
-            f"{MAX_MODEL_INPUT_PIXELS:.3g}): is the pixel scale in nm/px (not Å)? Or turn resampling off"
-        )
-
-
-def model_input(
-    raw: np.ndarray,
-    settings=None,
-    pixel_scale_nm: float | None = None,
-    model_pixel_scale_nm: float | None = None,
-    rescale: bool = True,
-    return_native: bool = False,
-    match_noise: bool = True,
-):
-    """Preprocess a raw frame as the model's training data and match the pixel scale.
-
-    Parameters
-    ----------
-    raw : numpy.ndarray
-        (H, W) raw frame, counts.
-    settings : PreprocessSettings, optional
-        The training dataset's preprocessing (default: the paper's).
-    pixel_scale_nm, model_pixel_scale_nm : float, optional
-        Frame and training pixel scales, nm/pixel.
-    rescale : bool
-        Resample to the training pixel scale (when both scales are known).
-    match_noise : bool
-        After resampling, restore the pixel noise of the training scale
-        (:func:`temshift.predict.scale.restore_noise`).
-    return_native : bool
-        Also return the preprocessed frame before resampling.
-
-    Returns
-    -------
-    image : numpy.ndarray
-        float32 model input.
-    zoom : float
-        Pixels per frame pixel along each axis (1.0 when not resampled).
-    native : numpy.ndarray
-        Only with `return_native`: the preprocessed frame on its own grid.
-    """
-    from temshift.predict.scale import resample_image, restore_noise, zoom_factor
-    from temshift.preprocess import PreprocessSettings, preprocess_frame
-    from temshift.preprocess import rescale as rescale_values
-
-    settings = settings or PreprocessSettings()
-    zoom = zoom_factor(pixel_scale_nm, model_pixel_scale_nm) if rescale else 1.0
-    _check_resampled_size(raw.shape, zoom, pixel_scale_nm, model_pixel_scale_nm)
-    native = preprocess_frame(raw, settings)
-    image = native
-    if zoom != 1.0:
-        image = resample_image(native, zoom)
-        if match_noise:
-            image = restore_noise(image, native, zoom)
-        if settings.rescale != "none":
-            image = rescale_values(image, settings.rescale, copy=False)
-    image = np.ascontiguousarray(image, dtype=np.float32)
-    return (image, zoom, native) if return_native else (image, zoom)
-
-
 def predict_probabilities(
     models,
     image: np.ndarray,
@@ -382,7 +307,8 @@ def predict_frame(
     Segmentation
     """
     from temshift.models.inference import THRESHOLD, particle_mask
-    from temshift.predict.scale import resample_to_shape
+    from temshift.preprocess.model_input import model_input
+    from temshift.preprocess.scale import resample_to_shape
 
     threshold = THRESHOLD if threshold is None else threshold
     raw = getattr(frame, "data", frame)

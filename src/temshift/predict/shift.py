@@ -72,7 +72,7 @@ import numpy as np
 from temshift.datasets.records import TrainingStatistics, positive_or_none
 from temshift.datasets.statistics import STATS_VERSION, jsonable, training_statistics
 from temshift.models.records import CheckpointMeta
-from temshift.predict.scale import SCALE_TOLERANCE
+from temshift.preprocess.scale import SCALE_TOLERANCE
 
 LEVELS = ("low", "medium", "high")
 PIXEL_SCALE_REL = (0.05, 0.15)

@@ -157,7 +157,7 @@ def member_spread(
     MemberSpread
     """
     from temshift.models.inference import THRESHOLD, particle_mask
-    from temshift.predict.scale import resample_to_shape
+    from temshift.preprocess.scale import resample_to_shape
 
     threshold = THRESHOLD if threshold is None else threshold
     total: np.ndarray | None = None

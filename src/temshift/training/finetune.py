@@ -223,8 +223,8 @@ def prepare_frames(
     DatasetError
         A frame smaller than the model's size multiple; frames of known and unknown pixel scale mixed.
     """
-    from temshift.predict.pipeline import model_input
-    from temshift.predict.scale import resample_to_shape
+    from temshift.preprocess.model_input import model_input
+    from temshift.preprocess.scale import resample_to_shape
     from temshift.training.labelled_frames import read_pair
 
     inputs, records = [], []

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from temshift.preprocess.noise import noise_sd
+
 SCALE_TOLERANCE = 0.02
 """Relative pixel-scale difference below which no resampling is done (calibration precision)."""
 
@@ -144,8 +146,6 @@ def restore_noise(resampled: np.ndarray, original: np.ndarray, factor: float, se
     numpy.ndarray
         float32 frame of the shape of `resampled`.
     """
-    from temshift.datasets.statistics import noise_sd
-
     resampled = np.asarray(resampled, dtype=np.float32)
     target = noise_sd(_central_crop(np.asarray(original), NOISE_CROP)) * float(factor)
     have = noise_sd(_central_crop(resampled, NOISE_CROP))
