@@ -52,7 +52,8 @@ def worker(
     if threads:
         torch.set_num_threads(threads)
     from temshift.models import UNet, save_checkpoint
-    from temshift.predict.pipeline import load_predictor, model_input, predict_probabilities
+    from temshift.predict.pipeline import load_predictor, predict_probabilities
+    from temshift.preprocess.model_input import model_input
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_predict_"))
     spec = {"preprocess": {}, "pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0, "patch_size": 512}
@@ -71,7 +72,7 @@ def worker(
         t1, c1 = time.perf_counter(), time.process_time()
         prob = predict_probabilities(predictor.models, image, tile=tile, batch_size=batch, bf16=bf16)
         if zoom != 1.0:
-            from temshift.predict.scale import resample_to_shape
+            from temshift.preprocess.scale import resample_to_shape
 
             prob = resample_to_shape(prob, raw.shape)
         mask = prob > 0.5

@@ -38,7 +38,8 @@ STAGES = [
     ("read", "temshift.io", "read_frame"),
     ("read", "temshift.predict.metadata", "catalog_metadata"),
     ("read", "temshift.predict.pipeline", "frame_metadata"),  # before the library API (baseline runs)
-    ("preprocess", "temshift.predict.pipeline", "model_input"),
+    ("preprocess", "temshift.preprocess.model_input", "model_input"),
+    ("preprocess", "temshift.predict.pipeline", "model_input"),  # before it moved to preprocess (baseline runs)
     ("inference", "temshift.predict.pipeline", "predict_probabilities"),
     ("statistics", "temshift.predict.shift", "frame_statistics"),
     ("outputs", "temshift.io", "write_label_png"),

@@ -85,7 +85,7 @@ def part_threshold(frames, labels) -> dict:
 
 
 def _released_models(folds):
-    from temshift.predict import zoo
+    from temshift.models import zoo
 
     out = []
     for s in zoo.training_sets():
@@ -140,8 +140,8 @@ def splits(n: int, n_splits: int):
 def part_finetune(
     pairs, frames, labels, freezes, n_splits, epochs, threads, workdir: Path, on_row=None, only=None
 ) -> dict:
+    from temshift.models.zoo import training_sets
     from temshift.predict.pipeline import load_predictor, predict_frame
-    from temshift.predict.zoo import training_sets
     from temshift.training.finetune import finetune, finetune_settings
 
     base = next(PUBLISHED / m.file for s in training_sets() if s.name == BASE_SET for m in s.models if m.fold == 0)

@@ -288,7 +288,7 @@ def test_base_model_by_zoo_name_and_ensemble_refused(tmp_path, base_model, monke
     import shutil
 
     from temshift.errors import TemshiftError
-    from temshift.predict import zoo
+    from temshift.models import zoo
     from temshift.training.finetune import resolve_base
 
     with pytest.raises(TemshiftError, match="no such model file"):
@@ -309,8 +309,8 @@ def test_base_model_by_zoo_name_and_ensemble_refused(tmp_path, base_model, monke
 
 
 def test_frames_get_the_prediction_preprocessing_and_scale_matching(tmp_path):
-    from temshift.predict.pipeline import model_input
     from temshift.preprocess import PreprocessSettings
+    from temshift.preprocess.model_input import model_input
     from temshift.training.finetune import prepare_frames
     from temshift.training.labelled_frames import read_pair
 

@@ -3,8 +3,8 @@
 Checked over the source with `ast` (no import of the package, so it is fast and sees every
 import: module level, inside functions, and the ``"temshift.x.y:NAME"`` strings that task
 registries are resolved from on Dask workers). Imports under ``if TYPE_CHECKING:`` do not
-count. An `ast` walk rather than import-linter: no extra dependency, and the registry strings
-and the allowlist below are checked the same way.
+count. No exceptions: an upward import fails the test. An `ast` walk rather than import-linter:
+no extra dependency, and the registry strings are checked the same way.
 """
 
 from __future__ import annotations
@@ -35,22 +35,6 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     )
 )
 """Stages from the bottom up; a module may import its own layer and the layers below."""
-
-KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
-    {
-        # Upward imports that remain in files other helpers are reshaping in parallel (issue 13);
-        # the coordinator empties this list as their branches are merged. (importing module, imported module)
-        # -- model_input (the prediction preprocessing) and pixel-scale matching live in predict/ ("api"/"inference"),
-        #    but fine-tuning and pretraining prepare frames exactly as prediction does
-        ("temshift.training.finetune", "temshift.predict.pipeline"),
-        ("temshift.training.finetune", "temshift.predict.scale"),
-        ("temshift.studies.pretrain", "temshift.predict.pipeline"),
-        ("temshift.studies.pretrain", "temshift.predict.scale"),
-        # -- fine-tuning resolves zoo names (predict/zoo.py, "api"); the zoo manifest belongs lower (models/)
-        ("temshift.training.finetune", "temshift.predict"),
-        ("temshift.training.finetune", "temshift.predict.zoo"),
-    }
-)
 
 MODULE_LAYERS: dict[str, str] = {
     # Scores prediction (the predict API) on the models and frames of a finished study: a study of
@@ -135,15 +119,9 @@ def upward_imports() -> set[tuple[str, str, int]]:
 
 
 def test_nothing_imports_upward():
-    bad = sorted(v for v in upward_imports() if v[:2] not in KNOWN_UPWARD)
+    bad = sorted(upward_imports())
     listing = "\n".join(f"  {m}:{line} imports {t}" for m, t, line in bad)
     assert not bad, f"imports against the layer order (see LAYERS):\n{listing}"
-
-
-def test_known_upward_imports_are_still_there():
-    """An allowlisted import that was fixed must leave the list (so the list only shrinks)."""
-    stale = KNOWN_UPWARD - {v[:2] for v in upward_imports()}
-    assert not stale, f"fixed, remove from KNOWN_UPWARD: {sorted(stale)}"
 
 
 def test_the_checker_sees_lazy_relative_and_registry_imports(tmp_path):

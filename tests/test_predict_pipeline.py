@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from temshift.errors import CheckpointError
 from temshift.io import write_tiff_frame
 from temshift.models import UNet, save_checkpoint
+from temshift.models.checkpoint import model_files
 from temshift.models.records import CheckpointMeta
-from temshift.predict.pipeline import load_predictor, model_files, predict_frame, predict_probabilities
+from temshift.predict.pipeline import load_predictor, predict_frame, predict_probabilities
 from temshift.simulate.toy import toy_patches, toy_support_frame
 
 SPEC = {

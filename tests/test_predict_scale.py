@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from temshift.predict.scale import resample_image, resample_to_shape, zoom_factor
+from temshift.preprocess.scale import resample_image, resample_to_shape, zoom_factor
 
 
 def test_zoom_factor():
@@ -49,8 +49,8 @@ def _detector_frame(dose_e_per_A2, pixel_A, n, seed):
 
 
 def test_restore_noise_gives_a_resampled_frame_the_pixel_noise_of_the_finer_detector():
-    from temshift.datasets.statistics import noise_sd
-    from temshift.predict.scale import restore_noise
+    from temshift.preprocess.noise import noise_sd
+    from temshift.preprocess.scale import restore_noise
 
     fine = _detector_frame(400, 0.2, 512, 1)  # 0.02 nm/px
     coarse = _detector_frame(400, 0.4, 256, 2)  # 0.04 nm/px, same dose and field
@@ -64,7 +64,7 @@ def test_restore_noise_gives_a_resampled_frame_the_pixel_noise_of_the_finer_dete
 
 
 def test_restore_noise_never_removes_noise():
-    from temshift.predict.scale import restore_noise
+    from temshift.preprocess.scale import restore_noise
 
     img = np.random.default_rng(0).normal(size=(128, 128)).astype(np.float32)
     noisy = img + np.random.default_rng(1).normal(size=img.shape).astype(np.float32) * 5

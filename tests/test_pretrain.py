@@ -209,8 +209,8 @@ def test_ci_run_writes_a_model_that_records_its_ranges(ci_run):
 @pytest.mark.slow
 def test_predict_generalist_uses_the_working_scale(ci_run, monkeypatch):
     from temshift.io import Frame
+    from temshift.predict.chooser import ModelChooser
     from temshift.predict.pipeline import predict_frame
-    from temshift.predict.zoo import ModelChooser
 
     out, _ = ci_run
     monkeypatch.setenv("TEMSHIFT_PRETRAINED_DIR", str(out))

@@ -9,7 +9,6 @@ import pytest
 from temshift.datasets.records import TrainingStatistics
 from temshift.datasets.statistics import STATS_VERSION
 from temshift.models.records import CheckpointMeta
-from temshift.predict.pipeline import model_input
 from temshift.predict.shift import (
     ShiftReport,
     TrainingReference,
@@ -22,6 +21,7 @@ from temshift.predict.shift import (
     training_statistics,
 )
 from temshift.preprocess import PreprocessSettings
+from temshift.preprocess.model_input import model_input
 from temshift.simulate.toy import toy_support_frame
 
 SETTINGS = PreprocessSettings(xray_threshold=None)

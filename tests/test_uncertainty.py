@@ -79,7 +79,7 @@ def test_predict_frame_default_is_unchanged_and_tta_adds_the_spread():
     assert plain.std is None and plain.members is None
     image = plain.model_input
     ref = predict_probabilities(model, image, tile=256)
-    from temshift.predict.scale import resample_to_shape
+    from temshift.preprocess.scale import resample_to_shape
 
     np.testing.assert_array_equal(plain.probabilities, np.clip(resample_to_shape(ref, raw.shape), 0, 1))
     tta = predict_frame(model, raw, 0.033, preprocess=PRE, model_pixel_scale_nm=0.02, tile=256, tta=True)

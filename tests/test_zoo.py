@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from temshift.catalog.fetch import FetchError
 from temshift.cli import _register, app
-from temshift.predict import zoo
+from temshift.models import zoo
+from temshift.predict.chooser import ModelChooser
 from temshift.simulate.toy import toy_support_frame
 from test_fetch import serve
 
@@ -215,7 +216,7 @@ def test_check_zoo_auto_and_missing_models_name_the_pull_command(tmp_path, zoo80
     # 884 e/A2 frames want a set that is not pulled: one clear error with the command to run
     from temshift.cli import main  # noqa: F401  (error formatting is main's; the library error is checked here)
 
-    chooser = zoo.ModelChooser("zoo:auto", folder=zoo80)
+    chooser = ModelChooser("zoo:auto", folder=zoo80)
     with pytest.raises(zoo.ZooError, match=r"run `temshift zoo pull 5nmAu330kX884eUTC --dest .*zoo`"):
         chooser.for_frame(pixel_scale_nm=0.02, dose_e_per_A2=884, name="f.npy")
     with pytest.raises(zoo.ZooError, match="needs the frame's pixel scale or dose"):
@@ -224,7 +225,7 @@ def test_check_zoo_auto_and_missing_models_name_the_pull_command(tmp_path, zoo80
     m = zoo.resolve([SET80])[0]
     (zoo80 / m.file).write_bytes(b"x" * m.size_bytes)
     with pytest.raises(zoo.ZooError, match="1 of 5 model files missing or damaged"):
-        zoo.ModelChooser("zoo:auto", folder=zoo80).for_frame(pixel_scale_nm=0.02, dose_e_per_A2=80)
+        ModelChooser("zoo:auto", folder=zoo80).for_frame(pixel_scale_nm=0.02, dose_e_per_A2=80)
 
 
 def test_cli_main_prints_missing_zoo_as_one_line(tmp_path, monkeypatch, capsys):

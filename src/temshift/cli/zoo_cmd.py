@@ -28,7 +28,7 @@ def list_models(
     """Show the released models with their training metadata."""
     from rich.table import Table
 
-    from temshift.predict import zoo
+    from temshift.models import zoo
 
     folder = zoo.zoo_dir(zoo_dir)
     table = Table(title=f"released models (Sytwu, Rangel DaCosta & Scott; MIT); local: {folder}")
@@ -71,7 +71,7 @@ def pull(
     timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="Network timeout, seconds."),
 ):
     """Download released models, checking each file's SHA-256; complete files are skipped, partial ones resumed."""
-    from temshift.predict import zoo
+    from temshift.models import zoo
 
     con = console(stderr=True)
     folder = zoo.zoo_dir(dest)
@@ -98,10 +98,10 @@ def pick(
     """Rank the training sets by distance to a frame's conditions (pixel scale and dose weigh most)."""
     from rich.table import Table
 
-    from temshift.predict import zoo
+    from temshift.models import zoo
 
     ranked = zoo.pick(pixel_scale_nm=pixel_scale, dose_e_per_A2=dose, material=material, diameter_nm=size)
-    table = Table(title="training sets by distance (see `temshift.predict.zoo.distance`)")
+    table = Table(title="training sets by distance (see `temshift.models.zoo.distance`)")
     for col in ("rank", "set", "distance", "why"):
         table.add_column(col, no_wrap=col != "why")
     for k, r in enumerate(ranked[:top] if top else ranked, 1):

@@ -213,3 +213,24 @@ def published_meta(path: str | PathLike[str], config: dict[str, Any]) -> Checkpo
     return CheckpointMeta.model_validate(
         {"source": "published", "file": path.name, "config": config, "dataset_spec": None, **published_name_info(path)}
     )
+
+
+def model_files(path: str | PathLike[str]) -> list[Path]:
+    """Model files behind a path: the file itself, ``DIR/model.pt``, or every ``model.pt`` below DIR (sorted).
+
+    Raises
+    ------
+    CheckpointError
+        No such file or folder, or a folder without any ``model.pt``.
+    """
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        if (path / "model.pt").is_file():
+            return [path / "model.pt"]
+        found = sorted(path.rglob("model.pt"))
+        if found:
+            return found
+        raise CheckpointError(f"{path}: no model.pt in this run directory or below it")
+    raise CheckpointError(f"{path}: no such model file or run directory")

@@ -8,12 +8,13 @@ The library form of ``temshift predict`` / ``temshift check``:
 
 Batches (:mod:`~temshift.predict.batch`: metadata flag > file > catalog, model choice,
 segmentation, shift assessment, strict mode, particles, one bad frame does not stop the
-batch), whole-frame prediction with blended tiles and pixel-scale matching (``pipeline``,
-``tiling``, ``scale``), dataset-shift warnings (``shift``), particle statistics
-(``particles``), files and ``prediction.json`` (``outputs``), the released models
-(``zoo``); downloads from the published raw-data repository are
-:mod:`temshift.catalog.fetch`. Importing this package imports neither torch nor pandas: the names below are
-loaded on first use.
+batch), whole-frame prediction with blended tiles (``pipeline``, ``tiling``; frames are prepared
+by :mod:`temshift.preprocess.model_input`, pixel-scale matching included), dataset-shift
+warnings (``shift``), particle statistics (``particles``), files and ``prediction.json``
+(``outputs``), the model for each frame (``chooser``: a fixed model or ``zoo:auto`` over the
+released models of :mod:`temshift.models.zoo`); downloads from the published raw-data
+repository are :mod:`temshift.catalog.fetch`. Importing this package imports neither torch
+nor pandas: the names below are loaded on first use.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: public name -> module that defines it (imported on first access)
+#: public name -> module that defines it (imported on first access): in temshift.predict, or a full module path
 _EXPORTS = {
     "predict_frames": "batch",
     "check_frames": "batch",
@@ -37,7 +38,7 @@ _EXPORTS = {
     "Segmentation": "pipeline",
     "load_predictor": "pipeline",
     "predict_frame": "pipeline",
-    "model_input": "pipeline",
+    "model_input": "temshift.preprocess.model_input",  # the frame preparation training shares
     "predict_probabilities": "pipeline",
     "ShiftReport": "shift",
     "Finding": "shift",
@@ -52,7 +53,7 @@ _EXPORTS = {
     "particle_summary": "particles",
     "size_histogram_table": "particles",
     "unique_frame_names": "naming",
-    "ModelChooser": "zoo",
+    "ModelChooser": "chooser",
     "blend_window": "tiling",
     "predict_tiled": "tiling",
 }
@@ -64,7 +65,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'temshift.predict' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"temshift.predict.{module}"), name)
+    value = getattr(importlib.import_module(module if "." in module else f"temshift.predict.{module}"), name)
     globals()[name] = value
     return value
 

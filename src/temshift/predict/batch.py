@@ -184,14 +184,14 @@ def model_chooser(
     zoo_dir: str | Path | None = None,
     train_dataset: str | Path | None = None,
 ) -> Any:
-    """A :class:`temshift.predict.zoo.ModelChooser` for `models`.
+    """A :class:`temshift.predict.chooser.ModelChooser` for `models`.
 
     `models` is a chooser already, a loaded :class:`~temshift.predict.pipeline.Predictor`,
     a model path / run directory / shipped model name / ``"zoo:auto"``, or a list of model
     paths (an ensemble).
     """
+    from temshift.predict.chooser import Choice, ModelChooser
     from temshift.predict.pipeline import Predictor
-    from temshift.predict.zoo import Choice, ModelChooser
 
     if isinstance(models, (ModelChooser, _Fixed)):
         return models
@@ -406,8 +406,8 @@ def check_frames(
     matching run: the statistics that need a mask (particle contrast) are not measured.
     """
     from temshift.errors import named
-    from temshift.preprocess.model_input import model_input
     from temshift.predict.shift import assess_shift, frame_statistics
+    from temshift.preprocess.model_input import model_input
 
     s = _settings(settings, options)
     records = _records(frames)

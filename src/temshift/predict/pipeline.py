@@ -17,14 +17,12 @@ Order of operations for a raw frame (counts):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from temshift.datasets.records import StoredSpec
 from temshift.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -83,47 +81,6 @@ class Predictor:
         )
 
 
-def model_files(path) -> list[Path]:
-    """Model files behind a path: the file itself, ``DIR/model.pt``, or every ``model.pt`` below DIR."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        if (path / "model.pt").is_file():
-            return [path / "model.pt"]
-        found = sorted(path.rglob("model.pt"))
-        if found:
-            return found
-        raise CheckpointError(f"{path}: no model.pt in this run directory or below it")
-    raise CheckpointError(f"{path}: no such model file or run directory")
-
-
-def _published_reference(meta: CheckpointMeta) -> dict[str, float]:
-    """Training dose and pixel scale of released weights from their file name (``..330kX423e..``)."""
-    name = meta.file or ""
-    out = {}
-    m = re.search(r"(\d+)e(?:[A-Z_]|$)", name)
-    if m:
-        out["dose_e_per_A2"] = float(m.group(1))
-    m = re.search(r"(\d+)kX", name, re.IGNORECASE)
-    if m:
-        from temshift.catalog import Catalog
-
-        df = Catalog.published().df
-        rows = df[df["file"].str.contains(f"_{m.group(1)}kX_", case=False, regex=False)]
-        if len(rows):
-            out["pixel_scale_nm"] = float(np.median(rows["pixel_scale_nm"].astype(float)))
-    return out
-
-
-def _zoo_reference(meta: CheckpointMeta) -> dict[str, float | None]:
-    """Training pixel scale and dose of released weights listed in the zoo manifest."""
-    from temshift.predict.zoo import lookup_file
-
-    entry = lookup_file(meta.file or "")
-    return {"pixel_scale_nm": entry.pixel_scale_nm, "dose_e_per_A2": entry.dose_e_per_A2} if entry else {}
-
-
 def load_predictor(paths) -> Predictor:
     """Load one model or an ensemble from files or run directories.
 
@@ -139,33 +96,27 @@ def load_predictor(paths) -> Predictor:
         Unreadable model, or members with different preprocessing or pixel scale.
     """
     from temshift.models import load_model
-    from temshift.preprocess import PreprocessSettings
+    from temshift.models.checkpoint import model_files
+    from temshift.models.conditions import training_conditions
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
     files = [f for p in paths for f in model_files(p)]
-    models, metas, refs = [], [], []
+    models, metas, conditions = [], [], []
     for f in files:
         model, meta = load_model(f)
         models.append(model.eval())
         metas.append(meta)
-        spec = meta.dataset_spec or StoredSpec()
-        settings = spec.preprocess or PreprocessSettings()
-        ref = {"pixel_scale_nm": spec.pixel_scale_nm, "dose_e_per_A2": spec.dose_e_per_A2}
-        if meta.source == "published":
-            ref = {**_published_reference(meta), **_zoo_reference(meta), **{k: v for k, v in ref.items() if v}}
-        refs.append((settings, ref, spec.patch_size_px or 512))
-    settings, ref, patch = refs[0]
-    for f, (s, r, _) in zip(files[1:], refs[1:]):
-        if s != settings:
+        conditions.append(training_conditions(meta))
+    first = conditions[0]
+    for f, c in zip(files[1:], conditions[1:]):
+        if c.preprocess != first.preprocess:
             raise CheckpointError(f"{f}: ensemble member was trained with other preprocessing than {files[0]}")
-        a, b = r.get("pixel_scale_nm"), ref.get("pixel_scale_nm")
-        if a and b and abs(float(a) / float(b) - 1) > 0.02:
+        a, b = c.pixel_scale_nm, first.pixel_scale_nm
+        if a and b and abs(a / b - 1) > 0.02:
             raise CheckpointError(f"{f}: ensemble member trained at {a} nm/px, {files[0]} at {b} nm/px")
-    scale = ref.get("pixel_scale_nm")
-    dose = ref.get("dose_e_per_A2")
     return Predictor(
-        models, metas, settings, float(scale) if scale else None, float(dose) if dose else None, files, patch
+        models, metas, first.preprocess, first.pixel_scale_nm, first.dose_e_per_A2, files, first.patch_size_px
     )
 
 

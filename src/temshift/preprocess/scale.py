@@ -80,7 +80,8 @@ def resample_image(image: np.ndarray, factor: float, order: int = 1) -> np.ndarr
         anti_aliasing=factor < 1.0,
         preserve_range=True,
     )
-    return out.astype(np.float32, copy=False)
+    result: np.ndarray = out.astype(np.float32, copy=False)
+    return result
 
 
 def resample_to_shape(maps: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.ndarray:
@@ -107,9 +108,10 @@ def resample_to_shape(maps: np.ndarray, shape: tuple[int, int], order: int = 1) 
 
     downsampling = maps.shape[-1] > shape[-1]
     if maps.ndim == 2:
-        return resize(maps, shape, order=order, mode="edge", anti_aliasing=downsampling, preserve_range=True).astype(
-            np.float32
-        )
+        out: np.ndarray = resize(
+            maps, shape, order=order, mode="edge", anti_aliasing=downsampling, preserve_range=True
+        ).astype(np.float32)
+        return out
     return np.stack([resample_to_shape(m, shape, order) for m in maps])
 
 
@@ -153,4 +155,5 @@ def restore_noise(resampled: np.ndarray, original: np.ndarray, factor: float, se
         return resampled
     sd = np.float32(np.sqrt(target**2 - have**2))
     noise = np.random.default_rng(seed).standard_normal(resampled.shape, dtype=np.float32)
-    return resampled + sd * noise
+    out: np.ndarray = resampled + sd * noise
+    return out

@@ -172,9 +172,9 @@ def simulate_chunk(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> di
     the same grid (bilinear, threshold 0.5).
     """
     from temshift.io.atomic import atomic_path, atomic_write_text
+    from temshift.preprocess import PreprocessSettings, extract_patches
     from temshift.preprocess.model_input import model_input
     from temshift.preprocess.scale import resample_to_shape
-    from temshift.preprocess import PreprocessSettings, extract_patches
     from temshift.simulate.micrograph import simulate_frame
     from temshift.training.domain import draw_frame, frame_request
 

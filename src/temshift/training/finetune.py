@@ -1,7 +1,7 @@
 """Few-shot transfer: adapt a trained model to a user's own labelled frames (resumable).
 
 The frames go through the base model's own preprocessing and pixel-scale matching, exactly
-as `temshift predict` treats a frame (`temshift.predict.pipeline.model_input`); labels follow
+as `temshift predict` treats a frame (`temshift.preprocess.model_input.model_input`); labels follow
 the same resampling. The prepared patches are written to ``RUN/frames.h5`` as an ordinary
 temshift dataset (so the model carries training statistics for shift warnings) and trained
 with the project's loop (`temshift.training.trainer.fit`: dihedral expansion, flips and
@@ -114,15 +114,15 @@ def resolve_base(model, zoo_dir=None) -> tuple[Path, str | None]:
         A temshift checkpoint, a released ``*_model.h5``, a run directory holding one
         ``model.pt``, or a zoo name: a training set (its fold-0 model) or a released file name.
     zoo_dir : path, optional
-        Local zoo folder (default `temshift.predict.zoo.zoo_dir`).
+        Local zoo folder (default `temshift.models.zoo.zoo_dir`).
 
     Raises
     ------
     FinetuneError, ZooError
         Nothing of that name; a run directory with several models; zoo files not pulled.
     """
-    from temshift.predict import zoo
-    from temshift.predict.pipeline import model_files
+    from temshift.models import zoo
+    from temshift.models.checkpoint import model_files
 
     path = Path(model)
     if path.exists():
@@ -421,10 +421,10 @@ def finetune(
 
     from temshift.datasets.records import StoredSpec
     from temshift.datasets.statistics import checkpoint_statistics
-    from temshift.models.checkpoint import save_checkpoint
+    from temshift.models.checkpoint import load_model, save_checkpoint
+    from temshift.models.conditions import training_conditions
     from temshift.models.records import CheckpointMeta, TrainedDataset
     from temshift.models.runtime import resolve_device, set_threads
-    from temshift.predict.pipeline import load_predictor
     from temshift.training.data import PatchSet, check_arrays, expand
     from temshift.training.freeze import freeze as freeze_parts
     from temshift.training.trainer import fit
@@ -443,14 +443,14 @@ def finetune(
     if out_dir.exists() and not out_dir.is_dir():
         raise FinetuneError(f"{out_dir}: exists and is not a folder")
     base_path, _ = resolve_base(model, zoo_dir)
-    predictor = load_predictor(base_path)
-    net, base_meta = predictor.models[0], predictor.metas[0]
+    net, base_meta = load_model(base_path)
+    trained = training_conditions(base_meta)  # as prediction with the base model prepares frames
     base_sha = _sha256(base_path)
     prepared = prepare_frames(
         pairs,
-        predictor.preprocess,
-        predictor.pixel_scale_nm,
-        predictor.patch_size,
+        trained.preprocess,
+        trained.pixel_scale_nm,
+        trained.patch_size_px,
         net.config.size_multiple,
         pixel_scale_nm,
     )
@@ -471,7 +471,7 @@ def finetune(
         "val_frames": val_frames,
         "frames": [f["image"] for f in prepared.frames],
     }
-    spec = _data_spec(prepared, predictor.preprocess, predictor.pixel_scale_nm, base_sha)
+    spec = _data_spec(prepared, trained.preprocess, trained.pixel_scale_nm, base_sha)
     from temshift.datasets.store import content_hash
 
     identity["content_hash"] = content_hash(prepared.images, prepared.labels)
@@ -535,8 +535,8 @@ def finetune(
         "source": base_meta.source,
         "kind": base_meta.kind,
         "dataset_spec_hash": base_meta.dataset_spec_hash,
-        "pixel_scale_nm": predictor.pixel_scale_nm,
-        "dose_e_per_A2": predictor.dose_e_per_A2,
+        "pixel_scale_nm": trained.pixel_scale_nm,
+        "dose_e_per_A2": trained.dose_e_per_A2,
     }
     meta = CheckpointMeta(
         kind="finetune",

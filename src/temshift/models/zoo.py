@@ -9,22 +9,19 @@ microscope session, file name, SHA-256 and size. The other 20 (2.2 nm and 10 nm 
 5 nm CdSe) are not listed, because a download could not be verified.
 
 Choosing a training set for a frame (:func:`pick`) ranks the sets by a distance in the
-paper's terms: pixel scale and dose matter most, particle size and material less.
+paper's terms: pixel scale and dose matter most, particle size and material less; prediction
+loads the chosen set per frame (``zoo:auto``, :class:`temshift.predict.chooser.ModelChooser`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from temshift.errors import TemshiftError
-
-if TYPE_CHECKING:
-    from temshift.predict.shift import TrainingReference
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/ScottLabUCB/HRTEM-Generalization/HEAD/trained_models/"
 """Where the authors host the released weights (``HEAD`` = the default branch)."""
@@ -33,7 +30,7 @@ ZOO_ENV = "TEMSHIFT_ZOO"
 """Environment variable naming the local zoo folder."""
 
 AUTO = "zoo:auto"
-"""Model argument that picks the nearest training set per frame."""
+"""Model argument that picks the nearest training set per frame (:class:`temshift.predict.ModelChooser`)."""
 
 WEIGHTS = {"pixel_scale": 2.0, "dose": 1.0, "diameter": 0.5, "material": 0.5}
 """Distance weights, per log2 unit (material: per mismatch); see :func:`distance`."""
@@ -464,92 +461,6 @@ def build_manifest(model_details_csv, weights_dir, catalog=None):
             }
         )
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-
-
-# --- model resolution for predict / check -----------------------------------------------
-
-
-@dataclass
-class Choice:
-    """The models for one frame: predictor, shift reference, and what was picked and why."""
-
-    predictor: object
-    reference: TrainingReference
-    key: str
-    note: str | None = None
-
-
-class ModelChooser:
-    """The predictor for each frame: a fixed model (or ensemble), or ``zoo:auto``.
-
-    With ``zoo:auto`` each frame gets the training set nearest to its recorded conditions
-    (:func:`pick`), whose fold models form an ensemble loaded from the local zoo folder
-    (:func:`zoo_dir`); the shift report then compares the frame with that set's training
-    pixel scale and dose from the manifest (released weights carry no training statistics).
-
-    Parameters
-    ----------
-    model : str or Path
-        A model path, ``"zoo:auto"``, or a shipped model's name (``"generalist"``,
-        `temshift.models.pretrained`).
-    ensemble : list of Path, optional
-        More models averaged with `model` (not with ``zoo:auto``).
-    folder : str or Path, optional
-        Local zoo folder (default :func:`zoo_dir`).
-    train_dataset : str or Path, optional
-        Training dataset for the shift statistics (fixed models only).
-    """
-
-    def __init__(self, model, ensemble=None, folder=None, train_dataset=None):
-        self.auto = str(model).strip().lower() == AUTO
-        self.folder = zoo_dir(folder)
-        self._cache: dict[str, Choice] = {}
-        if self.auto:
-            if ensemble:
-                raise ZooError(f"{AUTO} picks its own ensemble; --ensemble cannot be added to it")
-            if not training_sets():
-                raise ZooError("the zoo manifest lists no models")
-        else:
-            from temshift.models.pretrained import is_pretrained_name, pretrained_path
-            from temshift.predict.pipeline import load_predictor
-
-            if is_pretrained_name(model) and not Path(model).exists():  # "generalist": the shipped model
-                model = pretrained_path(str(model))
-            predictor = load_predictor([model, *(ensemble or [])])
-            self._fixed = Choice(predictor, predictor.training_reference(train_dataset), str(model))
-
-    def for_frame(
-        self, *, pixel_scale_nm=None, dose_e_per_A2=None, material=None, diameter_nm=None, name: str = ""
-    ) -> Choice:
-        """The models for a frame with these recorded conditions."""
-        if not self.auto:
-            return self._fixed
-        if pixel_scale_nm is None and dose_e_per_A2 is None:
-            raise ZooError(
-                f"{name or 'frame'}: {AUTO} needs the frame's pixel scale or dose to pick a training set "
-                "(from the file, the catalog, --pixel-scale or --dose)"
-            )
-        ranked = pick(
-            pixel_scale_nm=pixel_scale_nm, dose_e_per_A2=dose_e_per_A2, material=material, diameter_nm=diameter_nm
-        )
-        zset = ranked[0].set
-        if zset.name not in self._cache:
-            from temshift.predict.pipeline import load_predictor
-
-            predictor = load_predictor(local_files(zset, self.folder))
-            # the manifest is the authority on what the released models were trained on
-            predictor.pixel_scale_nm, predictor.dose_e_per_A2 = zset.pixel_scale_nm, zset.dose_e_per_A2
-            ref = replace(
-                predictor.training_reference(), pixel_scale_nm=zset.pixel_scale_nm, dose_e_per_A2=zset.dose_e_per_A2
-            )
-            self._cache[zset.name] = Choice(predictor, ref, zset.name)
-        base = self._cache[zset.name]
-        return Choice(
-            base.predictor,
-            base.reference,
-            base.key,
-            f"{name}: {AUTO} picked {explain(ranked)}, {len(zset.models)} folds",
-        )
 
 
 def catalog_conditions(path, catalog=None) -> dict:
