@@ -58,6 +58,16 @@ def test_manifest_lists_exactly_the_hashable_files():
     assert zoo.license_text() == (PUBLISHED / "LICENSE").read_text()
 
 
+def test_the_manifest_loads_no_torch():
+    """`temshift zoo list/pick` read the manifest; it sits in models/ but the package loads torch lazily."""
+    import subprocess
+    import sys
+
+    code = "import sys; from temshift.models import zoo; zoo.training_sets(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_resolve_names_and_unknown_name():
     assert len(zoo.resolve([SET80])) == 5
     one = zoo.resolve(["unet_5nmAu330kX80eUTC_fold3_seed72115_model.h5"])

@@ -1,4 +1,7 @@
-"""Per-frame preprocessing: x-rays, flat field, rescaling, patches (docs/protocol.md)."""
+"""Per-frame preprocessing: x-rays, flat field, rescaling, patches (docs/protocol.md), pixel-scale matching.
+
+A raw frame as a trained model's input (all of it, in order): :mod:`temshift.preprocess.model_input`.
+"""
 
 from temshift.preprocess.flatfield import (
     bernstein_basis,
@@ -9,6 +12,7 @@ from temshift.preprocess.flatfield import (
     fit_illumination,
     flatfield_correct,
 )
+from temshift.preprocess.noise import noise_sd
 from temshift.preprocess.patches import extract_patches, min_particle_pixels, tile_grid
 from temshift.preprocess.pipeline import PreprocessSettings, preprocess_frame
 from temshift.preprocess.rescale import (
@@ -19,10 +23,12 @@ from temshift.preprocess.rescale import (
     rescale,
     rescale_method,
 )
+from temshift.preprocess.scale import SCALE_TOLERANCE, resample_image, resample_to_shape, restore_noise, zoom_factor
 from temshift.preprocess.xrays import find_outliers, remove_xrays
 
 __all__ = [
     "RESCALE_METHODS",
+    "SCALE_TOLERANCE",
     "PreprocessSettings",
     "RescaleMethod",
     "bernstein_basis",
@@ -36,10 +42,15 @@ __all__ = [
     "flatfield_correct",
     "mean_std",
     "min_particle_pixels",
+    "noise_sd",
     "preprocess_frame",
     "register_rescale",
     "remove_xrays",
+    "resample_image",
+    "resample_to_shape",
     "rescale",
     "rescale_method",
+    "restore_noise",
     "tile_grid",
+    "zoom_factor",
 ]
