@@ -272,6 +272,46 @@ def _particles(seg: Any, pixel_scale_nm: float | None, s: PredictSettings) -> An
     return parts.particle_table(seg.mask, pixel_scale_nm, watershed=s.watershed, **spread)
 
 
+def _statistics(seg: Any, meta: FrameMetadata, patch_size: int) -> dict[str, Any]:
+    """The frame statistics of a segmented frame, measured on its model input (for the shift report)."""
+    from temshift.predict.shift import frame_statistics
+
+    return frame_statistics(
+        seg.model_input,
+        pixel_scale_nm=meta.pixel_scale_nm,
+        input_pixel_scale_nm=seg.input_pixel_scale_nm,
+        rescaled=seg.zoom != 1.0,
+        dose_e_per_A2=meta.dose_e_per_A2,
+        mask=seg.input_mask,
+        tile=patch_size,
+        native_image=seg.native_input,
+        zoom=seg.zoom,
+    )
+
+
+def _measure(seg: Any, meta: FrameMetadata, patch_size: int, s: PredictSettings) -> tuple[dict[str, Any], Any]:
+    """Frame statistics and, unless strict mode may refuse the frame, its particle table.
+
+    Both only read the segmentation, so they run side by side: the statistics on a second
+    thread (FFTs, sorts and percentiles, which release the GIL) while this one labels and
+    measures the particles. In strict mode the particles wait for the report (a refused frame
+    gets none).
+    """
+    import importlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not s.particles or s.strict:
+        return _statistics(seg, meta, patch_size), None
+    # what both threads import, imported here first: two threads importing modules of one package at
+    # once can see each other's half-initialized modules (seen: scipy._lib._testutils, "circular import")
+    for name in ("scipy.ndimage", "temshift.datasets.contrast", "temshift.predict.particles"):
+        importlib.import_module(name)
+    with ThreadPoolExecutor(1, thread_name_prefix="temshift-statistics") as pool:  # waited for, even on failure
+        stats = pool.submit(_statistics, seg, meta, patch_size)
+        table = _particles(seg, meta.pixel_scale_nm, s)
+    return stats.result(), table
+
+
 Status = Callable[[str], contextlib.AbstractContextManager[Any]]
 
 
@@ -324,7 +364,7 @@ def predict_frames(
     """
     from temshift.errors import named
     from temshift.predict.pipeline import predict_frame
-    from temshift.predict.shift import assess_shift, frame_statistics
+    from temshift.predict.shift import assess_shift
 
     s = _settings(settings, options)
     records = _records(frames)
@@ -356,17 +396,7 @@ def predict_frames(
                     device=s.device,
                     tta=s.tta,
                 )
-                rec.stats = frame_statistics(
-                    seg.model_input,
-                    pixel_scale_nm=scale,
-                    input_pixel_scale_nm=seg.input_pixel_scale_nm,
-                    rescaled=seg.zoom != 1.0,
-                    dose_e_per_A2=meta.dose_e_per_A2,
-                    mask=seg.input_mask,
-                    tile=predictor.patch_size,
-                    native_image=seg.native_input,
-                    zoom=seg.zoom,
-                )
+                rec.stats, table = _measure(seg, meta, predictor.patch_size, s)
         except Exception as exc:  # noqa: BLE001 -- recorded per frame, the batch goes on
             rec.error = failure_reason(rec.path, exc)
             rec.predictor = rec.reference = None
@@ -376,7 +406,7 @@ def predict_frames(
         rec.report = assess_shift(rec.stats, ref, rec.name, rescale_requested=s.rescale)
         rec.refused = s.strict and rec.report.level == "high"
         if s.particles and not rec.refused:
-            rec.particles = _particles(seg, scale, s)
+            rec.particles = table if table is not None else _particles(seg, scale, s)
         _done(rec, on_frame, keep_arrays)
     assess_batches(records)
     return records
