@@ -41,6 +41,7 @@ STAGES = [
     ("preprocess", "temshift.preprocess.model_input", "model_input"),
     ("preprocess", "temshift.predict.pipeline", "model_input"),  # before it moved to preprocess (baseline runs)
     ("inference", "temshift.predict.pipeline", "predict_probabilities"),
+    ("inference", "temshift.predict.uncertainty", "member_spread"),  # ensembles and TTA: inference + spread
     ("statistics", "temshift.predict.shift", "frame_statistics"),
     ("outputs", "temshift.io", "write_label_png"),
     ("outputs", "temshift.predict.outputs", "write_mask_tiff"),
@@ -53,7 +54,8 @@ STAGES = [
 ]
 ORDER = ["import", "model load", "read", "preprocess", "inference", "statistics", "outputs", "other", "background"]
 """Stages; "background" is time of wrapped calls on other threads (the frames' files, written while the
-main thread goes on): not part of the wall time's sum, nor of "other"."""
+main thread goes on; the frame statistics, measured while the main thread makes the particle table):
+not part of the wall time's sum, nor of "other". ``background_stages`` splits it by stage."""
 
 
 def make_inputs(folder: Path, size: int, n_models: int) -> tuple[Path, list[Path]]:
@@ -105,7 +107,8 @@ def _env(src: str | None) -> dict:
 
 
 def whole_process(args: list[str], src: str | None = None) -> dict:
-    """Wall seconds and peak RSS (MB) of ``python -m temshift ARGS`` in a fresh child process.
+    """Wall seconds, CPU seconds (user + system, all threads) and peak RSS (MB) of
+    ``python -m temshift ARGS`` in a fresh child process.
 
     `src` (a ``src`` folder) goes first on PYTHONPATH: another version of temshift to compare with.
     """
@@ -120,7 +123,7 @@ def whole_process(args: list[str], src: str | None = None) -> dict:
     proc.stderr.close()
     if proc.returncode != 0:
         raise RuntimeError(f"predict failed ({proc.returncode}): {err[-2000:]}")
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024.0}
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024.0}
 
 
 def breakdown_worker(args: list[str]) -> dict:
@@ -140,6 +143,7 @@ def breakdown_worker(args: list[str]) -> dict:
     import threading
 
     spent = {"import": time.perf_counter() - t0, "background": 0.0}
+    background_stages: dict[str, float] = {}
     local = threading.local()  # count only the outermost wrapped call of each thread
     main_thread = threading.main_thread()
 
@@ -154,8 +158,12 @@ def breakdown_worker(args: list[str]) -> dict:
             finally:
                 local.depth = depth
                 if depth == 0:
-                    key = label if threading.current_thread() is main_thread else "background"
-                    spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
+                    dt = time.perf_counter() - t
+                    if threading.current_thread() is main_thread:
+                        spent[label] = spent.get(label, 0.0) + dt
+                    else:
+                        spent["background"] += dt
+                        background_stages[label] = background_stages.get(label, 0.0) + dt
 
         return timed
 
@@ -181,6 +189,8 @@ def breakdown_worker(args: list[str]) -> dict:
     spent["other"] = total - sum(v for k, v in spent.items() if k not in ("import", "background"))
     spent["total"] = spent["import"] + total
     spent["missing"] = missing
+    spent["background_stages"] = background_stages
+    spent["cpu_s"] = time.process_time()
     return spent
 
 
@@ -247,10 +257,13 @@ def measure(
                 "src": src,
                 "wall_s": med([x["wall_s"] for x in w]),
                 "all_wall_s": [x["wall_s"] for x in w],
+                "cpu_s": med([x.get("cpu_s", float("nan")) for x in w]),
+                "all_cpu_s": [x.get("cpu_s", float("nan")) for x in w],
                 "peak_rss_mb": max(x["peak_rss_mb"] for x in w),
                 "breakdowns": len(p),
                 "parts": {k: med([x.get(k, 0.0) for x in p]) for k in [*ORDER, "total"]},
                 "missing": p[0].get("missing", []) if p else [],
+                "background_stages": p[0].get("background_stages", {}) if p else {},
             }
         )
     return rows
@@ -258,10 +271,10 @@ def measure(
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| configuration | whole process s (median) | all runs s | peak RSS MB | "
+        "| configuration | whole process s (median) | all runs s | CPU s (median) | peak RSS MB | "
         + " | ".join(ORDER)
         + " | sum (in-process, without background) |",
-        "|---|---|---|---|" + "---|" * len(ORDER) + "---|",
+        "|---|---|---|---|---|" + "---|" * len(ORDER) + "---|",
     ]
     for r in rows:
         p = r["parts"]
@@ -272,7 +285,7 @@ def table(rows: list[dict]) -> str:
         )
         lines.append(
             f"| {r['config']} | **{r['wall_s']:.1f}** | {', '.join(f'{t:.1f}' for t in r['all_wall_s'])} | "
-            f"{r['peak_rss_mb']:.0f} | {parts} |"
+            f"{r.get('cpu_s', float('nan')):.1f} | {r['peak_rss_mb']:.0f} | {parts} |"
         )
     return "\n".join(lines)
 

@@ -6,7 +6,9 @@ happen inside the command functions so `temshift --help` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 
 import typer
 
@@ -94,6 +96,11 @@ def main() -> None:
         raise
 
 
+_PROGRAM = False
+"""True in the ``temshift`` program (:func:`run`); in-process callers of :func:`main` (tests) keep
+their garbage collector as it is."""
+
+
 def run() -> None:
     """The ``temshift`` program (console script and ``python -m temshift``): :func:`main`, then
     ``gc.freeze()`` before the interpreter exits.
@@ -105,10 +112,35 @@ def run() -> None:
     """
     import gc
 
+    global _PROGRAM
+    _PROGRAM = True
     try:
         main()
     finally:
         gc.freeze()
+
+
+@contextlib.contextmanager
+def loading_libraries() -> Iterator[None]:
+    """Around a command's heavy imports (torch, pandas, SciPy): the cyclic garbage collector paused
+    while they run and, in the ``temshift`` program, the objects they made frozen afterwards.
+
+    Those imports create a few hundred thousand long-lived objects (modules, functions, classes),
+    and meanwhile the collector runs full collections over all of them, again and again as they
+    grow; once frozen (``gc.freeze``), later collections skip them. Import garbage caught in the
+    freeze is kept to the end (little). In-process callers (:data:`_PROGRAM` false) only get the pause.
+    """
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if _PROGRAM:
+            gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def _one_line_warnings() -> None:

@@ -167,8 +167,12 @@ def predict(
     ),
 ):
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""
-    from temshift.predict.batch import PredictSettings, predict_frames
-    from temshift.predict.outputs import FrameWriter, write_batch_outputs
+    from temshift.cli import loading_libraries
+
+    with loading_libraries():
+        from temshift.predict import pipeline, shift  # noqa: F401  (torch, pandas, SciPy: loaded at once)
+        from temshift.predict.batch import PredictSettings, predict_frames
+        from temshift.predict.outputs import FrameWriter, write_batch_outputs
 
     settings = PredictSettings(
         pixel_scale_nm=pixel_scale,

@@ -272,6 +272,36 @@ def _particles(seg: Any, pixel_scale_nm: float | None, s: PredictSettings) -> An
     return parts.particle_table(seg.mask, pixel_scale_nm, watershed=s.watershed, **spread)
 
 
+def _statistics(seg: Any, meta: FrameMetadata, patch_size: int) -> dict[str, Any]:
+    """The frame statistics of a segmented frame, measured on its model input (for the shift report)."""
+    from temshift.predict.shift import frame_statistics
+
+    return frame_statistics(
+        seg.model_input,
+        pixel_scale_nm=meta.pixel_scale_nm,
+        input_pixel_scale_nm=seg.input_pixel_scale_nm,
+        rescaled=seg.zoom != 1.0,
+        dose_e_per_A2=meta.dose_e_per_A2,
+        mask=seg.input_mask,
+        tile=patch_size,
+        native_image=seg.native_input,
+        zoom=seg.zoom,
+    )
+
+
+def _measure(seg: Any, meta: FrameMetadata, patch_size: int, s: PredictSettings) -> tuple[dict[str, Any], Any]:
+    """Frame statistics and, unless strict mode may refuse the frame, its particle table: both inside
+    the frame's ``try``, so that a table that fails fails its frame only (in strict mode the table
+    waits for the report: a refused frame gets none).
+
+    (Run side by side on two threads they were not faster, measured on a 4096^2 frame: the
+    statistics already use both cores, and the particle table holds the GIL.)
+    """
+    stats = _statistics(seg, meta, patch_size)
+    table = _particles(seg, meta.pixel_scale_nm, s) if s.particles and not s.strict else None
+    return stats, table
+
+
 Status = Callable[[str], contextlib.AbstractContextManager[Any]]
 
 
@@ -324,7 +354,7 @@ def predict_frames(
     """
     from temshift.errors import named
     from temshift.predict.pipeline import predict_frame
-    from temshift.predict.shift import assess_shift, frame_statistics
+    from temshift.predict.shift import assess_shift
 
     s = _settings(settings, options)
     records = _records(frames)
@@ -356,17 +386,7 @@ def predict_frames(
                     device=s.device,
                     tta=s.tta,
                 )
-                rec.stats = frame_statistics(
-                    seg.model_input,
-                    pixel_scale_nm=scale,
-                    input_pixel_scale_nm=seg.input_pixel_scale_nm,
-                    rescaled=seg.zoom != 1.0,
-                    dose_e_per_A2=meta.dose_e_per_A2,
-                    mask=seg.input_mask,
-                    tile=predictor.patch_size,
-                    native_image=seg.native_input,
-                    zoom=seg.zoom,
-                )
+                rec.stats, table = _measure(seg, meta, predictor.patch_size, s)
         except Exception as exc:  # noqa: BLE001 -- recorded per frame, the batch goes on
             rec.error = failure_reason(rec.path, exc)
             rec.predictor = rec.reference = None
@@ -376,7 +396,7 @@ def predict_frames(
         rec.report = assess_shift(rec.stats, ref, rec.name, rescale_requested=s.rescale)
         rec.refused = s.strict and rec.report.level == "high"
         if s.particles and not rec.refused:
-            rec.particles = _particles(seg, scale, s)
+            rec.particles = table if table is not None else _particles(seg, scale, s)
         _done(rec, on_frame, keep_arrays)
     assess_batches(records)
     return records

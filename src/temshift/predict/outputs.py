@@ -212,6 +212,17 @@ def write_frame_outputs(
     return written
 
 
+WRITER_MODULES = (
+    "PIL.Image",
+    "PIL.PngImagePlugin",
+    "tifffile",
+    "scipy.ndimage",
+    "temshift.io",
+    "temshift.predict.particles",
+)
+"""What :func:`write_frame_outputs` imports (imported by :class:`FrameWriter` before its thread starts)."""
+
+
 class FrameWriter:
     """Writes frames' files (:func:`write_frame_outputs`) on one background thread.
 
@@ -230,8 +241,14 @@ class FrameWriter:
     """
 
     def __init__(self, out_dir: str | Path, settings: PredictSettings | None = None) -> None:
+        import importlib
         from concurrent.futures import ThreadPoolExecutor
 
+        # the writer's libraries are imported here, on the caller's thread: imported on the writer
+        # thread while the caller imports others (matplotlib imports PIL too), one thread can get the
+        # other's half-initialized module ("circular import")
+        for name in WRITER_MODULES:
+            importlib.import_module(name)
         self.out_dir, self.settings = Path(out_dir), settings
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="temshift-writer")
         self._pending: list[tuple[FramePrediction, Future[list[str]]]] = []

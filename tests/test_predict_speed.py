@@ -1,0 +1,109 @@
+"""`temshift predict`'s per-frame measuring and library loading (issue 12, "A 5-second prediction").
+
+Statistics and particle table of a frame are measured inside its own ``try`` (a failing table fails its
+frame only), and the command imports its libraries with the garbage collector paused
+(`cli.loading_libraries`). Speed itself is measured in benchmarks/predict_process.py, not here.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from temshift.models import CheckpointMeta, UNet, save_checkpoint
+from temshift.simulate.toy import toy_support_frame
+from test_predict_pipeline import SPEC
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    return save_checkpoint(path, UNet(), CheckpointMeta.model_validate({"dataset_spec": SPEC}))
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    root = tmp_path_factory.mktemp("frames")
+    paths = []
+    for k in range(3):
+        frame, _ = toy_support_frame(192, n_particles=3 + k, seed=k + 1)
+        np.save(root / f"f{k}.npy", frame)
+        paths.append(root / f"f{k}.npy")
+    return paths
+
+
+def _stats_json(stats):
+    from temshift.datasets.statistics import jsonable
+
+    return json.dumps(jsonable(stats), sort_keys=True)
+
+
+def test_measure_gives_the_statistics_and_particle_table(model, frames):
+    from temshift.predict.batch import PredictSettings, _measure, _particles, _statistics
+    from temshift.predict.metadata import read_frame_metadata
+    from temshift.predict.pipeline import load_predictor, predict_frame
+
+    predictor = load_predictor(model)
+    frame, meta = read_frame_metadata(frames[1], pixel_scale_nm=0.02)
+    seg = predict_frame(predictor, frame, 0.02)
+    _, label = toy_support_frame(192, n_particles=4, seed=2)  # the frame's particles (a random model finds none)
+    seg = replace(seg, mask=label.astype(np.uint8), input_mask=label.astype(np.uint8))
+    for watershed in (False, True):
+        s = PredictSettings(pixel_scale_nm=0.02, watershed=watershed)
+        stats, table = _measure(seg, meta, predictor.patch_size, s)
+        assert _stats_json(stats) == _stats_json(_statistics(seg, meta, predictor.patch_size))
+        pd.testing.assert_frame_equal(table, _particles(seg, 0.02, s))
+        assert len(table) > 0 and stats["contrast"] is not None
+    # strict mode: the particles wait for the report
+    stats, table = _measure(seg, meta, predictor.patch_size, PredictSettings(strict=True))
+    assert table is None and _stats_json(stats) == _stats_json(_statistics(seg, meta, predictor.patch_size))
+
+
+def test_a_failing_particle_table_fails_its_frame_and_the_batch_goes_on(model, frames, monkeypatch):
+    """Before, an error in the particle table escaped `predict_frames` and lost the whole batch."""
+    from temshift.predict import particles
+    from temshift.predict.batch import predict_frames
+
+    real = particles.particle_table
+    calls = []
+
+    def flaky(mask, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("labelling failed")
+        return real(mask, *a, **k)
+
+    monkeypatch.setattr(particles, "particle_table", flaky)
+    preds = predict_frames(model, frames, pixel_scale_nm=0.02)
+    assert [p.ok for p in preds] == [True, False, True]
+    assert "labelling failed" in preds[1].error and str(frames[1]) in preds[1].error
+    assert preds[0].particles is not None and preds[2].particles is not None
+    assert preds[2].report is not None and preds[2].stats is not None
+
+
+def test_loading_libraries_pauses_the_collector_and_freezes_only_in_the_program(monkeypatch):
+    import temshift.cli as cli
+
+    frozen = gc.get_freeze_count()
+    assert gc.isenabled()
+    with cli.loading_libraries():
+        assert not gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen  # tests (in-process main) keep collecting
+    with pytest.raises(KeyError), cli.loading_libraries():
+        raise KeyError("an import failed")
+    assert gc.isenabled()
+
+    monkeypatch.setattr(cli, "_PROGRAM", True)
+    try:
+        with cli.loading_libraries():
+            kept = [object() for _ in range(10)]
+        assert gc.isenabled() and gc.get_freeze_count() > frozen and len(kept) == 10
+    finally:
+        gc.unfreeze()
