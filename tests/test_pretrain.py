@@ -266,3 +266,17 @@ def test_interrupted_training_resumes_instead_of_restarting(ci_run, monkeypatch)
     rows = (run_dir / "history.csv").read_text().splitlines()
     assert rows[:3] == first_rows[:3] and len(rows) == 5
     assert res.record["training"]["epochs_run"] == 4
+
+
+def test_pretrained_is_the_function_even_after_its_module_was_imported():
+    """`temshift.models.pretrained` names both a module and the function; prediction imports the
+    module first, which shadowed the lazily exported function (a TypeError: module not callable)."""
+    code = (
+        "import sys, temshift.models.pretrained\n"
+        "from temshift.models import pretrained\n"
+        "assert callable(pretrained), pretrained\n"
+        "assert pretrained is sys.modules['temshift.models.pretrained'].pretrained\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -8,6 +8,10 @@ from typing import TYPE_CHECKING
 
 from temshift._lazy import lazy_exports
 
+# Bound eagerly (the module is torch-free): a lazy `pretrained` would be shadowed by the
+# submodule of the same name as soon as anything imports `temshift.models.pretrained`.
+from temshift.models.pretrained import pretrained
+
 if TYPE_CHECKING:  # the names as mypy sees them; at run time they come lazily from _EXPORTS
     from temshift.models.architectures import Architecture, architecture_of, get_architecture, register_architecture
     from temshift.models.checkpoint import load_checkpoint, load_model, save_checkpoint
@@ -22,7 +26,6 @@ if TYPE_CHECKING:  # the names as mypy sees them; at run time they come lazily f
         predict_proba,
     )
     from temshift.models.metrics import METRICS, MetricSums, mask_dice
-    from temshift.models.pretrained import pretrained
     from temshift.models.published import load_published
     from temshift.models.records import CheckpointMeta, TrainedDataset
     from temshift.models.unet import ModelConfig, ResidualBlock, UNet, count_parameters
@@ -47,7 +50,6 @@ _EXPORTS = {
         "temshift.models.inference",
     ),
     **dict.fromkeys(("METRICS", "MetricSums", "mask_dice"), "temshift.models.metrics"),
-    "pretrained": "temshift.models.pretrained",
     "load_published": "temshift.models.published",
     **dict.fromkeys(("CheckpointMeta", "TrainedDataset"), "temshift.models.records"),
     **dict.fromkeys(("ModelConfig", "ResidualBlock", "UNet", "count_parameters"), "temshift.models.unet"),
