@@ -46,6 +46,9 @@ KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
         ("temshift.training.finetune", "temshift.predict.scale"),
         ("temshift.studies.pretrain", "temshift.predict.pipeline"),
         ("temshift.studies.pretrain", "temshift.predict.scale"),
+        # -- a study's extra (shipped) models are scored through the prediction path (predict_frame:
+        #    preprocessing, pixel-scale matching and tiled inference exactly as `temshift predict`)
+        ("temshift.studies.extra", "temshift.predict.pipeline"),
         # -- fine-tuning resolves zoo names (predict/zoo.py, "api"); the zoo manifest belongs lower (models/)
         ("temshift.training.finetune", "temshift.predict"),
         ("temshift.training.finetune", "temshift.predict.zoo"),
