@@ -398,3 +398,12 @@ def test_a_result_lost_with_its_worker_is_waited_for_not_failed(tmp_path):
     outcome = run_plan(plan, _LosingClient(), progress=_Polling(), poll_s=0.0)
     assert outcome.ok, outcome.failed
     assert set(outcome.records) == set(plan.tasks)
+
+
+def test_cli_extra_model_that_is_not_shipped_is_one_line_and_exit_1(tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("TEMSHIFT_PRETRAINED_DIR", str(tmp_path / "empty"))
+    code, out, err = cli(
+        "study", "run", "dose", "--scale", "ci", "--out", tmp_path / "s", "--extra-model", "generalist"
+    )
+    assert code == 1 and "Traceback" not in err
+    assert "experiments.dose.extra_models[0]: the generalist is not shipped yet" in " ".join((out + err).split())
