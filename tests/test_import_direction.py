@@ -29,18 +29,14 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         {"models"},
         {"training"},
         {"evaluation"},
-        {"studies", "realism"},  # task graphs over the stages below (realism runs on the studies' graph)
-        {"predict"},
+        {"predict"},  # the prediction API: frames in, masks and shift reports out
+        {"studies", "realism"},  # task graphs over the stages below, prediction included (acceptance, extra models)
         {"cli", "demo", "__main__", "temshift"},  # entry points (and the lazy facade temshift/__init__) on top
     )
 )
 """Stages from the bottom up; a module may import its own layer and the layers below."""
 
-MODULE_LAYERS: dict[str, str] = {
-    # Scores prediction (the predict API) on the models and frames of a finished study: a study of
-    # prediction, so it sits with predict, above the rest of studies/, and nothing below imports it.
-    "temshift.studies.acceptance": "predict",
-}
+MODULE_LAYERS: dict[str, str] = {}
 """Modules placed in another stage's layer than their package's, with the reason."""
 
 _REGISTRY = re.compile(r"^(temshift(?:\.[a-z_][a-z0-9_]*)+):[A-Za-z_][A-Za-z0-9_]*$")

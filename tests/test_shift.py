@@ -139,6 +139,8 @@ def test_reference_from_spec_only():
     assert d["flagged"] and d["findings"][0]["key"] == "pixel_scale"
     unknown = assess_shift({"pixel_scale_nm": None, "rescaled": False}, ref, "y", rescale_requested=True)
     assert unknown.level == "medium" and "pass --pixel-scale" in unknown.reasons[0]
+    # what was assumed in place of the missing scale is said
+    assert "assumed the model's 0.02 nm/px (frame not resampled)" in unknown.reasons[0]
 
 
 def test_faint_mask_contrast_is_a_mask_doubt_not_a_shift():

@@ -63,6 +63,13 @@ def fake_train(inputs, out_dir, deps, runtime):
 
 def fake_evaluate(inputs, out_dir, deps, runtime):
     _log("evaluate", out_dir)
+    if "pretrained" in inputs:  # an extra (shipped) model: a fixed score per test dose
+        assert Path(runtime["model_path"]).is_file() and "repo" in deps
+        test = json.loads((Path(deps["dataset"]) / "meta.json").read_text())
+        dice = 0.86 + test["dose"] / 1e5
+        row = {"hard_dice": dice, "soft_dice": dice, "ce": 0.2, "pooled_dice": dice, "fp_rate": 0.0}
+        pd.DataFrame([{**row, "fn_rate": 0.0, "overseg_share": 0.5}]).to_parquet(out_dir / "metrics.parquet")
+        return {"rows": 1}
     model = json.loads((Path(deps["run"]) / "model.json").read_text())
     test = json.loads((Path(deps["dataset"]) / "meta.json").read_text())
     gap = abs(math.log(test["dose"] / model["dose"]))
@@ -171,6 +178,74 @@ def test_failed_task_is_retried_once_then_reported(tmp_path):
     assert len(res) == 2 * 3 * 2 and "Au5_80e" not in set(res["train_dataset"])
     failures = json.loads((tmp_path / "b" / "failures.json").read_text())
     assert len(failures) == 2 + 6
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A folder holding a (fake) shipped generalist, as TEMSHIFT_PRETRAINED_DIR."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "generalist.pt").write_bytes(b"fake weights 1")
+    monkeypatch.setenv("TEMSHIFT_PRETRAINED_DIR", str(folder))
+    return folder
+
+
+def test_extra_models_add_rows_and_leave_the_rest_alone(tmp_path, shipped):
+    from temshift.studies.results import matrix
+    from temshift.studies.spec import with_extra_models
+
+    spec = load_spec("dose")
+    plain = resolve(spec, tmp_path / "s", "ci")
+    extra_spec = with_extra_models(spec, ["generalist"])
+    assert extra_spec.experiments["dose"].extra_models == ["generalist"]
+    extra = resolve(extra_spec, tmp_path / "s", "ci")
+    added = set(extra.tasks) - set(plain.tasks)
+    assert set(plain.tasks) <= set(extra.tasks) and len(added) == 3  # one evaluation per dataset
+    assert [c for c in extra.cells if c.variant != "extra"] == plain.cells
+    # the key follows the weights' content, not their path
+    (shipped / "generalist.pt").write_bytes(b"fake weights 2")
+    assert set(resolve(extra_spec, tmp_path / "s", "ci").tasks) - set(plain.tasks) != added
+
+    _run(tmp_path / "a")
+    CALLS.clear()
+    run = run_study(extra_spec, tmp_path / "a", scale="ci", workers=2, registry=REGISTRY, processes=False)
+    assert run.outcome.ok and sorted(c[0] for c in CALLS) == ["evaluate"] * 3  # the rest is cached
+    res = pd.read_parquet(tmp_path / "a" / "results.parquet")
+    rows = res[res["variant"] == "extra"]
+    assert sorted(rows["test_dataset"]) == ["Au5_423e", "Au5_80e", "Au5_884e"]
+    assert set(rows["train_dataset"]) == {"generalist"} and not rows["same_dataset"].any()
+    # the per-dataset rows are those of the run without the extra model
+    first = pd.read_parquet(tmp_path / "a" / "results.parquet")
+    base = res[res["variant"] != "extra"].reset_index(drop=True)
+    ref = _run(tmp_path / "b")
+    ref_res = pd.read_parquet(tmp_path / "b" / "results.parquet")
+    cols = [c for c in ref_res.columns if not c.endswith("_key")]
+    pd.testing.assert_frame_equal(base[cols], ref_res[cols], check_dtype=False)
+    assert ref.outcome.ok and len(first) == len(ref_res) + 3
+    mean, std = matrix(res, "dose")
+    assert "generalist" not in mean.index  # analyses of the per-dataset models do not see it
+    mean, std = matrix(res, "dose", extra=True)
+    assert list(mean.index)[-1] == "generalist" and std.loc["generalist"].isna().all()
+    assert mean.loc["generalist", "Au5_884e"] == pytest.approx(0.86 + 884 / 1e5)
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert "Extra models." in html and "at least 0.85 on 3 of 3 datasets" in html
+
+
+def test_extra_models_must_be_shipped_and_only_in_matrices(tmp_path, monkeypatch):
+    from temshift.errors import SpecError
+    from temshift.studies.spec import parse_spec
+
+    monkeypatch.setenv("TEMSHIFT_PRETRAINED_DIR", str(tmp_path / "empty"))
+    text = (
+        'name = "x"\n[datasets.a]\nwhere = { material = "Au", diameter_nm = 5, pixel_scale_nm = 0.02, '
+        'dose_e_per_A2 = "423±5", date = "10/06/21" }\n[experiments.e]\ntrain = ["a"]\nextra_models = ["%s"]\n'
+    )
+    with pytest.raises(SpecError, match=r"experiments\.e\.extra_models\[0\]: the generalist is not shipped yet"):
+        resolve(parse_spec(text % "generalist"), tmp_path, "ci")
+    with pytest.raises(SpecError, match=r"experiments\.e\.extra_models\[0\]: no shipped model called 'nope'"):
+        resolve(parse_spec(text % "nope"), tmp_path, "ci")
+    with pytest.raises(SpecError, match="matrix experiments only"):
+        parse_spec(text.replace("[experiments.e]", '[experiments.e]\nkind = "rescaling"') % "generalist")
 
 
 def test_keys_follow_inputs(tmp_path):
@@ -323,3 +398,12 @@ def test_a_result_lost_with_its_worker_is_waited_for_not_failed(tmp_path):
     outcome = run_plan(plan, _LosingClient(), progress=_Polling(), poll_s=0.0)
     assert outcome.ok, outcome.failed
     assert set(outcome.records) == set(plan.tasks)
+
+
+def test_cli_extra_model_that_is_not_shipped_is_one_line_and_exit_1(tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("TEMSHIFT_PRETRAINED_DIR", str(tmp_path / "empty"))
+    code, out, err = cli(
+        "study", "run", "dose", "--scale", "ci", "--out", tmp_path / "s", "--extra-model", "generalist"
+    )
+    assert code == 1 and "Traceback" not in err
+    assert "experiments.dose.extra_models[0]: the generalist is not shipped yet" in " ".join((out + err).split())

@@ -2,7 +2,7 @@
 
 Pipeline stages, one sub-package each, data flowing one way:
 io -> catalog -> preprocess -> simulate -> datasets -> models -> training
--> evaluation -> studies -> predict -> cli (tests/test_import_direction.py). The names below are the
+-> evaluation -> predict -> studies -> cli (tests/test_import_direction.py). The names below are the
 top-level API; each is imported from its stage on first use, so `import temshift` imports no numpy or torch.
 """
 

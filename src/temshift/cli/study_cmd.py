@@ -34,18 +34,26 @@ def run(
         10.0, "--connect-timeout", min=0.1, help="Seconds to wait for --scheduler to answer and to have a worker."
     ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress view."),
+    extra_model: list[str] = typer.Option(
+        None,
+        "--extra-model",
+        help="Shipped model (generalist) scored on every dataset of each matrix experiment as an extra row "
+        "(the spec's extra_models); repeatable.",
+    ),
 ) -> None:
     """Run a study: simulate/build data, build datasets, train fold models, evaluate, report."""
     from temshift.cli.progress import RichReporter
     from temshift.errors import SpecError
     from temshift.studies.runner import run_study
+    from temshift.studies.spec import StudySpec, load_spec, with_extra_models
 
     if workers and scheduler:
         raise SpecError("give either --workers or --scheduler, not both")
     output_dir(out)
     console = _console()
+    study: str | StudySpec = with_extra_models(load_spec(spec), extra_model) if extra_model else spec
     result = run_study(
-        spec,
+        study,
         out,
         scale=scale.value if scale else None,
         workers=workers,

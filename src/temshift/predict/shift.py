@@ -305,7 +305,8 @@ def assess_shift(
             Finding(
                 "pixel_scale",
                 "medium",
-                f"frame pixel scale unknown (trained {s0:.3g} nm/px): not matched; pass --pixel-scale",
+                f"frame pixel scale unknown: assumed the model's {s0:.3g} nm/px (frame not resampled); "
+                "pass --pixel-scale",
             )
         )
     elif s is None:

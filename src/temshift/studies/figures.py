@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from temshift.studies.results import cell_scores, matrix
+from temshift.studies.results import cell_scores, extra_rows, matrix
 
 
 def _plt():
@@ -73,8 +73,12 @@ def draw_matrix(
     path: Path,
     vmax: float | None = 1.0,
     fmt: str = "{:.2f}",
+    n_extra: int = 0,
 ) -> Path:
-    """Heatmap with "mean ± std" in each cell; rows = training set, columns = test set."""
+    """Heatmap with "mean ± std" in each cell; rows = training set, columns = test set.
+
+    The last `n_extra` rows are extra (shipped) models, set off by a white line.
+    """
     plt = _plt()
     n_r, n_c = mean.shape
     fig, ax = plt.subplots(figsize=(1.5 + 1.45 * n_c, 1.0 + 1.05 * n_r))
@@ -96,6 +100,8 @@ def draw_matrix(
                     color="white" if light else "black",
                     fontweight="bold" if mean.index[i] == mean.columns[j] else "normal",
                 )
+    if n_extra:
+        ax.axhline(n_r - n_extra - 0.5, color="white", linewidth=3)
     ax.set_xticks(range(n_c), [labels.get(c, c) for c in mean.columns], rotation=30, ha="right")
     ax.set_yticks(range(n_r), [labels.get(r, r) for r in mean.index])
     ax.set_xlabel("test dataset")
@@ -240,8 +246,11 @@ def draw_all(plan, results: pd.DataFrame, datasets: pd.DataFrame, out_dir) -> di
         if exp.kind == "matrix":
             names = list(dict.fromkeys(exp.train + exp.test_sets))
             order = names if exp.order == "spec" else parameter_order(plan, names)
-            mean, std = matrix(results, name, order=order)
-            figs[f"matrix_{name}"] = draw_matrix(mean, std, labels, title, out_dir / f"matrix_{name}.png")
+            mean, std = matrix(results, name, order=order, extra=True)
+            extras = extra_rows(results, name)
+            figs[f"matrix_{name}"] = draw_matrix(
+                mean, std, labels, title, out_dir / f"matrix_{name}.png", n_extra=len(extras)
+            )
             if exp.normalize_by_diagonal:
                 diag = pd.Series({c: mean.loc[c, c] for c in mean.columns if c in mean.index})
                 figs[f"matrix_{name}_normalized"] = draw_matrix(
@@ -251,9 +260,15 @@ def draw_all(plan, results: pd.DataFrame, datasets: pd.DataFrame, out_dir) -> di
                     f"{title}, / test set's in-distribution dice",
                     out_dir / f"matrix_{name}_normalized.png",
                     vmax=None,
+                    n_extra=len(extras),
                 )
             figs[f"fpfn_{name}"] = draw_fpfn(
-                results, name, labels, list(mean.index), f"{title}: FP / FN shares", out_dir / f"fpfn_{name}.png"
+                results,
+                name,
+                labels,
+                [r for r in mean.index if r not in extras],
+                f"{title}: FP / FN shares",
+                out_dir / f"fpfn_{name}.png",
             )
         elif exp.kind == "rescaling":
             figs[f"rescaling_{name}"] = draw_rescaling(results, name, labels, title, out_dir / f"rescaling_{name}.png")

@@ -64,9 +64,17 @@ class Task:
         return Path(self.root) / self.kind / self.key.split("-", 1)[1]
 
 
+#: variant name of the result rows of an experiment's extra (shipped) models
+EXTRA_VARIANT = "extra"
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One result row group: a fold model of `train` (variant) tested on `test`."""
+    """One result row group: a fold model of `train` (variant) tested on `test`.
+
+    For an extra model (``variant == EXTRA_VARIANT``) `train` is the model's name, `fold`
+    is 0 and `train_key` is empty: the model was trained elsewhere.
+    """
 
     experiment: str
     variant: str
@@ -206,6 +214,45 @@ def _variants(exp: Experiment, scale: Scale) -> list[tuple[str, dict]]:
     return [("base", {})]
 
 
+def _extra_model(name: str, where: str) -> tuple[Path, str]:
+    """Checkpoint path and SHA-256 (first 16 hex digits) of shipped model `name`."""
+    from temshift.errors import CheckpointError
+    from temshift.models.pretrained import pretrained_path
+
+    try:
+        path = pretrained_path(name)
+    except CheckpointError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return path, digest
+
+
+def _add_extra_models(plan: Plan, ename: str, exp: Experiment, ev: dict, tasks_root: str) -> None:
+    """Evaluate tasks of the experiment's shipped models on each of its datasets.
+
+    The key holds the model's name and content hash (not its path: the same weights give
+    the same key wherever the package is installed); the path reaches the worker as a
+    runtime hint (`Task.meta`), and the worker checks the hash.
+    """
+    for i, name in enumerate(exp.extra_models):
+        path, digest = _extra_model(name, f"experiments.{ename}.extra_models[{i}]")
+        key_name = str(name).strip().lower()
+        for test in exp.all_sets:
+            test_key = _add_dataset(plan, test, tasks_root)
+            ds = plan.tasks[test_key]
+            ekey = plan.add(
+                Task(
+                    "evaluate",
+                    f"evaluate {key_name} on {test}",
+                    {**ev, "pretrained": key_name, "model_sha256": digest, "repository": ds.inputs["repository"]},
+                    {"dataset": test_key, **ds.deps},
+                    tasks_root,
+                    meta={"model_path": str(path)},
+                )
+            )
+            plan.cells.append(Cell(ename, EXTRA_VARIANT, key_name, 0, test, "", ekey))
+
+
 def _add_experiment(plan: Plan, ename: str, exp: Experiment, base: dict, folds: list[int], tasks_root: str) -> None:
     ev = {"dihedral": plan.scale.eval_dihedral}
     groups = [(vname, over, exp.train, exp.test_sets, exp.pairs) for vname, over in _variants(exp, plan.scale)]
@@ -255,6 +302,8 @@ def _add_experiment(plan: Plan, ename: str, exp: Experiment, base: dict, folds: 
                         )
                     )
                     plan.cells.append(Cell(ename, vname, train, fold, train, tkey, ekey, split="train"))
+    if exp.extra_models:
+        _add_extra_models(plan, ename, exp, ev, tasks_root)
 
 
 def resolve(spec: StudySpec, study_dir, scale: str | None = None, train_threads: int | None = None) -> Plan:

@@ -51,6 +51,40 @@ def read_matrix(mean: pd.DataFrame, labels: dict) -> str:
     return "; ".join(parts) + "."
 
 
+#: hard dice an extra (shipped) model should reach on every dataset (issue 11's target)
+EXTRA_TARGET_DICE = 0.85
+
+
+def read_extra_rows(results: pd.DataFrame, experiment: str, labels: dict, order=None) -> str:
+    """One sentence per extra (shipped) model of a matrix: its worst and mean dataset, against the
+    per-dataset models' worst cell of each column."""
+    from temshift.studies.results import extra_rows
+
+    names = extra_rows(results, experiment)
+    if not names:
+        return ""
+    mean, _ = matrix(results, experiment, order=order, extra=True)
+    trained = mean.drop(index=names)
+    parts = []
+    for n in names:
+        row = mean.loc[n].dropna()
+        if not len(row):
+            continue
+        worst = row.idxmin()
+        ok = int((row >= EXTRA_TARGET_DICE).sum())
+        text = (
+            f"{labels.get(n, n)} (trained elsewhere, scored through the prediction path): mean dice "
+            f"{row.mean():.3f}, lowest {row.min():.3f} on {labels.get(worst, worst)}; at least "
+            f"{EXTRA_TARGET_DICE:g} on {ok} of {len(row)} datasets"
+        )
+        cols = [c for c in row.index if c in trained.columns and trained[c].notna().any()]
+        if cols:
+            beats = sum(row[c] > trained[c].min() for c in cols)
+            text += f"; above the worst per-dataset model in {beats} of {len(cols)} columns"
+        parts.append(text)
+    return "; ".join(parts) + "." if parts else ""
+
+
 def _img(path: Path) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(Path(path).stem)}">'
@@ -134,6 +168,9 @@ def write_report(
             order = list(dict.fromkeys(exp.train + exp.test_sets)) if exp.order == "spec" else None
             mean, _ = matrix(results, name, order=order)
             body.append(f"<p><b>Reading.</b> {html.escape(read_matrix(mean, {**labels, **exp.labels}))}</p>")
+            extra = read_extra_rows(results, name, {**labels, **exp.labels}, order)
+            if extra:
+                body.append(f"<p><b>Extra models.</b> {html.escape(extra)}</p>")
         for k in keys:
             body.append(_img(figs[k]))
     if "datasets" in figs:

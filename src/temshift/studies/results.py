@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from temshift.studies.plan import EXTRA_VARIANT
 from temshift.studies.records import TaskRecord, TrainResult
 
 METRICS = ("hard_dice", "soft_dice", "ce", "pooled_dice", "fp_rate", "fn_rate", "overseg_share")
@@ -72,7 +73,7 @@ def collect(plan, records: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
             "best_val_loss": trained.best_val_loss if trained else None,
             "train_key": cell.train_key,
             "eval_key": cell.eval_key,
-            "train_dataset_key": plan.datasets[cell.train],
+            "train_dataset_key": plan.datasets.get(cell.train),  # None for an extra model
             "test_dataset_key": plan.datasets[cell.test],
         }
         for _, mrow in metrics.iterrows():
@@ -145,13 +146,14 @@ def cell_scores(
     """Per (train, test) pair: the fold models' scores of one experiment and variant.
 
     Same-dataset pairs use each fold model on its own test block; other pairs every fold
-    model on the whole other dataset (as the evaluation stage reports them).
+    model on the whole other dataset (as the evaluation stage reports them). The rows of
+    extra (shipped) models are left out unless asked for by ``variant="extra"``.
     """
     df = results[(results["experiment"] == experiment) & (results["split"] == "test")]
     if variant is not None:
         df = df[df["variant"] == variant]
-    elif "reference" in set(df["variant"]):
-        df = df[df["variant"] != "reference"]
+    elif {"reference", EXTRA_VARIANT} & set(df["variant"]):
+        df = df[~df["variant"].isin(("reference", EXTRA_VARIANT))]
     return df.groupby(["train_dataset", "test_dataset", "fold"], sort=False)[metric].mean().reset_index()
 
 
@@ -161,11 +163,14 @@ def matrix(
     metric: str = "hard_dice",
     variant: str | None = None,
     order: list[str] | None = None,
+    extra: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean and standard deviation over folds, train datasets as rows, test datasets as columns.
 
     Datasets are ordered by `order`, or else by difficulty: in-distribution (diagonal)
-    score, easiest first; datasets without a diagonal by their column mean.
+    score, easiest first; datasets without a diagonal by their column mean. With `extra`,
+    the experiment's extra (shipped) models follow as rows of their own (one model each:
+    their standard deviation is NaN).
     """
     scores = cell_scores(results, experiment, metric, variant)
     g = scores.groupby(["train_dataset", "test_dataset"])[metric]
@@ -175,7 +180,21 @@ def matrix(
         order = difficulty_order(mean)
     rows = [d for d in order if d in mean.index] + [d for d in mean.index if d not in order]
     cols = [d for d in order if d in mean.columns] + [d for d in mean.columns if d not in order]
-    return mean.loc[rows, cols], std.loc[rows, cols]
+    mean, std = mean.loc[rows, cols], std.loc[rows, cols]
+    if extra and variant is None:
+        more = cell_scores(results, experiment, metric, EXTRA_VARIANT)
+        if len(more):
+            rows_x = more.groupby(["train_dataset", "test_dataset"], sort=False)[metric].mean().unstack("test_dataset")
+            rows_x = rows_x.reindex(columns=cols)
+            mean = pd.concat([mean, rows_x])
+            std = pd.concat([std, rows_x * np.nan])
+    return mean, std
+
+
+def extra_rows(results: pd.DataFrame, experiment: str) -> list[str]:
+    """Names of the extra (shipped) models scored in `experiment`."""
+    df = results[(results["experiment"] == experiment) & (results["variant"] == EXTRA_VARIANT)]
+    return list(dict.fromkeys(df["train_dataset"])) if len(df) else []
 
 
 def difficulty_order(mean: pd.DataFrame) -> list[str]:

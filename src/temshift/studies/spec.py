@@ -160,7 +160,10 @@ class Experiment(_Strict):
 
     Every dataset in `train` gets 5-fold models (one per fold of the scale) for each
     variant; each model is tested on every dataset of `test` (default: `train`), or only
-    on its own dataset with ``pairs = "diagonal"``.
+    on its own dataset with ``pairs = "diagonal"``. `extra_models` names shipped models
+    (``"generalist"``, resolved by `temshift.models.pretrained`) that are scored on every
+    dataset of the experiment through the prediction path and shown as extra matrix rows
+    (matrix experiments only).
     """
 
     kind: Literal["matrix", "rescaling", "noise"] = "matrix"
@@ -175,12 +178,19 @@ class Experiment(_Strict):
     normalize_by_diagonal: bool = False
     labels: dict[str, str] = {}
     order: Literal["difficulty", "spec"] = "difficulty"
+    extra_models: list[str] = []
 
     @model_validator(mode="after")
     def _variants_ok(self) -> Experiment:
         if self.variants and self.grid:
             raise ValueError("give either 'variants' or 'grid', not both")
         names = [v.name for v in self.variants]
+        if self.extra_models and self.kind != "matrix":
+            raise ValueError("'extra_models' is for matrix experiments only")
+        if self.extra_models and "extra" in names:
+            raise ValueError("the variant name 'extra' is taken by the extra_models rows")
+        if len(set(self.extra_models)) != len(self.extra_models):
+            raise ValueError("extra_models must be unique")
         if len(set(names)) != len(names):
             raise ValueError("variant names must be unique")
         return self
@@ -188,6 +198,11 @@ class Experiment(_Strict):
     @property
     def test_sets(self) -> list[str]:
         return list(self.test) if self.test is not None else list(self.train)
+
+    @property
+    def all_sets(self) -> list[str]:
+        """Every dataset the experiment trains or tests on, in spec order."""
+        return list(dict.fromkeys(self.train + self.test_sets))
 
 
 class StudySpec(_Strict):
@@ -225,6 +240,17 @@ class StudySpec(_Strict):
     @property
     def experiment_order(self) -> list[str]:
         return list(self.experiments)
+
+
+def with_extra_models(spec: StudySpec, names: list[str]) -> StudySpec:
+    """`spec` with `names` added to the `extra_models` of every matrix experiment."""
+    if not names:
+        return spec
+    data = spec.model_dump()
+    for exp in data["experiments"].values():
+        if exp["kind"] == "matrix":
+            exp["extra_models"] = list(dict.fromkeys([*exp["extra_models"], *names]))
+    return _validate(data, f"study {spec.name!r} with extra models")
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

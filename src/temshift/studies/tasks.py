@@ -139,6 +139,13 @@ def evaluate(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     """Test one fold model on one dataset (or on its training split); rows to ``metrics.parquet``."""
     from temshift.io.atomic import atomic_path
 
+    if "pretrained" in inputs:  # an experiment's extra (shipped) model, scored through the prediction path
+        from temshift.studies.extra import evaluate_pretrained
+
+        df = evaluate_pretrained(inputs, out_dir, deps, runtime)
+        with atomic_path(out_dir / METRICS) as tmp:
+            df.to_parquet(tmp, index=False)
+        return EvaluateResult(rows=int(len(df))).to_stored()
     run_dir, ds_path = Path(deps["run"]) / RUN, Path(deps["dataset"]) / DATASET
     if inputs.get("split") == "train":
         df = _evaluate_train_split(run_dir, ds_path, runtime.get("threads"), inputs.get("dihedral", True))
