@@ -280,3 +280,26 @@ def test_pretrained_is_the_function_even_after_its_module_was_imported():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_shipped_generalist_loads_from_the_package(monkeypatch):
+    """The package ships the generalist: it loads with no folder and no environment variable, safely,
+    with its recipe, ranges and training record (the not-shipped path is tested with empty folders above)."""
+    from temshift.models import pretrained
+    from temshift.models.pretrained import pretrained_dir, pretrained_record
+    from temshift.predict.chooser import ModelChooser
+    from temshift.training.domain import PretrainRanges
+
+    monkeypatch.delenv("TEMSHIFT_PRETRAINED_DIR", raising=False)
+    path = pretrained_dir() / "generalist.pt"
+    assert path.is_file() and path.stat().st_size < 2_000_000  # small: it lives in the package
+    model, meta = pretrained("generalist")
+    record = pretrained_record("generalist")
+    assert meta.kind == "generalist" and record == json.loads(json.dumps(meta.pretrain))
+    assert record["recipe"]["scale"]["name"] == "quick" and record["recipe"]["command"].startswith("temshift pretrain")
+    assert PretrainRanges.model_validate(record["ranges"]) == scale_ranges(SCALES["quick"])
+    assert meta.dataset_spec.pixel_scale_nm == SCALES["quick"].working_pixel_scale_nm
+    assert 0 < record["held_out"]["hard_dice"] <= 1 and record["data"]["frames"] > 0
+    assert sum(p.numel() for p in model.parameters()) < 200_000
+    choice = ModelChooser("generalist").for_frame()  # what `temshift predict generalist` loads
+    assert choice.predictor.paths == [path]
