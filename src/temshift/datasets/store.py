@@ -16,13 +16,15 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from temshift.datasets.records import DatasetAttrs
 from temshift.errors import DatasetError
+
+if TYPE_CHECKING:  # pandas (and pyarrow) loaded by the readers only: training and models stay free of them
+    import pandas as pd
 
 FORMAT = "temshift-dataset"
 FORMAT_VERSION = 1
@@ -167,6 +169,8 @@ def _attr(v):
 
 
 def _load_ours(path: Path) -> Dataset:
+    import pandas as pd
+
     images = _read_array(path, "images")
     labels = _read_array(path, "labels")
     images, labels = _check(path, images, labels)
@@ -198,6 +202,8 @@ _DOSE_IN_NAME = re.compile(r"_(\d+(?:p\d+)?)e_", re.IGNORECASE)
 
 
 def _load_pair(name: str, images_path: Path, labels_path: Path) -> Dataset:
+    import pandas as pd
+
     for p in (images_path, labels_path):
         if not p.is_file():
             raise DatasetError(f"{p}: missing file of the published pair {name!r}")
