@@ -170,16 +170,23 @@ def _can_hide_folders() -> bool:
 
 
 def test_workers_check_the_study_folder(tmp_path):
-    """The folder check itself, on real worker processes: a missing folder is named."""
+    """The folder check itself, on real worker processes: a missing folder or read file is named."""
     from distributed import Client
 
     from temshift.compute import ClusterError, check_workers_see
 
+    weights = tmp_path / "generalist.pt"
+    weights.write_bytes(b"weights")
     with cluster(tmp_path, n_workers=1) as (address, _), Client(address, timeout="30s") as client:
-        check_workers_see(client, [tmp_path])  # visible: no error
+        check_workers_see(client, [tmp_path], {weights: "weights of extra model 'generalist'"})  # visible: no error
         missing = tmp_path / "not-here" / "study"
         with pytest.raises(ClusterError, match=r"not-here/study.*not found"):
             check_workers_see(client, [missing])
+        gone = tmp_path / "not-here" / "generalist.pt"
+        with pytest.raises(ClusterError, match=r"extra model 'generalist' .*not-here/generalist\.pt.*not found"):
+            check_workers_see(client, [tmp_path], {gone: "weights of extra model 'generalist'"})
+        with pytest.raises(ClusterError, match=r"model .*not found"):  # a folder is not a weights file
+            check_workers_see(client, [tmp_path], {tmp_path: "model"})
 
 
 @pytest.mark.skipif(not _can_hide_folders(), reason="needs root and mount namespaces (unshare) to hide a folder")

@@ -147,6 +147,22 @@ def test_published_pair_load_and_import(tmp_path):
     assert import_published(p) == tmp_path / f"{name}.h5"
 
 
+def test_dataset_attrs_writes_the_stored_keys_and_reads_back():
+    from temshift.datasets import DatasetAttrs
+    from temshift.datasets.store import ATTRS, FORMAT, dataset_attrs
+
+    settings = PreprocessSettings(xray_threshold=None)
+    attrs = dataset_attrs("x", {"b": 1, "a": None}, "c0ffee", preprocess=settings, patch_size=64, pixel_scale_nm=None)
+    assert list(attrs) == [k for k in ATTRS if k in attrs]  # stored keys only, in ATTRS order
+    assert "pixel_scale_nm" not in attrs and attrs["spec"] == '{"a": null, "b": 1}'
+    assert attrs["format"] == FORMAT and {"temshift_version", "created"} <= set(attrs)
+    rec = DatasetAttrs.from_attrs(attrs)
+    assert (rec.name, rec.content_hash, rec.patch_size_px, rec.preprocess) == ("x", "c0ffee", 64, settings)
+    plain = dataset_attrs("x", {}, "c0ffee", preprocess=settings.model_dump(mode="json"), stamp=False)
+    assert not {"temshift_version", "created"} & set(plain)
+    assert DatasetAttrs.from_attrs(plain).preprocess == settings  # a mapping is stored as the same settings
+
+
 @pytest.mark.parametrize(
     "make, match",
     [

@@ -2,7 +2,7 @@
 
 Statistics and particle table of a frame are measured inside its own ``try`` (a failing table fails its
 frame only), and the command imports its libraries with the garbage collector paused
-(`cli.loading_libraries`). Speed itself is measured in benchmarks/predict_process.py, not here.
+(`cli.loading_libraries`; `check` too). Speed itself is measured in benchmarks/predict_process.py, not here.
 """
 
 from __future__ import annotations
@@ -107,3 +107,23 @@ def test_loading_libraries_pauses_the_collector_and_freezes_only_in_the_program(
         assert gc.isenabled() and gc.get_freeze_count() > frozen and len(kept) == 10
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize("command", ["predict", "check"])
+def test_predict_and_check_import_their_libraries_with_the_collector_paused(command, model, frames, cli, monkeypatch):
+    import contextlib
+
+    import temshift.cli
+
+    entered: list[str] = []
+
+    @contextlib.contextmanager
+    def recording():
+        entered.append(command)
+        yield
+
+    monkeypatch.setattr(temshift.cli, "loading_libraries", recording)
+    out = ["--out", str(frames[0].parent / f"out-{command}")] if command == "predict" else []
+    code, _, err = cli(command, str(model), str(frames[0]), "--pixel-scale", "0.02", *out)
+    assert code == 0, err
+    assert entered == [command]

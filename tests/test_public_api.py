@@ -56,6 +56,15 @@ def test_import_temshift_is_light() -> None:
     assert out.strip() == "[]"
 
 
+@pytest.mark.parametrize("module", ["temshift.training.trainer", "temshift.models", "temshift.predict.pipeline"])
+def test_model_and_training_imports_load_no_tables_or_plots(module: str) -> None:
+    # pandas/pyarrow (its allocator, its threads) and matplotlib belong to readers, reports and figures
+    heavy = "{'pandas', 'pyarrow', 'matplotlib'}"
+    code = f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"import {module} loads {out.strip()}"
+
+
 def _instance_attributes(cls: type) -> set[str]:
     """Fields and constructor arguments of a class (attributes its instances carry)."""
     import inspect

@@ -231,6 +231,29 @@ def test_extra_models_add_rows_and_leave_the_rest_alone(tmp_path, shipped):
     assert "Extra models." in html and "at least 0.85 on 3 of 3 datasets" in html
 
 
+def test_on_a_scheduler_the_workers_must_read_the_extra_model(tmp_path, shipped, monkeypatch):
+    """`--scheduler`: the extra model's weights are read by the client's path, so they are checked on the
+    workers like the study folder (a local threaded cluster stands in for the scheduler's workers)."""
+    from temshift.compute import ClusterError
+    from temshift.studies import runner
+    from temshift.studies.spec import with_extra_models
+
+    real_open, real_plan = runner.open_client, runner.plan_study
+    monkeypatch.setattr(runner, "open_client", lambda workers, scheduler, **kw: real_open(2, None, **kw))
+    spec = with_extra_models(load_spec("dose"), ["generalist"])
+    run = run_study(spec, tmp_path / "a", scale="ci", scheduler="tcp://127.0.0.1:1", registry=REGISTRY, processes=False)
+    assert run.outcome.ok  # the weights are there: no error
+
+    def plan_then_lose_the_weights(*args, **kwargs):  # the workers' machines lack the installation
+        plan = real_plan(*args, **kwargs)
+        (shipped / "generalist.pt").unlink()
+        return plan
+
+    monkeypatch.setattr(runner, "plan_study", plan_then_lose_the_weights)
+    with pytest.raises(ClusterError, match=r"weights of extra model 'generalist' .*generalist\.pt is not readable"):
+        run_study(spec, tmp_path / "b", scale="ci", scheduler="tcp://127.0.0.1:1", registry=REGISTRY, processes=False)
+
+
 def test_extra_models_must_be_shipped_and_only_in_matrices(tmp_path, monkeypatch):
     from temshift.errors import SpecError
     from temshift.studies.spec import parse_spec

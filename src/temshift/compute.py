@@ -10,7 +10,7 @@ One place for what the stages that fan work out share:
 * :func:`map_ordered` -- the same on local threads, results in input order with a bounded
   number in flight (`datasets.build_dataset`);
 * :func:`local_threads` -- the torch/FFT threads each of `n` local workers gets;
-* :func:`check_workers_see` -- that remote workers see a folder at the same path.
+* :func:`check_workers_see` -- that remote workers see a folder (and files tasks read) at the same path.
 
 Task graphs with caching and retries (`temshift.studies.graph.run_plan`) submit to the client of
 :func:`open_client`. Dask is imported on use.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,31 +71,58 @@ def _probe_folder(path: str) -> str:
     return ""
 
 
-def check_workers_see(client: Any, folders: Iterable[str | Path]) -> None:
-    """Check that every worker of `client` sees each folder, writable, at the same path.
+def _probe_file(path: str) -> str:
+    """On a worker: why `path` is unreadable there ("" when it is a readable file)."""
+    p = Path(path)
+    if not p.is_file():
+        return "not found"
+    try:
+        with p.open("rb") as f:
+            f.read(1)
+    except OSError as exc:
+        return f"not readable ({exc.strerror or exc})"
+    return ""
+
+
+def check_workers_see(
+    client: Any, folders: Iterable[str | Path], files: Mapping[str | Path, str] | None = None
+) -> None:
+    """Check that every worker of `client` sees each folder, writable, and each file, readable, at the same path.
 
     Workers on other machines need the study folder on a shared filesystem; without it a
     task would write its output on the worker's own disk, where no other task finds it.
+    Files that tasks read by the client's path (a shipped model's weights) must be there too.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    folders : iterable of path
+        Folders tasks write to.
+    files : mapping, optional
+        Files tasks read -> what each is (named in the error, e.g. ``"weights of extra model 'generalist'"``).
 
     Raises
     ------
     ClusterError
-        Naming the folder, the workers and what they found.
+        Naming the folder or file, the workers and what they found.
     """
-    for folder in dict.fromkeys(str(f) for f in folders):
+    shared = "workers need it at the same path on a shared filesystem"
+    checks: list[tuple[Callable[[str], str], str, str, str]] = [
+        (_probe_folder, f, f"study folder {f} is not usable", shared) for f in dict.fromkeys(str(f) for f in folders)
+    ]
+    installed = "workers read it at the same path (a shared filesystem, or temshift installed at that path)"
+    checks += [(_probe_file, str(f), f"{what} {f} is not readable", installed) for f, what in (files or {}).items()]
+    for probe, path, problem, need in checks:
         try:
-            found = client.run(_probe_folder, folder)
+            found = client.run(probe, path)
         except Exception as exc:  # noqa: BLE001 (whatever the worker raised, e.g. temshift not importable)
             raise ClusterError(
-                f"the workers cannot run temshift's folder check for {folder}: {type(exc).__name__}: {exc}"
+                f"the workers cannot run temshift's path check for {path}: {type(exc).__name__}: {exc}"
             ) from None
         bad = {addr: why for addr, why in found.items() if why}
         if bad:
             why = "; ".join(f"{addr}: {w}" for addr, w in sorted(bad.items()))
-            raise ClusterError(
-                f"study folder {folder} is not usable on {len(bad)} of {len(found)} worker(s) ({why}): "
-                "workers need it at the same path on a shared filesystem"
-            )
+            raise ClusterError(f"{problem} on {len(bad)} of {len(found)} worker(s) ({why}): {need}")
 
 
 def connect(scheduler: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Any:

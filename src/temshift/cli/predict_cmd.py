@@ -259,8 +259,12 @@ def check(
     """Report the dataset-shift risk of frames for a model, without predicting."""
     import json
 
+    from temshift.cli import loading_libraries
     from temshift.io.atomic import atomic_write_text
-    from temshift.predict.batch import PredictSettings, check_frames
+
+    with loading_libraries():
+        from temshift.predict import pipeline, shift  # noqa: F401  (torch, pandas, SciPy: loaded at once)
+        from temshift.predict.batch import PredictSettings, check_frames
 
     settings = PredictSettings(
         pixel_scale_nm=pixel_scale,

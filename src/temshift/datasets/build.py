@@ -7,13 +7,12 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from temshift.datasets.spec import DatasetSpec
-from temshift.datasets.store import FORMAT, FORMAT_VERSION, write_provenance
+from temshift.datasets.store import dataset_attrs, write_provenance
 from temshift.errors import DatasetError
 from temshift.progress import Reporter
 
@@ -98,7 +97,6 @@ def build_dataset(
     """
     import h5py
 
-    from temshift import __version__
     from temshift.compute import map_ordered
     from temshift.io.atomic import atomic_path
     from temshift.progress import reporter_or_log
@@ -156,34 +154,30 @@ def build_dataset(
                 "particle pixels; nothing written"
             )
         write_provenance(f, files, prow, pcol)
-        f.attrs.update(_attrs(spec, sub, rows, scales, hi, hl, __version__, catalog))
+        f.attrs.update(_attrs(spec, rows, scales, hi, hl, catalog))
     return out_path
 
 
-def _attrs(spec, sub, rows, scales, hi, hl, version, catalog) -> dict:
+def _attrs(spec, rows, scales, hi, hl, catalog) -> dict:
     # medians over the selected frames: catalog values, frame metadata where the catalog has none
     cat_scales = [r.get("pixel_scale_nm") for r in rows]
     px = _median([c if c is not None and np.isfinite(c) else s for c, s in zip(cat_scales, scales)])
     dose = _median([r.get("dose_e_per_A2") for r in rows])
     spec_json = json.loads(spec.to_json())
     spec_json.update(pixel_scale_nm=px, dose_e_per_A2=dose, n_frames=len(rows), spec_hash=spec.hash())
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": spec.name,
-        "spec": json.dumps(spec_json, sort_keys=True),
-        "spec_hash": spec.hash(),
-        "preprocess": spec.preprocess.model_dump_json(),
-        "temshift_version": version,
-        "content_hash": hashlib.sha256(hi.digest() + hl.digest()).hexdigest(),
-        "pixel_scale_nm": px,
-        "dose_e_per_A2": dose,
-        "n_frames": len(rows),
-        "patch_size": spec.patch_size,
-        "seed": spec.seed,
-        "catalog": str(getattr(catalog, "source", "")),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    return dataset_attrs(
+        spec.name,
+        spec_json,
+        hashlib.sha256(hi.digest() + hl.digest()).hexdigest(),
+        spec_hash=spec.hash(),
+        preprocess=spec.preprocess,
+        pixel_scale_nm=px,
+        dose_e_per_A2=dose,
+        n_frames=len(rows),
+        patch_size=spec.patch_size,
+        seed=spec.seed,
+        catalog=str(getattr(catalog, "source", "")),
+    )
 
 
 __all__ = ["build_dataset", "shuffled_rows"]

@@ -13,16 +13,21 @@ import functools
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from temshift.datasets.records import DatasetAttrs
 from temshift.errors import DatasetError
+
+if TYPE_CHECKING:  # pandas (and pyarrow) loaded by the readers only: training and models stay free of them
+    import pandas as pd
+
+    from temshift.preprocess import PreprocessSettings
 
 FORMAT = "temshift-dataset"
 FORMAT_VERSION = 1
@@ -167,6 +172,8 @@ def _attr(v):
 
 
 def _load_ours(path: Path) -> Dataset:
+    import pandas as pd
+
     images = _read_array(path, "images")
     labels = _read_array(path, "labels")
     images, labels = _check(path, images, labels)
@@ -198,6 +205,8 @@ _DOSE_IN_NAME = re.compile(r"_(\d+(?:p\d+)?)e_", re.IGNORECASE)
 
 
 def _load_pair(name: str, images_path: Path, labels_path: Path) -> Dataset:
+    import pandas as pd
+
     for p in (images_path, labels_path):
         if not p.is_file():
             raise DatasetError(f"{p}: missing file of the published pair {name!r}")
@@ -230,6 +239,77 @@ def load_dataset(path) -> Dataset:
     if pair is not None:
         return _load_pair(*pair)
     return _load_ours(path)
+
+
+def dataset_attrs(
+    name: str,
+    spec: Mapping[str, Any],
+    content_hash: str,
+    *,
+    spec_hash: str | None = None,
+    preprocess: PreprocessSettings | Mapping[str, Any] | None = None,
+    pixel_scale_nm: float | None = None,
+    dose_e_per_A2: float | None = None,
+    n_frames: int | None = None,
+    patch_size: int | None = None,
+    seed: int | None = None,
+    catalog: str | None = None,
+    stamp: bool = True,
+    file_format: str = FORMAT,
+    format_version: int | None = FORMAT_VERSION,
+) -> dict[str, Any]:
+    """The attributes of a dataset file (the keys of `ATTRS`), ready for ``h5py`` ``attrs.update``.
+
+    Parameters
+    ----------
+    name : str
+    spec : mapping
+        The dataset spec, stored as JSON with sorted keys.
+    content_hash : str
+        `content_hash` of the patches and labels.
+    spec_hash : str, optional
+    preprocess : PreprocessSettings or mapping, optional
+        Stored as JSON (a settings record by pydantic, a mapping by ``json.dumps`` in its key order).
+    pixel_scale_nm, dose_e_per_A2 : float, optional
+        Median pixel scale, nm/pixel, and dose, e/A^2 (NaN: unknown).
+    n_frames, patch_size, seed : int, optional
+        Source frames, patch side (pixels), frame shuffle seed.
+    catalog : str, optional
+        Catalog the frames were selected from.
+    stamp : bool
+        Add ``temshift_version`` and ``created`` (ISO 8601 UTC, seconds).
+    file_format, format_version : optional
+        ``format`` and ``format_version``.
+
+    Returns
+    -------
+    dict
+        Attributes in `ATTRS` order; those given as None are left out.
+    """
+    from temshift import __version__
+
+    if preprocess is not None and not isinstance(preprocess, Mapping):
+        preprocess_json: str | None = preprocess.model_dump_json()
+    else:
+        preprocess_json = None if preprocess is None else json.dumps(dict(preprocess))
+    attrs = {
+        "format": file_format,
+        "format_version": format_version,
+        "name": name,
+        "spec": json.dumps(spec, sort_keys=True),
+        "spec_hash": spec_hash,
+        "preprocess": preprocess_json,
+        "temshift_version": __version__ if stamp else None,
+        "content_hash": content_hash,
+        "pixel_scale_nm": pixel_scale_nm,
+        "dose_e_per_A2": dose_e_per_A2,
+        "n_frames": n_frames,
+        "patch_size": patch_size,
+        "seed": seed,
+        "catalog": catalog,
+        "created": datetime.now(UTC).isoformat(timespec="seconds") if stamp else None,
+    }
+    return {k: v for k, v in attrs.items() if v is not None}
 
 
 def write_dataset_file(path, images, labels, provenance: pd.DataFrame, attrs: dict) -> Path:
@@ -273,10 +353,6 @@ def import_published(path, out=None) -> Path:
     -------
     Path of the written file (validated: shapes, no NaNs, labels 0/1).
     """
-    from datetime import datetime
-
-    from temshift import __version__
-
     path = Path(path)
     pair = published_pair(path)
     if pair is None:
@@ -285,18 +361,14 @@ def import_published(path, out=None) -> Path:
     name = pair[0]
     out = Path(out) if out is not None else pair[1].with_name(f"{name}.h5")
     spec = dict(ds.spec, imported_from={"images": str(pair[1]), "labels": str(pair[2])})
-    attrs = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": name,
-        "spec": json.dumps(spec, sort_keys=True),
-        "temshift_version": __version__,
-        "content_hash": content_hash(ds.images, ds.labels),
-        "pixel_scale_nm": float("nan"),
-        "dose_e_per_A2": float(spec.get("dose_e_per_A2", float("nan"))),
-        "patch_size": int(ds.images.shape[-1]),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    attrs = dataset_attrs(
+        name,
+        spec,
+        content_hash(ds.images, ds.labels),
+        pixel_scale_nm=float("nan"),
+        dose_e_per_A2=float(spec.get("dose_e_per_A2", float("nan"))),
+        patch_size=int(ds.images.shape[-1]),
+    )
     return write_dataset_file(out, ds.images, ds.labels, ds.provenance, attrs)
 
 

@@ -241,7 +241,7 @@ def assemble(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
 
     import pandas as pd
 
-    from temshift.datasets.store import FORMAT, FORMAT_VERSION, content_hash, write_dataset_file
+    from temshift.datasets.store import content_hash, dataset_attrs, write_dataset_file
     from temshift.studies.tasks import DATASET
 
     image_parts: list[np.ndarray] = []
@@ -276,19 +276,18 @@ def assemble(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dict:
     prov = pd.DataFrame(
         {"file": [f"pretrain/{i}" for i in frames], "row": np.concatenate(rows), "col": np.concatenate(cols)}
     )
-    attrs = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": MODEL_NAME,
-        "spec": json.dumps(spec, sort_keys=True),
-        "spec_hash": spec_hash,
-        "preprocess": json.dumps(inputs["preprocess"]),
-        "content_hash": content_hash(images, labels),
-        "pixel_scale_nm": inputs["working_pixel_scale_nm"],
-        "n_frames": int(len(np.unique(frames))),
-        "patch_size": inputs["patch_size"],
-        "seed": inputs["seed"],
-    }
+    attrs = dataset_attrs(
+        MODEL_NAME,
+        spec,
+        content_hash(images, labels),
+        spec_hash=spec_hash,
+        preprocess=inputs["preprocess"],
+        pixel_scale_nm=inputs["working_pixel_scale_nm"],
+        n_frames=int(len(np.unique(frames))),
+        patch_size=inputs["patch_size"],
+        seed=inputs["seed"],
+        stamp=False,
+    )
     path = write_dataset_file(out_dir / DATASET, images, labels, prov, attrs)
     return {
         "path": str(path),

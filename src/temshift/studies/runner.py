@@ -63,6 +63,15 @@ def _task_roots(plan: Plan) -> list[Path]:
     return roots
 
 
+def _read_files(plan: Plan) -> dict[str | Path, str]:
+    """Files tasks read by the path planned here (a shipped extra model's weights) -> what they are."""
+    return {
+        t.meta["model_path"]: f"weights of extra model {t.inputs['pretrained']!r}"
+        for t in plan.tasks.values()
+        if "model_path" in t.meta
+    }
+
+
 def aggregate(plan: Plan, outcome: RunOutcome, figures: bool = True) -> Path | None:
     """Write results, timings, failures, figures and the report of a run; return the report path."""
     from temshift.studies import results as res
@@ -138,7 +147,7 @@ def run_study(
     with open_client(workers, scheduler, processes=processes, connect_timeout_s=connect_timeout_s) as (client, threads):
         if scheduler:
             # workers elsewhere must see the study folder (and any task cache) at the same path
-            check_workers_see(client, [plan.study_dir, *_task_roots(plan)])
+            check_workers_see(client, [plan.study_dir, *_task_roots(plan)], _read_files(plan))
         slots = max(1, sum(client.nthreads().values()))
         runtime = {
             "repo": {"threads": threads},

@@ -301,14 +301,11 @@ def _write_data(path: Path, prepared: PreparedFrames, spec: dict) -> dict:
     """Write the prepared patches as a temshift dataset; returns its identity (spec/content hash)."""
     import pandas as pd
 
-    from temshift.datasets.store import content_hash, write_dataset_file
+    from temshift.datasets.store import content_hash, dataset_attrs, write_dataset_file
     from temshift.training.data import spec_hash
 
-    info = {
-        "spec_hash": spec_hash(spec),
-        "content_hash": content_hash(prepared.images, prepared.labels),
-        "n_patches": int(len(prepared.images)),
-    }
+    spec_sha, content_sha = spec_hash(spec), content_hash(prepared.images, prepared.labels)
+    info = {"spec_hash": spec_sha, "content_hash": content_sha, "n_patches": int(len(prepared.images))}
     if not path.exists():
         prov = pd.DataFrame(
             {
@@ -317,17 +314,19 @@ def _write_data(path: Path, prepared: PreparedFrames, spec: dict) -> dict:
                 "col": prepared.cols,
             }
         )
-        attrs = {
-            "format": "temshift.dataset",
-            "name": spec["name"],
-            "spec": json.dumps(spec, sort_keys=True),
-            "spec_hash": info["spec_hash"],
-            "content_hash": info["content_hash"],
-            "preprocess": json.dumps(spec["preprocess"]),
-            "pixel_scale_nm": spec["pixel_scale_nm"],
-            "patch_size": spec["patch_size"],
-            "n_frames": spec["n_frames"],
-        }
+        attrs = dataset_attrs(
+            spec["name"],
+            spec,
+            content_sha,
+            spec_hash=spec_sha,
+            preprocess=spec["preprocess"],
+            pixel_scale_nm=spec["pixel_scale_nm"],
+            patch_size=spec["patch_size"],
+            n_frames=spec["n_frames"],
+            stamp=False,
+            file_format="temshift.dataset",  # as written since fine-tuning came (not FORMAT): kept, files compare
+            format_version=None,
+        )
         write_dataset_file(path, prepared.images, prepared.labels, prov, attrs)
     return info
 
