@@ -104,7 +104,10 @@ def test_prediction_json_records_models_settings_and_metadata_sources(tmp_path, 
     assert any("differs from expected" in n for n in meta["file.tif"]["notes"])
     assert meta["cat.npy"]["pixel_scale_nm"] == {"value": 0.02, "source": "catalog"}
     assert meta["cat.npy"]["dose_e_per_A2"] == {"value": 423.0, "source": "catalog"}
+    # no flag, file or catalog scale; the toy particles' one fringe spacing could be any reflection: not used
     assert meta["none.npy"]["pixel_scale_nm"] == {"value": None, "source": None}
+    assert meta["none.npy"]["pixel_scale_estimate"]["used"] is False
+    assert any("lattice-fringe estimate" in n and "not used" in n for n in meta["none.npy"]["notes"])
     assert meta["none.npy"]["dose_e_per_A2"] == {"value": None, "source": None}
     assert by["cat.npy"]["status"] == "predicted" and "cat_mask.png" in by["cat.npy"]["outputs"]
     assert by["broken.tif"]["status"] == "failed" and "broken.tif" in by["broken.tif"]["error"]

@@ -120,6 +120,16 @@ def predict(
     dose: float = typer.Option(
         None, "--dose", callback=positive_option, help="Frame dose, e/A^2 (default: catalog), for shift warnings."
     ),
+    estimate_scale: bool = typer.Option(
+        True,
+        "--estimate-scale/--no-estimate-scale",
+        help="Frames with no pixel scale: estimate it from lattice fringes when confident (see docs/predict.md).",
+    ),
+    material: str = typer.Option(
+        None,
+        "--material",
+        help="Particle material for that estimate: Au, Ag, Pt, Pd, CdSe (default: catalog, else Au).",
+    ),
     ensemble: list[Path] = typer.Option(
         None, "--ensemble", help="More models or run directories; probabilities are averaged. Repeatable."
     ),
@@ -180,6 +190,8 @@ def predict(
         frame=frame_choice(frame_index, sum_frames),
         rescale=rescale,
         match_noise=noise_match,
+        estimate_scale=estimate_scale,
+        material=material,
         tile=tile,
         batch_size=batch_size,
         tta=tta,

@@ -45,6 +45,13 @@ class PredictSettings:
         For stacks: the frame to read, or their sum.
     rescale, match_noise : bool
         Pixel-scale matching, and restoring the training scale's pixel noise after it.
+    estimate_scale : bool
+        A frame with no pixel scale (no flag, file metadata or catalog row) gets one
+        estimated from its lattice fringes, when confident
+        (:func:`temshift.predict.metadata.with_estimated_scale`); only with `rescale`.
+    material : str, optional
+        Particle material of every frame for that estimate (overrides the catalog; default:
+        the catalog's, else fcc Au is assumed).
     threshold : float
         Probability from which a pixel is particle.
     tile, batch_size : int
@@ -68,6 +75,8 @@ class PredictSettings:
     frame: int | str | None = None
     rescale: bool = True
     match_noise: bool = True
+    estimate_scale: bool = True
+    material: str | None = None
     threshold: float = 0.5
     tile: int = 2048
     batch_size: int = 1
@@ -86,6 +95,11 @@ class PredictSettings:
             check_pixel_scale_nm(self.pixel_scale_nm, "pixel_scale_nm")
         if self.dose_e_per_A2 is not None and not (np.isfinite(self.dose_e_per_A2) and self.dose_e_per_A2 > 0):
             raise SpecError(f"dose_e_per_A2 must be a positive number, got {self.dose_e_per_A2}")
+        if self.material is not None:
+            from temshift.preprocess.scale_estimate import MATERIALS
+
+            if not any(self.material.strip().lower() == m.lower() for m in MATERIALS):
+                raise SpecError(f"material {self.material!r}: no known lattice (known: {', '.join(MATERIALS)})")
         if self.tile < MIN_TILE:
             raise SpecError(f"tile must be at least {MIN_TILE} pixels, got {self.tile}")
         if self.batch_size < 1 or (self.threads is not None and self.threads < 1):
@@ -243,11 +257,13 @@ def _read_and_choose(
 ) -> tuple[Any, FrameMetadata, TrainingReference]:
     """Read the frame, settle its metadata, pick its models (fills `rec`); returns the Frame, its
     metadata and the training reference."""
-    from temshift.predict.metadata import read_frame_metadata
+    from temshift.predict.metadata import read_frame_metadata, with_estimated_scale
 
     frame, meta = read_frame_metadata(
         rec.path, pixel_scale_nm=s.pixel_scale_nm, dose_e_per_A2=s.dose_e_per_A2, catalog=cat, frame=s.frame
     )
+    if s.estimate_scale and s.rescale:
+        meta = with_estimated_scale(frame.data, meta, material=s.material)
     rec.metadata = meta
     choice = chooser.for_frame(
         pixel_scale_nm=meta.pixel_scale_nm,
@@ -279,6 +295,7 @@ def _statistics(seg: Any, meta: FrameMetadata, patch_size: int) -> dict[str, Any
     return frame_statistics(
         seg.model_input,
         pixel_scale_nm=meta.pixel_scale_nm,
+        pixel_scale_source=meta.pixel_scale_source,
         input_pixel_scale_nm=seg.input_pixel_scale_nm,
         rescaled=seg.zoom != 1.0,
         dose_e_per_A2=meta.dose_e_per_A2,
@@ -451,6 +468,7 @@ def check_frames(
             rec.stats = frame_statistics(
                 image,
                 pixel_scale_nm=scale,
+                pixel_scale_source=meta.pixel_scale_source,
                 input_pixel_scale_nm=in_scale,
                 rescaled=zoom != 1.0,
                 dose_e_per_A2=meta.dose_e_per_A2,

@@ -3,7 +3,9 @@
 Precedence, for every value: a value given by the user (``flag``: ``--pixel-scale``,
 ``--dose``) over one recorded in the frame file (``file``: the pixel size the acquisition
 software wrote) over the catalog row with the frame's file name (``catalog``). Doses are
-not recorded in the formats read here, so they come from a flag or the catalog.
+not recorded in the formats read here, so they come from a flag or the catalog. A frame
+with no pixel scale from any of them gets one estimated from its lattice fringes
+(``estimated``, :func:`with_estimated_scale`) when the estimate is confident.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Source = Literal["flag", "file", "catalog"]
+Source = Literal["flag", "file", "catalog", "estimated"]
 """Where a metadata value came from."""
 
 
@@ -27,7 +29,8 @@ class FrameMetadata:
     path : str
         The frame file.
     pixel_scale_nm, pixel_scale_source : float or None, str or None
-        Pixel size, nm/pixel, and where it came from (``flag``, ``file`` or ``catalog``).
+        Pixel size, nm/pixel, and where it came from (``flag``, ``file``, ``catalog`` or
+        ``estimated`` from lattice fringes).
     dose_e_per_A2, dose_source : float or None, str or None
         Electron dose, e/A^2 (``flag`` or ``catalog``).
     file_pixel_scale_nm : float or None
@@ -38,7 +41,10 @@ class FrameMetadata:
         Which frame of a stack was read (see :func:`temshift.io.read_frame`).
     notes : tuple of str
         Warnings given while reading the file (how it was read, a pixel size that disagrees
-        with the catalog).
+        with the catalog, how the pixel scale was estimated or why it was not).
+    scale_estimate : dict or None
+        The lattice-fringe estimate of the pixel scale when one was tried and found fringes
+        (:class:`temshift.preprocess.scale_estimate.ScaleEstimate` fields, ``used``).
     """
 
     path: str
@@ -51,6 +57,7 @@ class FrameMetadata:
     diameter_nm: float | None = None
     frame: int | str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    scale_estimate: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: each value next to its source."""
@@ -65,6 +72,7 @@ class FrameMetadata:
             "diameter_nm": {"value": d["diameter_nm"], "source": "catalog" if d["diameter_nm"] else None},
             "frame": d["frame"],
             "notes": d["notes"],
+            "pixel_scale_estimate": d["scale_estimate"],
         }
 
 
@@ -184,3 +192,63 @@ def read_frame_metadata(
         tuple(str(w.message) for w in caught),
     )
     return data, meta
+
+
+def with_estimated_scale(
+    data: Any, meta: FrameMetadata, *, material: str | None = None, min_confidence: float | None = None
+) -> FrameMetadata:
+    """`meta` with a pixel scale estimated from the frame's lattice fringes, when it has none.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        The raw frame (counts).
+    meta : FrameMetadata
+        Its metadata; returned unchanged when it has a pixel scale.
+    material : str, optional
+        Particle material (overrides the catalog's, ``meta.material``).
+    min_confidence : float, optional
+        Confidence from which the estimate is used (default
+        :data:`temshift.preprocess.scale_estimate.MIN_CONFIDENCE`).
+
+    Returns
+    -------
+    FrameMetadata
+        With ``pixel_scale_source="estimated"`` and a note saying what was estimated from
+        which reflection; without a confident estimate the scale stays None and a note says
+        why (prediction then assumes the model's working scale, as the shift report says).
+        The catalog's material is used when its lattice is known, else fcc Au is assumed.
+    """
+    from dataclasses import replace
+
+    from temshift.errors import PreprocessError
+    from temshift.preprocess import scale_estimate as se
+
+    if meta.pixel_scale_nm is not None:
+        return meta
+    threshold = se.MIN_CONFIDENCE if min_confidence is None else min_confidence
+    material = material or meta.material
+    try:
+        if material is not None:
+            se.reflections(material)
+    except PreprocessError:
+        material = None  # a material of unknown lattice: the default assumption, said in the estimate
+    est = se.estimate_pixel_scale(data, material)
+    if est is None:
+        note = "frame pixel scale unknown: no lattice fringes to estimate it from"
+        return replace(meta, notes=(*meta.notes, note))
+    used = est.confidence >= threshold
+    record = {**asdict(est), "matched": list(est.matched), "used": used}
+    if not used:
+        note = (
+            f"frame pixel scale unknown: lattice-fringe estimate {est.pixel_scale_nm:.3g} nm/px "
+            f"({est.reflection}) not used, confidence {est.confidence:.2f} < {threshold:g}"
+        )
+        return replace(meta, notes=(*meta.notes, note), scale_estimate=record)
+    return replace(
+        meta,
+        pixel_scale_nm=est.pixel_scale_nm,
+        pixel_scale_source="estimated",
+        notes=(*meta.notes, f"frame pixel scale unknown: {est.describe()}"),
+        scale_estimate=record,
+    )

@@ -228,6 +228,7 @@ def frame_statistics(
     tile: int = 512,
     native_image: np.ndarray | None = None,
     zoom: float = 1.0,
+    pixel_scale_source: str | None = None,
 ) -> dict:
     """Statistics of a new frame, measured on the model input.
 
@@ -253,6 +254,8 @@ def frame_statistics(
         one model pixel integrates ``1 / zoom**2`` frame pixels, so ``snr / zoom``.
     zoom : float
         Resampling factor from the frame to the model input (pixels per frame pixel).
+    pixel_scale_source : str, optional
+        Where `pixel_scale_nm` came from (``estimated``: the report says so).
     """
     from temshift.datasets.statistics import image_statistics, noise_snr
 
@@ -265,6 +268,8 @@ def frame_statistics(
         rescaled=bool(rescaled),
         dose_e_per_A2=dose_e_per_A2,
     )
+    if pixel_scale_source == "estimated":
+        s["pixel_scale_source"] = pixel_scale_source
     return s
 
 
@@ -319,13 +324,16 @@ def assess_shift(
             )
         )
     elif frame_stats.get("rescaled"):
-        out.append(Finding("pixel_scale", "low", f"pixel scale {s:.3g} nm/px resampled to trained {s0:.3g} nm/px"))
+        how = " (estimated from lattice fringes)" if frame_stats.get("pixel_scale_source") == "estimated" else ""
+        out.append(Finding("pixel_scale", "low", f"pixel scale {s:.3g} nm/px{how} resampled to trained {s0:.3g} nm/px"))
     else:
         rel = abs(s / s0 - 1.0)
         lvl = _level(rel, PIXEL_SCALE_REL)
         if rel <= SCALE_TOLERANCE:
             # within calibration precision: the frame is not resampled because it needs no resampling
             msg = f"pixel scale {s:.3g} nm/px matches trained {s0:.3g} nm/px ({rel:.0%} off)"
+            if frame_stats.get("pixel_scale_source") == "estimated":
+                msg += " (estimated from lattice fringes)"
         elif lvl == "low":
             msg = (
                 f"pixel scale {s:.3g} vs trained {s0:.3g} nm/px ({rel:.0%} off, not resampled): "

@@ -1,4 +1,5 @@
-"""Per-frame preprocessing: x-rays, flat field, rescaling, patches (docs/protocol.md), pixel-scale matching.
+"""Per-frame preprocessing: x-rays, flat field, rescaling, patches (docs/protocol.md), pixel-scale matching
+and estimation (from lattice fringes, :mod:`temshift.preprocess.scale_estimate`).
 
 A raw frame as a trained model's input (all of it, in order): :mod:`temshift.preprocess.model_input`.
 """
@@ -24,6 +25,7 @@ from temshift.preprocess.rescale import (
     rescale_method,
 )
 from temshift.preprocess.scale import SCALE_TOLERANCE, resample_image, resample_to_shape, restore_noise, zoom_factor
+from temshift.preprocess.scale_estimate import ScaleEstimate, estimate_pixel_scale
 from temshift.preprocess.xrays import find_outliers, remove_xrays
 
 __all__ = [
@@ -31,9 +33,11 @@ __all__ = [
     "SCALE_TOLERANCE",
     "PreprocessSettings",
     "RescaleMethod",
+    "ScaleEstimate",
     "bernstein_basis",
     "block_mean",
     "divide_background",
+    "estimate_pixel_scale",
     "evaluate_background",
     "extract_patches",
     "find_outliers",
