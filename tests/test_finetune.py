@@ -357,3 +357,21 @@ def test_frames_of_known_and_unknown_scale_are_not_mixed(tmp_path):
     with pytest.raises(DatasetError, match=r"image_0\.png: records no pixel scale while image_1\.tif"):
         prepare_frames(pairs, settings, 0.02, 512, 4)
     assert prepare_frames(pairs, settings, 0.02, 512, 4, pixel_scale_nm=0.02).frames[1]["zoom"] == 1.0
+
+
+def test_finetune_data_file_has_the_format_attributes_of_a_built_dataset(tmp_path, base_model):
+    """The fine-tuning patches file says it is a temshift dataset exactly as `dataset build` does."""
+    import h5py
+
+    from temshift.catalog import Catalog
+    from temshift.datasets import DatasetSpec, build_dataset
+    from temshift.simulate.toy import write_toy_repository
+    from temshift.training.finetune import DATA_FILE, finetune
+
+    group = {"material": "Au", "dose_e_per_A2": 423, "pixel_scale_nm": 0.1, "folder": "s1 Au", "date": "08/26/21"}
+    csv = write_toy_repository(tmp_path / "repo", [group], frames_per_group=1, size=128)
+    built = build_dataset(Catalog.read(csv), None, DatasetSpec(name="au", patch_size=64), tmp_path / "au.h5", workers=1)
+    run = finetune(base_model, _pairs(tmp_path), tmp_path / "run", settings=_settings(epochs=1))
+    with h5py.File(built, "r") as b, h5py.File(run.model_path.parent / DATA_FILE, "r") as f:
+        for key in ("format", "format_version"):
+            assert key in b.attrs and f.attrs.get(key) == b.attrs[key], key

@@ -126,3 +126,48 @@ def test_an_extra_model_is_scored_on_its_patches_through_the_prediction_path(ci_
             assert (dice == 1.0).all(), dice
         else:
             assert (dice < 1.0).all(), dice
+
+
+HAND_LABELLED = """
+name = "hand"
+folds = [0]
+[repository]
+frame_size = 384
+labeling = { enabled = true, boundary_offset_nm = 0.3, boundary_jitter_nm = 0.1 }
+[datasets.d80]
+where = { material = "Au", diameter_nm = 5, pixel_scale_nm = 0.02, dose_e_per_A2 = "80±5", date = "06/15/22" }
+[experiments.e]
+train = ["d80"]
+"""
+
+
+@pytest.mark.slow
+def test_a_ci_study_with_hand_labels_trains_and_scores_on_them(tmp_path):
+    """One dataset, one fold at ci scale: the frames' sidecars say which labels were drawn, the label
+    files are those labels (an outward offset: more particle area than the exact footprints), and the
+    spec copy and the report say the study used modelled hand labels."""
+    import json
+
+    from temshift.catalog import Catalog
+    from temshift.io import read_label
+    from temshift.studies.runner import run_study
+    from temshift.studies.spec import parse_spec
+
+    out = tmp_path / "hand"
+    run = run_study(parse_spec(HAND_LABELLED), out, scale="ci", workers=1, processes=False)
+    assert run.outcome.ok, run.outcome.failed
+    (repo,) = [t for t in run.plan.tasks.values() if t.kind == "repo"]
+    root = repo.out_dir / "repo"
+    cat = Catalog.read(root / "catalog.csv")
+    assert len(cat) == 2
+    for _, row in cat.df.iterrows():
+        params = json.loads((root / row["sim_params_file"]).read_text())
+        lab = params["labeling"]
+        assert lab["enabled"] and lab["boundary_offset_nm"] == 0.3 and lab["boundary_jitter_nm"] == 0.1
+        assert lab["n_labelled"] > 0
+        area = float(read_label(cat.label_path(row, root)).mean())
+        assert area == pytest.approx(params["label_area_fraction"], abs=1e-5)
+        assert area > lab["exact_area_fraction"]
+    assert json.loads((out / "spec.json").read_text())["repository"]["labeling"]["enabled"] is True
+    assert "modelled hand labels for training and test" in (out / "report.html").read_text()
+    assert pd.read_parquet(out / "results.parquet")["hard_dice"].between(0, 1).all()

@@ -37,13 +37,21 @@ def test_good_spec_and_where_forms():
         (GOOD.replace('train = ["a", "b"]', 'train = ["a"]\npairs = "some"'), "experiments.e.pairs"),
         (GOOD.replace('name = "t"', 'name = "t"\nscale = "huge"'), "scale"),
         ("name = [", "not valid TOML"),
+        (
+            GOOD + "[repository]\nlabeling = { enabled = true, boundary_wobble = 1 }\n",
+            "repository.labeling.boundary_wobble: unknown key",
+        ),
+        (GOOD + "[repository]\nlabeling = { boundary_jitter_nm = -0.1 }\n", "repository.labeling.boundary_jitter_nm"),
+        (GOOD + "[repository]\nlabeling = { rose_threshold = nan }\n", "repository.labeling.rose_threshold"),
+        (GOOD + "[repository]\nlabeling = { enabled = 'maybe' }\n", "repository.labeling.enabled"),
+        (GOOD + "[repository]\nsource = '/data/real'\nlabeling = { enabled = true }\n", "repository: labeling:"),
     ],
 )
 def test_errors_name_the_key(text, needle):
     with pytest.raises(SpecError) as exc:
         parse_spec(text, source="s.toml")
     assert needle in str(exc.value)
-    assert str(exc.value).startswith("s.toml")
+    assert str(exc.value).startswith("s.toml") and "\n" not in str(exc.value)
 
 
 def test_training_keys_checked_at_resolve(tmp_path):
@@ -119,3 +127,68 @@ def test_all_preset_shares_datasets(tmp_path):
         "noise_rho",
         "noise_rho_max",
     }
+
+
+def _repo_tasks(plan):
+    return {name: plan.tasks[plan.tasks[key].deps["repo"]] for name, key in plan.datasets.items()}
+
+
+def test_labeling_model_defaults_are_the_simulators():
+    from dataclasses import fields
+
+    from temshift.simulate.labels import LabelingModel
+    from temshift.studies.spec import Labeling
+
+    assert {f.name: f.default for f in fields(LabelingModel)} == Labeling().model_dump()
+
+
+def test_hand_labels_plan_another_repository_and_off_plans_todays(tmp_path):
+    exact = resolve(parse_spec(GOOD), tmp_path, "ci")
+    off = resolve(parse_spec(GOOD + "[repository]\nlabeling = { boundary_offset_nm = 0.3 }\n"), tmp_path, "ci")
+    hand_text = GOOD + "[repository]\nlabeling = { enabled = true, boundary_offset_nm = 0.3 }\n"
+    hand = resolve(parse_spec(hand_text), tmp_path, "ci")
+    # off (whatever the other keys say): the very same tasks, and no labeling input at all
+    assert list(off.tasks) == list(exact.tasks)
+    assert all("labeling" not in t.inputs for t in _repo_tasks(exact).values())
+    # on: other repositories, hence other datasets and everything downstream
+    for name, task in _repo_tasks(hand).items():
+        assert task.key != _repo_tasks(exact)[name].key
+        assert task.inputs["labeling"] == {
+            "enabled": True,
+            "rose_threshold": 5.0,
+            "boundary_offset_nm": 0.3,
+            "boundary_jitter_nm": 0.0,
+        }
+    assert not set(hand.datasets.values()) & set(exact.datasets.values())
+    assert not {c.eval_key for c in hand.cells} & {c.eval_key for c in exact.cells}
+    # another labelling parameter: another repository again
+    other = resolve(parse_spec(hand_text.replace("0.3", "0.2")), tmp_path, "ci")
+    assert not {t.key for t in _repo_tasks(other).values()} & {t.key for t in _repo_tasks(hand).values()}
+
+
+def test_with_labeling_overrides_the_spec_and_names_bad_keys():
+    from temshift.studies.spec import with_labeling
+
+    spec = parse_spec(GOOD)
+    assert with_labeling(spec, []) is spec
+    on = with_labeling(spec, ["boundary_jitter_nm=0.15"]).repository.labeling
+    assert on.enabled and on.boundary_jitter_nm == 0.15 and on.rose_threshold == 5.0
+    assert not with_labeling(spec, ["enabled=false", "rose_threshold=3"]).repository.labeling.enabled
+    with pytest.raises(SpecError, match=r"repository\.labeling\.boundary_wobble: unknown key"):
+        with_labeling(spec, ["boundary_wobble=1"])
+    with pytest.raises(SpecError, match=r"repository\.labeling\.rose_threshold"):
+        with_labeling(spec, ["rose_threshold=-1"])
+    with pytest.raises(SpecError, match="expected KEY=VALUE"):
+        with_labeling(spec, ["boundary_offset_nm"])
+
+
+def test_cli_labeling_option_shows_the_labels_and_refuses_bad_keys_in_one_line(cli, tmp_path):
+    code, out, err = cli("study", "show", "dose", "--scale", "ci", "--labeling", "boundary_offset_nm=0.2")
+    assert code == 0, err
+    assert "modelled hand labels" in " ".join(out.split()) and "0.2 nm" in out
+    code, out, err = cli("study", "show", "dose", "--scale", "ci")
+    assert code == 0 and "exact labels" in out
+    code, out, err = cli("study", "run", "dose", "--scale", "ci", "--out", tmp_path / "s", "--labeling", "wobble=1")
+    assert code == 1 and "Traceback" not in err
+    assert "repository.labeling.wobble: unknown key" in " ".join((out + err).split())
+    assert not (tmp_path / "s").exists()  # refused before the study folder is made

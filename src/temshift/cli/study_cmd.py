@@ -40,18 +40,29 @@ def run(
         help="Shipped model (generalist) scored on every dataset of each matrix experiment as an extra row "
         "(the spec's extra_models); repeatable.",
     ),
+    labeling: list[str] = typer.Option(
+        None,
+        "--labeling",
+        metavar="KEY=VALUE",
+        help="Modelled hand labels for the synthetic repository, training and test alike (the spec's "
+        "repository.labeling: enabled, rose_threshold, boundary_offset_nm, boundary_jitter_nm); any "
+        "--labeling turns it on unless enabled=false; repeatable. Hand-label frames are simulated "
+        "and cached apart from exact-label ones.",
+    ),
 ) -> None:
     """Run a study: simulate/build data, build datasets, train fold models, evaluate, report."""
     from temshift.cli.progress import RichReporter
     from temshift.errors import SpecError
     from temshift.studies.runner import run_study
-    from temshift.studies.spec import StudySpec, load_spec, with_extra_models
+    from temshift.studies.spec import StudySpec, load_spec, with_extra_models, with_labeling
 
     if workers and scheduler:
         raise SpecError("give either --workers or --scheduler, not both")
+    study: str | StudySpec = spec
+    if extra_model or labeling:  # checked before anything is created
+        study = with_labeling(with_extra_models(load_spec(spec), extra_model or []), labeling or [])
     output_dir(out)
     console = _console()
-    study: str | StudySpec = with_extra_models(load_spec(spec), extra_model) if extra_model else spec
     result = run_study(
         study,
         out,
@@ -84,6 +95,9 @@ def show(
     workers: int = typer.Option(
         None, "--workers", "-w", min=1, help="Local workers assumed (estimate; training thread count)."
     ),
+    labeling: list[str] = typer.Option(
+        None, "--labeling", metavar="KEY=VALUE", help="As for `study run`: modelled hand labels; repeatable."
+    ),
 ) -> None:
     """Print the resolved plan: datasets, experiments, task counts and an estimated time."""
     import os
@@ -92,8 +106,10 @@ def show(
 
     from temshift.progress import format_seconds
     from temshift.studies.runner import cached_keys, plan_study
+    from temshift.studies.spec import StudySpec, load_spec, with_labeling
 
-    plan = plan_study(spec, out or Path(".temshift-study-preview"), scale.value if scale else None, workers)
+    study: str | StudySpec = with_labeling(load_spec(spec), labeling) if labeling else spec
+    plan = plan_study(study, out or Path(".temshift-study-preview"), scale.value if scale else None, workers)
     done = cached_keys(plan) if out else set()
     console = _console()
     console.print(f"[bold]study {plan.spec.name}[/] at scale [bold]{plan.scale.name}[/]: {plan.spec.description}")
@@ -141,6 +157,8 @@ def show(
     console.print(
         f"folds {plan.spec.folds or plan.scale.folds}; training {plan.scale.training} (+ spec {plan.spec.training})"
     )
+    if plan.spec.repository.synthetic:
+        console.print(f"labels: {plan.spec.repository.labeling.describe()}")
     console.print(
         f"estimated time with {n} worker(s): {format_seconds(plan.estimate_s(n, skip=done))} "
         f"(rough; the live view refines it from measured task times)"

@@ -167,16 +167,20 @@ def _repository_task(plan: Plan, name: str, query: dict, tasks_root: str) -> tup
         raise SpecError(f"datasets.{name}.where: {exc}") from None
     records = sorted(rows.records(), key=lambda r: (r["folder"], r["file"]))
     cache = str(Path(repo.cache).expanduser().resolve()) if repo.cache else tasks_root
+    inputs: dict[str, Any] = {
+        "rows": records,
+        "frames_per_group": repo.frames_per_group or plan.scale.frames_per_group,
+        "frame_size": repo.frame_size or plan.scale.frame_size,
+        "mode": repo.mode or plan.scale.sim_mode,
+        "seed": repo.seed,
+    }
+    labeling = repo.labeling.simulation_options()
+    if labeling is not None:  # only then: exact-label repositories keep their keys
+        inputs["labeling"] = labeling
     task = Task(
         kind="repo",
-        label=f"simulate {len(records)} catalog rows for {name}",
-        inputs={
-            "rows": records,
-            "frames_per_group": repo.frames_per_group or plan.scale.frames_per_group,
-            "frame_size": repo.frame_size or plan.scale.frame_size,
-            "mode": repo.mode or plan.scale.sim_mode,
-            "seed": repo.seed,
-        },
+        label=f"simulate {len(records)} catalog rows for {name}" + (" (hand labels)" if labeling else ""),
+        inputs=inputs,
         deps={},
         root=cache,
     )

@@ -100,6 +100,7 @@ def _provenance(plan) -> dict:
         "written": datetime.now(UTC).isoformat(timespec="seconds"),
         "study_dir": str(plan.study_dir),
         "repository": plan.spec.repository.source,
+        "labels": plan.spec.repository.labeling.simulation_options() or "exact",
         "scale": plan.scale.name,
     }
     for mod in ("torch", "dask", "distributed", "numpy", "pandas"):
@@ -148,6 +149,8 @@ def write_report(
         f"<span class='{'bad' if n_fail else 'ok'}'>{len(outcome.failed)} failed, "
         f"{len(outcome.skipped)} skipped</span>; {len(results)} result rows.</p>"
     )
+    if spec.repository.synthetic:
+        body.append(f"<p><b>Labels.</b> {html.escape(spec.repository.labeling.describe())}.</p>")
     body.append(
         "<h2>Findings</h2><table class='t'><tr><th>finding</th><th>claim</th><th>status</th><th>detail</th></tr>"
     )

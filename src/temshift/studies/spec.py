@@ -52,6 +52,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Labeling(_Strict):
+    """Modelled hand labels of a synthetic repository (`temshift.simulate.labels.LabelingModel`).
+
+    Off by default: the labels are the exact particle footprints. On, every frame of the
+    repository (training and test alike: real test sets are hand labelled too) is labelled
+    as an annotator would: particles below the Rose visibility threshold missed, outlines
+    moved by `boundary_offset_nm` plus a smooth error of rms `boundary_jitter_nm`.
+
+    Attributes
+    ----------
+    enabled : bool
+        Use modelled hand labels (False: exact labels; the other keys are then ignored).
+    rose_threshold : float
+        Rose criterion ``C sqrt(N) >= k``: the k below which a particle is missed (dimensionless).
+    boundary_offset_nm : float
+        Mean signed outline offset, nm (positive: drawn outside the footprint).
+    boundary_jitter_nm : float
+        Rms of the smooth outline displacement, nm.
+    """
+
+    enabled: bool = False
+    rose_threshold: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+    boundary_offset_nm: float = Field(default=0.0, allow_inf_nan=False)
+    boundary_jitter_nm: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+
+    def simulation_options(self) -> dict[str, Any] | None:
+        """The `simulate_repository(labeling=...)` options, None for exact labels."""
+        return self.model_dump() if self.enabled else None
+
+    def describe(self) -> str:
+        """One line saying which labels a study uses."""
+        if not self.enabled:
+            return "exact labels (the simulated particle footprints)"
+        return (
+            f"modelled hand labels for training and test (Rose threshold {self.rose_threshold:g}, "
+            f"outline offset {self.boundary_offset_nm:g} nm, jitter {self.boundary_jitter_nm:g} nm rms)"
+        )
+
+
 class Repository(_Strict):
     """Where raw frames come from.
 
@@ -59,7 +98,8 @@ class Repository(_Strict):
     (cached under `cache`, default the study directory); any other value is the root
     of a real repository in the published layout, read with `catalog`
     (default ``<source>/catalog.csv``). `mode`, `frame_size` and `frames_per_group`
-    override the scale's simulation settings.
+    override the scale's simulation settings; `labeling` (see `Labeling`) asks the
+    synthetic repository for modelled hand labels instead of exact ones.
     """
 
     source: str = "synthetic"
@@ -69,6 +109,13 @@ class Repository(_Strict):
     mode: Literal["multislice", "projection"] | None = None
     frame_size: int | None = Field(default=None, gt=0)
     frames_per_group: int | None = Field(default=None, gt=0)
+    labeling: Labeling = Labeling()
+
+    @model_validator(mode="after")
+    def _labeling_ok(self) -> Repository:
+        if self.labeling.enabled and not self.synthetic:
+            raise ValueError("labeling: modelled hand labels are for a synthetic repository only")
+        return self
 
     @property
     def synthetic(self) -> bool:
@@ -251,6 +298,29 @@ def with_extra_models(spec: StudySpec, names: list[str]) -> StudySpec:
         if exp["kind"] == "matrix":
             exp["extra_models"] = list(dict.fromkeys([*exp["extra_models"], *names]))
     return _validate(data, f"study {spec.name!r} with extra models")
+
+
+def with_labeling(spec: StudySpec, options: list[str]) -> StudySpec:
+    """`spec` with ``KEY=VALUE`` `options` over its ``repository.labeling`` table.
+
+    Any option turns the labelling model on unless ``enabled=false`` is among them.
+
+    Raises
+    ------
+    SpecError
+        For an option without ``=``, an unknown key or a bad value (the message names the key).
+    """
+    if not options:
+        return spec
+    data = spec.model_dump()
+    table = {**data["repository"]["labeling"], "enabled": True}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--labeling {option!r}: expected KEY=VALUE (keys: {', '.join(Labeling.model_fields)})")
+        table[key.strip()] = value.strip()
+    data["repository"]["labeling"] = table
+    return _validate(data, f"study {spec.name!r} with --labeling")
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

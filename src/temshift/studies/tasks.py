@@ -37,6 +37,7 @@ def simulate_repo(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dic
         mode=inputs["mode"],
         seed=inputs["seed"],
         workers=1,
+        labeling=inputs.get("labeling"),
     )
     return SimulateResult(frames=len(cat), repo=str(out_dir / REPO)).to_stored()
 

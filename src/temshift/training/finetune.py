@@ -324,8 +324,6 @@ def _write_data(path: Path, prepared: PreparedFrames, spec: dict) -> dict:
             patch_size=spec["patch_size"],
             n_frames=spec["n_frames"],
             stamp=False,
-            file_format="temshift.dataset",  # as written since fine-tuning came (not FORMAT): kept, files compare
-            format_version=None,
         )
         write_dataset_file(path, prepared.images, prepared.labels, prov, attrs)
     return info
