@@ -85,6 +85,17 @@ def test_plan_keys_follow_the_inputs(tmp_path):
     assert sorted(i for k in a.chunks for i in a.tasks[k].inputs["indices"]) == list(range(n))
 
 
+def test_frame_keys_follow_the_simulator_source(tmp_path, monkeypatch):
+    import temshift.realism.plan as realism_plan
+
+    a = plan_pretrain(tmp_path, "ci", seed=0, train_threads=1)
+    assert all(a.tasks[k].inputs["simulator"] == realism_plan.simulator_fingerprint() for k in a.chunks)
+    monkeypatch.setattr(realism_plan, "simulator_fingerprint", lambda: "0123456789abcdef")
+    b = plan_pretrain(tmp_path, "ci", seed=0, train_threads=1)
+    assert not set(a.chunks) & set(b.chunks)  # an older simulator's frames are not reused
+    assert a.dataset_key != b.dataset_key and a.train_key != b.train_key  # nor what was made of them
+
+
 def test_frames_task_resamples_to_the_working_scale_and_skips_a_failing_frame(tmp_path, monkeypatch):
     import temshift.simulate.micrograph as micrograph
     from temshift.simulate.micrograph import SimulatedFrame

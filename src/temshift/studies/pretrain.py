@@ -362,6 +362,7 @@ def plan_pretrain(
     from pydantic import ValidationError
 
     from temshift.preprocess import PreprocessSettings
+    from temshift.realism.plan import simulator_fingerprint
     from temshift.studies.plan import Task
     from temshift.training.settings import TrainSettings
 
@@ -387,11 +388,14 @@ def plan_pretrain(
         "mode": sc.sim_mode,
         "recipe": RECIPE_VERSION,
     }
+    # the simulator's source is in the frames' keys (as in the realism benchmark's): frames of an
+    # older simulator in the run folder are simulated again, not reused
+    frames = {**common, "simulator": simulator_fingerprint()}
     deps = {}
     for c, start in enumerate(range(0, sc.n_frames, sc.frames_per_task)):
         indices = list(range(start, min(sc.n_frames, start + sc.frames_per_task)))
         key = plan.add(
-            Task("frames", f"simulate frames {indices[0]}-{indices[-1]}", {**common, "indices": indices}, {}, root)
+            Task("frames", f"simulate frames {indices[0]}-{indices[-1]}", {**frames, "indices": indices}, {}, root)
         )
         plan.chunks.append(key)
         deps[f"chunk{c:05d}"] = key
