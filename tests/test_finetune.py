@@ -375,3 +375,88 @@ def test_finetune_data_file_has_the_format_attributes_of_a_built_dataset(tmp_pat
     with h5py.File(built, "r") as b, h5py.File(run.model_path.parent / DATA_FILE, "r") as f:
         for key in ("format", "format_version"):
             assert key in b.attrs and f.attrs.get(key) == b.attrs[key], key
+
+
+def test_the_shipped_generalist_by_name_in_the_library_and_the_cli(tmp_path, monkeypatch):
+    """`finetune("generalist", ...)` and `temshift finetune generalist` start from `predict generalist`'s model."""
+    from temshift.models import load_model
+    from temshift.models.pretrained import pretrained_path
+    from temshift.predict.pipeline import load_predictor
+    from temshift.training.finetune import finetune, resolve_base
+
+    monkeypatch.delenv("TEMSHIFT_PRETRAINED_DIR", raising=False)
+    shipped = pretrained_path("generalist")
+    monkeypatch.chdir(tmp_path)  # no file called "generalist" here
+    path, note = resolve_base("Generalist")
+    assert path == shipped and "shipped" in note
+    images, labels = _write_frames(tmp_path / "data", n=2, rgba=False)
+    from temshift.training.labelled_frames import pair_frames
+
+    res = finetune("generalist", pair_frames(images, labels), tmp_path / "lib", settings=_settings(epochs=1))
+    assert res.base_model == "generalist.pt" and res.zoom == [1.0, 1.0]
+    _, meta = load_model(res.model_path)
+    assert meta.base_model["sha256"] == _sha(shipped) and meta.base_model["kind"] == "generalist"
+    assert meta.base_model["pixel_scale_nm"] == pytest.approx(0.04)  # the generalist's working scale
+    # scale-less frames: trained on their own grid, so the model records no training scale and
+    # predict does not resample them (even with a pixel scale at hand)
+    assert meta.dataset_spec.pixel_scale_nm is None
+    predictor = load_predictor(res.model_path)
+    assert predictor.pixel_scale_nm is None
+    from temshift.predict.pipeline import predict_frame
+    from temshift.training.labelled_frames import read_image
+
+    assert predict_frame(predictor, read_image(images / "image_0.png").data, pixel_scale_nm=0.1).zoom == 1.0
+    out = tmp_path / "cli"
+    cli = CliRunner().invoke(
+        _cli(),
+        [
+            "finetune",
+            "generalist",
+            "--images",
+            str(images),
+            "--labels",
+            str(labels),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--patch-crop",
+            "32",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert cli.exit_code == 0, cli.output
+    assert (
+        "generalist.pt" in cli.output
+        and "own pixel grid (pixel scale unknown: taken as the base's training scale, 0.04 nm/px)" in cli.output
+    )
+    assert load_model(out / "model.pt")[1].base_model["file"] == "generalist.pt"
+
+
+def test_an_unknown_model_name_is_a_one_line_error(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    images, labels = _write_frames(tmp_path / "data", n=1)
+    code, out, err = cli("finetune", "generalst", "--images", str(images), "--labels", str(labels), "--out", "run")
+    text = (out + err).strip()
+    assert code == 1 and "Traceback" not in text and len(text.splitlines()) == 1, text
+    assert "generalst" in text and "generalist" in text  # names the input and the shipped models
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_shipped_model_missing_from_the_install_is_a_clear_error(tmp_path, monkeypatch):
+    from temshift.errors import TemshiftError
+    from temshift.training.finetune import resolve_base
+
+    monkeypatch.setenv("TEMSHIFT_PRETRAINED_DIR", str(tmp_path / "none"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TemshiftError, match="not shipped"):
+        resolve_base("generalist")
+
+
+def _sha(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

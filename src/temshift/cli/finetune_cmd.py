@@ -23,7 +23,8 @@ def finetune(
     model: str = typer.Argument(
         ...,
         help="Base model: temshift checkpoint, released *_model.h5, a run directory "
-        "with one model.pt, or a zoo training set / file name (pulled with `temshift zoo pull`).",
+        "with one model.pt, the shipped 'generalist', or a zoo training set / file name "
+        "(pulled with `temshift zoo pull`).",
     ),
     images: Path = typer.Option(
         ..., "--images", help="Folder of frames (.png/.jpg 8-bit, .tif, .dm3/.dm4, .emd, .ser, .npy)."
@@ -99,7 +100,7 @@ def finetune(
     pairs = pair_frames(images, labels)
     base, note = resolve_base(model, zoo_dir)
     if note:
-        console.print(note, highlight=False)
+        console.print(note, highlight=False, soft_wrap=True)
     console.print(
         f"fine-tuning {base.name} on {len(pairs) - val_frames} frame(s)"
         + (f" (+{val_frames} for validation)" if val_frames else "")
@@ -128,8 +129,10 @@ def finetune(
         )
         raise typer.Exit(130) from None
     zooms = sorted(set(result.zoom))
+    own = result.base_pixel_scale_nm
     scale_note = (
-        "frames used on their own pixel grid (pixel scale unknown)"
+        "frames used on their own pixel grid (pixel scale unknown"
+        + (f": taken as the base's training scale, {own:g} nm/px)" if own else ")")
         if zooms == [1.0]
         else f"frames resampled by x{', x'.join(f'{z:.3g}' for z in zooms)}"
     )

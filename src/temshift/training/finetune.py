@@ -58,6 +58,9 @@ class FinetuneResult:
         Wall time of the training, seconds (summed over resumed sessions).
     zoom : list of float
         Resampling factor applied to each frame (1.0 when its pixel scale is unknown).
+    base_pixel_scale_nm : float or None
+        Training pixel scale of the base model, nm/pixel: what frames of unknown scale,
+        used on their own grid, are taken to be.
     """
 
     run_dir: Path
@@ -72,6 +75,7 @@ class FinetuneResult:
     best_loss: float
     seconds: float
     zoom: list = field(default_factory=list)
+    base_pixel_scale_nm: float | None = None
 
     @classmethod
     def read(cls, run_dir) -> FinetuneResult:
@@ -91,6 +95,7 @@ class FinetuneResult:
             d["best_loss"],
             d["seconds"],
             d["zoom"],
+            d["base_model"].get("pixel_scale_nm"),
         )
 
 
@@ -112,17 +117,21 @@ def resolve_base(model, zoo_dir=None) -> tuple[Path, str | None]:
     ----------
     model : str or Path
         A temshift checkpoint, a released ``*_model.h5``, a run directory holding one
-        ``model.pt``, or a zoo name: a training set (its fold-0 model) or a released file name.
+        ``model.pt``, a shipped model's name (``"generalist"``, as `temshift predict` takes it:
+        `temshift.models.pretrained`), or a zoo name: a training set (its fold-0 model) or a
+        released file name. An existing file or folder of that name wins over a name.
     zoo_dir : path, optional
         Local zoo folder (default `temshift.models.zoo.zoo_dir`).
 
     Raises
     ------
-    FinetuneError, ZooError
-        Nothing of that name; a run directory with several models; zoo files not pulled.
+    FinetuneError, ZooError, CheckpointError
+        Nothing of that name; a run directory with several models; zoo files not pulled; a
+        shipped model absent from this install.
     """
     from temshift.models import zoo
     from temshift.models.checkpoint import model_files
+    from temshift.models.pretrained import NAMES, is_pretrained_name, pretrained_path
 
     path = Path(model)
     if path.exists():
@@ -132,11 +141,15 @@ def resolve_base(model, zoo_dir=None) -> tuple[Path, str | None]:
                 f"{path}: holds {len(files)} models (an ensemble); fine-tune one of them, e.g. {files[0]}"
             )
         return files[0], None
+    if is_pretrained_name(model):  # the lookup `temshift predict generalist` uses
+        shipped = pretrained_path(str(model))
+        return shipped, f"shipped model {shipped.stem}: {shipped}"
     try:
         found = zoo.resolve([str(model)])
     except zoo.ZooError:
         raise FinetuneError(
-            f"{model}: no such model file or run directory, and not a zoo model (see `temshift zoo list`)"
+            f"{model}: no such model file or run directory, not a shipped model ({', '.join(NAMES)}) "
+            "and not a zoo model (see `temshift zoo list`)"
         ) from None
     if str(model).strip().lower() == "all":
         raise FinetuneError("'all' names every released model; fine-tune one training set or file")
@@ -384,7 +397,8 @@ def finetune(
     Parameters
     ----------
     model : str or Path
-        Base model (see :func:`resolve_base`).
+        Base model (see :func:`resolve_base`): a file, a run folder, ``"generalist"`` (the
+        shipped model) or a zoo name.
     pairs : list of FramePair
         Labelled frames (:func:`temshift.training.labelled_frames.pair_frames`).
     out_dir : str or Path
