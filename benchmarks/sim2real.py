@@ -13,7 +13,12 @@ them; only part (c) trains, on 5 frames of a split, and scores the other 15.
     160 kx set, fold 0: the coarsest pixel scale released, so its particles, ~120 px across,
     are nearest the ~60 px of these frames; chosen before any score was seen) on 5 frames
     with the default fine-tuning settings, scored on the other 15, for 4 random splits
-    (seeds 0-3); wall time of each fine-tuning.
+    (seeds 0-3); wall time of each fine-tuning. ``--base generalist`` starts from the shipped
+    generalist instead, exactly as ``temshift finetune generalist`` does (``--base PATH``: any
+    model `temshift finetune` accepts). The frames record no pixel scale, so with any base they
+    are fine-tuned on their own grid (taken as the base's training scale: 0.04 nm/pixel for the
+    generalist), the fine-tuned model records no training scale, and scoring it
+    (`predict_frame`, as ``temshift predict RUN/model.pt``) does not resample them either.
 (d) generalist: the shipped generalist (`temshift.models.pretrained`, or ``--generalist PATH``; a run
     folder through ``TEMSHIFT_PRETRAINED_DIR`` works too) through `predict_frame`, as
     ``temshift predict generalist FRAME`` runs it: the frames record no pixel scale, so the
@@ -25,7 +30,8 @@ Score: hard dice per frame as the project computes it (`temshift.models.metrics.
 of the 0/1 mask, smoothing 1), mean over frames.
 
 Usage: python benchmarks/sim2real.py [--parts threshold released finetune generalist] [--factors 1 1.5 2]
-       [--folds 0] [--freeze decoder] [--splits 4] [--epochs N] [--threads 1] [--json PATH] [--write]
+       [--folds 0] [--freeze decoder] [--splits 4] [--epochs N] [--base released|generalist|PATH]
+       [--threads 1] [--json PATH] [--write]
        python benchmarks/sim2real.py --render A.json B.json [--write]   # one section from separate runs
 Skips (exit 0) when the data are absent.
 """
@@ -43,6 +49,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -186,21 +193,47 @@ def splits(n: int, n_splits: int):
         yield seed, sorted(order[:N_TRAIN].tolist()), sorted(order[N_TRAIN:].tolist())
 
 
+def finetune_base(base: str = "released") -> tuple[Path, str]:
+    """The base model of part (c) and its kind.
+
+    ``"released"``: fold 0 of `BASE_SET` in ``../shared/data/published``; ``"generalist"``: the
+    shipped generalist, found as ``temshift finetune generalist`` finds it (so
+    ``TEMSHIFT_PRETRAINED_DIR`` points it at a run folder); anything else: a model path, resolved
+    as `temshift finetune` resolves its MODEL argument.
+    """
+    from temshift.training.finetune import resolve_base
+
+    if base == "released":
+        from temshift.models.zoo import training_sets
+
+        file = next(m.file for s in training_sets() if s.name == BASE_SET for m in s.models if m.fold == 0)
+        return PUBLISHED / file, "released"
+    path, _ = resolve_base(base)
+    return path, "generalist" if base.strip().lower() == "generalist" else "path"
+
+
 def part_finetune(
-    pairs, frames, labels, freezes, n_splits, epochs, threads, workdir: Path, on_row=None, only=None
+    pairs, frames, labels, freezes, n_splits, epochs, threads, workdir: Path, on_row=None, only=None, base="released"
 ) -> dict:
-    from temshift.models.zoo import training_sets
     from temshift.predict.pipeline import load_predictor, predict_frame
     from temshift.training.finetune import finetune, finetune_settings
 
-    base = next(PUBLISHED / m.file for s in training_sets() if s.name == BASE_SET for m in s.models if m.fold == 0)
+    base, kind = finetune_base(base)
     base_predictor = load_predictor(base)
-    rows = []
+    ident = {
+        "base": base.name,
+        "base_kind": kind,
+        "base_sha256": hashlib.sha256(base.read_bytes()).hexdigest()[:16],
+        "base_pixel_scale_nm": base_predictor.pixel_scale_nm,
+        "base_patch_px": base_predictor.patch_size,
+    }
+    rows: list[dict] = []
     for freeze in freezes:
         for seed, train, test in splits(len(pairs), n_splits):
             if only is not None and seed not in only:
                 continue
-            run = workdir / f"{freeze}_split{seed}"
+            # the released base keeps its folder names; other bases get their own (a run folder holds one base)
+            run = workdir / (f"{freeze}_split{seed}" if kind == "released" else f"{base.stem}_{freeze}_split{seed}")
             settings = finetune_settings(epochs=epochs, threads=threads, progress=False, device="cpu")
             t0, c0 = time.perf_counter(), time.process_time()
             result = finetune(base, [pairs[i] for i in train], run, freeze=freeze, settings=settings)
@@ -227,13 +260,14 @@ def part_finetune(
                 }
             )
             print(
-                f"finetune {freeze} split {seed}: {rows[-1]['mean']:.3f} (base {rows[-1]['base_mean']:.3f}), "
+                f"finetune {'' if kind == 'released' else base.name + ' '}{freeze} split {seed}: "
+                f"{rows[-1]['mean']:.3f} (base {rows[-1]['base_mean']:.3f}), "
                 f"{wall:.0f} s wall, {cpu:.0f} s CPU, load {_load()}",
                 flush=True,
             )
             if on_row:
-                on_row({"base": base.name, "rows": rows})
-    return {"base": base.name, "rows": rows}
+                on_row({**ident, "rows": rows})
+    return {**ident, "rows": rows}
 
 
 def _load() -> str:
@@ -242,11 +276,12 @@ def _load() -> str:
 
 def _merge(runs: list[dict]) -> dict:
     """One result from several runs of this script (parts run separately, e.g. in parallel)."""
-    out = {
+    out: dict[str, Any] = {
         "threshold": None,
         "released": [],
         "finetune": [],
         "base": None,
+        "bases": {},
         "runs": [],
         "repeats": [],
         "generalist": None,
@@ -257,20 +292,22 @@ def _merge(runs: list[dict]) -> dict:
         out["generalist"] = r.get("generalist") or out["generalist"]
         out["released"] += (r.get("released") or {}).get("rows", [])
         ft = r.get("finetune") or {}
+        if ft.get("base"):  # runs before --base: the released base, named by "base" only
+            out["bases"].setdefault(ft["base"], {k: v for k, v in ft.items() if k != "rows"})
         for row in ft.get("rows", []):  # a split run twice (separate runs) is listed once
-            same = [
-                o
-                for o in out["finetune"]
-                if (o["freeze"], o["epochs"], o["split"]) == (row["freeze"], row["epochs"], row["split"])
-            ]
+            row = {"base": ft.get("base"), **row}
+            same = [o for o in out["finetune"] if _row_key(o) == _row_key(row)]
             if same:
-                out["repeats"].append(
-                    (row["freeze"], row["epochs"], row["split"], same[0]["per_frame"] == row["per_frame"])
-                )
+                out["repeats"].append((*_row_key(row), same[0]["per_frame"] == row["per_frame"]))
             else:
                 out["finetune"].append(row)
         out["base"] = ft.get("base") or out["base"]
     return out
+
+
+def _row_key(row: dict) -> tuple:
+    """What identifies a fine-tuning row: base model, freeze mode, epochs, split."""
+    return row["base"], row["freeze"], row["epochs"], row["split"]
 
 
 def markdown(runs: list[dict]) -> str:
@@ -348,43 +385,69 @@ def markdown(runs: list[dict]) -> str:
                         f"{len(got)} sets {np.mean(got):.3f}, range {min(got):.3f}-{max(got):.3f}"
                     )
         lines += ["", "REFERENCE.md: 0.93-0.96 at factors 1-2.", ""]
-    ft = res["finetune"]
-    if ft:
-        lines += [
-            f"(c) `temshift.training.finetune.finetune` from `{res['base']}` on 5 frames, scored on the other 15 "
-            "(random splits, seeds 0-3), default fine-tuning settings except the epochs (batches of 8 random "
-            "256 px crops, lr 1e-3, dihedral expansion + flip/rotation, seed 962), frames on their own grid "
-            "(pixel scale unknown); `base` = the base model on the same 15 frames, not resampled.",
-            "",
-            "| freeze | epochs | split | dice (15 test frames) | base | threshold, same frames | wall s | CPU s |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        thr = (res["threshold"] or {}).get("per_frame")
-        for r in ft:
-            test = next(te for seed, _, te in splits(20, r["split"] + 1) if seed == r["split"])
-            t_cell = f"{np.mean([thr[i] for i in test]):.3f}" if thr and len(thr) == 20 else "-"
-            lines.append(
-                f"| {r['freeze']} | {r['epochs']} | {r['split']} | {r['mean']:.3f} | {r['base_mean']:.3f} | "
-                f"{t_cell} | {r['wall_seconds']:.0f} | {r.get('cpu_seconds', float('nan')):.0f} |"
-            )
-        lines.append("")
-        for key in dict.fromkeys((r["freeze"], r["epochs"]) for r in ft):
-            got = [r for r in ft if (r["freeze"], r["epochs"]) == key]
-            means = [r["mean"] for r in got]
-            spread = statistics.stdev(means) if len(means) > 1 else 0.0
-            lines.append(
-                f"- {key[0]} frozen, {key[1]} epochs, {len(got)} splits: mean **{np.mean(means):.3f}**, "
-                f"SD over splits {spread:.3f} (min {min(means):.3f}); per fine-tuning wall "
-                f"{np.mean([r['wall_seconds'] for r in got]):.0f} s (max {max(r['wall_seconds'] for r in got):.0f}),"
-                f" CPU {np.mean([r.get('cpu_seconds', np.nan) for r in got]):.0f} s"
-            )
-        for freeze, epochs, split, same in res["repeats"]:
-            lines.append(
-                f"- {freeze} frozen, {epochs} epochs, split {split} ran twice in separate processes: per-frame "
-                f"scores {'identical' if same else 'DIFFERENT'}"
-            )
-        lines.append("")
+    thr = (res["threshold"] or {}).get("per_frame")
+    for name in dict.fromkeys(r["base"] for r in res["finetune"]):
+        rows = [r for r in res["finetune"] if r["base"] == name]
+        repeats = [x for x in res["repeats"] if x[0] == name]
+        lines += _finetune_section(name, res["bases"].get(name) or {}, rows, repeats, thr)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _finetune_section(name: str, info: dict, ft: list[dict], repeats: list[tuple], thr) -> list[str]:
+    """Part (c) of one base model: the table of splits and the summary per freeze mode and epochs."""
+    crops = "batches of 8 random 256 px crops"
+    if info.get("base_kind", "released") == "released":
+        origin = f"from `{name}`"
+        base_note = "`base` = the base model on the same 15 frames, not resampled."
+    else:
+        scale = info.get("base_pixel_scale_nm")
+        what = "the shipped generalist" if info["base_kind"] == "generalist" else "a model file"
+        origin = f"from {what} `{name}` (sha256 {info.get('base_sha256')})"
+        tile = info.get("base_patch_px")
+        if tile and tile <= 256:  # finetune trains on whole tiles when they are no larger than the crop
+            crops = f"batches of 8 whole {tile} px tiles"
+        base_note = (
+            f"taken to be at the base's training scale ({scale:g} nm/px), as `temshift finetune` does; the "
+            "fine-tuned model records no training scale, so `predict` does not resample them either. `base` = the "
+            "base model on the same 15 frames, not resampled (what `temshift predict` assumes without a recorded "
+            "or confidently estimated pixel scale)."
+            if scale
+            else "`base` = the base model on the same 15 frames, not resampled."
+        )
+    lines = [
+        f"(c) `temshift.training.finetune.finetune` {origin} on 5 frames, scored on the other 15 "
+        f"(random splits, seeds 0-3), default fine-tuning settings except the epochs ({crops}, "
+        "lr 1e-3, dihedral expansion + flip/rotation, seed 962), frames on their own grid "
+        f"(pixel scale unknown); {base_note}",
+        "",
+        "| freeze | epochs | split | dice (15 test frames) | base | threshold, same frames | wall s | CPU s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in ft:
+        test = next(te for seed, _, te in splits(20, r["split"] + 1) if seed == r["split"])
+        t_cell = f"{np.mean([thr[i] for i in test]):.3f}" if thr and len(thr) == 20 else "-"
+        lines.append(
+            f"| {r['freeze']} | {r['epochs']} | {r['split']} | {r['mean']:.3f} | {r['base_mean']:.3f} | "
+            f"{t_cell} | {r['wall_seconds']:.0f} | {r.get('cpu_seconds', float('nan')):.0f} |"
+        )
+    lines.append("")
+    for key in dict.fromkeys((r["freeze"], r["epochs"]) for r in ft):
+        got = [r for r in ft if (r["freeze"], r["epochs"]) == key]
+        means = [r["mean"] for r in got]
+        spread = statistics.stdev(means) if len(means) > 1 else 0.0
+        lines.append(
+            f"- {key[0]} frozen, {key[1]} epochs, {len(got)} splits: mean **{np.mean(means):.3f}**, "
+            f"SD over splits {spread:.3f} (min {min(means):.3f}); per fine-tuning wall "
+            f"{np.mean([r['wall_seconds'] for r in got]):.0f} s (max {max(r['wall_seconds'] for r in got):.0f}),"
+            f" CPU {np.mean([r.get('cpu_seconds', np.nan) for r in got]):.0f} s"
+        )
+    for _, freeze, epochs, split, same in repeats:
+        lines.append(
+            f"- {freeze} frozen, {epochs} epochs, split {split} ran twice in separate processes: per-frame "
+            f"scores {'identical' if same else 'DIFFERENT'}"
+        )
+    lines.append("")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -403,6 +466,12 @@ def main(argv=None) -> int:
     ap.add_argument("--splits", type=int, default=4)
     ap.add_argument("--only-splits", type=int, nargs="+", default=None, help="Run only these of the splits.")
     ap.add_argument("--epochs", type=int, default=None, help="Fine-tuning epochs (default: temshift finetune's).")
+    ap.add_argument(
+        "--base",
+        default="released",
+        help="Base model of part (c): 'released' (fold 0 of the 5 nm Au 160 kX set, the default), 'generalist' "
+        "(the shipped one, as `temshift finetune generalist`), or a model PATH.",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=None, help="Run folders of part (c) (default: a temp folder).")
     ap.add_argument("--json", type=Path, default=None, help="Write the raw results here (updated after each row).")
@@ -422,7 +491,7 @@ def main(argv=None) -> int:
             RESULTS.write_text(RESULTS.read_text().rstrip("\n") + "\n\n" + text)
         return 0
     if not (args.data / "images").is_dir() or (
-        ("released" in args.parts or "finetune" in args.parts) and not PUBLISHED.is_dir()
+        ("released" in args.parts or ("finetune" in args.parts and args.base == "released")) and not PUBLISHED.is_dir()
     ):
         print(f"skipped: {args.data} or {PUBLISHED} absent")
         return 0
@@ -465,6 +534,7 @@ def main(argv=None) -> int:
                     args.workdir or Path(tmp),
                     on_row=lambda v: save("finetune", v),
                     only=args.only_splits,
+                    base=args.base,
                 ),
             )
     res["load_after"] = _load()
