@@ -137,3 +137,17 @@ def test_material_flag_is_checked(tmp_path, cli, model):
     np.save(tmp_path / "f.npy", np.zeros((128, 128), np.float32))
     code, _out, err = cli("predict", model, tmp_path / "f.npy", "--out", tmp_path / "o", "--material", "Kryptonite")
     assert code == 1 and "Kryptonite" in err and "Traceback" not in err
+
+
+def test_check_takes_the_same_scale_options_as_predict(tmp_path, cli, model):
+    """`temshift check` reports the same estimated scale as predict, and refuses a bad material."""
+    frame = tmp_path / "au.npy"
+    np.save(frame, _simulated("Au", 0.03))
+    code, _out, err = cli("check", model, frame, "--material", "Au")
+    assert code == 0, err
+    assert "frame pixel scale unknown: estimated 0.03" in err
+    code, out, err = cli("check", model, frame, "--no-estimate-scale")
+    assert code == 0, err
+    assert "estimated" not in err + out and "assumed the model's 0.04" in out
+    code, _out, err = cli("check", model, frame, "--material", "Kryptonite")
+    assert code == 1 and "Kryptonite" in err and "Traceback" not in err

@@ -106,6 +106,19 @@ def _report(predictions: list[Any], title: str, con: Any, n_frames: int) -> None
     _exit_if_failed(con, [p.error for p in predictions if p.error], n_frames)
 
 
+# shared by predict and check: the same frames get the same scale estimate in both
+_ESTIMATE_SCALE_OPTION = typer.Option(
+    True,
+    "--estimate-scale/--no-estimate-scale",
+    help="Frames with no pixel scale: estimate it from lattice fringes when confident (see docs/predict.md).",
+)
+_MATERIAL_OPTION = typer.Option(
+    None,
+    "--material",
+    help="Particle material for that estimate: Au, Ag, Pt, Pd, CdSe (default: catalog, else Au).",
+)
+
+
 @app.command("predict")
 def predict(
     model: Path = typer.Argument(..., help=_MODEL_HELP),
@@ -120,16 +133,8 @@ def predict(
     dose: float = typer.Option(
         None, "--dose", callback=positive_option, help="Frame dose, e/A^2 (default: catalog), for shift warnings."
     ),
-    estimate_scale: bool = typer.Option(
-        True,
-        "--estimate-scale/--no-estimate-scale",
-        help="Frames with no pixel scale: estimate it from lattice fringes when confident (see docs/predict.md).",
-    ),
-    material: str = typer.Option(
-        None,
-        "--material",
-        help="Particle material for that estimate: Au, Ag, Pt, Pd, CdSe (default: catalog, else Au).",
-    ),
+    estimate_scale: bool = _ESTIMATE_SCALE_OPTION,
+    material: str = _MATERIAL_OPTION,
     ensemble: list[Path] = typer.Option(
         None, "--ensemble", help="More models or run directories; probabilities are averaged. Repeatable."
     ),
@@ -251,6 +256,8 @@ def check(
         help="Frame pixel scale, nm/pixel, 0.001-10 (default: file metadata, then catalog).",
     ),
     dose: float = typer.Option(None, "--dose", callback=positive_option, help="Frame dose, e/A^2 (default: catalog)."),
+    estimate_scale: bool = _ESTIMATE_SCALE_OPTION,
+    material: str = _MATERIAL_OPTION,
     rescale: bool = typer.Option(
         True, "--rescale/--no-rescale", help="Assume frames are resampled to the training pixel scale."
     ),
@@ -284,6 +291,8 @@ def check(
         frame=frame_choice(frame_index, sum_frames),
         rescale=rescale,
         match_noise=noise_match,
+        estimate_scale=estimate_scale,
+        material=material,
     )
     if json_out:
         output_file(json_out, "--json")
