@@ -35,7 +35,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 HERE = Path(__file__).resolve().parent
 REAL = HERE.parents[1] / "shared" / "data" / "real" / "tem_particles"
-DEFAULT_MODEL = Path("/work/coord/runs/generalist-s4/generalist.pt")
 SCALES_NM = (0.02, 0.03, 0.04, 0.06)
 SEARCH_NM = (0.02, 0.03, 0.04, 0.06, 0.08)
 MATERIALS = ("Au", "CdSe")
@@ -222,7 +221,7 @@ def render(result: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--model", type=Path, default=None, help="Checkpoint (default: the shipped generalist).")
     ap.add_argument("--size", type=int, default=768, help="Frame edge, pixels.")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -231,6 +230,10 @@ def main() -> None:
     from temshift.predict.pipeline import load_predictor
 
     torch.set_num_threads(1)
+    if args.model is None:
+        from temshift.models.pretrained import pretrained_path
+
+        args.model = pretrained_path("generalist")
     if not args.model.is_file():
         print(f"model {args.model} not found: skipped")
         return
