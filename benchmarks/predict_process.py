@@ -73,12 +73,12 @@ def make_inputs(folder: Path, size: int, n_models: int) -> tuple[Path, list[Path
     if not all(m.exists() for m in models):
         import torch
 
-        from temshift.models import UNet, save_checkpoint
+        from temshift.models import CheckpointMeta, UNet, save_checkpoint
 
         spec = {"preprocess": {}, "pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0, "patch_size": 512}
         for k, m in enumerate(models):
             torch.manual_seed(k)
-            save_checkpoint(m, UNet(), {"dataset_spec": spec})
+            save_checkpoint(m, UNet(), CheckpointMeta.model_validate({"dataset_spec": spec}))
     return frame, models
 
 

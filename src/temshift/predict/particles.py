@@ -622,46 +622,8 @@ def size_histogram_png(
         :func:`size_histogram_table` of the same table: its bins are used and its intervals
         drawn as error bars.
     """
-    # a bare Figure renders with Agg and skips pyplot's import and backend set-up (~0.5-1 s)
-    from matplotlib.figure import Figure
+    from temshift.predict.histogram import draw_size_histogram, histogram_inputs
 
-    from temshift.io.atomic import atomic_path
-
-    t = table[~table["touches_border"].astype(bool)] if exclude_border and len(table) else table
-    d = t["equivalent_diameter_nm"].to_numpy(dtype=float)
-    unit = "nm"
-    if len(d) and np.isnan(d).all():
-        d, unit = np.sqrt(4.0 * t["area_px"].to_numpy(dtype=float) / np.pi), "pixels"
-    d = d[np.isfinite(d)]
-    fig = Figure(figsize=(5, 3.5), dpi=120)
-    ax = fig.subplots()
-    if len(d):
-        edges = np.histogram_bin_edges(d, bins=bins)
-        if ci is not None and len(ci):
-            edges = np.append(ci["bin_low"].to_numpy(float), ci["bin_high"].to_numpy(float)[-1])
-        counts, _, _ = ax.hist(d, bins=edges, color="tab:orange", edgecolor="black")  # type: ignore[arg-type]  # stubs omit arrays
-        if ci is not None and len(ci) == len(counts):
-            centers = 0.5 * (edges[:-1] + edges[1:])
-            err = np.vstack([counts - ci["ci_low"].to_numpy(float), ci["ci_high"].to_numpy(float) - counts])
-            ax.errorbar(
-                centers,
-                counts,
-                yerr=np.clip(err, 0, None),
-                fmt="none",
-                ecolor="black",
-                elinewidth=1,
-                capsize=2,
-                label="95 % bootstrap interval",
-            )
-        ax.axvline(np.median(d), color="black", ls="--", lw=1, label=f"median {np.median(d):.3g} {unit}")
-        ax.legend(frameon=False)
-    else:
-        ax.text(0.5, 0.5, "no particles", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel(f"equivalent diameter ({unit})")
-    ax.set_ylabel("particles")
-    ax.set_title(title or f"{len(d)} particles" + (" (border particles excluded)" if exclude_border else ""))
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    return draw_size_histogram(
+        path, bins=bins, title=title, **histogram_inputs(table, exclude_border=exclude_border, ci=ci)
+    )
