@@ -51,6 +51,8 @@ STAGES = [
     ("outputs", "temshift.predict.particles", "particle_table"),
     ("outputs", "temshift.predict.particles", "write_particle_csv"),
     ("outputs", "temshift.predict.particles", "size_histogram_png"),
+    ("outputs", "temshift.predict.particles", "summary_and_histogram"),
+    ("outputs", "temshift.predict.outputs", "encode_frame_pngs"),  # FrameWriter.prepare (writer thread)
 ]
 ORDER = ["import", "model load", "read", "preprocess", "inference", "statistics", "outputs", "other", "background"]
 """Stages; "background" is time of wrapped calls on other threads (the frames' files, written while the

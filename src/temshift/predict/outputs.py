@@ -397,11 +397,11 @@ def write_batch_outputs(
     tables = {p.name: p.particles for p in predictions if p.ok and p.particles is not None}
     if tables:
         combined = parts.combine_tables(tables)
-        hist = parts.size_histogram_table(combined, list(tables))
+        summary, hist = parts.summary_and_histogram(combined, list(tables))
         draw = parts.size_histogram_png if histogram is None else histogram.size_histogram_png
         draw(combined, out_dir / "size_histogram.png", ci=hist)  # first: a HistogramProcess draws meanwhile
         parts.write_particle_csv(combined, out_dir / "particles.csv")
-        parts.write_particle_csv(parts.particle_summary(combined, list(tables)), out_dir / "particle_summary.csv")
+        parts.write_particle_csv(summary, out_dir / "particle_summary.csv")
         parts.write_particle_csv(hist, out_dir / "size_histogram.csv")
         written += ["particles.csv", "particle_summary.csv", "size_histogram.csv", "size_histogram.png"]
     write_risk_reports(out_dir, [p.report for p in predictions if p.report is not None])

@@ -531,6 +531,12 @@ def particle_summary(
         mean_diameter_ci_high, median_diameter, median_diameter_ci_low, median_diameter_ci_high,
         diameter_unit``.
     """
+    return _summary(table, frames, exclude_border, n_boot, level, seed)
+
+
+def _summary(table: pd.DataFrame, frames, exclude_border: bool, n_boot: int, level: float, seed: int, whole=None):
+    """:func:`particle_summary`; `whole`: the ``_bootstrap`` of all of `table` over `frames` with
+    automatic bins, made already (the batch's row, or the one frame's row, need no second run)."""
     if frames is None:
         frames = list(pd.unique(table["frame"])) if "frame" in table and len(table) else ["frame"]
     frames = list(frames)
@@ -539,8 +545,12 @@ def particle_summary(
         groups.append(("all", table))
     rows = []
     for name, sub in groups:
-        point, iv, _, unit, sized = _bootstrap(
-            sub, frames if name == "all" else [name], exclude_border, "auto", n_boot, level, seed
+        # the same rows in the same order, over the same frames: the same bootstrap, to the bit
+        same = whole is not None and (name == "all" or (len(frames) == 1 and len(sub) == len(table)))
+        point, iv, _, unit, sized = (
+            whole
+            if same
+            else _bootstrap(sub, frames if name == "all" else [name], exclude_border, "auto", n_boot, level, seed)
         )
         rows.append(
             {
@@ -582,7 +592,21 @@ def size_histogram_table(
     pandas.DataFrame
         One row per bin: ``bin_low, bin_high, unit, particles, ci_low, ci_high``.
     """
-    point, iv, edges, unit, _ = _bootstrap(table, frames, exclude_border, bins, n_boot, level, seed)
+    return _histogram_table(_bootstrap(table, frames, exclude_border, bins, n_boot, level, seed))
+
+
+def summary_and_histogram(table: pd.DataFrame, frames=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(particle_summary(table, frames), size_histogram_table(table, frames))`` with the default
+    settings, the bootstrap of the whole table run once for both (the same tables)."""
+    if frames is None:
+        frames = list(pd.unique(table["frame"])) if "frame" in table and len(table) else ["frame"]
+    names = list(frames)
+    whole = _bootstrap(table, names, True, "auto", N_BOOT, 0.95, BOOT_SEED)
+    return _summary(table, names, True, N_BOOT, 0.95, BOOT_SEED, whole=whole), _histogram_table(whole)
+
+
+def _histogram_table(boot) -> pd.DataFrame:
+    point, iv, edges, unit, _ = boot
     return pd.DataFrame(
         {
             "bin_low": edges[:-1],
