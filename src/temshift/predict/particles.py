@@ -179,10 +179,8 @@ def _region_measures(labels: np.ndarray):
     from scipy import ndimage as ndi
 
     n = int(labels.max(initial=0))
-    _h, w = labels.shape
-    flat = np.flatnonzero(labels)
-    lab = labels.ravel()[flat]
-    rr, cc = np.divmod(flat, w)
+    rr, cc = np.nonzero(labels)  # row-major order, as the labels below
+    lab = labels[labels != 0]
     area = np.bincount(lab, minlength=n + 1)[1:]
     # sums of integer coordinates are exact in float64, so the means are skimage's to the bit
     centroid_r = np.bincount(lab, weights=rr, minlength=n + 1)[1:] / area
@@ -196,10 +194,17 @@ def _region_measures(labels: np.ndarray):
     code[:, 1:] += 4 * b[:, :-1]
     code[1:, :] += 2 * b[:-1, :]
     code[1:, 1:] += 8 * b[:-1, :-1]
-    at = np.flatnonzero(code)  # never in the first row or column (padding), so the shifts below stay inside
-    pf, wp = padded.ravel(), padded.shape[1]
-    win = np.maximum(np.maximum(pf[at], pf[at - 1]), np.maximum(pf[at - wp], pf[at - wp - 1]))
-    hist = np.bincount(win.astype(np.int64) * 16 + code.ravel()[at], minlength=(n + 1) * 16).reshape(n + 1, 16)
+    # the label of each window (the largest of its 4 pixels; 0 where the code is 0), for the whole image at
+    # once: output pixel (i, j) >= (1, 1) is window [i-1:i+1, j-1:j+1], here at [i-1, j-1]; code is 0 in
+    # the first row and column (padding). Windows without particle pixels count for label 0, never read.
+    win = np.maximum(padded[1:, 1:], padded[1:, :-1])
+    np.maximum(win, padded[:-1, 1:], out=win)
+    np.maximum(win, padded[:-1, :-1], out=win)
+    key = win.astype(np.int64)
+    del win
+    key *= 16
+    key += code[1:, 1:]
+    hist = np.bincount(key.ravel(), minlength=(n + 1) * 16).reshape(n + 1, 16)
     perimeter = np.array([CROFTON_WEIGHTS @ hist[k] for k in range(1, n + 1)], dtype=float)
     return area, centroid_r, centroid_c, boxes, perimeter
 
