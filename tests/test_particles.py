@@ -128,3 +128,21 @@ def test_summary_and_histogram_equal_the_two_tables_made_apart(frames):
     summary, hist = summary_and_histogram(table, frames)
     pd.testing.assert_frame_equal(summary, particle_summary(table, frames), check_exact=True)
     pd.testing.assert_frame_equal(hist, size_histogram_table(table, frames), check_exact=True)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.int64, np.uint64])
+def test_best_iou_counts_pairs_in_a_table_as_np_unique_does(dtype, monkeypatch):
+    """The pair-count table of `best_iou` (small label counts) gives the same IoUs, to the bit, as
+    sorting the pairs (`np.unique`, kept for label counts whose table would be too large)."""
+    from temshift.predict import particles as parts
+
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        a = parts.label_particles(rng.random((160, 160)) > 0.55, min_area_px=1).astype(dtype)
+        b = parts.label_particles(rng.random((160, 160)) > 0.5, min_area_px=1).astype(dtype)
+        table = parts.best_iou(a, b)
+        monkeypatch.setattr(parts, "PAIR_TABLE_MAX", 0)
+        sorted_pairs = parts.best_iou(a, b)
+        monkeypatch.undo()
+        assert table.dtype == sorted_pairs.dtype and table.tobytes() == sorted_pairs.tobytes()
+        assert (table > 0).any() and len(table) == a.max()

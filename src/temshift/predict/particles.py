@@ -93,7 +93,8 @@ def _remove_small(mask: np.ndarray, min_area_px: int) -> np.ndarray:
     too_small = np.bincount(components.ravel()) < min_area_px
     too_small[0] = False
     out = mask.copy()
-    out[too_small[components]] = False
+    if too_small.any():
+        out[too_small[components]] = False
     return out
 
 
@@ -279,18 +280,35 @@ def best_iou(labels: np.ndarray, reference: np.ndarray) -> np.ndarray:
     numpy.ndarray
         float64, index ``i - 1`` for label ``i`` (1..labels.max()); 0 where nothing overlaps.
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    reference = np.asarray(reference, dtype=np.int64)
+    labels, reference = _label_array(labels), _label_array(reference)
     n, m = int(labels.max(initial=0)), int(reference.max(initial=0))
     best = np.zeros(n + 1)
     both = (labels > 0) & (reference > 0)
     if n and m and both.any():
-        pairs, inter = np.unique(labels[both] * (m + 1) + reference[both], return_counts=True)
+        key = labels[both].astype(np.int64) * (m + 1) + reference[both]
+        if (n + 1) * (m + 1) <= PAIR_TABLE_MAX:  # counts in a table: the same sorted pairs and counts as np.unique
+            counts = np.bincount(key, minlength=(n + 1) * (m + 1))
+            pairs = np.flatnonzero(counts)
+            inter = counts[pairs]
+        else:
+            pairs, inter = np.unique(key, return_counts=True)
         a, b = pairs // (m + 1), pairs % (m + 1)
         area_a = np.bincount(labels.ravel(), minlength=n + 1)
         area_b = np.bincount(reference.ravel(), minlength=m + 1)
         np.maximum.at(best, a, inter / (area_a[a] + area_b[b] - inter))
     return best[1:]
+
+
+PAIR_TABLE_MAX = 1 << 25
+"""Largest (labels + 1) x (reference labels + 1) for which :func:`best_iou` counts overlapping pairs in a
+table (int64, 256 MB at most; a 4096^2 mask with 1500 particles against one with 1500: 18 MB, ~10x faster
+than sorting them)."""
+
+
+def _label_array(labels) -> np.ndarray:
+    """`labels` as an integer array: int32 and smaller as they are (no int64 copy of a frame), others as int64."""
+    a = np.asarray(labels)
+    return a if a.dtype.kind in "iu" and a.dtype.itemsize <= 4 else a.astype(np.int64)
 
 
 def particle_confidence(
