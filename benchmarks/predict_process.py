@@ -51,6 +51,8 @@ STAGES = [
     ("outputs", "temshift.predict.particles", "particle_table"),
     ("outputs", "temshift.predict.particles", "write_particle_csv"),
     ("outputs", "temshift.predict.particles", "size_histogram_png"),
+    ("outputs", "temshift.predict.particles", "summary_and_histogram"),
+    ("outputs", "temshift.predict.outputs", "encode_frame_pngs"),  # FrameWriter.prepare (writer thread)
 ]
 ORDER = ["import", "model load", "read", "preprocess", "inference", "statistics", "outputs", "other", "background"]
 """Stages; "background" is time of wrapped calls on other threads (the frames' files, written while the
@@ -73,12 +75,12 @@ def make_inputs(folder: Path, size: int, n_models: int) -> tuple[Path, list[Path
     if not all(m.exists() for m in models):
         import torch
 
-        from temshift.models import UNet, save_checkpoint
+        from temshift.models import CheckpointMeta, UNet, save_checkpoint
 
         spec = {"preprocess": {}, "pixel_scale_nm": 0.02, "dose_e_per_A2": 423.0, "patch_size": 512}
         for k, m in enumerate(models):
             torch.manual_seed(k)
-            save_checkpoint(m, UNet(), {"dataset_spec": spec})
+            save_checkpoint(m, UNet(), CheckpointMeta.model_validate({"dataset_spec": spec}))
     return frame, models
 
 

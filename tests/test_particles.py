@@ -102,3 +102,47 @@ def test_labels_and_measures_equal_scikit_image():
         pd.testing.assert_frame_equal(_measure(got, 0.02), _measure_regions(got, 0.02), check_exact=True)
         pd.testing.assert_frame_equal(_measure(got, None), _measure_regions(got, np.nan), check_exact=True)
     assert n > 1000
+
+
+@pytest.mark.parametrize("frames", [["a"], ["a", "b", "c"], None, "empty"])
+def test_summary_and_histogram_equal_the_two_tables_made_apart(frames):
+    """`summary_and_histogram` (what `temshift predict` writes) runs the whole table's bootstrap once
+    for both tables; they are the tables `particle_summary` and `size_histogram_table` make."""
+    from temshift.predict.particles import particle_summary, size_histogram_table, summary_and_histogram
+
+    rng = np.random.default_rng(4)
+    tables = {}
+    for k, name in enumerate(["a", "b", "c"]):
+        mask = np.zeros((96, 96), np.uint8)
+        for _ in range(4 + k):
+            r, c, rad = rng.integers(8, 88), rng.integers(8, 88), rng.integers(3, 7)
+            yy, xx = np.ogrid[:96, :96]
+            mask[(yy - r) ** 2 + (xx - c) ** 2 <= rad**2] = 1
+        tables[name] = particle_table(mask, 0.05)
+    if frames == "empty":
+        table, frames = combine_tables({}), ["a"]
+    elif frames is None:
+        table = particle_table(np.pad(np.ones((6, 6), np.uint8), 20), 0.05)  # no frame column
+    else:
+        table = combine_tables({n: tables[n] for n in frames})
+    summary, hist = summary_and_histogram(table, frames)
+    pd.testing.assert_frame_equal(summary, particle_summary(table, frames), check_exact=True)
+    pd.testing.assert_frame_equal(hist, size_histogram_table(table, frames), check_exact=True)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.int64, np.uint64])
+def test_best_iou_counts_pairs_in_a_table_as_np_unique_does(dtype, monkeypatch):
+    """The pair-count table of `best_iou` (small label counts) gives the same IoUs, to the bit, as
+    sorting the pairs (`np.unique`, kept for label counts whose table would be too large)."""
+    from temshift.predict import particles as parts
+
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        a = parts.label_particles(rng.random((160, 160)) > 0.55, min_area_px=1).astype(dtype)
+        b = parts.label_particles(rng.random((160, 160)) > 0.5, min_area_px=1).astype(dtype)
+        table = parts.best_iou(a, b)
+        monkeypatch.setattr(parts, "PAIR_TABLE_MAX", 0)
+        sorted_pairs = parts.best_iou(a, b)
+        monkeypatch.undo()
+        assert table.dtype == sorted_pairs.dtype and table.tobytes() == sorted_pairs.tobytes()
+        assert (table > 0).any() and len(table) == a.max()

@@ -182,67 +182,74 @@ def predict(
     ),
 ):
     """Segment whole raw frames: masks (PNG, TIFF), overlays, particle tables, risk report."""
+    import contextlib
+
     from temshift.cli import loading_libraries
+    from temshift.predict.histogram import HistogramProcess
 
-    with loading_libraries():
-        from temshift.predict import pipeline, shift  # noqa: F401  (torch, pandas, SciPy: loaded at once)
-        from temshift.predict.batch import PredictSettings, predict_frames
-        from temshift.predict.outputs import FrameWriter, write_batch_outputs
+    # started first: the child imports matplotlib on the other core while this process imports torch
+    with HistogramProcess() if particles else contextlib.nullcontext() as histogram:
+        with loading_libraries():
+            from temshift.predict import pipeline, shift  # noqa: F401  (torch, pandas, SciPy: loaded at once)
+            from temshift.predict.batch import PredictSettings, predict_frames
+            from temshift.predict.outputs import FrameWriter, write_batch_outputs
 
-    settings = PredictSettings(
-        pixel_scale_nm=pixel_scale,
-        dose_e_per_A2=dose,
-        frame=frame_choice(frame_index, sum_frames),
-        rescale=rescale,
-        match_noise=noise_match,
-        estimate_scale=estimate_scale,
-        material=material,
-        tile=tile,
-        batch_size=batch_size,
-        tta=tta,
-        strict=strict,
-        particles=particles,
-        watershed=watershed,
-        save_probabilities=save_probabilities,
-        threads=threads,
-    )
-    output_dir(out)
-    con = _console()
-
-    def on_frame(p: Any) -> None:  # written as each frame is done (in the background), no frames kept in memory
-        _print_frame(con, p)
-        writer.submit(p)
-
-    with FrameWriter(out, settings) as writer:
-        preds = predict_frames(
-            model,
-            frames,
-            settings,
-            catalog=catalog,
-            ensemble=ensemble,
-            zoo_dir=zoo_dir,
-            train_dataset=dataset,
-            status=con.status,
-            on_frame=on_frame,
-            keep_arrays=False,
+        settings = PredictSettings(
+            pixel_scale_nm=pixel_scale,
+            dose_e_per_A2=dose,
+            frame=frame_choice(frame_index, sum_frames),
+            rescale=rescale,
+            match_noise=noise_match,
+            estimate_scale=estimate_scale,
+            material=material,
+            tile=tile,
+            batch_size=batch_size,
+            tta=tta,
+            strict=strict,
+            particles=particles,
+            watershed=watershed,
+            save_probabilities=save_probabilities,
+            threads=threads,
         )
-        write_batch_outputs(
-            preds,
-            out,
-            settings,
-            frame_writer=writer,
-            inputs={
-                "models": [str(model), *map(str, ensemble or [])],
-                "catalog": str(catalog) if catalog else "published catalog",
-                "train_dataset": dataset,
-                "zoo_dir": zoo_dir,
-            },
-        )
-    _report(preds, f"dataset-shift risk ({out / 'risk.json'})", con, len(frames))
-    refused = [p for p in preds if p.refused]
-    if refused:
-        con.print(f"[bold red]{len(refused)} high-risk frame(s) without mask (--strict)[/]")
-        raise typer.Exit(2)
+        output_dir(out)
+        con = _console()
+
+        def on_frame(p: Any) -> None:  # written as each frame is done (in the background), no frames kept in memory
+            _print_frame(con, p)
+            writer.submit(p)
+
+        with FrameWriter(out, settings) as writer:
+            preds = predict_frames(
+                model,
+                frames,
+                settings,
+                catalog=catalog,
+                ensemble=ensemble,
+                zoo_dir=zoo_dir,
+                train_dataset=dataset,
+                status=con.status,
+                on_frame=on_frame,
+                keep_arrays=False,
+                on_segmented=writer.prepare,  # the PNGs are encoded while the frame is measured
+            )
+            write_batch_outputs(
+                preds,
+                out,
+                settings,
+                frame_writer=writer,
+                histogram=histogram,
+                inputs={
+                    "models": [str(model), *map(str, ensemble or [])],
+                    "catalog": str(catalog) if catalog else "published catalog",
+                    "train_dataset": dataset,
+                    "zoo_dir": zoo_dir,
+                },
+            )
+        _report(preds, f"dataset-shift risk ({out / 'risk.json'})", con, len(frames))
+        refused = [p for p in preds if p.refused]
+        if refused:
+            con.print(f"[bold red]{len(refused)} high-risk frame(s) without mask (--strict)[/]")
+            raise typer.Exit(2)
 
 
 @app.command("check")

@@ -13,7 +13,7 @@ from temshift.io.frames import (
     register_frame_reader,
     write_tiff_frame,
 )
-from temshift.io.labels import LabelReadWarning, read_label, write_label_png
+from temshift.io.labels import LabelReadWarning, label_png_bytes, read_label, write_label_png
 
 __all__ = [
     "FRAME_READERS",
@@ -26,6 +26,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_text",
     "frame_suffixes",
+    "label_png_bytes",
     "read_frame",
     "read_label",
     "register_frame_reader",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -89,19 +90,35 @@ def read_label(path: str | os.PathLike[str], shape: tuple[int, int] | None = Non
     return out
 
 
+def label_png_bytes(mask: ArrayLike, compress_level: int | None = None) -> bytes:
+    """The PNG file :func:`write_label_png` writes for `mask`, in memory (the same bytes)."""
+    import io
+
+    buffer = io.BytesIO()
+    _save_label_png(buffer, mask, compress_level)
+    return buffer.getvalue()
+
+
+def _save_label_png(target: Any, mask: ArrayLike, compress_level: int | None) -> None:
+    from PIL import Image
+
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise ValueError(f"write_label_png: expected a 2D mask, got shape {arr.shape}")
+    kw = {} if compress_level is None else {"compress_level": compress_level}
+    # uint8 directly: no int64 copy of a 4096^2 mask
+    Image.fromarray(np.multiply(arr != 0, 255, dtype=np.uint8), mode="L").save(target, format="PNG", **kw)
+
+
 def write_label_png(path: str | os.PathLike[str], mask: ArrayLike, compress_level: int | None = None) -> Path:
     """Write a mask as an 8-bit greyscale PNG (0 background, 255 particle), atomically.
 
     Any nonzero value of `mask` is particle; 255 keeps the file viewable. `compress_level`
     is zlib's (0-9; default Pillow's 6): the pixels are the same at every level.
     """
-    from PIL import Image
-
-    arr = np.asarray(mask)
-    if arr.ndim != 2:
-        raise ValueError(f"write_label_png: expected a 2D mask, got shape {arr.shape}")
     target = Path(path)
-    kw = {} if compress_level is None else {"compress_level": compress_level}
-    with atomic_path(target) as tmp:  # uint8 directly: no int64 copy of a 4096^2 mask
-        Image.fromarray(np.multiply(arr != 0, 255, dtype=np.uint8), mode="L").save(tmp, format="PNG", **kw)
+    if np.ndim(mask) != 2:
+        raise ValueError(f"write_label_png: expected a 2D mask, got shape {np.shape(mask)}")
+    with atomic_path(target) as tmp:
+        _save_label_png(tmp, mask, compress_level)
     return target

@@ -334,6 +334,7 @@ def predict_frames(
     status: Status | None = None,
     on_frame: Callable[[FramePrediction], None] | None = None,
     keep_arrays: bool = True,
+    on_segmented: Callable[[FramePrediction, np.ndarray, Any], None] | None = None,
     **options: Any,
 ) -> list[FramePrediction]:
     """Segment a batch of raw frames and assess each one's dataset-shift risk.
@@ -362,6 +363,11 @@ def predict_frames(
     keep_arrays : bool
         Keep the frame-sized arrays in the results; False drops them after `on_frame`
         (a long batch then holds only reports and tables in memory).
+    on_segmented : callable, optional
+        Called as ``on_segmented(prediction, raw_image, segmentation)`` as soon as a frame is
+        segmented, before its statistics, report and particles (e.g. to start encoding its
+        files, :meth:`temshift.predict.outputs.FrameWriter.prepare`); the frame may still
+        fail or be refused afterwards.
 
     Returns
     -------
@@ -403,6 +409,8 @@ def predict_frames(
                     device=s.device,
                     tta=s.tta,
                 )
+                if on_segmented is not None:
+                    on_segmented(rec, frame.data, seg)
                 rec.stats, table = _measure(seg, meta, predictor.patch_size, s)
         except Exception as exc:  # noqa: BLE001 -- recorded per frame, the batch goes on
             rec.error = failure_reason(rec.path, exc)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from temshift.models.records import CheckpointMeta
     from temshift.predict.batch import FramePrediction, PredictSettings
+    from temshift.predict.histogram import HistogramProcess
 
 OVERLAY_MAX_PX = 2048
 """Overlays are block-averaged down to at most this many pixels per side (a 4096^2 RGB PNG is
@@ -112,15 +113,36 @@ MASK_PNG_COMPRESS_LEVEL = 1
 
 def write_overlay_png(path, image: np.ndarray, mask: np.ndarray, max_px: int = OVERLAY_MAX_PX) -> Path:
     """Write :func:`overlay_rgb` as a PNG, atomically."""
-    from PIL import Image
-
     from temshift.io.atomic import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        Image.fromarray(overlay_rgb(image, mask, max_px), mode="RGB").save(
-            tmp, format="PNG", compress_level=OVERLAY_PNG_COMPRESS_LEVEL
-        )
+        _save_overlay_png(tmp, image, mask, max_px)
+    return path
+
+
+def overlay_png_bytes(image: np.ndarray, mask: np.ndarray, max_px: int = OVERLAY_MAX_PX) -> bytes:
+    """The PNG file :func:`write_overlay_png` writes, in memory (the same bytes)."""
+    import io
+
+    buffer = io.BytesIO()
+    _save_overlay_png(buffer, image, mask, max_px)
+    return buffer.getvalue()
+
+
+def _save_overlay_png(target: Any, image: np.ndarray, mask: np.ndarray, max_px: int) -> None:
+    from PIL import Image
+
+    Image.fromarray(overlay_rgb(image, mask, max_px), mode="RGB").save(
+        target, format="PNG", compress_level=OVERLAY_PNG_COMPRESS_LEVEL
+    )
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    from temshift.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return path
 
 
@@ -160,7 +182,11 @@ PREDICTION_RECORD = "prediction.json"
 
 
 def write_frame_outputs(
-    prediction: FramePrediction, out_dir: str | Path, settings: PredictSettings | None = None
+    prediction: FramePrediction,
+    out_dir: str | Path,
+    settings: PredictSettings | None = None,
+    *,
+    encoded: dict[str, bytes] | None = None,
 ) -> list[str]:
     """Write one frame's files: ``<stem>_mask.png``, ``_mask.tif``, ``_overlay.png``, and as set
     ``_probability.tif``, ``_std.tif`` (TTA / ensembles), ``_particles.csv``.
@@ -176,6 +202,9 @@ def write_frame_outputs(
         Existing output folder.
     settings : PredictSettings, optional
         ``save_probabilities`` is read from it.
+    encoded : dict, optional
+        The mask and overlay PNGs already encoded (:func:`encode_frame_pngs` of the same
+        prediction): written as they are.
 
     Returns
     -------
@@ -199,9 +228,17 @@ def write_frame_outputs(
     def done(path: Path) -> None:
         written.append(path.name)
 
-    done(write_label_png(out_dir / f"{stem}_mask.png", seg.mask, MASK_PNG_COMPRESS_LEVEL))
+    encoded = encoded or {}
+    mask_png, overlay_png = out_dir / f"{stem}_mask.png", out_dir / f"{stem}_overlay.png"
+    if "mask" in encoded:
+        done(_write_bytes(mask_png, encoded["mask"]))
+    else:
+        done(write_label_png(mask_png, seg.mask, MASK_PNG_COMPRESS_LEVEL))
     done(write_mask_tiff(out_dir / f"{stem}_mask.tif", seg.mask, scale))
-    done(write_overlay_png(out_dir / f"{stem}_overlay.png", image, seg.mask))
+    if "overlay" in encoded:
+        done(_write_bytes(overlay_png, encoded["overlay"]))
+    else:
+        done(write_overlay_png(overlay_png, image, seg.mask))
     if settings is not None and settings.save_probabilities:
         done(write_tiff_frame(out_dir / f"{stem}_probability.tif", seg.probabilities, scale))
     if seg.std is not None:
@@ -210,6 +247,14 @@ def write_frame_outputs(
         done(parts.write_particle_csv(prediction.particles, out_dir / f"{stem}_particles.csv"))
     prediction.outputs = written
     return written
+
+
+def encode_frame_pngs(image: np.ndarray, mask: np.ndarray) -> dict[str, bytes]:
+    """A frame's mask and overlay PNG files in memory, as :func:`write_frame_outputs` writes them
+    (``{"mask": ..., "overlay": ...}``; pass them to it as `encoded`)."""
+    from temshift.io import label_png_bytes
+
+    return {"mask": label_png_bytes(mask, MASK_PNG_COMPRESS_LEVEL), "overlay": overlay_png_bytes(image, mask)}
 
 
 WRITER_MODULES = (
@@ -232,6 +277,12 @@ class FrameWriter:
     one frame waits at a time (memory stays one frame's arrays), errors surface in the next
     :meth:`submit` or in :meth:`wait`, and the files are the same as written in line.
 
+    :meth:`prepare` starts the slow part, encoding the mask and overlay PNGs in memory, as
+    soon as a frame is segmented, while the caller measures its statistics and particles;
+    :meth:`submit` then writes them. Nothing is written before :meth:`submit` (a frame that
+    fails afterwards gets no files), and with ``settings.strict`` nothing is prepared (a
+    refused frame's encoding would be wasted).
+
     Parameters
     ----------
     out_dir : str or Path
@@ -252,16 +303,25 @@ class FrameWriter:
         self.out_dir, self.settings = Path(out_dir), settings
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="temshift-writer")
         self._pending: list[tuple[FramePrediction, Future[list[str]]]] = []
+        self._encoding: dict[int, Future[dict[str, bytes]]] = {}
+
+    def prepare(self, prediction: FramePrediction, image: np.ndarray, segmentation: Any) -> None:
+        """Start encoding the PNGs of a just segmented frame (its raw `image` and `segmentation`);
+        :meth:`submit` of the same `prediction` writes them."""
+        if self.settings is not None and self.settings.strict:
+            return
+        self._encoding[id(prediction)] = self._pool.submit(encode_frame_pngs, image, segmentation.mask)
 
     def submit(self, prediction: FramePrediction) -> None:
         """Start writing `prediction`'s files (its arrays are kept until written, even if released)."""
         import dataclasses
 
         self.wait()
+        encoding = self._encoding.pop(id(prediction), None)
         if prediction.ok and not prediction.refused:
             copy = dataclasses.replace(prediction)  # shallow: holds the arrays after the caller drops them
             self._pending.append(
-                (prediction, self._pool.submit(write_frame_outputs, copy, self.out_dir, self.settings))
+                (prediction, self._pool.submit(_write_encoded, copy, self.out_dir, self.settings, encoding))
             )
 
     def wait(self) -> None:
@@ -274,6 +334,7 @@ class FrameWriter:
         try:
             self.wait()
         finally:
+            self._encoding.clear()
             self._pool.shutdown(wait=True)
 
     def __enter__(self) -> FrameWriter:
@@ -283,6 +344,17 @@ class FrameWriter:
         self.close()
 
 
+def _write_encoded(
+    prediction: FramePrediction,
+    out_dir: Path,
+    settings: PredictSettings | None,
+    encoding: Future[dict[str, bytes]] | None,
+) -> list[str]:
+    """:func:`write_frame_outputs` with the PNGs :meth:`FrameWriter.prepare` encoded (on the writer thread,
+    so the encoding is done by now)."""
+    return write_frame_outputs(prediction, out_dir, settings, encoded=None if encoding is None else encoding.result())
+
+
 def write_batch_outputs(
     predictions: Sequence[FramePrediction],
     out_dir: str | Path,
@@ -290,6 +362,7 @@ def write_batch_outputs(
     *,
     inputs: dict[str, Any] | None = None,
     frame_writer: FrameWriter | None = None,
+    histogram: HistogramProcess | None = None,
 ) -> list[str]:
     """Write the files of the whole batch: ``particles.csv``, ``particle_summary.csv``,
     ``size_histogram.csv`` / ``.png`` (when particle tables were made), ``risk.json``,
@@ -308,6 +381,9 @@ def write_batch_outputs(
         ``train_dataset``, ``zoo_dir``), recorded as given.
     frame_writer : FrameWriter, optional
         Still writing the frames' files: waited for before the record is written.
+    histogram : HistogramProcess, optional
+        Draws ``size_histogram.png`` in its own process (the same file), waited for before the
+        record is written.
 
     Returns
     -------
@@ -321,14 +397,17 @@ def write_batch_outputs(
     tables = {p.name: p.particles for p in predictions if p.ok and p.particles is not None}
     if tables:
         combined = parts.combine_tables(tables)
+        summary, hist = parts.summary_and_histogram(combined, list(tables))
+        draw = parts.size_histogram_png if histogram is None else histogram.size_histogram_png
+        draw(combined, out_dir / "size_histogram.png", ci=hist)  # first: a HistogramProcess draws meanwhile
         parts.write_particle_csv(combined, out_dir / "particles.csv")
-        hist = parts.size_histogram_table(combined, list(tables))
-        parts.write_particle_csv(parts.particle_summary(combined, list(tables)), out_dir / "particle_summary.csv")
+        parts.write_particle_csv(summary, out_dir / "particle_summary.csv")
         parts.write_particle_csv(hist, out_dir / "size_histogram.csv")
-        parts.size_histogram_png(combined, out_dir / "size_histogram.png", ci=hist)
         written += ["particles.csv", "particle_summary.csv", "size_histogram.csv", "size_histogram.png"]
     write_risk_reports(out_dir, [p.report for p in predictions if p.report is not None])
     written += ["risk.json", "risk.csv"]
+    if histogram is not None:
+        histogram.wait()
     if frame_writer is not None:  # the record lists the frames' files: wait for them
         frame_writer.wait()
     write_prediction_record(

@@ -93,7 +93,8 @@ def _remove_small(mask: np.ndarray, min_area_px: int) -> np.ndarray:
     too_small = np.bincount(components.ravel()) < min_area_px
     too_small[0] = False
     out = mask.copy()
-    out[too_small[components]] = False
+    if too_small.any():
+        out[too_small[components]] = False
     return out
 
 
@@ -179,10 +180,8 @@ def _region_measures(labels: np.ndarray):
     from scipy import ndimage as ndi
 
     n = int(labels.max(initial=0))
-    _h, w = labels.shape
-    flat = np.flatnonzero(labels)
-    lab = labels.ravel()[flat]
-    rr, cc = np.divmod(flat, w)
+    rr, cc = np.nonzero(labels)  # row-major order, as the labels below
+    lab = labels[labels != 0]
     area = np.bincount(lab, minlength=n + 1)[1:]
     # sums of integer coordinates are exact in float64, so the means are skimage's to the bit
     centroid_r = np.bincount(lab, weights=rr, minlength=n + 1)[1:] / area
@@ -196,10 +195,17 @@ def _region_measures(labels: np.ndarray):
     code[:, 1:] += 4 * b[:, :-1]
     code[1:, :] += 2 * b[:-1, :]
     code[1:, 1:] += 8 * b[:-1, :-1]
-    at = np.flatnonzero(code)  # never in the first row or column (padding), so the shifts below stay inside
-    pf, wp = padded.ravel(), padded.shape[1]
-    win = np.maximum(np.maximum(pf[at], pf[at - 1]), np.maximum(pf[at - wp], pf[at - wp - 1]))
-    hist = np.bincount(win.astype(np.int64) * 16 + code.ravel()[at], minlength=(n + 1) * 16).reshape(n + 1, 16)
+    # the label of each window (the largest of its 4 pixels; 0 where the code is 0), for the whole image at
+    # once: output pixel (i, j) >= (1, 1) is window [i-1:i+1, j-1:j+1], here at [i-1, j-1]; code is 0 in
+    # the first row and column (padding). Windows without particle pixels count for label 0, never read.
+    win = np.maximum(padded[1:, 1:], padded[1:, :-1])
+    np.maximum(win, padded[:-1, 1:], out=win)
+    np.maximum(win, padded[:-1, :-1], out=win)
+    key = win.astype(np.int64)
+    del win
+    key *= 16
+    key += code[1:, 1:]
+    hist = np.bincount(key.ravel(), minlength=(n + 1) * 16).reshape(n + 1, 16)
     perimeter = np.array([CROFTON_WEIGHTS @ hist[k] for k in range(1, n + 1)], dtype=float)
     return area, centroid_r, centroid_c, boxes, perimeter
 
@@ -274,18 +280,35 @@ def best_iou(labels: np.ndarray, reference: np.ndarray) -> np.ndarray:
     numpy.ndarray
         float64, index ``i - 1`` for label ``i`` (1..labels.max()); 0 where nothing overlaps.
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    reference = np.asarray(reference, dtype=np.int64)
+    labels, reference = _label_array(labels), _label_array(reference)
     n, m = int(labels.max(initial=0)), int(reference.max(initial=0))
     best = np.zeros(n + 1)
     both = (labels > 0) & (reference > 0)
     if n and m and both.any():
-        pairs, inter = np.unique(labels[both] * (m + 1) + reference[both], return_counts=True)
+        key = labels[both].astype(np.int64) * (m + 1) + reference[both]
+        if (n + 1) * (m + 1) <= PAIR_TABLE_MAX:  # counts in a table: the same sorted pairs and counts as np.unique
+            counts = np.bincount(key, minlength=(n + 1) * (m + 1))
+            pairs = np.flatnonzero(counts)
+            inter = counts[pairs]
+        else:
+            pairs, inter = np.unique(key, return_counts=True)
         a, b = pairs // (m + 1), pairs % (m + 1)
         area_a = np.bincount(labels.ravel(), minlength=n + 1)
         area_b = np.bincount(reference.ravel(), minlength=m + 1)
         np.maximum.at(best, a, inter / (area_a[a] + area_b[b] - inter))
     return best[1:]
+
+
+PAIR_TABLE_MAX = 1 << 25
+"""Largest (labels + 1) x (reference labels + 1) for which :func:`best_iou` counts overlapping pairs in a
+table (int64, 256 MB at most; a 4096^2 mask with 1500 particles against one with 1500: 18 MB, ~10x faster
+than sorting them)."""
+
+
+def _label_array(labels) -> np.ndarray:
+    """`labels` as an integer array: int32 and smaller as they are (no int64 copy of a frame), others as int64."""
+    a = np.asarray(labels)
+    return a if a.dtype.kind in "iu" and a.dtype.itemsize <= 4 else a.astype(np.int64)
 
 
 def particle_confidence(
@@ -531,6 +554,12 @@ def particle_summary(
         mean_diameter_ci_high, median_diameter, median_diameter_ci_low, median_diameter_ci_high,
         diameter_unit``.
     """
+    return _summary(table, frames, exclude_border, n_boot, level, seed)
+
+
+def _summary(table: pd.DataFrame, frames, exclude_border: bool, n_boot: int, level: float, seed: int, whole=None):
+    """:func:`particle_summary`; `whole`: the ``_bootstrap`` of all of `table` over `frames` with
+    automatic bins, made already (the batch's row, or the one frame's row, need no second run)."""
     if frames is None:
         frames = list(pd.unique(table["frame"])) if "frame" in table and len(table) else ["frame"]
     frames = list(frames)
@@ -539,8 +568,12 @@ def particle_summary(
         groups.append(("all", table))
     rows = []
     for name, sub in groups:
-        point, iv, _, unit, sized = _bootstrap(
-            sub, frames if name == "all" else [name], exclude_border, "auto", n_boot, level, seed
+        # the same rows in the same order, over the same frames: the same bootstrap, to the bit
+        same = whole is not None and (name == "all" or (len(frames) == 1 and len(sub) == len(table)))
+        point, iv, _, unit, sized = (
+            whole
+            if same
+            else _bootstrap(sub, frames if name == "all" else [name], exclude_border, "auto", n_boot, level, seed)
         )
         rows.append(
             {
@@ -582,7 +615,21 @@ def size_histogram_table(
     pandas.DataFrame
         One row per bin: ``bin_low, bin_high, unit, particles, ci_low, ci_high``.
     """
-    point, iv, edges, unit, _ = _bootstrap(table, frames, exclude_border, bins, n_boot, level, seed)
+    return _histogram_table(_bootstrap(table, frames, exclude_border, bins, n_boot, level, seed))
+
+
+def summary_and_histogram(table: pd.DataFrame, frames=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(particle_summary(table, frames), size_histogram_table(table, frames))`` with the default
+    settings, the bootstrap of the whole table run once for both (the same tables)."""
+    if frames is None:
+        frames = list(pd.unique(table["frame"])) if "frame" in table and len(table) else ["frame"]
+    names = list(frames)
+    whole = _bootstrap(table, names, True, "auto", N_BOOT, 0.95, BOOT_SEED)
+    return _summary(table, names, True, N_BOOT, 0.95, BOOT_SEED, whole=whole), _histogram_table(whole)
+
+
+def _histogram_table(boot) -> pd.DataFrame:
+    point, iv, edges, unit, _ = boot
     return pd.DataFrame(
         {
             "bin_low": edges[:-1],
@@ -622,46 +669,8 @@ def size_histogram_png(
         :func:`size_histogram_table` of the same table: its bins are used and its intervals
         drawn as error bars.
     """
-    # a bare Figure renders with Agg and skips pyplot's import and backend set-up (~0.5-1 s)
-    from matplotlib.figure import Figure
+    from temshift.predict.histogram import draw_size_histogram, histogram_inputs
 
-    from temshift.io.atomic import atomic_path
-
-    t = table[~table["touches_border"].astype(bool)] if exclude_border and len(table) else table
-    d = t["equivalent_diameter_nm"].to_numpy(dtype=float)
-    unit = "nm"
-    if len(d) and np.isnan(d).all():
-        d, unit = np.sqrt(4.0 * t["area_px"].to_numpy(dtype=float) / np.pi), "pixels"
-    d = d[np.isfinite(d)]
-    fig = Figure(figsize=(5, 3.5), dpi=120)
-    ax = fig.subplots()
-    if len(d):
-        edges = np.histogram_bin_edges(d, bins=bins)
-        if ci is not None and len(ci):
-            edges = np.append(ci["bin_low"].to_numpy(float), ci["bin_high"].to_numpy(float)[-1])
-        counts, _, _ = ax.hist(d, bins=edges, color="tab:orange", edgecolor="black")  # type: ignore[arg-type]  # stubs omit arrays
-        if ci is not None and len(ci) == len(counts):
-            centers = 0.5 * (edges[:-1] + edges[1:])
-            err = np.vstack([counts - ci["ci_low"].to_numpy(float), ci["ci_high"].to_numpy(float) - counts])
-            ax.errorbar(
-                centers,
-                counts,
-                yerr=np.clip(err, 0, None),
-                fmt="none",
-                ecolor="black",
-                elinewidth=1,
-                capsize=2,
-                label="95 % bootstrap interval",
-            )
-        ax.axvline(np.median(d), color="black", ls="--", lw=1, label=f"median {np.median(d):.3g} {unit}")
-        ax.legend(frameon=False)
-    else:
-        ax.text(0.5, 0.5, "no particles", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel(f"equivalent diameter ({unit})")
-    ax.set_ylabel("particles")
-    ax.set_title(title or f"{len(d)} particles" + (" (border particles excluded)" if exclude_border else ""))
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    return draw_size_histogram(
+        path, bins=bins, title=title, **histogram_inputs(table, exclude_border=exclude_border, ci=ci)
+    )
