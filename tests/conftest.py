@@ -7,10 +7,12 @@ dataset-file writers, the script that saves a model the published way) lives her
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -93,6 +95,21 @@ def write_training_dataset() -> Callable[..., Path]:
     provenance names frame ``k`` ``frame{k}.tif``.
     """
     return _write_training_dataset
+
+
+@pytest.fixture(scope="session")
+def benchmark_module() -> Callable[[str], ModuleType]:
+    """Load ``benchmarks/NAME.py`` as a module (the benchmarks are scripts, not a package)."""
+
+    def load(name: str) -> ModuleType:
+        script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, script)
+        assert spec is not None and spec.loader is not None, script
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -2,19 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "edge_profiles.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("edge_profiles", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _disc(radius_px: float, n: int = 128) -> np.ndarray:
@@ -22,18 +10,18 @@ def _disc(radius_px: float, n: int = 128) -> np.ndarray:
     return (np.hypot(yy - n / 2, xx - n / 2) <= radius_px).astype(np.uint8)
 
 
-def test_signed_distance_is_negative_inside_and_half_a_pixel_at_the_boundary():
-    ep = _module()
+def test_signed_distance_is_negative_inside_and_half_a_pixel_at_the_boundary(benchmark_module):
+    ep = benchmark_module("edge_profiles")
     label = _disc(20)
     d = ep.signed_distance_px(label)
     assert d[64, 64] < -19 and d[0, 0] > 40
     assert np.abs(d[label > 0]).min() == 0.5 and d[label == 0].min() == 0.5
 
 
-def test_a_dark_disc_and_a_wider_mask_give_half_contrast_at_the_label_and_the_model_edge_outside():
+def test_a_dark_disc_and_a_wider_mask_give_half_contrast_at_the_label_and_the_model_edge_outside(benchmark_module):
     from scipy import ndimage as ndi
 
-    ep = _module()
+    ep = benchmark_module("edge_profiles")
     label = _disc(25)
     image = 1.0 - 0.5 * ndi.gaussian_filter(label.astype(float), 2.0)  # dark particle, soft symmetric edge
     prob = ndi.gaussian_filter(_disc(30).astype(float), 1.0)  # a model drawing 5 px outside

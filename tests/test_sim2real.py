@@ -2,18 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sim2real.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("sim2real", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def _run(base, rows, **ident):
     return {
@@ -39,8 +27,8 @@ def _row(split, score):
     }
 
 
-def test_two_bases_are_two_sections_not_repeats():
-    mod = _module()
+def test_two_bases_are_two_sections_not_repeats(benchmark_module):
+    mod = benchmark_module("sim2real")
     released = _run("5nmAu160kX425eUTC_0_model.h5", [_row(0, 0.9)])  # a result file from before --base
     generalist = _run(
         "generalist.pt",
