@@ -98,6 +98,10 @@ def test_prediction_json_records_models_settings_and_metadata_sources(tmp_path, 
     write_predictions(preds, tmp_path, settings)
     rec = json.loads((tmp_path / "prediction.json").read_text())
     assert rec["temshift_version"] == __version__
+    from temshift.models.runtime import native_bf16
+
+    assert rec["runtime"]["precision"] == ("bfloat16" if native_bf16() else "float32")
+    assert rec["runtime"]["device"] == "cpu" and rec["runtime"]["torch_threads"] >= 1
     assert rec["settings"]["watershed"] is True and rec["settings"]["tile"] == 2048
     assert rec["settings"]["rescale"] is True and rec["settings"]["pixel_scale_nm"] is None
     (entry,) = rec["models"]

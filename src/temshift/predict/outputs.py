@@ -523,8 +523,29 @@ def prediction_record(
         "models": list(models.values()),
         "frames": frames,
         "batch_outputs": batch_outputs or [],
+        "runtime": runtime_record(settings.device if settings is not None else "cpu"),
     }
     return jsonable(record)
+
+
+def runtime_record(device: str = "cpu") -> dict[str, Any]:
+    """What ran the network: torch version, device, threads, and the precision the speed policy chose.
+
+    The masks can differ in pixels near p = 0.5 between bfloat16 (CPUs with native kernels) and
+    float32, so a prediction folder says which one produced it.
+    """
+    import torch
+
+    from temshift.models.runtime import resolve_speed
+
+    channels_last, bf16 = resolve_speed(True, None, torch.device(device))  # prediction's policy
+    return {
+        "torch_version": torch.__version__,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "precision": "bfloat16" if bf16 else "float32",
+        "channels_last": channels_last,
+    }
 
 
 def write_prediction_record(
