@@ -119,6 +119,24 @@ _MATERIAL_OPTION = typer.Option(
 )
 
 
+def _settings(
+    pixel_scale, dose, frame_index, sum_frames, rescale, noise_match, estimate_scale, material, **more: Any
+) -> Any:
+    """`PredictSettings` from the options `predict` and `check` share, plus `more` (predict's own)."""
+    from temshift.predict.batch import PredictSettings
+
+    return PredictSettings(
+        pixel_scale_nm=pixel_scale,
+        dose_e_per_A2=dose,
+        frame=frame_choice(frame_index, sum_frames),
+        rescale=rescale,
+        match_noise=noise_match,
+        estimate_scale=estimate_scale,
+        material=material,
+        **more,
+    )
+
+
 @app.command("predict")
 def predict(
     model: Path = typer.Argument(..., help=_MODEL_HELP),
@@ -191,17 +209,18 @@ def predict(
     with HistogramProcess() if particles else contextlib.nullcontext() as histogram:
         with loading_libraries():
             from temshift.predict import pipeline, shift  # noqa: F401  (torch, pandas, SciPy: loaded at once)
-            from temshift.predict.batch import PredictSettings, predict_frames
+            from temshift.predict.batch import predict_frames
             from temshift.predict.outputs import FrameWriter, write_batch_outputs
 
-        settings = PredictSettings(
-            pixel_scale_nm=pixel_scale,
-            dose_e_per_A2=dose,
-            frame=frame_choice(frame_index, sum_frames),
-            rescale=rescale,
-            match_noise=noise_match,
-            estimate_scale=estimate_scale,
-            material=material,
+        settings = _settings(
+            pixel_scale,
+            dose,
+            frame_index,
+            sum_frames,
+            rescale,
+            noise_match,
+            estimate_scale,
+            material,
             tile=tile,
             batch_size=batch_size,
             tta=tta,
@@ -290,17 +309,9 @@ def check(
 
     with loading_libraries():
         from temshift.predict import pipeline, shift  # noqa: F401  (torch, pandas, SciPy: loaded at once)
-        from temshift.predict.batch import PredictSettings, check_frames
+        from temshift.predict.batch import check_frames
 
-    settings = PredictSettings(
-        pixel_scale_nm=pixel_scale,
-        dose_e_per_A2=dose,
-        frame=frame_choice(frame_index, sum_frames),
-        rescale=rescale,
-        match_noise=noise_match,
-        estimate_scale=estimate_scale,
-        material=material,
-    )
+    settings = _settings(pixel_scale, dose, frame_index, sum_frames, rescale, noise_match, estimate_scale, material)
     if json_out:
         output_file(json_out, "--json")
     con = _console()
