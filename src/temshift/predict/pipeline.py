@@ -258,6 +258,7 @@ def predict_frame(
     Segmentation
     """
     from temshift.models.inference import THRESHOLD, particle_mask
+    from temshift.models.runtime import release_freed_memory
     from temshift.preprocess.model_input import model_input
     from temshift.preprocess.scale import resample_to_shape
 
@@ -291,6 +292,7 @@ def predict_frame(
         prob_in = predict_probabilities(
             nets, image, tile=tile, overlap=overlap, margin=margin, batch_size=batch_size, device=device
         )
+    release_freed_memory()  # the activations' memory, before the frame's statistics and outputs
     prob = resample_to_shape(prob_in, raw.shape) if zoom != 1.0 else prob_in
     np.clip(prob, 0.0, 1.0, out=prob)
     in_scale = (pixel_scale_nm / zoom) if pixel_scale_nm else model_pixel_scale_nm

@@ -135,6 +135,27 @@ class MemberSpread:
     members: MemberMasks
 
 
+_ROWS_PER_BAND = 256
+
+
+def _welford_update(mean: np.ndarray, m2: np.ndarray, p: np.ndarray, k: int) -> None:
+    """Add member number `k` (1-based) to the running mean and sum of squared deviations, in place.
+
+    Welford's update, ``d = p - mean; mean += d / k; m2 += d * (p - mean)``, is free of the
+    cancellation of ``E[p^2] - E[p]^2`` in float32 (identical members give exactly zero), so
+    two float32 maps suffice where float64 sums of ``p`` and ``p^2`` needed four maps' worth.
+    Bands of rows keep the temporaries small: on a 4096^2 frame whole-map temporaries pushed a
+    5-model ensemble over 2 GB (benchmarks/RESULTS.md).
+    """
+    for r in range(0, p.shape[0], _ROWS_PER_BAND):
+        rows = slice(r, r + _ROWS_PER_BAND)
+        pb, mb = p[rows], mean[rows]
+        d = pb - mb
+        mb += d / np.float32(k)
+        d *= pb - mb
+        m2[rows] += d
+
+
 def member_spread(
     maps: Iterable[np.ndarray], threshold: float | None = None, out_shape: tuple[int, int] | None = None
 ) -> MemberSpread:
@@ -161,22 +182,26 @@ def member_spread(
 
     threshold = THRESHOLD if threshold is None else threshold
     total: np.ndarray | None = None
-    s1: np.ndarray | None = None
-    s2: np.ndarray | None = None
+    mean: np.ndarray | None = None
+    m2: np.ndarray | None = None
     packed: list[np.ndarray] = []
     n = 0
     for p in maps:
-        total = p if total is None else total + p  # the float32 sum of predict_probabilities
-        if s1 is None or s2 is None:
-            s1, s2 = p.astype(np.float64), np.square(p, dtype=np.float64)
-        else:  # in place: float64 sums for the variance without float32 cancellation
-            s1 += p
-            s2 += np.square(p, dtype=np.float64)
+        n += 1
+        if total is None or mean is None or m2 is None:
+            total = np.array(p, dtype=np.float32)  # the float32 sum of predict_probabilities, in place
+            mean, m2 = np.array(p, dtype=np.float32), np.zeros(p.shape, np.float32)
+        else:
+            total += p
+            _welford_update(mean, m2, p, n)
         q = p if out_shape is None or tuple(out_shape) == p.shape else resample_to_shape(p, out_shape)
         packed.append(np.packbits(particle_mask(q, threshold), axis=-1))
-        n += 1
-    if total is None or s1 is None or s2 is None:  # n == 0
+    if total is None or m2 is None:  # n == 0
         raise ValueError("no member probability maps")
-    var = np.maximum(s2 / n - (s1 / n) ** 2, 0.0)
+    del mean
+    m2 /= np.float32(n)  # population variance (ddof=0)
+    np.maximum(m2, 0.0, out=m2)
+    np.sqrt(m2, out=m2)
     shape = cast(tuple[int, int], tuple(out_shape) if out_shape is not None else total.shape)
-    return MemberSpread(total / n, np.sqrt(var).astype(np.float32), MemberMasks(packed, shape))
+    total /= np.float32(n)
+    return MemberSpread(total, m2, MemberMasks(packed, shape))
