@@ -22,6 +22,11 @@ Three cases:
    training dose (300-600 e/A^2, the rest of the domain's draws unchanged): where the
    paper's annotators put the edge relative to the physical footprint, as their model learned it.
 
+4. ``released-sets`` (not in the default cases): every released fold of every released set in
+   ``../shared/data/published`` on simulated 5 nm Au frames at that set's own pixel scale and
+   dose (x0.8-1.25), frames shared by a set's folds: the authors' outline convention measured
+   without the other lab's frames, per set and fold, in px and nm.
+
 Reported per case: the distance where the probability crosses 0.5 (the model's edge) and where
 the image crosses 0.5 (half contrast), both relative to the label's boundary.
 
@@ -113,33 +118,118 @@ def case_real(predictor) -> dict:
     return median_profile(profiles)
 
 
-def case_synthetic(
-    predictor, n_frames: int, *, pixel_scale_nm, diameter_nm, working_nm, frame_px, dose_e_per_A2=None
-) -> dict:
-    from temshift.predict.pipeline import predict_frame
-    from temshift.preprocess.scale import resample_to_shape
+def synthetic_frames(
+    n_frames: int, *, pixel_scale_nm, diameter_nm, working_nm, frame_px, dose_e_per_A2=None, materials=("Au", "Ag")
+):
+    """(draw, simulated frame) pairs of the generalist's domain, narrowed to the given ranges (seed 99)."""
     from temshift.simulate.micrograph import simulate_frame
     from temshift.training.domain import PretrainRanges, draw_frame, frame_request
 
     ranges = PretrainRanges(
-        materials=["Au", "Ag"],
+        materials=list(materials),
         shapes=["Sphere"],
         diameter_nm_log=diameter_nm,
         pixel_scale_nm_log=pixel_scale_nm,
         **({"dose_e_per_A2_log": dose_e_per_A2} if dose_e_per_A2 else {}),
     )
-    profiles = []
     for index in range(n_frames):
         draw = draw_frame(ranges, SYN_SEED, index, working_pixel_scale_nm=working_nm, working_frame_px=frame_px)
-        sim = simulate_frame(frame_request(draw))
-        seg = predict_frame(predictor, sim.counts, pixel_scale_nm=draw.pixel_scale_nm)
-        label = (resample_to_shape(sim.label.astype(np.float32), seg.model_input.shape) >= 0.5).astype(np.uint8)
-        prob = seg.probabilities
-        if prob.shape != label.shape:
-            prob = resample_to_shape(prob, label.shape)
-        profiles.append(frame_profile(seg.model_input, prob, label))
         print(f"  frame {index}: {draw.material} {draw.diameter_nm:.1f} nm, defocus {draw.defocus_A:.0f} A", flush=True)
-    return median_profile(profiles)
+        yield draw, simulate_frame(frame_request(draw))
+
+
+def synthetic_profile(predictor, draw, sim) -> dict:
+    """Edge profile of one model on one simulated frame, against its exact footprint label."""
+    from temshift.predict.pipeline import predict_frame
+    from temshift.preprocess.scale import resample_to_shape
+
+    seg = predict_frame(predictor, sim.counts, pixel_scale_nm=draw.pixel_scale_nm)
+    label = (resample_to_shape(sim.label.astype(np.float32), seg.model_input.shape) >= 0.5).astype(np.uint8)
+    prob = seg.probabilities
+    if prob.shape != label.shape:
+        prob = resample_to_shape(prob, label.shape)
+    return frame_profile(seg.model_input, prob, label)
+
+
+def case_synthetic(predictor, n_frames: int, **ranges) -> dict:
+    return median_profile([synthetic_profile(predictor, d, sim) for d, sim in synthetic_frames(n_frames, **ranges)])
+
+
+def released_sets(details: Path) -> dict[str, dict]:
+    """The released training sets: {set: {"pixel_scale_nm", "dose_e_per_A2", "files": [per fold]}}."""
+    import csv
+
+    sets: dict[str, dict] = {}
+    with details.open() as fh:
+        for row in csv.DictReader(fh):
+            path = details.parent / row["Model Name"].replace("Unet_", "UNet_")
+            if not path.exists():
+                continue
+            entry = sets.setdefault(
+                row["Dataset Trained On"],
+                {"pixel_scale_nm": float(row["Pixel Scale (nm)"]), "dose_e_per_A2": float(row["Dosage (e/A2)"])},
+            )
+            entry.setdefault("files", []).append(path)
+    return sets
+
+
+def case_released_sets(n_frames: int) -> dict:
+    """Every released fold on simulated 5 nm Au frames of its own set's pixel scale and dose.
+
+    Where the paper's annotators put a particle's edge, as each model learned it from their
+    hand labels, measured against the physical footprint: a measurement of the labelling
+    convention that does not use the other lab's 20 frames. Frames are shared by a set's folds.
+    """
+    from temshift.predict.pipeline import load_predictor
+
+    out = {}
+    for name, entry in released_sets(SHARED / "published" / "model_details.csv").items():
+        px, dose = entry["pixel_scale_nm"], entry["dose_e_per_A2"]
+        print(f" {name} ({px} nm/px, {dose:g} e/A^2)", flush=True)
+        frames = list(
+            synthetic_frames(
+                n_frames,
+                pixel_scale_nm=(px * 0.995, px * 1.005),
+                diameter_nm=(4.5, 5.5),
+                working_nm=px,
+                frame_px=1024,
+                dose_e_per_A2=(dose * 0.8, dose * 1.25),
+                materials=("Au",),
+            )
+        )
+        folds = []
+        for path in sorted(entry["files"]):
+            predictor = load_predictor(path)
+            c = median_profile([synthetic_profile(predictor, d, sim) for d, sim in frames])
+            folds.append(
+                {"file": path.name, "model_edge_px": c["model_edge_px"], "half_contrast_px": c["half_contrast_px"]}
+            )
+        edges = [f["model_edge_px"] for f in folds if f["model_edge_px"] is not None]
+        out[name] = {
+            "pixel_scale_nm": px,
+            "dose_e_per_A2": dose,
+            "folds": folds,
+            "model_edge_px_median": float(np.median(edges)) if edges else None,
+            "model_edge_nm_median": float(np.median(edges)) * px if edges else None,
+            "half_contrast_px": folds[0]["half_contrast_px"] if folds else None,
+        }
+    return out
+
+
+def released_sets_markdown(sets: dict) -> str:
+    lines = [
+        "| released set | nm/px | e/Å² | model edge per fold, px from footprint | median, px | median, nm "
+        "| half contrast, px |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for name, c in sets.items():
+        per_fold = ", ".join(fmt(f["model_edge_px"]) for f in c["folds"])
+        nm = "-" if c["model_edge_nm_median"] is None else f"{c['model_edge_nm_median']:+.3f}"
+        lines.append(
+            f"| {name} | {c['pixel_scale_nm']:g} | {c['dose_e_per_A2']:g} | {per_fold} | "
+            f"{fmt(c['model_edge_px_median'])} | {nm} | {fmt(c['half_contrast_px'])} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 @contextlib.contextmanager
@@ -223,6 +313,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
+    released_all: dict | None = None
     sys.path.insert(0, str(HERE))
     from temshift.models.pretrained import pretrained_path
     from temshift.predict.pipeline import load_predictor
@@ -244,6 +335,9 @@ def main(argv=None) -> int:
                     frame_px=512,
                 )
             cases[name] = {"model": "generalist", **c}
+        elif name == "released-sets":
+            released_all = case_released_sets(args.frames)
+            continue
         elif name == "released":
             c = case_synthetic(
                 load_predictor(RELEASED),
@@ -262,11 +356,15 @@ def main(argv=None) -> int:
         "command": "python benchmarks/edge_profiles.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "cases": cases,
     }
-    text = markdown(result)
+    if released_all is not None:
+        result["released_sets"] = released_all
+    text = markdown(result) if cases else ""
+    if released_all is not None:
+        text += "\n" + released_sets_markdown(released_all)
     print(text)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
-    if args.figure:
+    if args.figure and cases:
         figure(result, args.figure)
     if args.write:
         with RESULTS.open("a") as fh:
