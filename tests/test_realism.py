@@ -196,3 +196,63 @@ def test_cli_reports_one_line_error(tmp_path):
     )
     assert p.returncode == 1
     assert "no model_details.csv" in p.stderr and "Traceback" not in p.stderr
+
+
+def _summary(seed: int, dice: dict, contrast: float, simulator: str = "sim1") -> dict:
+    """A realism.json with the given synthetic hard dice per (train, test) and 80 e/A2 contrast."""
+    real = {("a", "a"): 0.852, ("b", "a"): 0.464}
+    matrix = [
+        {"train": tr, "test": te, "hard_dice_mean": v, "real_hard_dice": real.get((tr, te), float("nan"))}
+        for (tr, te), v in dice.items()
+    ]
+    gaps = [abs(v - real[k]) for k, v in dice.items() if k in real]
+    return {
+        "seed": seed,
+        "scale": "quick",
+        "simulator_fingerprint": simulator,
+        "matrix": matrix,
+        "gaps": {"mean_abs_gap": float(np.mean(gaps))},
+        "image_statistics": {
+            "a": {"particle_contrast": contrast, "real_particle_contrast": 0.239},
+            "b": {"particle_contrast": 0.5, "real_particle_contrast": None},
+        },
+    }
+
+
+def test_seeds_separate_the_systematic_gap_from_one_seeds_noise():
+    from temshift.realism.seeds import combine_seeds, seeds_markdown
+
+    # 80 -> 80 swings by 0.2 around the real score; 884 -> 80 is too easy in both seeds
+    one = _summary(11, {("a", "a"): 0.752, ("b", "a"): 0.564, ("a", "b"): 0.9}, 0.20)
+    two = _summary(12, {("a", "a"): 0.952, ("b", "a"): 0.664, ("a", "b"): 0.8}, 0.30)
+    c = combine_seeds([one, two])
+    cells = {(r["train"], r["test"]): r for r in c["cells"]}
+    assert set(cells) == {("a", "a"), ("b", "a")}  # cells without a real score are not gaps
+    assert cells[("a", "a")]["mean"] == pytest.approx(0.852) and cells[("a", "a")]["gap_of_mean"] == pytest.approx(0)
+    assert cells[("a", "a")]["sd"] == pytest.approx(np.std([0.752, 0.952], ddof=1))
+    assert cells[("b", "a")]["gap_of_mean"] == pytest.approx(0.15)
+    assert c["mean_abs_gap_of_seed_means"] == pytest.approx(0.075)
+    assert c["per_seed_mean_abs_gap"] == pytest.approx([0.1, 0.15])
+    assert c["mean_over_seeds_of_mean_abs_gap"] == pytest.approx(0.125)
+    assert c["worst_gap_of_seed_means"]["train"] == "b"
+    assert c["contrast"]["a"]["mean"] == pytest.approx(0.25) and set(c["contrast"]) == {"a"}
+    assert c["contrast"]["a"]["ratio_of_mean"] == pytest.approx(0.25 / 0.239)
+    table = seeds_markdown(c, {"a": "80 e/A2", "b": "884 e/A2"})
+    assert "| 884 e/A2 | 80 e/A2 | 0.564 | 0.664 | 0.614 ± 0.071 | 0.464 | +0.150 |" in table
+    with pytest.raises(ValueError, match="differ in simulator_fingerprint"):
+        combine_seeds([one, _summary(13, {("a", "a"): 0.8}, 0.2, simulator="sim2")])
+
+
+def test_several_seeds_run_into_their_own_folders_and_are_combined(run, models_dir, tmp_path):
+    from temshift.realism.runner import run_realism_seeds
+
+    res, out = run
+    (tmp_path / "seed-3").symlink_to(out)  # an earlier run of seed 3 is reused, not repeated
+    many = run_realism_seeds(models_dir, tmp_path, [3, 4, 3], scale=TINY, workers=2, processes=False)
+    assert [r.plan.seed for r in many.runs] == [3, 4]
+    assert many.runs[0].outcome.cached == set(many.runs[0].plan.tasks)
+    assert (tmp_path / "seed-4" / "realism.json").is_file()
+    saved = json.loads((tmp_path / "seeds.json").read_text())
+    assert saved["seeds"] == [3, 4] and saved == json.loads(json.dumps(many.combined))
+    assert saved["per_seed_mean_abs_gap"][0] == pytest.approx(res.summary["gaps"]["mean_abs_gap"])
+    assert "seed 3 | seed 4" in (tmp_path / "seeds.md").read_text()

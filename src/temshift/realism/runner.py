@@ -115,3 +115,32 @@ def run_realism(
         ),
     )
     return RealismRun(plan, outcome, summary, paths)
+
+
+@dataclass
+class RealismSeedsRun:
+    runs: list[RealismRun]
+    combined: dict
+    paths: dict
+
+
+def run_realism_seeds(models_dir, out, seeds, **options) -> RealismSeedsRun:
+    """:func:`run_realism` once per seed, into ``out/seed-N``, then the seeds combined.
+
+    Writes ``out/seeds.json`` (:func:`temshift.realism.seeds.combine_seeds`) and ``out/seeds.md``
+    (its tables). Each seed's folder is a complete run of its own (resumable the same way).
+    `options` are those of :func:`run_realism`.
+    """
+    from temshift.realism.seeds import combine_seeds, seeds_markdown
+
+    seeds = list(dict.fromkeys(int(s) for s in seeds))  # in order, each once
+    if not seeds:
+        raise ValueError("no seeds")
+    out = Path(out)
+    runs = [run_realism(models_dir, out / f"seed-{s}", seed=s, **options) for s in seeds]
+    combined = combine_seeds([r.summary for r in runs])
+    labels = {t["key"]: t["label"] for t in runs[0].summary["training_sets"]}
+    paths = {"seeds json": out / "seeds.json", "seeds table": out / "seeds.md"}
+    atomic_write_text(paths["seeds json"], json.dumps(combined, indent=1))
+    atomic_write_text(paths["seeds table"], seeds_markdown(combined, labels))
+    return RealismSeedsRun(runs, combined, paths)
