@@ -31,6 +31,7 @@ def realism(
     seed: list[int] = typer.Option(
         [11],
         "--seed",
+        metavar="SEED",
         help="Simulation seed of the synthetic repository. Repeat it (--seed 11 --seed 12 ...) to run each "
         "seed into OUT/seed-N and combine them in OUT/seeds.json and seeds.md: at quick scale one seed's "
         "cell can move by 0.3 hard dice.",
