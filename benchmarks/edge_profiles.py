@@ -155,24 +155,6 @@ def case_synthetic(predictor, n_frames: int, **ranges) -> dict:
     return median_profile([synthetic_profile(predictor, d, sim) for d, sim in synthetic_frames(n_frames, **ranges)])
 
 
-def released_sets(details: Path) -> dict[str, dict]:
-    """The released training sets: {set: {"pixel_scale_nm", "dose_e_per_A2", "files": [per fold]}}."""
-    import csv
-
-    sets: dict[str, dict] = {}
-    with details.open() as fh:
-        for row in csv.DictReader(fh):
-            path = details.parent / row["Model Name"].replace("Unet_", "UNet_")
-            if not path.exists():
-                continue
-            entry = sets.setdefault(
-                row["Dataset Trained On"],
-                {"pixel_scale_nm": float(row["Pixel Scale (nm)"]), "dose_e_per_A2": float(row["Dosage (e/A2)"])},
-            )
-            entry.setdefault("files", []).append(path)
-    return sets
-
-
 def case_released_sets(n_frames: int) -> dict:
     """Every released fold on simulated 5 nm Au frames of its own set's pixel scale and dose.
 
@@ -181,10 +163,11 @@ def case_released_sets(n_frames: int) -> dict:
     convention that does not use the other lab's 20 frames. Frames are shared by a set's folds.
     """
     from temshift.predict.pipeline import load_predictor
+    from temshift.realism.training_sets import read_training_sets
 
     out = {}
-    for name, entry in released_sets(SHARED / "published" / "model_details.csv").items():
-        px, dose = entry["pixel_scale_nm"], entry["dose_e_per_A2"]
+    for ts in read_training_sets(SHARED / "published"):  # the realism benchmark's reading of the table
+        name, px, dose = ts.name, ts.pixel_scale_nm, ts.dose_e_per_A2
         print(f" {name} ({px} nm/px, {dose:g} e/A^2)", flush=True)
         frames = list(
             synthetic_frames(
@@ -198,7 +181,7 @@ def case_released_sets(n_frames: int) -> dict:
             )
         )
         folds = []
-        for path in sorted(entry["files"]):
+        for _fold, path in ts.models:
             predictor = load_predictor(path)
             c = median_profile([synthetic_profile(predictor, d, sim) for d, sim in frames])
             folds.append(

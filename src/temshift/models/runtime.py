@@ -107,6 +107,14 @@ def autocast(device: Any, bf16: bool) -> Iterator[None]:
 _MALLOC_TUNED = False
 
 
+def _libc():
+    """The C library, for glibc's allocator controls (``mallopt``, ``malloc_trim``)."""
+    import ctypes
+    import ctypes.util
+
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def keep_freed_memory() -> bool:
     """Let glibc keep freed memory for reuse instead of returning it to the OS (idempotent).
 
@@ -121,14 +129,12 @@ def keep_freed_memory() -> bool:
     global _MALLOC_TUNED
     if _MALLOC_TUNED:
         return True
-    import ctypes
-    import ctypes.util
     import platform
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = _libc()
         m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4  # glibc <malloc.h>
         ok = bool(
             libc.mallopt(m_mmap_max, 0)
@@ -151,12 +157,8 @@ def release_freed_memory() -> bool:
     """
     if not _MALLOC_TUNED:
         return False
-    import ctypes
-    import ctypes.util
-
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
+        _libc().malloc_trim(0)
     except (OSError, AttributeError):
         return False
     return True

@@ -557,12 +557,17 @@ def particle_summary(
     return _summary(table, frames, exclude_border, n_boot, level, seed)
 
 
+def _frame_names(table: pd.DataFrame, frames) -> list:
+    """`frames` as a list; by default the table's frames in order of appearance (``["frame"]`` if none)."""
+    if frames is None:
+        return list(pd.unique(table["frame"])) if "frame" in table and len(table) else ["frame"]
+    return list(frames)
+
+
 def _summary(table: pd.DataFrame, frames, exclude_border: bool, n_boot: int, level: float, seed: int, whole=None):
     """:func:`particle_summary`; `whole`: the ``_bootstrap`` of all of `table` over `frames` with
     automatic bins, made already (the batch's row, or the one frame's row, need no second run)."""
-    if frames is None:
-        frames = list(pd.unique(table["frame"])) if "frame" in table and len(table) else ["frame"]
-    frames = list(frames)
+    frames = _frame_names(table, frames)
     groups = [(name, table[table["frame"] == name] if "frame" in table else table) for name in frames]
     if len(frames) > 1:
         groups.append(("all", table))
@@ -621,9 +626,7 @@ def size_histogram_table(
 def summary_and_histogram(table: pd.DataFrame, frames=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(particle_summary(table, frames), size_histogram_table(table, frames))`` with the default
     settings, the bootstrap of the whole table run once for both (the same tables)."""
-    if frames is None:
-        frames = list(pd.unique(table["frame"])) if "frame" in table and len(table) else ["frame"]
-    names = list(frames)
+    names = _frame_names(table, frames)
     whole = _bootstrap(table, names, True, "auto", N_BOOT, 0.95, BOOT_SEED)
     return _summary(table, names, True, N_BOOT, 0.95, BOOT_SEED, whole=whole), _histogram_table(whole)
 
