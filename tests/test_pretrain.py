@@ -243,6 +243,24 @@ def test_ci_rerun_reuses_everything(ci_run):
     assert again.record == first.record
 
 
+def test_pretrain_no_progress_runs_without_the_live_view(cli, monkeypatch, tmp_path):
+    """`--no-progress` (as `study run` and `realism` have) hands the run no reporter, for logs and batch jobs."""
+    import temshift.studies.pretrain as pretrain_mod
+    from temshift.cli.progress import RichReporter
+
+    seen = []
+
+    def fake_run(out, scale, **kw):
+        seen.append(kw["reporter"])
+        raise pretrain_mod.PretrainError("stop here")
+
+    monkeypatch.setattr(pretrain_mod, "run_pretrain", fake_run)
+    code, _, err = cli("pretrain", "--out", tmp_path / "run", "--scale", "ci", "--no-progress")
+    assert code == 1 and "stop here" in err and seen == [None]
+    cli("pretrain", "--out", tmp_path / "run", "--scale", "ci")
+    assert isinstance(seen[1], RichReporter)
+
+
 @pytest.mark.slow
 def test_interrupted_training_resumes_instead_of_restarting(ci_run, monkeypatch):
     import temshift.training.trainer as trainer

@@ -30,6 +30,7 @@ def pretrain(
     train_threads: int = typer.Option(
         None, "--train-threads", min=1, help="Torch threads for training (default: all cores; resume with the same)."
     ),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No live progress view (for logs and batch jobs)."),
 ) -> None:
     """Train a generalist on simulated frames drawn across wide parameter ranges; writes OUT/generalist.pt."""
 
@@ -50,7 +51,7 @@ def pretrain(
         seed=seed,
         ranges=overrides,
         train_threads=train_threads,
-        reporter=RichReporter(con, graph="line"),
+        reporter=None if no_progress else RichReporter(con, graph="line"),
     )
     rec = res.record
     con.print(
