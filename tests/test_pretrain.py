@@ -295,6 +295,9 @@ def test_interrupted_training_resumes_instead_of_restarting(ci_run, monkeypatch)
     rows = (run_dir / "history.csv").read_text().splitlines()
     assert rows[:3] == first_rows[:3] and len(rows) == 5
     assert res.record["training"]["epochs_run"] == 4
+    # the record's training time covers both attempts, not only the resumed one
+    spent = sum(float(r.split(",")[header.index("seconds")]) for r in rows[1:] for header in [rows[0].split(",")])
+    assert res.record["data"]["training_seconds"] == round(spent, 1)
 
 
 def test_pretrained_is_the_function_even_after_its_module_was_imported():

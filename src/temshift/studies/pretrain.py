@@ -444,6 +444,7 @@ def _record(plan: PretrainPlan, records: dict) -> dict:
 
     from temshift import __version__
     from temshift.studies.tasks import METRICS
+    from temshift.training.fold import epoch_seconds
 
     train = records[plan.train_key]["result"]
     ev_dir = Path(records[plan.evaluate_key]["dir"])
@@ -467,7 +468,8 @@ def _record(plan: PretrainPlan, records: dict) -> dict:
             "patches": records[plan.dataset_key]["result"]["patches"],
             "simulation_seconds": round(sum(c["seconds"] for c in chunks), 1),
             "simulation_cpu_seconds": round(sum(c["result"].get("cpu_seconds", 0.0) for c in chunks), 1),
-            "training_seconds": round(records[plan.train_key]["seconds"], 1),
+            # over every attempt: after a kill the task's own time is only the resumed part
+            "training_seconds": round(epoch_seconds(train["run_dir"]) or records[plan.train_key]["seconds"], 1),
         },
         "held_out": {k: float(metrics[k]) for k in ("hard_dice", "soft_dice", "ce") if k in metrics},
     }

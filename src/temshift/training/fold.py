@@ -115,6 +115,18 @@ def epochs_done(run_dir) -> int:
     return max(0, len([ln for ln in lines if ln.strip()]) - 1)
 
 
+def epoch_seconds(run_dir) -> float:
+    """Seconds the saved epochs of a run took, summed over every attempt (a resumed run's task
+    time counts only its last attempt); 0.0 without a history."""
+    import csv
+
+    try:
+        with open(Path(run_dir) / HISTORY_FILE, newline="") as f:
+            return float(sum(float(row["seconds"]) for row in csv.DictReader(f)))
+    except (OSError, KeyError, ValueError):
+        return 0.0
+
+
 def build_sets(images, labels, fold: int, settings: TrainSettings):
     """Training and validation `PatchSet`s and the split of `fold`."""
     from temshift.training.data import PatchSet, expand
