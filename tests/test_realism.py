@@ -256,3 +256,26 @@ def test_several_seeds_run_into_their_own_folders_and_are_combined(run, models_d
     assert saved["seeds"] == [3, 4] and saved == json.loads(json.dumps(many.combined))
     assert saved["per_seed_mean_abs_gap"][0] == pytest.approx(res.summary["gaps"]["mean_abs_gap"])
     assert "seed 3 | seed 4" in (tmp_path / "seeds.md").read_text()
+
+
+def test_statistics_only_runs_no_model_and_reuses_the_full_runs_sets(run, models_dir, tmp_path):
+    """`--statistics-only`: the same simulation, dataset, statistics and label tasks as a full run
+    (so its sets are shared), no evaluation, and the contrast beside the real one."""
+    from temshift.realism.runner import run_realism
+
+    res, out = run
+    full = resolve(models_dir, out, TINY, seed=3)
+    only = resolve(models_dir, out, TINY, seed=3, evaluate=False)
+    assert {t.kind for t in only.tasks.values()} == {"repo", "dataset", "stats", "labels"}
+    assert set(only.tasks) == {k for k, t in full.tasks.items() if t.kind != "evaluate"}
+    again = run_realism(models_dir, out, scale=TINY, seed=3, workers=1, processes=False, evaluate=False)
+    assert again.outcome.cached == set(again.plan.tasks)  # nothing simulated again
+    fresh = run_realism(models_dir, tmp_path, scale=TINY, seed=3, workers=2, processes=False, evaluate=False)
+    assert fresh.outcome.ok and not fresh.plan.evaluations
+    summary = json.loads((tmp_path / "realism.json").read_text())
+    assert summary["models_evaluated"] is False and summary["matrix"] == []
+    assert summary["gaps"]["mean_abs_gap"] is None
+    assert summary["image_statistics"] == res.summary["image_statistics"]
+    assert summary["label_statistics"]["synthetic"] == res.summary["label_statistics"]["synthetic"]
+    assert "Statistics only" in (tmp_path / "report.html").read_text()
+    assert (tmp_path / "realism.png").is_file()  # contrast and example patches, an empty matrix

@@ -37,6 +37,12 @@ def realism(
         "cell can move by 0.3 hard dice.",
     ),
     workers: int = typer.Option(None, "--workers", "-w", min=1, help="Local Dask workers (default: one per core)."),
+    statistics_only: bool = typer.Option(
+        False,
+        "--statistics-only",
+        help="Simulate the sets and measure their image and label statistics without running the "
+        "models (at paper scale the model runs take most of the time); a later full run reuses the sets.",
+    ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress view."),
 ) -> None:
     """Run released real-data models on synthetic datasets simulated like their training sets;
@@ -48,6 +54,7 @@ def realism(
     options: dict[str, Any] = {
         "scale": scale.value,
         "workers": workers,
+        "evaluate": not statistics_only,
         "reporter": None if no_progress else RichReporter(console),
     }
     seeds = list(dict.fromkeys(seed))
@@ -91,6 +98,12 @@ def _report(console, res, many_seeds: bool) -> None:
             f"{prefix}mean |synthetic - real| hard dice {g['mean_abs_gap']:.3f} over {g['known_cells']} cells; "
             f"worst {w['train']} on {w['test']}: {w['synthetic']:.3f} vs real {w['real']:.3f}"
         )
+    for key, st in res.summary["image_statistics"].items():
+        if st.get("contrast_ratio") is not None:
+            console.print(
+                f"{prefix}particle contrast {key}: {st['particle_contrast']:.3f} synthetic vs "
+                f"{st['real_particle_contrast']:.3f} real ({st['contrast_ratio']:.2f}x)"
+            )
     if not many_seeds:
         for kind, path in res.paths.items():
             console.print(f"{kind}: {path}")

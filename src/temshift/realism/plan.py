@@ -114,6 +114,7 @@ class RealismPlan:
     labels: str | None = None
     queries: dict = field(default_factory=dict)  # training-set key -> catalog query
     kinds: tuple = KINDS
+    evaluated: bool = True  # False: statistics only, no released model is run
 
     @property
     def spec(self):
@@ -124,10 +125,15 @@ class RealismPlan:
         return task.key
 
 
-def resolve(models_dir, out, scale="quick", seed: int = DEFAULT_SEED, catalog=None) -> RealismPlan:
+def resolve(
+    models_dir, out, scale="quick", seed: int = DEFAULT_SEED, catalog=None, evaluate: bool = True
+) -> RealismPlan:
     """Plan the benchmark of the released models in `models_dir` under `out`.
 
-    `scale` is a name of `SCALES` or a `RealismScale` (tests use tiny frames).
+    `scale` is a name of `SCALES` or a `RealismScale` (tests use tiny frames). With
+    `evaluate` False the plan has no ``evaluate`` tasks: only the synthetic sets, their image
+    statistics and the label statistics (at ``paper`` scale the model runs are most of the
+    cost). Its other tasks are the same as a full plan's, so a later full run reuses them.
 
     Raises
     ------
@@ -148,7 +154,9 @@ def resolve(models_dir, out, scale="quick", seed: int = DEFAULT_SEED, catalog=No
     catalog = catalog if catalog is not None else Catalog.published()
     out = Path(out).expanduser().resolve()
     root = str(out / "tasks")
-    plan = RealismPlan(scale=sc, out=out, seed=int(seed), training_sets=sets, simulator=simulator_fingerprint())
+    plan = RealismPlan(
+        scale=sc, out=out, seed=int(seed), training_sets=sets, simulator=simulator_fingerprint(), evaluated=evaluate
+    )
     pre = PreprocessSettings(flatfield=True, rescale="standardize").model_dump(mode="json")
     for ts in sets:
         q = catalog_query(ts, catalog)
@@ -188,7 +196,7 @@ def resolve(models_dir, out, scale="quick", seed: int = DEFAULT_SEED, catalog=No
         )
         plan.datasets[ts.key] = ds
         plan.stats[ts.key] = plan.add(Task("stats", f"statistics of {ts.key}", {"version": 1}, {"dataset": ds}, root))
-    for ts in sets:
+    for ts in sets if evaluate else ():
         for fold, path in ts.models:
             sha = file_sha256(path)
             for test in sets:

@@ -51,6 +51,8 @@ def draw_figure(summary: dict, examples: dict, out_png) -> Path:
         f"mean |synthetic - real| {g['mean_abs_gap']:.3f} over {g['known_cells']} cells (red)"
         if g["mean_abs_gap"] is not None
         else "no real cell known"
+        if summary.get("models_evaluated", True)
+        else "statistics only: no model was run"
     )
     ax.set_title(f"hard dice, mean over folds; {gap}", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.04)
@@ -107,6 +109,8 @@ def write_html(summary: dict, png: Path | None, out_html) -> Path:
         f"<h1>Realism benchmark ({html.escape(summary['scale'])}, seed {summary['seed']})</h1>",
         f"<p>{html.escape(summary['protocol'])}.</p>",
     ]
+    if not summary.get("models_evaluated", True):
+        parts.append("<p><b>Statistics only</b>: no released model was run (<code>--statistics-only</code>).</p>")
     if g["mean_abs_gap"] is not None:
         w = g["worst"]
         parts.append(
@@ -219,7 +223,8 @@ def write_outputs(summary: dict, examples: dict, out_dir, figure: bool = True) -
     atomic_write_text(paths["json"], json.dumps(summary, indent=1, default=str))
     with atomic_path(paths["csv"]) as tmp:
         pd.DataFrame(summary["matrix"]).to_csv(tmp, index=False)
-    png = draw_figure(summary, examples, out_dir / "realism.png") if figure and summary["matrix"] else None
+    drawable = summary["matrix"] or (not summary.get("models_evaluated", True) and examples)
+    png = draw_figure(summary, examples, out_dir / "realism.png") if figure and drawable else None
     if png is not None:
         paths["figure"] = png
     paths["html"] = write_html(summary, png, out_dir / "report.html")

@@ -61,6 +61,7 @@ def run_realism(
     reporter: Reporter | None = None,
     figure: bool = True,
     catalog=None,
+    evaluate: bool = True,
 ) -> RealismRun:
     """Simulate the training sets of the released models in `models_dir`, test every model on every set.
 
@@ -81,6 +82,9 @@ def run_realism(
         Receives snapshots of the task graph (job ``"realism"``); default: logging.
     catalog : Catalog, optional
         Catalog to map training sets to (default: the packaged published catalog).
+    evaluate : bool
+        Run the released models (False: only the synthetic sets and their image and label
+        statistics; the tasks are the same, so a later full run reuses them).
 
     Returns
     -------
@@ -88,7 +92,7 @@ def run_realism(
     """
     from temshift.studies.progress import PlanProgress
 
-    plan = resolve(models_dir, out, scale, seed, catalog=catalog)
+    plan = resolve(models_dir, out, scale, seed, catalog=catalog, evaluate=evaluate)
     plan.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open_client(workers, processes=processes) as (client, threads):
@@ -103,6 +107,7 @@ def run_realism(
             {
                 "scale": plan.scale.name,
                 "seed": plan.seed,
+                "models_evaluated": plan.evaluated,
                 "tasks": len(plan.tasks),
                 "cached": len(outcome.cached),
                 "failed": len(outcome.failed),
