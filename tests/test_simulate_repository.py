@@ -78,7 +78,7 @@ def _bad_catalog(tmp_path, column, value):
 @pytest.mark.parametrize(
     "column,value,needle",
     [
-        ("Material", "Pt", "'Material'"),
+        ("Material", "Os", "'Material'"),
         ("Dosage (e/A2)", "-5", "'Dosage (e/A2)'"),
         ("Pixel Scale (nm)", "0", "'Pixel Scale (nm)'"),
         ("Support", "graphene", "'Support'"),

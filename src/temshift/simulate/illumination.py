@@ -11,6 +11,10 @@ paper's flat-field correction (a degree-(2, 2) Bernstein fit) removes.
   5-35 % fall-off across the frame.
 * Gain-reference error: the gain reference was taken under slightly different conditions;
   a smooth low-order field of +-2-5 %: a quadratic bowl plus one long-wavelength cosine.
+
+`scale_illumination` makes both stronger or weaker by one factor (the generalist's training
+frames draw it, so that its data cover worse-aligned beams and staler gain references than
+one lab's sessions).
 """
 
 from __future__ import annotations
@@ -30,6 +34,34 @@ def draw_illumination_params(rng) -> dict:
         "gain_wave_vector": [float(v) for v in rng.normal(0, 0.5, 2)],
         "gain_wave_phase": float(rng.uniform(0, 2 * np.pi)),
     }
+
+
+def scale_illumination(params: dict, factor: float) -> dict:
+    """Session illumination parameters with fall-off and gain-reference error scaled by `factor`.
+
+    The beam's fall-off (about ``d^2 / (2 w^2)`` at distance ``d`` from its centre, for beam
+    radius ``w``), the ramp, the gain bowl and the gain ripple all grow by `factor`; 1 returns
+    the parameters unchanged, 0 gives a flat beam and a perfect gain reference.
+
+    Examples
+    --------
+    >>> p = draw_illumination_params(np.random.default_rng(0))
+    >>> scale_illumination(p, 1.0) == p
+    True
+    >>> scale_illumination(p, 2.0)["gain_bowl"] == 2 * p["gain_bowl"]
+    True
+    """
+    factor = float(factor)
+    if not (np.isfinite(factor) and factor >= 0):
+        raise ValueError(f"illumination scale must be finite and >= 0, got {factor}")
+    if factor == 1.0:
+        return dict(params)
+    out = dict(params)
+    out["beam_radius_frac"] = params["beam_radius_frac"] / np.sqrt(factor) if factor > 0 else float("inf")
+    out["ramp_uv"] = [factor * v for v in params["ramp_uv"]]
+    out["gain_bowl"] = factor * params["gain_bowl"]
+    out["gain_wave_amplitude"] = factor * params["gain_wave_amplitude"]
+    return out
 
 
 def _uv(shape):

@@ -23,8 +23,13 @@ from typing import Any
 import numpy as np
 
 from temshift.simulate.camera import Camera, detect, electrons_per_pixel
-from temshift.simulate.field import default_area_fraction, expected_count, place_particles
-from temshift.simulate.illumination import draw_illumination_params, gain_error_field, illumination_field
+from temshift.simulate.field import CLUSTER_FRACTION, default_area_fraction, expected_count, place_particles
+from temshift.simulate.illumination import (
+    draw_illumination_params,
+    gain_error_field,
+    illumination_field,
+    scale_illumination,
+)
 from temshift.simulate.labels import LabelingModel, human_label, particle_label
 from temshift.simulate.optics import Microscope, field_oversampling, image_intensity, integrate_pixels
 from temshift.simulate.scattering import (
@@ -99,7 +104,7 @@ class FrameRequest:
     Attributes
     ----------
     material : str
-        "Au", "Ag" or "CdSe".
+        A key of `specimen.MATERIALS` ("Au", "Ag", "CdSe", "Pt", "Pd").
     diameter_nm : float
         Nominal particle diameter.
     dose_e_per_A2 : float
@@ -123,6 +128,14 @@ class FrameRequest:
         Multiplier of the default area fraction.
     defocus_A : float, optional
         Override the drawn defocus.
+    cluster_fraction : float
+        Probability that a particle is placed next to an already placed one (see
+        `field.place_particles`; default `field.CLUSTER_FRACTION`).
+    support_thickness_A : float, optional
+        Override the support thickness drawn around the support's mean, A.
+    illumination_scale : float
+        Strength of the session's beam fall-off and gain-reference error relative to the
+        simulator's draw (`illumination.scale_illumination`; 1 = as drawn).
     microscope, camera
         Instrument models.
     labeling : LabelingModel or dict
@@ -143,6 +156,9 @@ class FrameRequest:
     area_fraction: float | None = None
     density: float = 1.0
     defocus_A: float | None = None
+    cluster_fraction: float = CLUSTER_FRACTION
+    support_thickness_A: float | None = None
+    illumination_scale: float = 1.0
     xrays: bool = True
     microscope: Microscope = field(default_factory=Microscope)
     camera: Camera = field(default_factory=Camera)
@@ -151,6 +167,12 @@ class FrameRequest:
     def __post_init__(self):
         if isinstance(self.labeling, dict):
             self.labeling = LabelingModel(**self.labeling)
+        if not 0.0 <= float(self.cluster_fraction) <= 1.0:
+            raise ValueError(f"cluster_fraction must be in [0, 1], got {self.cluster_fraction}")
+        if self.support_thickness_A is not None and not float(self.support_thickness_A) > 0:
+            raise ValueError(f"support_thickness_A must be > 0, got {self.support_thickness_A}")
+        if not float(self.illumination_scale) >= 0:
+            raise ValueError(f"illumination_scale must be >= 0, got {self.illumination_scale}")
 
 
 @dataclass
@@ -209,7 +231,10 @@ def simulate_frame(req: FrameRequest, keep_intermediates: bool = False, particle
     n_f = n_px * m
     extent_A = n_px * px_A
     support = resolve_support(req.support)
+    # drawn even when overridden, so that an override changes nothing else in the frame
     thickness_A = float(max(10.0, support.thickness_A + support.thickness_spread_A * rng.standard_normal()))
+    if req.support_thickness_A is not None:
+        thickness_A = float(req.support_thickness_A)
     defocus_A = (
         float(req.defocus_A)
         if req.defocus_A is not None
@@ -226,7 +251,7 @@ def simulate_frame(req: FrameRequest, keep_intermediates: bool = False, particle
         lam = expected_count(af, extent_A + req.diameter_nm * 10 / 1.5, req.diameter_nm * 10)
         n = int(min(MAX_PARTICLES, max(1, rng.poisson(lam))))
         parts = [make_nanoparticle(req.material, req.diameter_nm, rng, req.shape) for _ in range(n)]
-        place = place_particles([p.bounding_radius_A for p in parts], extent_A - px_A, rng)
+        place = place_particles([p.bounding_radius_A for p in parts], extent_A - px_A, rng, req.cluster_fraction)
         parts = parts[: len(place)]
         centers = list(zip(place.y_A - px_A / 2, place.x_A - px_A / 2))
         clustered = list(place.clustered)
@@ -250,8 +275,9 @@ def simulate_frame(req: FrameRequest, keep_intermediates: bool = False, particle
     del wave
     intensity = integrate_pixels(intensity_f, s_f, px_A)
     del intensity_f
-    illum = illumination_field(session.illumination, intensity.shape)
-    gain_err = gain_error_field(session.illumination, intensity.shape)
+    illumination = scale_illumination(session.illumination, req.illumination_scale)
+    illum = illumination_field(illumination, intensity.shape)
+    gain_err = gain_error_field(illumination, intensity.shape)
     counts, xray_coords = detect(
         intensity * illum, req.dose_e_per_A2, px_A, rng, cam, session.gain_counts_per_e, gain_err, xrays=req.xrays
     )
@@ -293,6 +319,8 @@ def simulate_frame(req: FrameRequest, keep_intermediates: bool = False, particle
         "shape": req.shape,
         "support": support.name,
         "support_thickness_A": round(thickness_A, 3),
+        "cluster_fraction": float(req.cluster_fraction),
+        "illumination_scale": float(req.illumination_scale),
         "dose_e_per_A2": float(req.dose_e_per_A2),
         "pixel_scale_nm": float(req.pixel_scale_nm),
         "frame_size_px": n_px,

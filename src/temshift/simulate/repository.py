@@ -89,7 +89,7 @@ def _where_dict(where) -> dict:
 
 def check_rows(df: pd.DataFrame, source: str, frame_size: int) -> None:
     """Refuse rows the simulator cannot honour (one-line SimulationError naming row and field)."""
-    from temshift.simulate.specimen import SHAPES, resolve_material, resolve_support
+    from temshift.simulate.specimen import MATERIALS, SHAPES, resolve_material, resolve_support
 
     where = ""  # the row being checked, named by bad()
 
@@ -102,7 +102,7 @@ def check_rows(df: pd.DataFrame, source: str, frame_size: int) -> None:
         try:
             resolve_material(row["material"])
         except KeyError:
-            bad("Material", f"= {row['material']!r} is not simulated (known: Au, Ag, CdSe)")
+            bad("Material", f"= {row['material']!r} is not simulated (known: {', '.join(MATERIALS)})")
         for field, col in (
             ("Nanoparticle Size (nm)", "diameter_nm"),
             ("Dosage (e/A2)", "dose_e_per_A2"),

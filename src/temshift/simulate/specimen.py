@@ -4,7 +4,10 @@ Lengths are in Angstrom inside this module (``_A`` suffix); catalog sizes are in
 
 Nanoparticles
 -------------
-Au and Ag are fcc (a = 4.078 and 4.086 A). CdSe occurs as wurtzite (a = 4.30 A,
+Au and Ag are fcc (a = 4.078 and 4.086 A); so are Pt and Pd (a = 3.924 and 3.891 A, metallic
+radii 1.39 and 1.37 A; room-temperature values as tabulated in Kittel, Introduction to Solid
+State Physics, and Greenwood & Earnshaw, Chemistry of the Elements), which no catalog row
+names but the generalist's training frames draw. CdSe occurs as wurtzite (a = 4.30 A,
 c = 7.01 A) and zinc blende (a = 6.05 A); each CdSe particle picks one of the two with
 equal probability. A particle is cut from a rotated bulk crystal (unit cell from
 `ase.build.bulk`):
@@ -94,6 +97,8 @@ class Material:
 MATERIALS: dict[str, Material] = {
     "Au": Material("Au", ((CrystalStructure("fcc", "Au", 4.078, zone_axes=_CUBIC_AXES), 1.0),), 1.44),
     "Ag": Material("Ag", ((CrystalStructure("fcc", "Ag", 4.086, zone_axes=_CUBIC_AXES), 1.0),), 1.44),
+    "Pt": Material("Pt", ((CrystalStructure("fcc", "Pt", 3.924, zone_axes=_CUBIC_AXES), 1.0),), 1.39),
+    "Pd": Material("Pd", ((CrystalStructure("fcc", "Pd", 3.891, zone_axes=_CUBIC_AXES), 1.0),), 1.37),
     "CdSe": Material(
         "CdSe",
         (
@@ -347,7 +352,7 @@ def make_nanoparticle(
     Parameters
     ----------
     material : str
-        "Au", "Ag" or "CdSe".
+        A key of `MATERIALS` ("Au", "Ag", "CdSe", "Pt", "Pd").
     diameter_nm : float
         Nominal diameter in nm; the particle's own diameter is drawn around it
         (10 % spread) unless `exact_diameter`.

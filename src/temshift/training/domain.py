@@ -9,10 +9,13 @@ makes, in what order or on which worker; `frame_request` turns a draw into the s
 so the session-level conditions the simulator draws itself (astigmatism up to 20 A, gain
 spread, uneven illumination and gain-reference error) vary frame to frame as well.
 
-What the simulator does not expose yet (``simulate/``, see docs/pretrain.md): particle
-clustering (``field.CLUSTER_FRACTION`` is fixed at 0.4), support thickness (drawn around
-the support's mean, 3 nm carbon / 5 nm SiN, 0.4 nm spread), the illumination ranges, and
-the materials Pt and Pd (not in ``specimen.MATERIALS``).
+The defaults of the fields added after the shipped generalist was trained (clustering,
+support thickness, illumination strength) are single values that reproduce the simulator's
+own behaviour and consume no random draws, and the default materials are the three of the
+paper's repository, so the default ranges still draw exactly the shipped generalist's frames.
+Pt and Pd, wider clustering and thicker or thinner supports are opt-in (`--ranges FILE.json`).
+New draws come after the old ones in a frame's stream, so widening them leaves every other
+parameter of a frame unchanged.
 """
 
 from __future__ import annotations
@@ -87,6 +90,15 @@ class PretrainRanges(BaseModel):
         High-frequency floor of the detector MTF.
     mtf_q0_per_px : (float, float)
         MTF half-width, cycles per pixel.
+    cluster_fraction : (float, float)
+        Probability that a particle is placed touching an earlier one (0 = scattered,
+        1 = chains and rafts); default the simulator's 0.4.
+    support_thickness_A : (float, float) or None
+        Support thickness, A; None = the simulator's draw around the support's mean
+        (3 nm carbon, 5 nm SiN, 0.4 nm spread).
+    illumination_scale_log : (float, float)
+        Strength of beam fall-off and gain-reference error relative to the simulator's
+        session draw (5-35 % fall-off, +-2-5 % gain error at 1).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -108,6 +120,9 @@ class PretrainRanges(BaseModel):
     read_noise_counts: LogRange = (0.5, 8.0)
     mtf_floor: LogRange = (0.03, 0.3)
     mtf_q0_per_px: LogRange = (0.15, 0.5)
+    cluster_fraction: LogRange = (0.4, 0.4)
+    support_thickness_A: LogRange | None = None
+    illumination_scale_log: LogRange = (1.0, 1.0)
 
     @field_validator("materials")
     @classmethod
@@ -127,6 +142,8 @@ class PretrainRanges(BaseModel):
     def _ordered(self):
         for name in type(self).model_fields:
             value = getattr(self, name)
+            if value is None:
+                continue
             if isinstance(value, tuple) and not value:
                 raise ValueError(f"{name}: empty")
             if name not in CHOICES:
@@ -135,6 +152,10 @@ class PretrainRanges(BaseModel):
                     raise ValueError(f"{name}: need low <= high, got {value}")
                 if name.endswith("_log") and lo <= 0:
                     raise ValueError(f"{name}: a log range needs positive bounds, got {value}")
+        if not (self.cluster_fraction[0] >= 0.0 and self.cluster_fraction[1] <= 1.0):
+            raise ValueError(f"cluster_fraction: need 0 <= low <= high <= 1, got {self.cluster_fraction}")
+        if self.support_thickness_A is not None and self.support_thickness_A[0] <= 0:
+            raise ValueError(f"support_thickness_A: need a positive thickness, got {self.support_thickness_A}")
         if self.aperture_mrad[1] > 20.0:
             raise ValueError("aperture_mrad: at most 20 mrad (the simulator's field sampling)")
         return self
@@ -164,6 +185,9 @@ class FrameDraw(BaseModel):
     read_noise_counts: float
     mtf_floor: float
     mtf_q0_per_px: float
+    cluster_fraction: float = 0.4
+    support_thickness_A: float | None = None
+    illumination_scale: float = 1.0
     mode: Literal["multislice", "projection"] = "projection"
     frame_size_px: int = Field(..., ge=64)
 
@@ -234,6 +258,10 @@ def draw_frame(
         read_noise_counts=_uniform(rng, r.read_noise_counts, False),
         mtf_floor=_uniform(rng, r.mtf_floor, False),
         mtf_q0_per_px=_uniform(rng, r.mtf_q0_per_px, False),
+        # drawn last: a degenerate range takes no draw, so the default ranges draw as before
+        cluster_fraction=_uniform(rng, r.cluster_fraction, False),
+        support_thickness_A=None if r.support_thickness_A is None else _uniform(rng, r.support_thickness_A, False),
+        illumination_scale=_uniform(rng, r.illumination_scale_log, True),
         mode=mode,
         frame_size_px=max(64, round(extent_nm / px)),
     )
@@ -272,6 +300,9 @@ def frame_request(draw: FrameDraw):
         session_key=f"pretrain/{draw.index}",
         density=draw.density,
         defocus_A=draw.defocus_A,
+        cluster_fraction=draw.cluster_fraction,
+        support_thickness_A=draw.support_thickness_A,
+        illumination_scale=draw.illumination_scale,
         microscope=mic,
         camera=cam,
     )
