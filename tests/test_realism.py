@@ -279,3 +279,18 @@ def test_statistics_only_runs_no_model_and_reuses_the_full_runs_sets(run, models
     assert summary["label_statistics"]["synthetic"] == res.summary["label_statistics"]["synthetic"]
     assert "Statistics only" in (tmp_path / "report.html").read_text()
     assert (tmp_path / "realism.png").is_file()  # contrast and example patches, an empty matrix
+
+
+def test_set_selects_training_sets_and_refuses_one_that_matches_none(models_dir, tmp_path):
+    """`--set 884e` plans the 884 e/A2 set alone (its models on it); an unknown key is one line naming it."""
+    from temshift.realism.training_sets import RealismError
+
+    full = resolve(models_dir, tmp_path, TINY, seed=3)
+    one = resolve(models_dir, tmp_path, TINY, seed=3, only=["884E"])
+    assert [t.key for t in one.training_sets] == ["Au5nm_0.020nm_884e"]
+    assert set(one.datasets) == {"Au5nm_0.020nm_884e"}
+    assert {(e[0], e[3]) for e in one.evaluations} == {("Au5nm_0.020nm_884e", "Au5nm_0.020nm_884e")}
+    assert one.datasets["Au5nm_0.020nm_884e"] == full.datasets["Au5nm_0.020nm_884e"]  # shared with a full run
+    with pytest.raises(RealismError, match="'423e' matches no training set") as err:
+        resolve(models_dir, tmp_path, TINY, seed=3, only=["884e", "423e"])
+    assert "\n" not in str(err.value) and "Au5nm_0.020nm_80e" in str(err.value)

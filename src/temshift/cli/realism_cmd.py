@@ -43,6 +43,13 @@ def realism(
         help="Simulate the sets and measure their image and label statistics without running the "
         "models (at paper scale the model runs take most of the time); a later full run reuses the sets.",
     ),
+    only: list[str] = typer.Option(
+        [],
+        "--set",
+        metavar="KEY",
+        help="Only the training sets whose key or model_details.csv name contains KEY (case-insensitive; "
+        "repeatable), e.g. --set 80e --set 884e for the two sets with a real particle contrast.",
+    ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress view."),
 ) -> None:
     """Run released real-data models on synthetic datasets simulated like their training sets;
@@ -55,6 +62,7 @@ def realism(
         "scale": scale.value,
         "workers": workers,
         "evaluate": not statistics_only,
+        "only": only or None,
         "reporter": None if no_progress else RichReporter(console),
     }
     seeds = list(dict.fromkeys(seed))

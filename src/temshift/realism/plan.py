@@ -9,6 +9,7 @@ simulates paper-scale frames (4096^2, the real hand label's conditions) for ``la
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -125,8 +126,32 @@ class RealismPlan:
         return task.key
 
 
+def select_sets(sets: list, only: Sequence[str] | None) -> list:
+    """The training sets whose key or table name contains one of `only` (case-insensitive).
+
+    None or empty keeps them all; a selector that matches no set is refused (RealismError
+    naming it and the keys there are).
+    """
+    from temshift.realism.training_sets import RealismError
+
+    if not only:
+        return list(sets)
+    wanted = [str(w).strip().lower() for w in only]
+    for w, raw in zip(wanted, only):
+        if not w or not any(w in ts.key.lower() or w in ts.name.lower() for ts in sets):
+            keys = ", ".join(ts.key for ts in sets)
+            raise RealismError(f"--set {raw!r} matches no training set (known: {keys})")
+    return [ts for ts in sets if any(w in ts.key.lower() or w in ts.name.lower() for w in wanted)]
+
+
 def resolve(
-    models_dir, out, scale="quick", seed: int = DEFAULT_SEED, catalog=None, evaluate: bool = True
+    models_dir,
+    out,
+    scale="quick",
+    seed: int = DEFAULT_SEED,
+    catalog=None,
+    evaluate: bool = True,
+    only: Sequence[str] | None = None,
 ) -> RealismPlan:
     """Plan the benchmark of the released models in `models_dir` under `out`.
 
@@ -134,6 +159,7 @@ def resolve(
     `evaluate` False the plan has no ``evaluate`` tasks: only the synthetic sets, their image
     statistics and the label statistics (at ``paper`` scale the model runs are most of the
     cost). Its other tasks are the same as a full plan's, so a later full run reuses them.
+    `only` keeps the training sets it names (`select_sets`): their models run on their sets only.
 
     Raises
     ------
@@ -150,7 +176,7 @@ def resolve(
         sc = SCALES[scale]
     else:
         raise RealismError(f"unknown scale {scale!r} (known: {', '.join(SCALES)})")
-    sets = read_training_sets(models_dir)
+    sets = select_sets(read_training_sets(models_dir), only)
     catalog = catalog if catalog is not None else Catalog.published()
     out = Path(out).expanduser().resolve()
     root = str(out / "tasks")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def run_realism(
     figure: bool = True,
     catalog=None,
     evaluate: bool = True,
+    only: Sequence[str] | None = None,
 ) -> RealismRun:
     """Simulate the training sets of the released models in `models_dir`, test every model on every set.
 
@@ -85,6 +87,9 @@ def run_realism(
     evaluate : bool
         Run the released models (False: only the synthetic sets and their image and label
         statistics; the tasks are the same, so a later full run reuses them).
+    only : sequence of str, optional
+        Keep only the training sets whose key or table name contains one of these
+        (case-insensitive; `temshift.realism.plan.select_sets`).
 
     Returns
     -------
@@ -92,7 +97,7 @@ def run_realism(
     """
     from temshift.studies.progress import PlanProgress
 
-    plan = resolve(models_dir, out, scale, seed, catalog=catalog, evaluate=evaluate)
+    plan = resolve(models_dir, out, scale, seed, catalog=catalog, evaluate=evaluate, only=only)
     plan.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open_client(workers, processes=processes) as (client, threads):
