@@ -136,12 +136,15 @@ def select_sets(sets: list, only: Sequence[str] | None) -> list:
 
     if not only:
         return list(sets)
+    def hit(w: str, ts) -> bool:
+        return bool(w) and (w in ts.key.lower() or w in ts.name.lower())
+
     wanted = [str(w).strip().lower() for w in only]
     for w, raw in zip(wanted, only):
-        if not w or not any(w in ts.key.lower() or w in ts.name.lower() for ts in sets):
+        if not any(hit(w, ts) for ts in sets):
             keys = ", ".join(ts.key for ts in sets)
             raise RealismError(f"--set {raw!r} matches no training set (known: {keys})")
-    return [ts for ts in sets if any(w in ts.key.lower() or w in ts.name.lower() for w in wanted)]
+    return [ts for ts in sets if any(hit(w, ts) for w in wanted)]
 
 
 def resolve(
