@@ -136,6 +136,7 @@ def select_sets(sets: list, only: Sequence[str] | None) -> list:
 
     if not only:
         return list(sets)
+
     def hit(w: str, ts) -> bool:
         return bool(w) and (w in ts.key.lower() or w in ts.name.lower())
 
