@@ -26,6 +26,11 @@ Three cases:
    ``../shared/data/published`` on simulated 5 nm Au frames at that set's own pixel scale and
    dose (x0.8-1.25), frames shared by a set's folds: the authors' outline convention measured
    without the other lab's frames, per set and fold, in px and nm.
+5. ``released-real`` (not in the default cases): fold 0 of every released set on the 20 real
+   frames, frame resampled by each of ``--factors`` as `benchmarks/sim2real.py` does (no noise
+   restoration); edge in pixels of the real frame, beside the model's dice and its predicted /
+   labelled area (median over frames): do models trained on the paper's hand labels draw this
+   lab's outlines on real frames?
 
 Reported per case: the distance where the probability crosses 0.5 (the model's edge) and where
 the image crosses 0.5 (half contrast), both relative to the label's boundary.
@@ -215,6 +220,69 @@ def released_sets_markdown(sets: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def case_released_real(factors) -> dict:
+    """Fold 0 of every released set on the real frames: edge (frame px), dice, area ratio."""
+    from sim2real import _released_models, hard_dice, load_frames
+
+    from temshift.predict.pipeline import load_predictor, predict_frame
+    from temshift.preprocess.scale import resample_to_shape
+
+    _, frames, labels = load_frames(REAL)
+    rows = []
+    for zset, _m, path in _released_models([0]):
+        predictor = load_predictor(path)
+        for factor in factors:
+            profiles, ratios, dice = [], [], []
+            for frame, label in zip(frames, labels):
+                seg = predict_frame(
+                    predictor, frame, pixel_scale_nm=predictor.pixel_scale_nm * factor, match_noise=False
+                )
+                prob = (
+                    seg.probabilities
+                    if seg.probabilities.shape == label.shape
+                    else resample_to_shape(seg.probabilities, label.shape)
+                )
+                profiles.append(frame_profile(frame, prob, label))
+                ratios.append(float(seg.mask.sum()) / max(int(label.sum()), 1))
+                dice.append(hard_dice(seg.mask, label))
+            c = median_profile(profiles)
+            rows.append(
+                {
+                    "set": zset.name,
+                    "factor": factor,
+                    "dice": float(np.mean(dice)),
+                    "area_ratio_median": float(np.median(ratios)),
+                    "model_edge_px": c["model_edge_px"],
+                    "half_contrast_px": c["half_contrast_px"],
+                }
+            )
+            print(
+                f"  {zset.name} x{factor:g}: edge {fmt(c['model_edge_px'])} px, dice {rows[-1]['dice']:.3f}", flush=True
+            )
+    return {"rows": rows}
+
+
+def released_real_markdown(res: dict) -> str:
+    lines = [
+        "| released set (fold 0) | factor | mean hard dice | predicted / labelled area (median) "
+        "| model edge, frame px from label |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in res["rows"]:
+        lines.append(
+            f"| {r['set']} | {r['factor']:g} | {r['dice']:.3f} | {r['area_ratio_median']:.2f} "
+            f"| {fmt(r['model_edge_px'])} |"
+        )
+    edges = [r["model_edge_px"] for r in res["rows"] if r["model_edge_px"] is not None]
+    if edges:
+        lines += [
+            "",
+            f"Median edge over the {len(edges)} rows: {np.median(edges):+.1f} px "
+            f"(range {min(edges):+.1f} to {max(edges):+.1f}).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 @contextlib.contextmanager
 def blurred_images(sigma_A: float):
     """Blur every simulated frame's noise-free intensity (Gaussian, `sigma_A`) before the camera."""
@@ -286,6 +354,9 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=10, help="Synthetic frames per synthetic case.")
     ap.add_argument("--cases", nargs="+", default=["real", "synthetic", "blurred", "released"])
     ap.add_argument("--blur-A", type=float, default=2.0, help="Blur of the 'blurred' case, A (1 sigma).")
+    ap.add_argument(
+        "--factors", nargs="+", type=float, default=[1.0, 2.0], help="Resampling factors of 'released-real'."
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--figure", type=Path, default=None)
     ap.add_argument("--write", action="store_true", help="Append the section to benchmarks/RESULTS.md.")
@@ -297,6 +368,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     released_all: dict | None = None
+    released_real: dict | None = None
     sys.path.insert(0, str(HERE))
     from temshift.models.pretrained import pretrained_path
     from temshift.predict.pipeline import load_predictor
@@ -321,6 +393,9 @@ def main(argv=None) -> int:
         elif name == "released-sets":
             released_all = case_released_sets(args.frames)
             continue
+        elif name == "released-real":
+            released_real = case_released_real(args.factors)
+            continue
         elif name == "released":
             c = case_synthetic(
                 load_predictor(RELEASED),
@@ -341,9 +416,13 @@ def main(argv=None) -> int:
     }
     if released_all is not None:
         result["released_sets"] = released_all
+    if released_real is not None:
+        result["released_real"] = released_real
     text = markdown(result) if cases else ""
     if released_all is not None:
         text += "\n" + released_sets_markdown(released_all)
+    if released_real is not None:
+        text += "\n" + released_real_markdown(released_real)
     print(text)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
