@@ -252,3 +252,19 @@ def test_pixel_integration_is_exact_for_band_limited_intensity():
     out = integrate_pixels(img, s, 2 * s)
     expected = 1 + 0.5 * np.sinc(2 / 10) * np.cos(2 * np.pi * x[::2] / (10 * s))
     np.testing.assert_allclose(out[0], expected, atol=1e-4)
+
+
+def test_a_wider_aperture_gets_a_field_grid_that_samples_its_intensity():
+    # the intensity behind an aperture of k_a is band-limited to 2 k_a: the field grid step must be
+    # <= 1 / (4 k_a). Until 2026-12-03 the grid was fixed for 20 mrad, so a 30 mrad microscope
+    # was simulated on the 0.2 A detector grid and its intensity aliased.
+    def sampling(mic):
+        req = FrameRequest(
+            "Au", 2.2, 423.0, 0.02, frame_size_px=64, mode="projection", seed=1, frame_key="f", session_key="s",
+            microscope=mic,
+        )  # fmt: skip
+        return simulate_frame(req).params["field_sampling_A"]
+
+    wide = Microscope(aperture_mrad=30.0)
+    assert sampling(wide) <= 1 / (4 * wide.aperture_k_per_A)
+    assert sampling(Microscope()) == pytest.approx(0.2)  # the default keeps the detector grid

@@ -31,7 +31,13 @@ from temshift.simulate.illumination import (
     scale_illumination,
 )
 from temshift.simulate.labels import LabelingModel, human_label, particle_label
-from temshift.simulate.optics import Microscope, field_oversampling, image_intensity, integrate_pixels
+from temshift.simulate.optics import (
+    Microscope,
+    field_oversampling,
+    image_intensity,
+    integrate_pixels,
+    max_field_sampling_A,
+)
 from temshift.simulate.scattering import (
     FINE_SAMPLING_A,
     fine_factor,
@@ -226,7 +232,7 @@ def simulate_frame(req: FrameRequest, keep_intermediates: bool = False, particle
 
     n_px = int(req.frame_size_px)
     px_A = float(req.pixel_scale_nm) * 10.0
-    m = field_oversampling(px_A)
+    m = field_oversampling(px_A, max_field_sampling_A(mic))
     s_f = px_A / m
     n_f = n_px * m
     extent_A = n_px * px_A

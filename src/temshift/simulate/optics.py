@@ -32,7 +32,8 @@ frame, then one inverse FFT per focal point.
 
 Sampling: the field grid used here samples the *wave*; with an aperture of 20 mrad
 (1.02 1/A at 300 kV) the image intensity is band-limited to 2.03 1/A, so a field grid
-step of 0.246 A or less represents it without aliasing. `integrate_pixels` then
+step of 0.246 A or less represents it without aliasing (`max_field_sampling_A`: finer for
+a larger aperture). `integrate_pixels` then
 integrates the intensity over the detector pixel area exactly (a sinc filter in Fourier
 space on the band-limited intensity) and samples it at the detector pixel centres; any
 frequency above the detector's Nyquist limit aliases as it does on a real camera.
@@ -119,6 +120,23 @@ class Microscope:
     def as_dict(self) -> dict:
         """Parameters as a plain dict."""
         return asdict(self)
+
+
+def max_field_sampling_A(microscope: Microscope) -> float:
+    """Largest field-grid step (A) that samples `microscope`'s aperture-limited intensity.
+
+    The image intensity is band-limited to twice the aperture frequency, so the step must be
+    at most ``1 / (4 k_aperture)``. Apertures the default step already samples (20 mrad at
+    300 kV, or smaller) keep `MAX_FIELD_SAMPLING_A` exactly, so their frames do not change;
+    larger ones get ``1 / (4 k_aperture)`` less a 0.5 % margin.
+
+    >>> round(max_field_sampling_A(Microscope()), 3)
+    0.245
+    >>> round(max_field_sampling_A(Microscope(aperture_mrad=30.0)), 3)
+    0.163
+    """
+    limit_A = 1.0 / (4.0 * microscope.aperture_k_per_A)
+    return MAX_FIELD_SAMPLING_A if limit_A >= MAX_FIELD_SAMPLING_A else 0.995 * limit_A
 
 
 def field_oversampling(pixel_scale_A: float, max_sampling_A: float = MAX_FIELD_SAMPLING_A) -> int:
