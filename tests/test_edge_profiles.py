@@ -46,3 +46,31 @@ def test_released_sets_table_lists_every_fold_and_the_medians(benchmark_module):
         }
     )
     assert "| setA | 0.02 | 80 | -5.0, - | -5.0 | -0.100 | -10.0 |" in table
+
+
+def test_released_real_table_gives_each_row_and_the_median_edge(benchmark_module):
+    ep = benchmark_module("edge_profiles")
+    rows = [
+        {"set": "setA", "factor": 1.0, "dice": 0.9, "area_ratio_median": 1.1, "model_edge_px": 2.0},
+        {"set": "setA", "factor": 2.0, "dice": 0.95, "area_ratio_median": 1.0, "model_edge_px": -1.0},
+        {"set": "setB", "factor": 1.0, "dice": 0.8, "area_ratio_median": 1.4, "model_edge_px": None},
+    ]
+    table = ep.released_real_markdown({"rows": rows})
+    assert "| setA | 2 | 0.950 | 1.00 | -1.0 |" in table
+    assert "| setB | 1 | 0.800 | 1.40 | - |" in table
+    assert "Median edge over the 2 rows: +0.5 px (range -1.0 to +2.0)." in table
+
+
+def test_aperture_benchmark_changes_the_default_aperture_and_the_grid_follows(benchmark_module):
+    from temshift.simulate.optics import Microscope, max_field_sampling_A
+
+    bench = benchmark_module("aperture_contrast")
+    before = Microscope().aperture_mrad
+    try:
+        bench.set_default_aperture(30.0)
+        mic = Microscope(cs_A=1e4)  # other fields given: the aperture default still applies
+        assert mic.aperture_mrad == 30.0
+        assert max_field_sampling_A(mic) < 0.2
+    finally:
+        bench.set_default_aperture(before)
+    assert Microscope().aperture_mrad == before
