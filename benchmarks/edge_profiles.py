@@ -35,7 +35,8 @@ Three cases:
 Reported per case: the distance where the probability crosses 0.5 (the model's edge) and where
 the image crosses 0.5 (half contrast), both relative to the label's boundary.
 
-Usage: python benchmarks/edge_profiles.py [--frames 10] [--json PATH] [--figure PNG] [--write]
+Usage: python benchmarks/edge_profiles.py [--cases real synthetic blurred released released-sets released-real]
+       [--frames 10] [--factors 1 2] [--json PATH] [--figure PNG] [--write]
 Skips (exit 0) when the real data are absent.
 """
 
