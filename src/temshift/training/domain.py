@@ -79,8 +79,8 @@ class PretrainRanges(BaseModel):
     aperture_mrad : (float, float)
         Objective aperture semi-angle, mrad. Above 20 mrad at 300 kV the simulator refines
         its field grid to sample the wider band (`temshift.simulate.optics.max_field_sampling_A`):
-        at 30 mrad, frames finer than 0.033 nm/px get a field grid twice as fine per axis (their
-        simulation measured 1.3-1.8x slower).
+        at 30 mrad, e.g., a 0.02 nm/px frame gets a field grid twice as fine per axis (measured
+        1.3-1.8x slower to simulate), a 0.026 nm/px one the same grid as at 20 mrad.
     energies_eV : tuple of float
         Beam energies, eV.
     gain_counts_per_e_log : (float, float)
