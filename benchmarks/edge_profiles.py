@@ -144,6 +144,13 @@ def synthetic_frames(
         yield draw, simulate_frame(frame_request(draw))
 
 
+def on_grid(prob: np.ndarray, shape) -> np.ndarray:
+    """`prob` on a grid of `shape` (resampled when the model ran at another scale)."""
+    from temshift.preprocess.scale import resample_to_shape
+
+    return prob if prob.shape == tuple(shape) else resample_to_shape(prob, shape)
+
+
 def synthetic_profile(predictor, draw, sim) -> dict:
     """Edge profile of one model on one simulated frame, against its exact footprint label."""
     from temshift.predict.pipeline import predict_frame
@@ -151,10 +158,7 @@ def synthetic_profile(predictor, draw, sim) -> dict:
 
     seg = predict_frame(predictor, sim.counts, pixel_scale_nm=draw.pixel_scale_nm)
     label = (resample_to_shape(sim.label.astype(np.float32), seg.model_input.shape) >= 0.5).astype(np.uint8)
-    prob = seg.probabilities
-    if prob.shape != label.shape:
-        prob = resample_to_shape(prob, label.shape)
-    return frame_profile(seg.model_input, prob, label)
+    return frame_profile(seg.model_input, on_grid(seg.probabilities, label.shape), label)
 
 
 def case_synthetic(predictor, n_frames: int, **ranges) -> dict:
@@ -226,7 +230,6 @@ def case_released_real(factors) -> dict:
     from sim2real import _released_models, hard_dice, load_frames
 
     from temshift.predict.pipeline import load_predictor, predict_frame
-    from temshift.preprocess.scale import resample_to_shape
 
     _, frames, labels = load_frames(REAL)
     rows = []
@@ -238,12 +241,7 @@ def case_released_real(factors) -> dict:
                 seg = predict_frame(
                     predictor, frame, pixel_scale_nm=predictor.pixel_scale_nm * factor, match_noise=False
                 )
-                prob = (
-                    seg.probabilities
-                    if seg.probabilities.shape == label.shape
-                    else resample_to_shape(seg.probabilities, label.shape)
-                )
-                profiles.append(frame_profile(frame, prob, label))
+                profiles.append(frame_profile(frame, on_grid(seg.probabilities, label.shape), label))
                 ratios.append(float(seg.mask.sum()) / max(int(label.sum()), 1))
                 dice.append(hard_dice(seg.mask, label))
             c = median_profile(profiles)
