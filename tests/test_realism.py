@@ -123,6 +123,20 @@ def test_seed_and_simulator_change_the_simulation_keys(models_dir, tmp_path):
     assert len(repos) == 3 and all(t.inputs["simulator"] == simulator_fingerprint() for t in repos)
 
 
+def test_specimen_options_are_part_of_the_simulation_keys_and_bad_ones_are_named(models_dir, tmp_path):
+    from temshift.simulate.repository import SimulationError
+
+    draws = resolve(models_dir, tmp_path, TINY, seed=1)
+    thick = resolve(models_dir, tmp_path, TINY, seed=1, specimen={"support_thickness_A": 100})
+    repos = {t.label: t for t in draws.tasks.values() if t.kind == "repo"}
+    assert all("specimen" not in t.inputs for t in repos.values())  # default runs keep their keys
+    for task in (t for t in thick.tasks.values() if t.kind == "repo"):
+        assert task.inputs["specimen"] == {"support_thickness_A": 100.0} and task.key != repos[task.label].key
+    assert thick.specimen == {"support_thickness_A": 100.0} and draws.specimen == {}
+    with pytest.raises(SimulationError, match="unknown specimen option 'film'"):
+        resolve(models_dir, tmp_path, TINY, seed=1, specimen={"film": 1})
+
+
 def test_mean_abs_gap_on_hand_made_cells():
     from temshift.realism.training_sets import TrainingSet
 
@@ -241,6 +255,9 @@ def test_seeds_separate_the_systematic_gap_from_one_seeds_noise():
     assert "| 884 e/A2 | 80 e/A2 | 0.564 | 0.664 | 0.614 ± 0.071 | 0.464 | +0.150 |" in table
     with pytest.raises(ValueError, match="differ in simulator_fingerprint"):
         combine_seeds([one, _summary(13, {("a", "a"): 0.8}, 0.2, simulator="sim2")])
+    thick = {**_summary(13, {("a", "a"): 0.8}, 0.2), "specimen": {"support_thickness_A": 100.0}}
+    with pytest.raises(ValueError, match="differ in specimen"):
+        combine_seeds([one, thick])
 
 
 def test_several_seeds_run_into_their_own_folders_and_are_combined(run, models_dir, tmp_path):

@@ -172,3 +172,69 @@ def test_cli_writes_repository_and_preview(tmp_path, monkeypatch, capsys):
     assert bad.value.code == 1
     err = capsys.readouterr().err
     assert "error:" in err and "material" in err.lower()
+
+
+def test_specimen_options_set_every_frame_and_are_never_mixed(repo, tmp_path):
+    import json
+
+    out, _ = repo
+    thick = tmp_path / "thick"
+    cat = simulate_repository(thick, workers=1, specimen={"support_thickness_A": "80"}, **SMALL)
+    assert set(cat.df["sim_support_thickness_A"].astype(float)) == {80.0}
+    for sidecar in thick.rglob("*_sim.json"):
+        assert json.loads(sidecar.read_text())["specimen"] == {"support_thickness_A": 80.0}
+    for sidecar in out.rglob("*_sim.json"):  # frames of the simulator's draws record no options
+        params = json.loads(sidecar.read_text())
+        assert "specimen" not in params and params["support_thickness_A"] != 80.0
+    # the same particles, drawn the same: the labels are equal, the images are not (the film differs)
+    for frame in out.rglob("*.tif"):
+        assert not np.array_equal(read_frame(frame).data, read_frame(thick / frame.relative_to(out)).data)
+    for label in out.rglob("*_label.png"):
+        np.testing.assert_array_equal(read_label(label), read_label(thick / label.relative_to(out)))
+    # resuming with the same options does nothing; other options, or none, are refused by name
+    simulate_repository(thick, workers=1, specimen={"support_thickness_A": 80}, **SMALL)
+    with pytest.raises(SimulationError, match="specimen"):
+        simulate_repository(thick, workers=1, **SMALL)
+    with pytest.raises(SimulationError, match="specimen"):
+        simulate_repository(out, workers=1, specimen={"cluster_fraction": 0.0}, **SMALL)
+
+
+@pytest.mark.parametrize(
+    ("specimen", "needle"),
+    [
+        ({"film_A": 50}, "unknown specimen option 'film_A'"),
+        ({"support_thickness_A": 0}, "support_thickness_A must be > 0"),
+        ({"cluster_fraction": 1.5}, r"cluster_fraction must be in \[0, 1\]"),
+        ({"illumination_scale": "strong"}, "illumination_scale='strong': not a number"),
+        ({"support_thickness_A": "inf"}, "not a finite number"),
+    ],
+)
+def test_bad_specimen_options_refused_before_anything_is_written(tmp_path, specimen, needle):
+    with pytest.raises(SimulationError, match=needle):
+        simulate_repository(tmp_path / "r", workers=1, specimen=specimen, **SMALL)
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_specimen_option_reaches_the_frames_and_bad_ones_exit_with_one_line(tmp_path, monkeypatch, capsys):
+    import json
+
+    from temshift.cli import main
+
+    base = ["temshift", "simulate", "--where", f"folder={NOISE_FOLDER}", "--where", "dose_e_per_A2=884"]
+    base += ["--frames-per-group", "1", "--frame-size", "256", "--mode", "projection", "--workers", "1"]
+    monkeypatch.setattr(sys, "argv", [*base, "--out", str(tmp_path / "r"), "--specimen", "support_thickness_A=60"])
+    try:
+        main()
+    except SystemExit as done:
+        assert done.code in (0, None)
+    (sidecar,) = (tmp_path / "r").rglob("*_sim.json")
+    assert json.loads(sidecar.read_text())["support_thickness_A"] == 60.0
+    capsys.readouterr()
+    for bad, needle in [("film=3", "unknown specimen option 'film'"), ("support_thickness_A", "expected KEY=VALUE")]:
+        monkeypatch.setattr(sys, "argv", [*base, "--out", str(tmp_path / "x"), "--specimen", bad])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        err = capsys.readouterr().err
+        assert exit_.value.code == 1 and needle in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "x").exists()

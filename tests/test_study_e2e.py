@@ -134,6 +134,7 @@ folds = [0]
 [repository]
 frame_size = 384
 labeling = { enabled = true, boundary_offset_nm = 0.3, boundary_jitter_nm = 0.1 }
+specimen = { support_thickness_A = 60 }
 [datasets.d80]
 where = { material = "Au", diameter_nm = 5, pixel_scale_nm = 0.02, dose_e_per_A2 = "80±5", date = "06/15/22" }
 [experiments.e]
@@ -145,7 +146,7 @@ train = ["d80"]
 def test_a_ci_study_with_hand_labels_trains_and_scores_on_them(tmp_path):
     """One dataset, one fold at ci scale: the frames' sidecars say which labels were drawn, the label
     files are those labels (an outward offset: more particle area than the exact footprints), and the
-    spec copy and the report say the study used modelled hand labels."""
+    spec copy and the report say the study used modelled hand labels (and its 6 nm film)."""
     import json
 
     from temshift.catalog import Catalog
@@ -168,6 +169,8 @@ def test_a_ci_study_with_hand_labels_trains_and_scores_on_them(tmp_path):
         area = float(read_label(cat.label_path(row, root)).mean())
         assert area == pytest.approx(params["label_area_fraction"], abs=1e-5)
         assert area > lab["exact_area_fraction"]
+        assert params["support_thickness_A"] == 60.0 and params["specimen"] == {"support_thickness_A": 60.0}
     assert json.loads((out / "spec.json").read_text())["repository"]["labeling"]["enabled"] is True
     assert "modelled hand labels for training and test" in (out / "report.html").read_text()
+    assert "<b>Specimen.</b> support_thickness_A = 60" in (out / "report.html").read_text()
     assert pd.read_parquet(out / "results.parquet")["hard_dice"].between(0, 1).all()

@@ -192,3 +192,42 @@ def test_cli_labeling_option_shows_the_labels_and_refuses_bad_keys_in_one_line(c
     assert code == 1 and "Traceback" not in err
     assert "repository.labeling.wobble: unknown key" in " ".join((out + err).split())
     assert not (tmp_path / "s").exists()  # refused before the study folder is made
+
+
+def test_specimen_conditions_plan_another_repository_and_none_plan_todays(tmp_path):
+    draws = resolve(parse_spec(GOOD), tmp_path, "ci")
+    thick = resolve(parse_spec(GOOD + "[repository]\nspecimen = { support_thickness_A = 100 }\n"), tmp_path, "ci")
+    assert all("specimen" not in t.inputs for t in _repo_tasks(draws).values())
+    for name, task in _repo_tasks(thick).items():
+        assert task.inputs["specimen"] == {"support_thickness_A": 100.0}
+        assert task.key != _repo_tasks(draws)[name].key
+    assert not {c.eval_key for c in thick.cells} & {c.eval_key for c in draws.cells}
+    with pytest.raises(SpecError, match=r"repository\.specimen\.cluster_fraction"):
+        parse_spec(GOOD + "[repository]\nspecimen = { cluster_fraction = 2 }\n")
+    with pytest.raises(SpecError, match="synthetic repository only"):
+        parse_spec(GOOD + "[repository]\nsource = '/data'\nspecimen = { support_thickness_A = 100 }\n")
+
+
+def test_with_specimen_overrides_the_spec_and_names_bad_keys():
+    from temshift.studies.spec import with_specimen
+
+    spec = parse_spec(GOOD)
+    assert with_specimen(spec, []) is spec
+    on = with_specimen(spec, ["support_thickness_A=60", "illumination_scale=0"]).repository.specimen
+    assert on.simulation_options() == {"support_thickness_A": 60.0, "illumination_scale": 0.0}
+    with pytest.raises(SpecError, match=r"repository\.specimen\.film_A: unknown key"):
+        with_specimen(spec, ["film_A=1"])
+    with pytest.raises(SpecError, match="expected KEY=VALUE"):
+        with_specimen(spec, ["support_thickness_A"])
+
+
+def test_cli_specimen_option_shows_the_conditions_and_refuses_bad_keys_in_one_line(cli, tmp_path):
+    code, out, err = cli("study", "show", "dose", "--scale", "ci", "--specimen", "support_thickness_A=100")
+    assert code == 0, err
+    assert "support_thickness_A = 100" in out
+    code, out, err = cli("study", "show", "dose", "--scale", "ci")
+    assert code == 0 and "the simulator's specimen draws" in " ".join(out.split())
+    code, out, err = cli("study", "run", "dose", "--scale", "ci", "--out", tmp_path / "s", "--specimen", "film=1")
+    assert code == 1 and "Traceback" not in err
+    assert "repository.specimen.film: unknown key" in " ".join((out + err).split())
+    assert not (tmp_path / "s").exists()

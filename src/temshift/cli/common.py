@@ -150,3 +150,24 @@ def positive_option(value):
     if value is not None and not (math.isfinite(value) and value > 0):
         raise typer.BadParameter(f"must be a positive number, got {value:g}")
     return value
+
+
+def specimen_option(options: list[str] | None) -> dict | None:
+    """``--specimen KEY=VALUE`` options as validated specimen options (None for none).
+
+    Raises
+    ------
+    SimulationError
+        An option without ``=``, an unknown key or a bad value, naming it.
+    """
+    from temshift.simulate.repository import SPECIMEN_OPTIONS, SimulationError, specimen_options
+
+    if not options:
+        return None
+    table = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise SimulationError(f"--specimen {option!r}: expected KEY=VALUE (keys: {', '.join(SPECIMEN_OPTIONS)})")
+        table[key.strip()] = value.strip()
+    return specimen_options(table) or None

@@ -10,6 +10,7 @@ import typer
 
 from temshift.cli import app
 from temshift.cli.common import console as _console
+from temshift.cli.common import specimen_option
 
 
 class RealismScaleName(str, Enum):
@@ -50,6 +51,14 @@ def realism(
         help="Only the training sets whose key or model_details.csv name contains KEY (case-insensitive; "
         "repeatable), e.g. --set 80e --set 884e for the two sets with a real particle contrast.",
     ),
+    specimen: list[str] = typer.Option(
+        [],
+        "--specimen",
+        metavar="KEY=VALUE",
+        help="Specimen condition of every simulated frame instead of the simulator's draw (support_thickness_A, "
+        "cluster_fraction, illumination_scale), e.g. --specimen support_thickness_A=100 to measure a 10 nm film; "
+        "repeatable. Recorded in realism.json; such frames are simulated apart from the default ones.",
+    ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress view."),
 ) -> None:
     """Run released real-data models on synthetic datasets simulated like their training sets;
@@ -63,6 +72,7 @@ def realism(
         "workers": workers,
         "evaluate": not statistics_only,
         "only": only or None,
+        "specimen": specimen_option(specimen),
         "reporter": None if no_progress else RichReporter(console),
     }
     seeds = list(dict.fromkeys(seed))

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from temshift.cli import app
-from temshift.cli.common import output_dir, output_file
+from temshift.cli.common import output_dir, output_file, specimen_option
 
 
 @app.command("simulate")
@@ -23,6 +23,13 @@ def simulate(
     seed: int = typer.Option(0, "--seed", help="Run seed (frames are deterministic for a seed)."),
     workers: int | None = typer.Option(None, "--workers", help="Dask worker processes (default: all cores)."),
     density: float = typer.Option(1.0, "--density", help="Multiplier of the default particle area fraction."),
+    specimen: list[str] | None = typer.Option(
+        None,
+        "--specimen",
+        metavar="KEY=VALUE",
+        help="Specimen condition of every frame instead of the simulator's draw: support_thickness_A (film, A), "
+        "cluster_fraction (0-1), illumination_scale (>= 0, 1 = as drawn); repeatable. Recorded in each sidecar.",
+    ),
     preview: Path | None = typer.Option(None, "--preview", help="Also write a PNG page of example frames."),
 ) -> None:
     """Simulate raw HRTEM frames and exact labels in the published repository layout."""
@@ -31,6 +38,7 @@ def simulate(
     from temshift.cli.progress import RichReporter
     from temshift.simulate.repository import simulate_repository
 
+    specimen_options = specimen_option(specimen)  # checked before anything is created
     output_dir(out)
     if preview is not None:
         output_file(preview, "--preview")
@@ -45,6 +53,7 @@ def simulate(
         seed=seed,
         workers=workers,
         density=density,
+        specimen=specimen_options,
         reporter=RichReporter(),
     )
     console.print(f"{len(result)} frames in {out} (catalog: {out / 'catalog.csv'})", highlight=False)

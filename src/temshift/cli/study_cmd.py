@@ -49,18 +49,28 @@ def run(
         "--labeling turns it on unless enabled=false; repeatable. Hand-label frames are simulated "
         "and cached apart from exact-label ones.",
     ),
+    specimen: list[str] = typer.Option(
+        None,
+        "--specimen",
+        metavar="KEY=VALUE",
+        help="Specimen conditions of every synthetic frame instead of the simulator's draws (the spec's "
+        "repository.specimen: support_thickness_A, cluster_fraction, illumination_scale), e.g. "
+        "--specimen support_thickness_A=100 for a 10 nm film; repeatable. Such frames are simulated and "
+        "cached apart from the default ones.",
+    ),
 ) -> None:
     """Run a study: simulate/build data, build datasets, train fold models, evaluate, report."""
     from temshift.cli.progress import RichReporter
     from temshift.errors import SpecError
     from temshift.studies.runner import run_study
-    from temshift.studies.spec import StudySpec, load_spec, with_extra_models, with_labeling
+    from temshift.studies.spec import StudySpec, load_spec, with_extra_models, with_labeling, with_specimen
 
     if workers and scheduler:
         raise SpecError("give either --workers or --scheduler, not both")
     study: str | StudySpec = spec
-    if extra_model or labeling:  # checked before anything is created
-        study = with_labeling(with_extra_models(load_spec(spec), extra_model or []), labeling or [])
+    if extra_model or labeling or specimen:  # checked before anything is created
+        study = with_extra_models(load_spec(spec), extra_model or [])
+        study = with_specimen(with_labeling(study, labeling or []), specimen or [])
     output_dir(out)
     console = _console()
     result = run_study(
@@ -98,6 +108,9 @@ def show(
     labeling: list[str] = typer.Option(
         None, "--labeling", metavar="KEY=VALUE", help="As for `study run`: modelled hand labels; repeatable."
     ),
+    specimen: list[str] = typer.Option(
+        None, "--specimen", metavar="KEY=VALUE", help="As for `study run`: specimen conditions; repeatable."
+    ),
 ) -> None:
     """Print the resolved plan: datasets, experiments, task counts and an estimated time."""
     import os
@@ -106,9 +119,11 @@ def show(
 
     from temshift.progress import format_seconds
     from temshift.studies.runner import cached_keys, plan_study
-    from temshift.studies.spec import StudySpec, load_spec, with_labeling
+    from temshift.studies.spec import StudySpec, load_spec, with_labeling, with_specimen
 
-    study: str | StudySpec = with_labeling(load_spec(spec), labeling) if labeling else spec
+    study: str | StudySpec = spec
+    if labeling or specimen:
+        study = with_specimen(with_labeling(load_spec(spec), labeling or []), specimen or [])
     plan = plan_study(study, out or Path(".temshift-study-preview"), scale.value if scale else None, workers)
     done = cached_keys(plan) if out else set()
     console = _console()
@@ -159,6 +174,7 @@ def show(
     )
     if plan.spec.repository.synthetic:
         console.print(f"labels: {plan.spec.repository.labeling.describe()}")
+        console.print(f"specimen: {plan.spec.repository.specimen.describe()}")
     console.print(
         f"estimated time with {n} worker(s): {format_seconds(plan.estimate_s(n, skip=done))} "
         f"(rough; the live view refines it from measured task times)"

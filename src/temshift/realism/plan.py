@@ -116,6 +116,7 @@ class RealismPlan:
     queries: dict = field(default_factory=dict)  # training-set key -> catalog query
     kinds: tuple = KINDS
     evaluated: bool = True  # False: statistics only, no released model is run
+    specimen: dict = field(default_factory=dict)  # specimen options of every simulated frame ({} = the draws)
 
     @property
     def spec(self):
@@ -156,6 +157,7 @@ def resolve(
     catalog=None,
     evaluate: bool = True,
     only: Sequence[str] | None = None,
+    specimen: dict | None = None,
 ) -> RealismPlan:
     """Plan the benchmark of the released models in `models_dir` under `out`.
 
@@ -164,6 +166,8 @@ def resolve(
     statistics and the label statistics (at ``paper`` scale the model runs are most of the
     cost). Its other tasks are the same as a full plan's, so a later full run reuses them.
     `only` keeps the training sets it names (`select_sets`): their models run on their sets only.
+    `specimen` sets specimen conditions of every simulated frame
+    (`temshift.simulate.repository.specimen_options`); they are part of the ``repo`` keys.
 
     Raises
     ------
@@ -184,9 +188,19 @@ def resolve(
     catalog = catalog if catalog is not None else Catalog.published()
     out = Path(out).expanduser().resolve()
     root = str(out / "tasks")
+    from temshift.simulate.repository import specimen_options
+
+    options = specimen_options(specimen)
     plan = RealismPlan(
-        scale=sc, out=out, seed=int(seed), training_sets=sets, simulator=simulator_fingerprint(), evaluated=evaluate
+        scale=sc,
+        out=out,
+        seed=int(seed),
+        training_sets=sets,
+        simulator=simulator_fingerprint(),
+        evaluated=evaluate,
+        specimen=options,
     )
+    extra = {"specimen": options} if options else {}  # default runs keep their keys
     pre = PreprocessSettings(flatfield=True, rescale="standardize").model_dump(mode="json")
     for ts in sets:
         q = catalog_query(ts, catalog)
@@ -203,6 +217,7 @@ def resolve(
                     "mode": sc.mode,
                     "seed": plan.seed,
                     "simulator": plan.simulator,
+                    **extra,
                 },
                 {},
                 root,
@@ -253,6 +268,7 @@ def resolve(
                 "mode": sc.label_mode,
                 "seed": plan.seed,
                 "simulator": plan.simulator,
+                **extra,
             },
             {},
             root,

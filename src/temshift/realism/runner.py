@@ -64,6 +64,7 @@ def run_realism(
     catalog=None,
     evaluate: bool = True,
     only: Sequence[str] | None = None,
+    specimen: dict | None = None,
 ) -> RealismRun:
     """Simulate the training sets of the released models in `models_dir`, test every model on every set.
 
@@ -90,6 +91,9 @@ def run_realism(
     only : sequence of str, optional
         Keep only the training sets whose key or table name contains one of these
         (case-insensitive; `temshift.realism.plan.select_sets`).
+    specimen : dict, optional
+        Specimen conditions of every simulated frame instead of the simulator's draws
+        (`temshift.simulate.repository.specimen_options`), e.g. ``{"support_thickness_A": 100}``.
 
     Returns
     -------
@@ -97,7 +101,7 @@ def run_realism(
     """
     from temshift.studies.progress import PlanProgress
 
-    plan = resolve(models_dir, out, scale, seed, catalog=catalog, evaluate=evaluate, only=only)
+    plan = resolve(models_dir, out, scale, seed, catalog=catalog, evaluate=evaluate, only=only, specimen=specimen)
     plan.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open_client(workers, processes=processes) as (client, threads):

@@ -64,7 +64,7 @@ def combine_seeds(summaries: Sequence[dict]) -> dict:
         raise ValueError("no realism runs to combine")
     first = summaries[0]
     for s in summaries[1:]:
-        for key in ("scale", "simulator_fingerprint"):
+        for key in ("scale", "simulator_fingerprint", "specimen"):
             if s.get(key) != first.get(key):
                 raise ValueError(
                     f"realism runs differ in {key}: {first.get(key)!r} (seed {first.get('seed')}) and "

@@ -125,6 +125,7 @@ def summarize(plan, records: dict, reference: dict | None = None) -> dict:
         "scale": plan.scale.name,
         "seed": plan.seed,
         "simulator_fingerprint": plan.simulator,
+        "specimen": plan.specimen,
         "models_evaluated": plan.evaluated,
         "protocol": "released models (trained on real frames) on synthetic datasets: every synthetic set is "
         "'another dataset', so each fold model is tested on the whole set; cells = mean and std "

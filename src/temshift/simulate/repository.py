@@ -51,6 +51,8 @@ SUMMARY_COLUMNS = {
     "sim_label_area_fraction": "label_area_fraction",
     "sim_n_xrays": "n_xrays",
 }
+#: specimen knobs of `micrograph.FrameRequest` a whole repository may set (`simulate_repository(specimen=...)`)
+SPECIMEN_OPTIONS = ("support_thickness_A", "cluster_fraction", "illumination_scale")
 
 
 class SimulationError(TemshiftError):
@@ -242,7 +244,62 @@ def recorded_differences(params: dict, request: dict) -> dict:
         asks = bool((request.get("labeling") or {}).get("enabled", False))
         if had != asks:
             diff["labeling.enabled"] = (had, asks)
+    had_specimen = params.get("specimen", {})  # older sidecars: no options existed
+    asks_specimen = {k: request[k] for k in SPECIMEN_OPTIONS if k in request}
+    if had_specimen != asks_specimen:
+        diff["specimen"] = (had_specimen, asks_specimen)
     return diff
+
+
+def specimen_options(options) -> dict[str, float]:
+    """Validated specimen options for every frame of a repository (`SPECIMEN_OPTIONS`).
+
+    Parameters
+    ----------
+    options : mapping or None
+        ``{name: value}``: ``support_thickness_A`` (film thickness, A, instead of the drawn
+        one), ``cluster_fraction`` (0-1, chance that a particle touches an earlier one),
+        ``illumination_scale`` (>= 0, strength of beam fall-off and gain-reference error;
+        1 = as drawn). Values may be strings (from a command line).
+
+    Returns
+    -------
+    dict
+        The options as floats, in `SPECIMEN_OPTIONS` order; empty for none.
+
+    Raises
+    ------
+    SimulationError
+        An unknown name or a bad value, naming it.
+
+    Examples
+    --------
+    >>> specimen_options({"support_thickness_A": "60"})
+    {'support_thickness_A': 60.0}
+    """
+    from temshift.simulate.micrograph import FrameRequest
+
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(SPECIMEN_OPTIONS))
+    if unknown:
+        raise SimulationError(f"unknown specimen option {unknown[0]!r} (known: {', '.join(SPECIMEN_OPTIONS)})")
+    out: dict[str, float] = {}
+    for key in SPECIMEN_OPTIONS:
+        if key not in options:
+            continue
+        try:
+            value = float(options[key])
+        except (TypeError, ValueError):
+            raise SimulationError(f"specimen option {key}={options[key]!r}: not a number") from None
+        if not math.isfinite(value):
+            raise SimulationError(f"specimen option {key}={options[key]!r}: not a finite number")
+        try:
+            overrides: dict[str, Any] = {key: value}
+            FrameRequest("Au", 5.0, 100.0, 0.02, **overrides)  # runs its checks
+        except ValueError as exc:
+            raise SimulationError(f"specimen option {key}: {exc}") from None
+        out[key] = value
+    return out
 
 
 def _check_present_frames(out: Path, tasks: list, source: str) -> None:
@@ -276,7 +333,7 @@ def _check_present_frames(out: Path, tasks: list, source: str) -> None:
 # ----------------------------------------------------------------------------- one frame
 
 
-def _task(row, paths, mode, seed, frame_size, density, labeling=None) -> dict:
+def _task(row, paths, mode, seed, frame_size, density, labeling=None, specimen=None) -> dict:
     task: dict[str, Any] = {
         "row": int(row["_row"]),
         "file": str(row["file"]),
@@ -299,6 +356,7 @@ def _task(row, paths, mode, seed, frame_size, density, labeling=None) -> dict:
     }
     if labeling:
         task["request"]["labeling"] = dict(labeling)
+    task["request"].update(specimen or {})
     return task
 
 
@@ -319,6 +377,9 @@ def run_frame(task: dict) -> dict:
         frame = simulate_frame(req)
         paths = task["paths"]
         params = dict(frame.params, source_file=task["file"], folder=task["folder"], density=task["request"]["density"])
+        specimen = {k: task["request"][k] for k in SPECIMEN_OPTIONS if k in task["request"]}
+        if specimen:  # only then: sidecars of default frames stay as they were
+            params["specimen"] = specimen
         write_label_png(paths["label"], frame.label)
         Path(paths["sidecar"]).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(paths["sidecar"], json.dumps(params, indent=1))
@@ -385,6 +446,7 @@ def simulate_repository(
     *,
     density: float = 1.0,
     labeling: dict | None = None,
+    specimen: dict | None = None,
     reporter: Reporter | None = None,
 ):
     """Write a synthetic raw repository mirroring a catalog.
@@ -415,6 +477,10 @@ def simulate_repository(
         `labels.LabelingModel` fields, e.g. ``{"enabled": True, "boundary_jitter_nm": 0.2}``:
         write hand-label-like labels instead of exact ones (the sidecar keeps the exact area
         fraction and which particles were labelled).
+    specimen : dict, optional
+        Specimen conditions for every frame instead of the simulator's draws
+        (`specimen_options`), e.g. ``{"support_thickness_A": 100}`` for a 10 nm film; the
+        sidecars record them, and frames of other options are not mixed in.
     reporter : temshift.progress.Reporter, optional
         Receives the progress (job ``"simulate"``, one step per frame); default: logging.
 
@@ -451,7 +517,8 @@ def simulate_repository(
             LabelingModel(**labeling)
         except TypeError as exc:
             raise SimulationError(f"labeling options {labeling!r}: {exc}") from None
-    tasks = [_task(row, p, mode, seed, frame_size, density, labeling) for (_, row), p in zip(rows, all_paths)]
+    specimen = specimen_options(specimen)
+    tasks = [_task(row, p, mode, seed, frame_size, density, labeling, specimen) for (_, row), p in zip(rows, all_paths)]
     _check_present_frames(out, [t for t, p in zip(tasks, all_paths) if _frame_done(p)], cat.source)
     pending = [t for t, p in zip(tasks, all_paths) if not _frame_done(p)]
     n_workers = workers if workers is not None else (os.cpu_count() or 1)

@@ -177,9 +177,14 @@ def _repository_task(plan: Plan, name: str, query: dict, tasks_root: str) -> tup
     labeling = repo.labeling.simulation_options()
     if labeling is not None:  # only then: exact-label repositories keep their keys
         inputs["labeling"] = labeling
+    specimen = repo.specimen.simulation_options()
+    if specimen is not None:  # likewise: repositories of the simulator's draws keep their keys
+        inputs["specimen"] = specimen
     task = Task(
         kind="repo",
-        label=f"simulate {len(records)} catalog rows for {name}" + (" (hand labels)" if labeling else ""),
+        label=f"simulate {len(records)} catalog rows for {name}"
+        + (" (hand labels)" if labeling else "")
+        + (f" ({repo.specimen.describe()})" if specimen else ""),
         inputs=inputs,
         deps={},
         root=cache,

@@ -101,6 +101,7 @@ def _provenance(plan) -> dict:
         "study_dir": str(plan.study_dir),
         "repository": plan.spec.repository.source,
         "labels": plan.spec.repository.labeling.simulation_options() or "exact",
+        "specimen": plan.spec.repository.specimen.simulation_options() or "simulator draws",
         "scale": plan.scale.name,
     }
     for mod in ("torch", "dask", "distributed", "numpy", "pandas"):
@@ -151,6 +152,7 @@ def write_report(
     )
     if spec.repository.synthetic:
         body.append(f"<p><b>Labels.</b> {html.escape(spec.repository.labeling.describe())}.</p>")
+        body.append(f"<p><b>Specimen.</b> {html.escape(spec.repository.specimen.describe())}.</p>")
     body.append(
         "<h2>Findings</h2><table class='t'><tr><th>finding</th><th>claim</th><th>status</th><th>detail</th></tr>"
     )

@@ -91,6 +91,38 @@ class Labeling(_Strict):
         )
 
 
+class Specimen(_Strict):
+    """Specimen conditions of every frame of a synthetic repository, instead of the simulator's draws.
+
+    Unset fields keep the draws (`temshift.simulate.repository.specimen_options`).
+
+    Attributes
+    ----------
+    support_thickness_A : float, optional
+        Support film thickness, A (default: drawn around the film's mean, 3 nm for ultrathin carbon).
+    cluster_fraction : float, optional
+        Probability (0-1) that a particle is placed touching an earlier one (default 0.4).
+    illumination_scale : float, optional
+        Strength of the beam fall-off and gain-reference error (1 = as drawn, 0 = flat).
+    """
+
+    support_thickness_A: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    cluster_fraction: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    illumination_scale: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    def simulation_options(self) -> dict[str, float] | None:
+        """The `simulate_repository(specimen=...)` options, None when every draw is kept."""
+        options = self.model_dump(exclude_none=True)
+        return options or None
+
+    def describe(self) -> str:
+        """One line saying which specimen conditions a study sets."""
+        options = self.simulation_options()
+        if options is None:
+            return "the simulator's specimen draws"
+        return ", ".join(f"{k} = {v:g}" for k, v in options.items())
+
+
 class Repository(_Strict):
     """Where raw frames come from.
 
@@ -99,7 +131,8 @@ class Repository(_Strict):
     of a real repository in the published layout, read with `catalog`
     (default ``<source>/catalog.csv``). `mode`, `frame_size` and `frames_per_group`
     override the scale's simulation settings; `labeling` (see `Labeling`) asks the
-    synthetic repository for modelled hand labels instead of exact ones.
+    synthetic repository for modelled hand labels instead of exact ones, and `specimen`
+    (see `Specimen`) sets its specimen conditions (e.g. the film thickness).
     """
 
     source: str = "synthetic"
@@ -110,11 +143,14 @@ class Repository(_Strict):
     frame_size: int | None = Field(default=None, gt=0)
     frames_per_group: int | None = Field(default=None, gt=0)
     labeling: Labeling = Labeling()
+    specimen: Specimen = Specimen()
 
     @model_validator(mode="after")
     def _labeling_ok(self) -> Repository:
         if self.labeling.enabled and not self.synthetic:
             raise ValueError("labeling: modelled hand labels are for a synthetic repository only")
+        if self.specimen.simulation_options() is not None and not self.synthetic:
+            raise ValueError("specimen: specimen conditions are for a synthetic repository only")
         return self
 
     @property
@@ -321,6 +357,27 @@ def with_labeling(spec: StudySpec, options: list[str]) -> StudySpec:
         table[key.strip()] = value.strip()
     data["repository"]["labeling"] = table
     return _validate(data, f"study {spec.name!r} with --labeling")
+
+
+def with_specimen(spec: StudySpec, options: list[str]) -> StudySpec:
+    """`spec` with ``KEY=VALUE`` `options` over its ``repository.specimen`` table.
+
+    Raises
+    ------
+    SpecError
+        For an option without ``=``, an unknown key or a bad value (the message names the key).
+    """
+    if not options:
+        return spec
+    data = spec.model_dump()
+    table = dict(data["repository"]["specimen"])
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--specimen {option!r}: expected KEY=VALUE (keys: {', '.join(Specimen.model_fields)})")
+        table[key.strip()] = value.strip()
+    data["repository"]["specimen"] = table
+    return _validate(data, f"study {spec.name!r} with --specimen")
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -38,6 +38,7 @@ def simulate_repo(inputs: dict, out_dir: Path, deps: dict, runtime: dict) -> dic
         seed=inputs["seed"],
         workers=1,
         labeling=inputs.get("labeling"),
+        specimen=inputs.get("specimen"),
     )
     return SimulateResult(frames=len(cat), repo=str(out_dir / REPO)).to_stored()
 
