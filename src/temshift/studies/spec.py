@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -336,6 +337,23 @@ def with_extra_models(spec: StudySpec, names: list[str]) -> StudySpec:
     return _validate(data, f"study {spec.name!r} with extra models")
 
 
+def _with_repository_table(
+    spec: StudySpec, section: str, options: list[str], fields: Iterable[str], **preset: Any
+) -> StudySpec:
+    """`spec` with ``KEY=VALUE`` `options` (and `preset` keys) over its ``repository.<section>`` table."""
+    if not options:
+        return spec
+    data = spec.model_dump()
+    table = {**data["repository"][section], **preset}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--{section} {option!r}: expected KEY=VALUE (keys: {', '.join(fields)})")
+        table[key.strip()] = value.strip()
+    data["repository"][section] = table
+    return _validate(data, f"study {spec.name!r} with --{section}")
+
+
 def with_labeling(spec: StudySpec, options: list[str]) -> StudySpec:
     """`spec` with ``KEY=VALUE`` `options` over its ``repository.labeling`` table.
 
@@ -346,17 +364,7 @@ def with_labeling(spec: StudySpec, options: list[str]) -> StudySpec:
     SpecError
         For an option without ``=``, an unknown key or a bad value (the message names the key).
     """
-    if not options:
-        return spec
-    data = spec.model_dump()
-    table = {**data["repository"]["labeling"], "enabled": True}
-    for option in options:
-        key, sep, value = option.partition("=")
-        if not sep or not key.strip():
-            raise SpecError(f"--labeling {option!r}: expected KEY=VALUE (keys: {', '.join(Labeling.model_fields)})")
-        table[key.strip()] = value.strip()
-    data["repository"]["labeling"] = table
-    return _validate(data, f"study {spec.name!r} with --labeling")
+    return _with_repository_table(spec, "labeling", options, Labeling.model_fields, enabled=True)
 
 
 def with_specimen(spec: StudySpec, options: list[str]) -> StudySpec:
@@ -367,17 +375,7 @@ def with_specimen(spec: StudySpec, options: list[str]) -> StudySpec:
     SpecError
         For an option without ``=``, an unknown key or a bad value (the message names the key).
     """
-    if not options:
-        return spec
-    data = spec.model_dump()
-    table = dict(data["repository"]["specimen"])
-    for option in options:
-        key, sep, value = option.partition("=")
-        if not sep or not key.strip():
-            raise SpecError(f"--specimen {option!r}: expected KEY=VALUE (keys: {', '.join(Specimen.model_fields)})")
-        table[key.strip()] = value.strip()
-    data["repository"]["specimen"] = table
-    return _validate(data, f"study {spec.name!r} with --specimen")
+    return _with_repository_table(spec, "specimen", options, Specimen.model_fields)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
