@@ -137,6 +137,29 @@ def test_specimen_options_are_part_of_the_simulation_keys_and_bad_ones_are_named
         resolve(models_dir, tmp_path, TINY, seed=1, specimen={"film": 1})
 
 
+def test_a_run_with_specimen_options_simulates_them_and_says_so(models_dir, tmp_path):
+    import json
+
+    from temshift.realism.runner import run_realism
+
+    res = run_realism(
+        models_dir,
+        tmp_path,
+        scale=TINY,
+        seed=3,
+        workers=1,
+        processes=False,
+        evaluate=False,
+        only=["884e"],
+        specimen={"support_thickness_A": 100},
+    )
+    assert res.outcome.ok
+    sidecars = list((tmp_path / "tasks" / "repo").rglob("*_sim.json"))
+    assert sidecars and all(json.loads(f.read_text())["support_thickness_A"] == 100.0 for f in sidecars)
+    assert json.loads((tmp_path / "realism.json").read_text())["specimen"] == {"support_thickness_A": 100.0}
+    assert "support_thickness_A = 100" in (tmp_path / "report.html").read_text()
+
+
 def test_mean_abs_gap_on_hand_made_cells():
     from temshift.realism.training_sets import TrainingSet
 

@@ -104,6 +104,8 @@ def _report(console, res, many_seeds: bool) -> None:
     """One run's task counts, failures, gap summary and files."""
     o, g = res.outcome, res.summary["gaps"]
     prefix = f"seed {res.plan.seed}: " if many_seeds else ""
+    if res.plan.specimen:
+        console.print(f"{prefix}specimen: " + ", ".join(f"{k} = {v:g}" for k, v in res.plan.specimen.items()))
     console.print(
         f"{prefix}{len(res.plan.tasks)} tasks: {len(o.cached)} cached, {len(o.records) - len(o.cached)} run, "
         f"{len(o.failed)} failed, {len(o.skipped)} skipped in {o.seconds:.1f} s"

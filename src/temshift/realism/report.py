@@ -109,6 +109,9 @@ def write_html(summary: dict, png: Path | None, out_html) -> Path:
         f"<h1>Realism benchmark ({html.escape(summary['scale'])}, seed {summary['seed']})</h1>",
         f"<p>{html.escape(summary['protocol'])}.</p>",
     ]
+    if summary.get("specimen"):
+        options = ", ".join(f"{k} = {v:g}" for k, v in summary["specimen"].items())
+        parts.append(f"<p><b>Specimen</b> of every frame: {html.escape(options)} (<code>--specimen</code>).</p>")
     if not summary.get("models_evaluated", True):
         parts.append("<p><b>Statistics only</b>: no released model was run (<code>--statistics-only</code>).</p>")
     if g["mean_abs_gap"] is not None:
