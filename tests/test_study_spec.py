@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from temshift.errors import SpecError
@@ -83,7 +85,8 @@ def test_spec_file_and_unknown_preset(tmp_path):
 EXPECTED_FRAMES = {  # catalog rows behind each preset dataset (published_catalog.csv)
     "Au5_80e": 10,
     "Au5_884e": 13,
-    "Au5_423e": 15,
+    "Au5_423e": 8,
+    "Au5_s100621_423e": 15,
     "Au5_s082621_FF": 8,
     "Au5_s102522_FF": 12,
     "Au5_s110922_FF": 14,
@@ -97,6 +100,26 @@ EXPECTED_FRAMES = {  # catalog rows behind each preset dataset (published_catalo
     "Ag5_423e": 14,
     "Au5_s082621_std": 8,
 }
+
+
+PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published"
+
+
+@pytest.mark.skipif(not (PUBLISHED / "model_details.csv").is_file(), reason="needs ../shared/data/published")
+def test_dose_preset_holds_the_released_dose_series(tmp_path):
+    """Each `dose` dataset is the real set its released model was trained on (the 423 e/A2 one: session 08/21)."""
+    from temshift.catalog import Catalog
+    from temshift.realism.training_sets import catalog_query, read_training_sets
+
+    catalog = Catalog.published()
+    plan = resolve(load_spec("dose"), tmp_path, "paper")
+    sets = [ts for ts in read_training_sets(PUBLISHED) if abs(ts.pixel_scale_nm - 0.02) < 1e-9]
+    assert sorted(ts.dose_e_per_A2 for ts in sets) == [80, 423, 884]
+    for ts in sets:
+        want = sorted(r["file"] for r in catalog.query(**catalog_query(ts, catalog)).records())
+        dataset = plan.tasks[plan.datasets[f"Au5_{ts.dose_e_per_A2:g}e"]]
+        got = sorted(r["file"] for r in plan.tasks[dataset.deps["repo"]].inputs["rows"])
+        assert got == want, ts.name
 
 
 @pytest.mark.parametrize("name", preset_names())
@@ -114,7 +137,8 @@ def test_presets_parse_and_resolve(name, tmp_path):
 
 def test_all_preset_shares_datasets(tmp_path):
     plan = resolve(load_spec("all"), tmp_path, "ci")
-    assert plan.datasets["Au5_s100621_FF"] == plan.datasets["Au5_423e"]
+    assert plan.datasets["Au5_s100621_FF"] == plan.datasets["Au5_s100621_423e"]
+    assert plan.datasets["Au5_s082621_FF"] == plan.datasets["Au5_423e"]
     assert plan.datasets["Au5_s082621_FF"] == plan.datasets["Au5_s082621_std"]
     assert set(load_spec("all").experiments) >= {
         "dose",
