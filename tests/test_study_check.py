@@ -55,25 +55,25 @@ def _datasets(spec, **cols):
 
 SIZE_GOOD = {
     ("Au2p2_423e", "Au2p2_423e"): [0.70, 0.74],
-    ("Au2p2_423e", "Au5_423e"): [0.90, 0.92],
+    ("Au2p2_423e", "Au5_s100621_423e"): [0.90, 0.92],
     ("Au2p2_423e", "Au10_423e"): [0.91, 0.93],
-    ("Au5_423e", "Au2p2_423e"): [0.55, 0.65],
-    ("Au5_423e", "Au5_423e"): [0.93, 0.95],
-    ("Au5_423e", "Au10_423e"): [0.92, 0.96],
+    ("Au5_s100621_423e", "Au2p2_423e"): [0.55, 0.65],
+    ("Au5_s100621_423e", "Au5_s100621_423e"): [0.93, 0.95],
+    ("Au5_s100621_423e", "Au10_423e"): [0.92, 0.96],
     ("Au10_423e", "Au2p2_423e"): [0.40, 0.50],
-    ("Au10_423e", "Au5_423e"): [0.92, 0.94],
+    ("Au10_423e", "Au5_s100621_423e"): [0.92, 0.94],
     ("Au10_423e", "Au10_423e"): [0.93, 0.95],
 }
 MATERIAL_GOOD = {
     ("CdSe5_421e", "CdSe5_421e"): [0.70, 0.74],
     ("CdSe5_421e", "Ag5_423e"): [0.50, 0.60],
-    ("CdSe5_421e", "Au5_423e"): [0.72, 0.76],
+    ("CdSe5_421e", "Au5_s100621_423e"): [0.72, 0.76],
     ("Ag5_423e", "CdSe5_421e"): [0.30, 0.40],
     ("Ag5_423e", "Ag5_423e"): [0.75, 0.79],
-    ("Ag5_423e", "Au5_423e"): [0.90, 0.94],
-    ("Au5_423e", "CdSe5_421e"): [0.20, 0.30],
-    ("Au5_423e", "Ag5_423e"): [0.50, 0.56],
-    ("Au5_423e", "Au5_423e"): [0.92, 0.94],
+    ("Ag5_423e", "Au5_s100621_423e"): [0.90, 0.94],
+    ("Au5_s100621_423e", "CdSe5_421e"): [0.20, 0.30],
+    ("Au5_s100621_423e", "Ag5_423e"): [0.50, 0.56],
+    ("Au5_s100621_423e", "Au5_s100621_423e"): [0.92, 0.94],
 }
 
 
@@ -91,12 +91,12 @@ def test_size_findings_on_hand_made_matrices():
         "size: 5 ~ 10 nm": "reproduced",
     }, good
     # a 5 nm model that finds the 10 nm set harder than the 2.2 nm one
-    worse = {**SIZE_GOOD, ("Au5_423e", "Au10_423e"): [0.50, 0.54]}
+    worse = {**SIZE_GOOD, ("Au5_s100621_423e", "Au10_423e"): [0.50, 0.54]}
     found = _check("size", worse, check_size)
     assert found["size: 2.2 nm hardest"].status == "not reproduced"
-    assert "row Au5_423e" in found["size: 2.2 nm hardest"].detail
+    assert "row Au5_s100621_423e" in found["size: 2.2 nm hardest"].detail
     # 5 vs 10 nm apart by more than the fold spread (0.04 apart, spreads 0.01 each)
-    apart = {**SIZE_GOOD, ("Au10_423e", "Au5_423e"): [0.89, 0.91]}
+    apart = {**SIZE_GOOD, ("Au10_423e", "Au5_s100621_423e"): [0.89, 0.91]}
     found = _check("size", apart, check_size)
     assert found["size: 2.2 nm hardest"].status == "reproduced"
     assert found["size: 5 ~ 10 nm"].status == "not reproduced"
@@ -111,24 +111,24 @@ def test_material_findings_on_hand_made_matrices():
         "material: Au and Ag on Au": "reproduced",
         "material: CdSe on Au": "reproduced",
     }, good
-    weak_ag = {**MATERIAL_GOOD, ("Ag5_423e", "Au5_423e"): [0.80, 0.84]}
+    weak_ag = {**MATERIAL_GOOD, ("Ag5_423e", "Au5_s100621_423e"): [0.80, 0.84]}
     found = _check("material", weak_ag, check_material)
     assert found["material: Au and Ag on Au"].status == "not reproduced"
     assert found["material: CdSe on Au"].status == "reproduced"
-    weak_cdse = {**MATERIAL_GOOD, ("CdSe5_421e", "Au5_423e"): [0.60, 0.62]}
+    weak_cdse = {**MATERIAL_GOOD, ("CdSe5_421e", "Au5_s100621_423e"): [0.60, 0.62]}
     found = _check("material", weak_cdse, check_material)
     assert found["material: CdSe on Au"].status == "not reproduced"
     assert "CdSe->Au 0.610, CdSe->CdSe 0.720" in found["material: CdSe on Au"].detail
     # within the fold spread counts as "decently": 0.705 vs 0.72, spread sqrt(0.02^2 + 0.005^2)
-    close = {**MATERIAL_GOOD, ("CdSe5_421e", "Au5_423e"): [0.70, 0.71]}
+    close = {**MATERIAL_GOOD, ("CdSe5_421e", "Au5_s100621_423e"): [0.70, 0.71]}
     assert _check("material", close, check_material)["material: CdSe on Au"].status == "reproduced"
 
 
 def test_all_findings_reproduced_and_not():
     spec = load_spec("all")
     rows = []
-    dose = ["Au5_80e", "Au5_423e", "Au5_884e"]
-    dval = {"Au5_80e": 80, "Au5_423e": 423, "Au5_884e": 884}
+    dose = ["Au5_80e", "Au5_s100621_423e", "Au5_884e"]
+    dval = {"Au5_80e": 80, "Au5_s100621_423e": 423, "Au5_884e": 884}
     cells, share = {}, {}
     for tr in dose:
         for te in dose:
@@ -162,7 +162,8 @@ def test_all_findings_reproduced_and_not():
     # break each finding
     bad = results.copy()
     bad.loc[
-        (bad.experiment == "dose") & (bad.train_dataset == "Au5_80e") & (bad.test_dataset == "Au5_423e"), "hard_dice"
+        (bad.experiment == "dose") & (bad.train_dataset == "Au5_80e") & (bad.test_dataset == "Au5_s100621_423e"),
+        "hard_dice",
     ] = 0.95
     bad.loc[bad.experiment == "dose", "overseg_share"] = 1.0 - bad.loc[bad.experiment == "dose", "overseg_share"]
     bad.loc[bad.experiment == "sessions_FF", "hard_dice"] = 0.1
@@ -176,7 +177,7 @@ def test_all_findings_reproduced_and_not():
     bad.loc[m & (bad.test_dataset == "Au2p2_423e"), "hard_dice"] = 0.99
     bad.loc[m & (bad.test_dataset == "Au10_423e"), "hard_dice"] -= 0.2
     m = bad.experiment == "material"
-    bad.loc[m & (bad.test_dataset == "Au5_423e") & (bad.train_dataset != "Au5_423e"), "hard_dice"] = 0.1
+    bad.loc[m & (bad.test_dataset == "Au5_s100621_423e") & (bad.train_dataset != "Au5_s100621_423e"), "hard_dice"] = 0.1
     found = {f.name: f for f in run_checks(spec, bad, datasets)}
     assert all(f.status == "not reproduced" for f in found.values()), found
 
