@@ -90,8 +90,8 @@ EXPECTED_FRAMES = {  # catalog rows behind each preset dataset (published_catalo
     "Au5_s082621_FF": 8,
     "Au5_s102522_FF": 12,
     "Au5_s110922_FF": 14,
-    "Au5_0p020nm": 23,
-    "Au5_0p026nm": 19,
+    "Au5_0p020nm": 8,
+    "Au5_0p026nm": 18,
     "Au5_0p033nm": 6,
     "Au5_0p042nm": 9,
     "Au2p2_423e": 14,
@@ -122,6 +122,27 @@ def test_dose_preset_holds_the_released_dose_series(tmp_path):
         assert got == want, ts.name
 
 
+@pytest.mark.skipif(not (PUBLISHED / "model_details.csv").is_file(), reason="needs ../shared/data/published")
+def test_magnification_preset_holds_the_released_magnification_series(tmp_path):
+    """Each `magnification` dataset is the real set its released model was trained on.
+
+    The paper's 0.020 nm/px set of the series is the 423 e/A2 one of session 08/21; the 0.026 nm/px
+    one is the 450 e/A2 set (447-450 e/A2), without the single 426 e/A2 frame.
+    """
+    from temshift.catalog import Catalog
+    from temshift.realism.training_sets import catalog_query, read_training_sets
+
+    catalog = Catalog.published()
+    plan = resolve(load_spec("magnification"), tmp_path, "paper")
+    sets = {f"{ts.pixel_scale_nm:.3f}": ts for ts in read_training_sets(PUBLISHED) if 400 <= ts.dose_e_per_A2 <= 460}
+    assert sorted(sets) == ["0.020", "0.026", "0.033", "0.042"]
+    for scale, ts in sets.items():
+        want = sorted(r["file"] for r in catalog.query(**catalog_query(ts, catalog)).records())
+        dataset = plan.tasks[plan.datasets[f"Au5_{scale.replace('.', 'p')}nm"]]
+        got = sorted(r["file"] for r in plan.tasks[dataset.deps["repo"]].inputs["rows"])
+        assert got == want, ts.name
+
+
 @pytest.mark.parametrize("name", preset_names())
 def test_presets_parse_and_resolve(name, tmp_path):
     spec = load_spec(name)
@@ -140,6 +161,7 @@ def test_all_preset_shares_datasets(tmp_path):
     assert plan.datasets["Au5_s100621_FF"] == plan.datasets["Au5_s100621_423e"]
     assert plan.datasets["Au5_s082621_FF"] == plan.datasets["Au5_423e"]
     assert plan.datasets["Au5_s082621_FF"] == plan.datasets["Au5_s082621_std"]
+    assert plan.datasets["Au5_0p020nm"] == plan.datasets["Au5_423e"]
     assert set(load_spec("all").experiments) >= {
         "dose",
         "rescaling",
