@@ -105,21 +105,28 @@ EXPECTED_FRAMES = {  # catalog rows behind each preset dataset (published_catalo
 PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published"
 
 
+def _assert_dataset_is_released_set(plan, dataset: str, ts, catalog) -> None:
+    """Preset dataset `dataset` of `plan` holds exactly the catalog rows of released training set `ts`."""
+    from temshift.realism.training_sets import catalog_query
+
+    want = sorted(r["file"] for r in catalog.query(**catalog_query(ts, catalog)).records())
+    task = plan.tasks[plan.datasets[dataset]]
+    got = sorted(r["file"] for r in plan.tasks[task.deps["repo"]].inputs["rows"])
+    assert got == want, ts.name
+
+
 @pytest.mark.skipif(not (PUBLISHED / "model_details.csv").is_file(), reason="needs ../shared/data/published")
 def test_dose_preset_holds_the_released_dose_series(tmp_path):
     """Each `dose` dataset is the real set its released model was trained on (the 423 e/A2 one: session 08/21)."""
     from temshift.catalog import Catalog
-    from temshift.realism.training_sets import catalog_query, read_training_sets
+    from temshift.realism.training_sets import read_training_sets
 
     catalog = Catalog.published()
     plan = resolve(load_spec("dose"), tmp_path, "paper")
     sets = [ts for ts in read_training_sets(PUBLISHED) if abs(ts.pixel_scale_nm - 0.02) < 1e-9]
     assert sorted(ts.dose_e_per_A2 for ts in sets) == [80, 423, 884]
     for ts in sets:
-        want = sorted(r["file"] for r in catalog.query(**catalog_query(ts, catalog)).records())
-        dataset = plan.tasks[plan.datasets[f"Au5_{ts.dose_e_per_A2:g}e"]]
-        got = sorted(r["file"] for r in plan.tasks[dataset.deps["repo"]].inputs["rows"])
-        assert got == want, ts.name
+        _assert_dataset_is_released_set(plan, f"Au5_{ts.dose_e_per_A2:g}e", ts, catalog)
 
 
 @pytest.mark.skipif(not (PUBLISHED / "model_details.csv").is_file(), reason="needs ../shared/data/published")
@@ -130,17 +137,14 @@ def test_magnification_preset_holds_the_released_magnification_series(tmp_path):
     one is the 450 e/A2 set (447-450 e/A2), without the single 426 e/A2 frame.
     """
     from temshift.catalog import Catalog
-    from temshift.realism.training_sets import catalog_query, read_training_sets
+    from temshift.realism.training_sets import read_training_sets
 
     catalog = Catalog.published()
     plan = resolve(load_spec("magnification"), tmp_path, "paper")
     sets = {f"{ts.pixel_scale_nm:.3f}": ts for ts in read_training_sets(PUBLISHED) if 400 <= ts.dose_e_per_A2 <= 460}
     assert sorted(sets) == ["0.020", "0.026", "0.033", "0.042"]
     for scale, ts in sets.items():
-        want = sorted(r["file"] for r in catalog.query(**catalog_query(ts, catalog)).records())
-        dataset = plan.tasks[plan.datasets[f"Au5_{scale.replace('.', 'p')}nm"]]
-        got = sorted(r["file"] for r in plan.tasks[dataset.deps["repo"]].inputs["rows"])
-        assert got == want, ts.name
+        _assert_dataset_is_released_set(plan, f"Au5_{scale.replace('.', 'p')}nm", ts, catalog)
 
 
 @pytest.mark.parametrize("name", preset_names())
