@@ -8,10 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from shared_data import SHARED_DATA
 from temshift.catalog import Catalog, parse_where
 from temshift.errors import CatalogError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published_catalog.csv"
+SHARED = SHARED_DATA / "published_catalog.csv"
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from temshift.errors import CatalogError, TemshiftError
 from temshift.simulate.toy import toy_patches
 
 SRC = Path(temshift.__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def assert_clean_error(code, err, *needles, exit_code=1):

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared_data import SHARED_DATA as SHARED
 from temshift.errors import FrameReadError
 from temshift.io import read_frame
 from temshift.io.frames import FrameReadWarning
 from temshift.units import length_unit_nm
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FORMATS = SHARED / "formats"
 
 

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shared_data import PUBLISHED as SHARED
 from temshift.realism.plan import RealismScale, resolve
 from temshift.realism.summary import cell_table, gap_summary, real_reference, reference_cells
 from temshift.realism.training_sets import RealismError, read_training_sets
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published"
 HEADER = "Model Name,Fold,Dataset Trained On,Np Diameter (nm),Np Material,Pixel Scale (nm),Dosage (e/A2)\n"
 SETS = {  # file stem -> (training set name, dose)
     "5nmAu330kX80eUTC": ("Au_5nm_330kx_80e_Std_UTC_FFCorr_Team05_Images", 80),

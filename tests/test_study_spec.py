@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from shared_data import PUBLISHED
 from temshift.errors import SpecError
 from temshift.studies.plan import resolve
 from temshift.studies.spec import load_spec, parse_spec, preset_names
@@ -100,9 +99,6 @@ EXPECTED_FRAMES = {  # catalog rows behind each preset dataset (published_catalo
     "Ag5_423e": 14,
     "Au5_s082621_std": 8,
 }
-
-
-PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published"
 
 
 def _assert_dataset_is_released_set(plan, dataset: str, ts, catalog) -> None:

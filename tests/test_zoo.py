@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from shared_data import PUBLISHED
 from temshift.catalog.fetch import FetchError
 from temshift.cli import _register, app
 from temshift.models import zoo
@@ -18,7 +18,6 @@ from temshift.predict.chooser import ModelChooser
 from temshift.simulate.toy import toy_support_frame
 from test_fetch import serve
 
-PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published"
 SET80 = "5nmAu330kX80eUTC"
 
 
